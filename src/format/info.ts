@@ -1,0 +1,56 @@
+// The facts `info` reports about one image, independent of output form (JSON or human).
+// Field names follow qemu-img's JSON (block-core.json ImageInfo / ImageInfoSpecificQCow2).
+
+/** One internal snapshot as `info` lists it (SnapshotInfo). */
+export interface SnapshotInfo {
+  id: string
+  name: string
+  vmStateSize: number
+  dateSec: number
+  dateNsec: number
+  vmClockSec: number
+  vmClockNsec: number
+  /** Instruction count; undefined when the image does not record one. */
+  icount: number | undefined
+}
+
+/** One persistent bitmap as `info` lists it (Qcow2BitmapInfo). */
+export interface BitmapInfo {
+  name: string
+  granularity: number
+  /** 'in-use' and/or 'auto'. */
+  flags: string[]
+}
+
+/** Format-specific facts of a QCOW2 image (ImageInfoSpecificQCow2). */
+export interface Qcow2SpecificInfo {
+  type: 'qcow2'
+  compat: '0.10' | '1.1'
+  compressionType: 'zlib' | 'zstd'
+  lazyRefcounts: boolean | undefined // v3 only
+  refcountBits: number
+  corrupt: boolean | undefined // v3 only
+  extendedL2: boolean | undefined // v3 only
+  dataFile: string | undefined
+  dataFileRaw: boolean | undefined
+  bitmaps: BitmapInfo[] | undefined
+  /** Encryption format when encrypted ('aes' or 'luks'). */
+  encryptFormat: 'aes' | 'luks' | undefined
+}
+
+/** Everything `qemu-img info` reports about one image (BlockNodeInfo). */
+export interface ImageInfo {
+  filename: string
+  format: string
+  virtualSize: number
+  /** Bytes allocated on the host, when known. */
+  actualSize: number | undefined
+  clusterSize: number | undefined
+  encrypted: boolean | undefined
+  dirtyFlag: boolean | undefined
+  backingFilename: string | undefined
+  fullBackingFilename: string | undefined
+  backingFilenameFormat: string | undefined
+  snapshots: SnapshotInfo[] | undefined
+  formatSpecific: Qcow2SpecificInfo | undefined
+}

@@ -1,0 +1,108 @@
+// Storage over a local file (node:fs/promises): loops on short reads, fdatasync on flush.
+import { open, type FileHandle } from 'node:fs/promises'
+import { ImageError, hex } from '../errors.js'
+import type { Storage } from './storage.js'
+
+/** Wraps a Node fs error as an IO ImageError naming the file and what was being done. */
+export function ioError(name: string, doing: string, cause: unknown): ImageError {
+  const err = cause as NodeJS.ErrnoException
+  const reason = err.code === 'ENOENT' ? 'No such file or directory'
+    : err.code === 'EACCES' ? 'Permission denied'
+    : err.code === 'EISDIR' ? 'Is a directory'
+    : err.message
+  return new ImageError('IO', `Could not ${doing} '${name}': ${reason}`, { cause, file: name })
+}
+
+/** A file opened for reading (and writing when `writable`). */
+export class FileStorage implements Storage {
+  readonly name: string
+  readonly writable: boolean
+  #handle: FileHandle
+  #closed = false
+  private constructor(name: string, handle: FileHandle, writable: boolean) {
+    this.name = name
+    this.#handle = handle
+    this.writable = writable
+  }
+
+  /** Opens an existing file. */
+  static async open(path: string, options: { writable?: boolean } = {}): Promise<FileStorage> {
+    const writable = options.writable ?? false
+    try {
+      return new FileStorage(path, await open(path, writable ? 'r+' : 'r'), writable)
+    } catch (cause) {
+      throw ioError(path, 'open', cause)
+    }
+  }
+
+  /** Creates (or truncates) a file and opens it for writing. */
+  static async create(path: string, options: { exclusive?: boolean } = {}): Promise<FileStorage> {
+    try {
+      return new FileStorage(path, await open(path, options.exclusive ? 'wx+' : 'w+'), true)
+    } catch (cause) {
+      throw ioError(path, 'create', cause)
+    }
+  }
+
+  async size(): Promise<number> {
+    const stat = await this.#handle.stat()
+    return stat.size
+  }
+
+  async allocatedSize(): Promise<number | undefined> {
+    const stat = await this.#handle.stat()
+    return stat.blocks * 512
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const buffer = new Uint8Array(length)
+    let done = 0
+    while (done < length) {
+      let bytesRead: number
+      try {
+        ;({ bytesRead } = await this.#handle.read(buffer, done, length - done, offset + done))
+      } catch (cause) {
+        throw ioError(this.name, `read ${length} bytes at ${hex(offset)} from`, cause)
+      }
+      if (bytesRead === 0) {
+        throw new ImageError('SHORT_READ', `${this.name}: read of ${length} bytes at ${hex(offset)} ends past end of file`, { offset, file: this.name })
+      }
+      done += bytesRead
+    }
+    return buffer
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    let done = 0
+    while (done < data.length) {
+      try {
+        const { bytesWritten } = await this.#handle.write(data, done, data.length - done, offset + done)
+        done += bytesWritten
+      } catch (cause) {
+        throw ioError(this.name, `write ${data.length} bytes at ${hex(offset)} to`, cause)
+      }
+    }
+  }
+
+  async flush(): Promise<void> {
+    try {
+      await this.#handle.datasync()
+    } catch (cause) {
+      throw ioError(this.name, 'flush', cause)
+    }
+  }
+
+  async truncate(length: number): Promise<void> {
+    try {
+      await this.#handle.truncate(length)
+    } catch (cause) {
+      throw ioError(this.name, 'truncate', cause)
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#handle.close()
+  }
+}
