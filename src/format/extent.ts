@@ -11,5 +11,5 @@ import type { ReadableStorage } from '../io/storage.js'
 export type Extent =
   | { kind: 'data'; length: number; storage: ReadableStorage; hostOffset: number }
   | { kind: 'zero'; length: number; hostOffset: number | undefined }
-  | { kind: 'unallocated'; length: number }
+  | { kind: 'unallocated'; length: number; hostOffset?: number } // hostOffset: space reserved (extended L2)
   | { kind: 'compressed'; length: number }

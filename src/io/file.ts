@@ -1,6 +1,7 @@
 // Storage over a local file (node:fs/promises): loops on short reads, fdatasync on flush.
 import { open, type FileHandle } from 'node:fs/promises'
 import { ImageError, hex } from '../errors.js'
+import { findAllocation } from './holes.js'
 import type { Storage } from './storage.js'
 
 /** Wraps a Node fs error as an IO ImageError naming the file and what was being done. */
@@ -52,6 +53,11 @@ export class FileStorage implements Storage {
   async allocatedSize(): Promise<number | undefined> {
     const stat = await this.#handle.stat()
     return stat.blocks * 512
+  }
+
+  /** Holes of a sparse file via lseek(SEEK_DATA/SEEK_HOLE), when the native helper is built. */
+  async holeStatus(offset: number, length: number): Promise<{ hole: boolean; length: number }> {
+    return findAllocation(this.#handle.fd, offset, length) ?? { hole: false, length }
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {

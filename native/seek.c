@@ -1,0 +1,85 @@
+// qimg_seek: lseek(SEEK_DATA / SEEK_HOLE) for Node, as QEMU's file-posix find_allocation uses.
+// seek(fd, offset, 'data' | 'hole') returns the new offset; -1 on ENXIO (offset at/after EOF, or
+// no data after it); -2 when the platform or filesystem cannot tell (no SEEK_DATA, EINVAL,
+// EOPNOTSUPP); throws an Error (message strerror, property errno) on any other failure.
+#define _GNU_SOURCE
+#ifndef _FILE_OFFSET_BITS
+#define _FILE_OFFSET_BITS 64
+#endif
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <node_api.h>
+
+#define USAGE "seek(fd: number, offset: number, whence: 'data' | 'hole')"
+
+// Any failing Node-API call: throw (unless one is already pending) and return.
+#define CHECK(env, call)                                                      \
+  do {                                                                        \
+    if ((call) != napi_ok) {                                                  \
+      bool pending = false;                                                   \
+      napi_is_exception_pending((env), &pending);                             \
+      if (!pending) napi_throw_type_error((env), NULL, "qimg_seek: " USAGE);  \
+      return NULL;                                                            \
+    }                                                                         \
+  } while (0)
+
+static napi_value int64_value(napi_env env, int64_t value) {
+  napi_value out;
+  CHECK(env, napi_create_int64(env, value, &out));
+  return out;
+}
+
+static napi_value Seek(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  int64_t offset;
+  char whence[8];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "qimg_seek: " USAGE);
+    return NULL;
+  }
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  CHECK(env, napi_get_value_int64(env, argv[1], &offset));
+  CHECK(env, napi_get_value_string_utf8(env, argv[2], whence, sizeof whence, NULL));
+  int data = strcmp(whence, "data") == 0;
+  if (!data && strcmp(whence, "hole") != 0) {
+    napi_throw_type_error(env, NULL, "whence must be 'data' or 'hole'");
+    return NULL;
+  }
+  if (offset < 0) {
+    napi_throw_range_error(env, NULL, "offset must not be negative");
+    return NULL;
+  }
+#ifdef SEEK_DATA
+  off_t got = lseek(fd, (off_t)offset, data ? SEEK_DATA : SEEK_HOLE);
+  if (got >= 0) return int64_value(env, (int64_t)got);
+  int err = errno;
+  if (err == ENXIO) return int64_value(env, -1);
+  if (err == EINVAL || err == EOPNOTSUPP || err == ENOTSUP) return int64_value(env, -2);
+  napi_value msg, error, errno_value;
+  CHECK(env, napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg));
+  CHECK(env, napi_create_error(env, NULL, msg, &error));
+  CHECK(env, napi_create_int32(env, err, &errno_value));
+  CHECK(env, napi_set_named_property(env, error, "errno", errno_value));
+  napi_throw(env, error);
+  return NULL;
+#else
+  (void)fd;
+  return int64_value(env, -2);
+#endif
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  CHECK(env, napi_create_function(env, "seek", NAPI_AUTO_LENGTH, Seek, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "seek", fn));
+  return exports;
+}

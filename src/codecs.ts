@@ -1,0 +1,17 @@
+// Decompression codecs are passed in, never found in a global registry: the core stays free of
+// Node APIs, and each host (Node, a browser) supplies what it has (see node/codecs.ts).
+
+/**
+ * Decompresses one compressed cluster. `input` may carry trailing bytes (QEMU rounds the
+ * stored length up to whole sectors); the result must be exactly `outputSize` bytes, or the
+ * codec throws.
+ */
+export type Decompressor = (input: Uint8Array, outputSize: number) => Uint8Array | Promise<Uint8Array>
+
+/** The codecs an image may need, by QCOW2 compression type name. */
+export interface Codecs {
+  /** Raw deflate (RFC 1951), QCOW2 compression type 0 ("zlib"). */
+  deflate?: Decompressor
+  /** Zstandard frames, QCOW2 compression type 1. */
+  zstd?: Decompressor
+}

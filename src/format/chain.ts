@@ -1,0 +1,138 @@
+// Opening an image with its backing chain: format from the caller, the image or probing;
+// names resolved against the overlay's directory as QEMU does; protocol and json: names never
+// interpreted; cycles and absurd depth refused; a policy can refuse every file an image names.
+import type { Codecs } from '../codecs.js'
+import { ImageError } from '../errors.js'
+import type { ReadableStorage } from '../io/storage.js'
+import { Qcow2Image } from '../qcow2/image.js'
+import { RawImage } from '../raw.js'
+import { BlockDevice } from './device.js'
+import type { FormatDriver } from './driver.js'
+import { probeFormat } from './probe.js'
+
+/** Deepest chain qimg follows (QEMU has no fixed limit; anything deeper is an attack or a loop). */
+export const MAX_CHAIN_DEPTH = 64
+
+/** How files named inside an image (backing file, external data file) are treated. */
+export type FileReferencePolicy =
+  | 'follow' // open them (plain paths only)
+  | 'deny' // refuse to open an image that needs one: for untrusted images
+  | 'ignore' // do not open the backing file (info); data files are still refused
+
+/** What the chain opener needs from its host (Node: node:fs; tests: memory). */
+export interface FileHost {
+  /** Opens a file named by an image (already resolved against the overlay's directory). */
+  open(path: string): Promise<ReadableStorage>
+  /** A canonical key for cycle detection (Node: realpath). */
+  canonical(path: string): Promise<string>
+}
+
+/** Options for {@link openChain}. */
+export interface OpenChainOptions {
+  /** Format of the top image; probed when absent. */
+  format?: string | undefined
+  codecs?: Codecs | undefined
+  /** Read the top image at this internal snapshot. */
+  snapshot?: string | { id?: string; name?: string } | undefined
+  /** Default 'follow'. */
+  fileReferences?: FileReferencePolicy | undefined
+  /** Overrides the backing file format the image records (qemu-img's -F for some commands). */
+  backingFormat?: string | undefined
+  l2CacheSize?: number | undefined
+  host?: FileHost | undefined
+}
+
+/** QEMU's path_combine: a relative name is taken relative to the directory of `base`. */
+export function pathCombine(base: string, name: string): string {
+  if (name.startsWith('/') || /^[A-Za-z]:[\\/]/.test(name)) return name
+  const slash = Math.max(base.lastIndexOf('/'), base.lastIndexOf('\\'))
+  return slash < 0 ? name : base.slice(0, slash + 1) + name
+}
+
+/** True for names QEMU would treat as a protocol or json: specification rather than a file. */
+export function namesProtocol(name: string): boolean {
+  if (/^[A-Za-z]:[\\/]/.test(name)) return false
+  const stop = name.search(/[:/\\]/)
+  return stop >= 0 && name[stop] === ':'
+}
+
+/** Checks a file name found inside an image before anything opens it. */
+export function checkReferencedName(image: string, what: string, name: string): void {
+  if (name.length === 0) throw new ImageError('CORRUPT', `${image}: empty ${what} name`, { file: image })
+  if (namesProtocol(name)) {
+    throw new ImageError('DENIED', `${image}: ${what} '${name}' is a protocol or json: specification; qimg only opens plain file names`, { file: image })
+  }
+  if (name.includes('\0')) throw new ImageError('CORRUPT', `${image}: ${what} name contains a NUL byte`, { file: image })
+}
+
+/** Opens one layer with a known or probed format. */
+export async function openDriver(storage: ReadableStorage, format: string | undefined, options: OpenChainOptions, forTop: boolean): Promise<FormatDriver> {
+  const fmt = format ?? await probeFormat(storage)
+  const policy = options.fileReferences ?? 'follow'
+  switch (fmt) {
+    case 'raw':
+      return RawImage.open(storage)
+    case 'qcow2':
+      return Qcow2Image.open(storage, {
+        codecs: options.codecs,
+        snapshot: forTop ? options.snapshot : undefined,
+        l2CacheSize: options.l2CacheSize,
+        openDataFile: policy === 'follow' && options.host ? async (name) => {
+          checkReferencedName(storage.name, 'external data file', name)
+          return options.host!.open(pathCombine(storage.name, name))
+        } : undefined,
+      })
+    case 'qcow':
+      throw new ImageError('UNSUPPORTED', `${storage.name}: QCOW version 1 images are not supported yet`, { file: storage.name })
+    default:
+      throw new ImageError('INVALID_ARGUMENT', `Unknown driver '${fmt}'`)
+  }
+}
+
+/** Opens `storage` as the top of a chain and follows its backing files per `options`. */
+export async function openChain(storage: ReadableStorage, options: OpenChainOptions = {}): Promise<BlockDevice> {
+  const policy = options.fileReferences ?? 'follow'
+  const opened: FormatDriver[] = []
+  try {
+    const top = await openDriver(storage, options.format, options, true)
+    opened.push(top)
+    const seen = new Set<string>()
+    if (options.host) seen.add(await options.host.canonical(storage.name).catch(() => storage.name))
+    let driver = top
+    while (driver.backing && policy !== 'ignore') {
+      const name = driver.backing.name
+      if (policy === 'deny') {
+        throw new ImageError('DENIED', `${driver.storage.name}: the image names backing file '${name}' and opening files named by images is not allowed`, { file: driver.storage.name })
+      }
+      checkReferencedName(driver.storage.name, 'backing file', name)
+      if (!options.host) throw new ImageError('DENIED', `${driver.storage.name}: backing file '${name}' cannot be opened without a file host`)
+      if (opened.length >= MAX_CHAIN_DEPTH) throw new ImageError('CORRUPT', `${storage.name}: backing chain is deeper than ${MAX_CHAIN_DEPTH} images`, { file: storage.name })
+      const path = pathCombine(driver.storage.name, name)
+      const key = await options.host.canonical(path).catch(() => path)
+      if (seen.has(key)) throw new ImageError('CORRUPT', `${driver.storage.name}: backing file '${name}' forms a loop in the backing chain`, { file: driver.storage.name })
+      seen.add(key)
+      let backingStorage: ReadableStorage
+      try {
+        backingStorage = await options.host.open(path)
+      } catch (cause) {
+        if (cause instanceof ImageError) {
+          throw new ImageError(cause.code, `Could not open backing file: ${cause.message}`, { cause, file: path })
+        }
+        throw cause
+      }
+      const format = (driver === top ? options.backingFormat : undefined) ?? driver.backing.format
+      const next = await openDriver(backingStorage, format, options, false).catch(async (e) => {
+        await backingStorage.close()
+        throw e
+      })
+      opened.push(next)
+      driver = next
+    }
+  } catch (e) {
+    for (const d of opened) await d.close().catch(() => undefined)
+    throw e
+  }
+  let device: BlockDevice | undefined
+  for (let i = opened.length - 1; i >= 0; i--) device = new BlockDevice(opened[i]!, device)
+  return device!
+}

@@ -1,0 +1,156 @@
+// A block device: a format driver plus the chain beneath it. The one generic loop that turns
+// extents into bytes (read) and into qemu-img's block status (map, compare, convert).
+import { ImageError } from '../errors.js'
+import type { ReadableStorage } from '../io/storage.js'
+import type { FormatDriver } from './driver.js'
+import type { ImageInfo } from './info.js'
+
+/** Block status of a run of guest bytes, as qemu-img map reports it (MapEntry). */
+export interface BlockStatus {
+  start: number
+  length: number
+  /** Layer the answer comes from: 0 is the top image. */
+  depth: number
+  /** Allocated in the layer at `depth` (ALLOCATED). */
+  present: boolean
+  /** Reads as zeros. */
+  zero: boolean
+  /** Has data in the layer at `depth`. */
+  data: boolean
+  /** Host offset in `file`, when the data sits in a file at a known place. */
+  offset: number | undefined
+  /** The file holding the bytes (image file or external data file). */
+  file: string | undefined
+}
+
+/** Largest single read a device issues to its storage. */
+const MAX_IO = 8 * 1024 * 1024
+
+/** A readable image with its backing chain resolved. */
+export class BlockDevice {
+  readonly driver: FormatDriver
+  readonly backing: BlockDevice | undefined
+  readonly #sizes = new Map<ReadableStorage, Promise<number>>()
+
+  constructor(driver: FormatDriver, backing: BlockDevice | undefined) {
+    this.driver = driver
+    this.backing = backing
+  }
+
+  /** Guest-visible size. */
+  get size(): number {
+    return this.driver.virtualSize
+  }
+
+  /** Layers from this image down to the base. */
+  get chain(): BlockDevice[] {
+    const layers: BlockDevice[] = []
+    for (let d: BlockDevice | undefined = this; d; d = d.backing) layers.push(d)
+    return layers
+  }
+
+  #storageSize(storage: ReadableStorage): Promise<number> {
+    let size = this.#sizes.get(storage)
+    if (!size) {
+      size = storage.size()
+      this.#sizes.set(storage, size)
+    }
+    return size
+  }
+
+  /** Reads `length` guest bytes at `offset`; the range must lie inside the image. */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length)
+    await this.readInto(out, offset)
+    return out
+  }
+
+  /** Reads `out.length` guest bytes at `offset` into `out`. Zero areas are left untouched. */
+  async readInto(out: Uint8Array, offset: number): Promise<void> {
+    const length = out.length
+    if (offset < 0 || length < 0 || offset + length > this.size) {
+      throw new ImageError('OUT_OF_RANGE', `${this.driver.storage.name}: read of ${length} bytes at ${offset} is outside the image (${this.size} bytes)`)
+    }
+    let position = offset
+    const end = offset + length
+    while (position < end) {
+      const extent = await this.driver.getExtent(position, Math.min(end - position, MAX_IO))
+      const at = position - offset
+      switch (extent.kind) {
+        case 'data': {
+          // Bytes past the end of the host file read as zeros, as in QEMU's file protocol.
+          const available = Math.min(extent.length, (await this.#storageSize(extent.storage)) - extent.hostOffset)
+          if (available > 0) out.set(await extent.storage.read(extent.hostOffset, available), at)
+          break
+        }
+        case 'zero':
+          out.fill(0, at, at + extent.length)
+          break
+        case 'compressed':
+          out.set(await this.driver.readEncoded(position, extent.length), at)
+          break
+        case 'unallocated': {
+          const below = this.backing
+          const fromBacking = below ? Math.min(extent.length, Math.max(0, below.size - position)) : 0
+          if (below && fromBacking > 0) await below.readInto(out.subarray(at, at + fromBacking), position)
+          out.fill(0, at + fromBacking, at + extent.length)
+          break
+        }
+      }
+      position += extent.length
+    }
+  }
+
+  /** Block status of the run starting at `offset` (at most `maxLength` bytes), through the chain. */
+  async blockStatus(offset: number, maxLength: number, depth = 0): Promise<BlockStatus> {
+    const extent = await this.driver.getExtent(offset, Math.min(maxLength, this.size - offset))
+    const base = { start: offset, length: extent.length, depth }
+    switch (extent.kind) {
+      case 'data': {
+        const status: BlockStatus = { ...base, present: true, zero: false, data: true, offset: extent.hostOffset, file: extent.storage.name }
+        if (await this.driver.consultHostHoles()) {
+          const fileSize = await this.#storageSize(extent.storage)
+          if (extent.hostOffset >= fileSize) {
+            status.zero = true // past the end of the file: QEMU's BDRV_BLOCK_EOF reads as zero
+          } else if (extent.storage.holeStatus) {
+            const hole = await extent.storage.holeStatus(extent.hostOffset, Math.min(extent.length, fileSize - extent.hostOffset))
+            status.length = hole.length
+            if (hole.hole) {
+              status.zero = true
+              // A raw layer reports the file's status; qcow2 adds ZERO to its DATA.
+              if (this.driver.format === 'raw') status.data = false
+            }
+          }
+        }
+        return status
+      }
+      case 'zero':
+        return { ...base, present: true, zero: true, data: false, offset: extent.hostOffset, file: extent.hostOffset === undefined ? undefined : this.driver.storage.name }
+      case 'compressed':
+        return { ...base, present: true, zero: false, data: true, offset: undefined, file: this.driver.storage.name }
+      case 'unallocated': {
+        const below = this.backing
+        if (below && offset < below.size) {
+          return below.blockStatus(offset, Math.min(extent.length, below.size - offset), depth + 1)
+        }
+        return { ...base, present: false, zero: true, data: false, offset: extent.hostOffset, file: extent.hostOffset === undefined ? undefined : this.driver.storage.name }
+      }
+    }
+  }
+
+  /** Whether the top layer alone allocates the run at `offset` (for compare -s and convert -B). */
+  async isAllocated(offset: number, maxLength: number): Promise<{ allocated: boolean; length: number }> {
+    const extent = await this.driver.getExtent(offset, maxLength)
+    return { allocated: extent.kind !== 'unallocated', length: extent.length }
+  }
+
+  /** `info` facts of the top layer. */
+  info(): Promise<ImageInfo> {
+    return this.driver.info()
+  }
+
+  /** Closes every layer. */
+  async close(): Promise<void> {
+    for (const layer of this.chain) await layer.driver.close()
+  }
+}

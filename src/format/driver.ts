@@ -1,0 +1,43 @@
+// The seam between format drivers and everything generic (read, convert, map, compare, NBD):
+// a driver answers where a guest range of its own layer lives; chains are handled above it.
+import type { ReadableStorage } from '../io/storage.js'
+import type { Extent } from './extent.js'
+import type { ImageInfo } from './info.js'
+
+/** The backing file an image names in its metadata. */
+export interface BackingReference {
+  /** The name exactly as stored in the image. */
+  name: string
+  /** The format stored with it, if any. */
+  format: string | undefined
+}
+
+/** One image format over one storage (one layer of a chain). */
+export interface FormatDriver {
+  /** Format name as qemu-img prints it: 'qcow2', 'raw'. */
+  readonly format: string
+  /** The image file. */
+  readonly storage: ReadableStorage
+  /** Guest-visible size in bytes. */
+  readonly virtualSize: number
+  /** The backing file named by the image (undefined when none). */
+  readonly backing: BackingReference | undefined
+  /** Things a user should be told about this image (e.g. the corrupt flag). */
+  readonly warnings: readonly string[]
+  /**
+   * Where the bytes at `guestOffset` live in this layer, for a run of at most `maxLength` bytes
+   * (never beyond the virtual size). Always makes progress: length ≥ 1.
+   */
+  getExtent(guestOffset: number, maxLength: number): Promise<Extent>
+  /** Decodes bytes of a `compressed` extent (within one extent). */
+  readEncoded(guestOffset: number, length: number): Promise<Uint8Array>
+  /**
+   * Whether `map` should ask the host file about holes under data extents, as QEMU's block
+   * status does for raw images and for qcow2 images that look metadata-preallocated.
+   */
+  consultHostHoles(): Promise<boolean>
+  /** The facts `info` reports about this layer (without chain). */
+  info(): Promise<ImageInfo>
+  /** Releases the storage (and any data file). */
+  close(): Promise<void>
+}

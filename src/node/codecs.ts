@@ -1,0 +1,55 @@
+// Node's codecs: raw deflate from node:zlib, zstd from the zstd-napi binding (Node 20 has no
+// zstd). Both decompress into a buffer of exactly the cluster size, as QEMU does.
+import { createRequire } from 'node:module'
+import { constants, inflateRawSync } from 'node:zlib'
+import type { Codecs } from '../codecs.js'
+
+interface ZstdBinding {
+  DCtx: new () => { decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number]; reset(directive: number): void }
+}
+
+let zstdBinding: ZstdBinding | undefined | null
+
+function loadZstd(): ZstdBinding | undefined {
+  if (zstdBinding === undefined) {
+    try {
+      zstdBinding = createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding
+    } catch {
+      zstdBinding = null
+    }
+  }
+  return zstdBinding ?? undefined
+}
+
+/** Raw deflate into exactly `outputSize` bytes; trailing input after the stream is ignored. */
+export function inflateCluster(input: Uint8Array, outputSize: number): Uint8Array {
+  let out: Buffer
+  try {
+    out = inflateRawSync(input, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: outputSize })
+  } catch (cause) {
+    throw new Error(`deflate stream is invalid (${(cause as Error).message})`)
+  }
+  if (out.length !== outputSize) throw new Error(`deflate stream gave ${out.length} bytes, ${outputSize} expected`)
+  return out
+}
+
+/** Zstd frames into exactly `outputSize` bytes, streaming like QEMU (trailing bytes ignored). */
+export function zstdCluster(input: Uint8Array, outputSize: number): Uint8Array {
+  const binding = loadZstd()
+  if (!binding) throw new Error('zstd support is not available (the zstd-napi package failed to load)')
+  const dctx = new binding.DCtx()
+  const out = new Uint8Array(outputSize)
+  let produced = 0
+  let consumed = 0
+  while (produced < outputSize && consumed < input.length) {
+    const [, written, read] = dctx.decompressStream(out.subarray(produced), input.subarray(consumed))
+    if (written === 0 && read === 0) break
+    produced += written
+    consumed += read
+  }
+  if (produced !== outputSize) throw new Error(`zstd stream gave ${produced} bytes, ${outputSize} expected`)
+  return out
+}
+
+/** The codecs qimg uses on Node. */
+export const nodeCodecs: Codecs = { deflate: inflateCluster, zstd: zstdCluster }

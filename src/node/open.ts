@@ -1,0 +1,40 @@
+// The Node entry point for opening images: files through node:fs, realpath for loop detection,
+// Node's codecs (deflate, zstd) by default.
+import { realpath } from 'node:fs/promises'
+import { openChain, pathCombine, type FileHost, type OpenChainOptions } from '../format/chain.js'
+import type { BlockDevice } from '../format/device.js'
+import type { ImageInfo } from '../format/info.js'
+import { FileStorage } from '../io/file.js'
+import type { ReadableStorage } from '../io/storage.js'
+import { nodeCodecs } from './codecs.js'
+
+/** Options for {@link openImage}. */
+export type OpenImageOptions = Omit<OpenChainOptions, 'host'> & { host?: FileHost | undefined }
+
+/** Opens files read-only through node:fs. */
+export const nodeFileHost: FileHost = {
+  open: (path) => FileStorage.open(path),
+  canonical: (path) => realpath(path),
+}
+
+/**
+ * Opens an image (a path or a storage) with its backing chain for reading. Close it with
+ * `close()`. Files named inside the image are opened only when `fileReferences` is 'follow'
+ * (the default); pass 'deny' for untrusted images.
+ */
+export async function openImage(target: string | ReadableStorage, options: OpenImageOptions = {}): Promise<BlockDevice> {
+  const storage = typeof target === 'string' ? await FileStorage.open(target) : target
+  try {
+    return await openChain(storage, { codecs: nodeCodecs, host: nodeFileHost, ...options })
+  } catch (e) {
+    await storage.close().catch(() => undefined)
+    throw e
+  }
+}
+
+/** `info` of the top layer with the backing name resolved as qemu-img shows it. */
+export async function describeLayer(device: BlockDevice): Promise<ImageInfo> {
+  const info = await device.info()
+  if (info.backingFilename !== undefined) info.fullBackingFilename = pathCombine(info.filename, info.backingFilename)
+  return info
+}

@@ -1,0 +1,193 @@
+// A QCOW2 image opened for reading: one layer of a chain, answering extents from the active L1
+// table or from a snapshot's. Implements FormatDriver.
+import type { Codecs } from '../codecs.js'
+import { ImageError, hex } from '../errors.js'
+import type { BackingReference, FormatDriver } from '../format/driver.js'
+import type { Extent } from '../format/extent.js'
+import type { ImageInfo } from '../format/info.js'
+import type { ReadableStorage } from '../io/storage.js'
+import { TableCache } from './cache.js'
+import { compressedReadRange } from './compressed.js'
+import { loadBitmapInfo } from './bitmaps.js'
+import { getExtent, loadL2, readL2Entry, type LookupContext } from './lookup.js'
+import { loadL1Table, loadLayout, openWarnings, type Qcow2Layout } from './open.js'
+import { detectMetadataPreallocation } from './refcount-read.js'
+import { findSnapshot, loadSnapshotTable, type Snapshot } from './snapshot.js'
+import * as spec from './spec.js'
+import { l1Index, l2Index } from './geometry.js'
+
+/** Options for {@link Qcow2Image.open}. */
+export interface Qcow2OpenOptions {
+  codecs?: Codecs | undefined
+  /** Read the disk as it was at this snapshot (ID or name, or both). */
+  snapshot?: string | { id?: string; name?: string } | undefined
+  /** Bytes of L2 tables to cache (default 32 MiB, covering 256 GiB at 64 KiB clusters). */
+  l2CacheSize?: number | undefined
+  /** Opens the external data file the image names; required when it has one. */
+  openDataFile?: ((name: string) => Promise<ReadableStorage>) | undefined
+}
+
+const DEFAULT_L2_CACHE_BYTES = 32 * 1024 * 1024
+
+/** A read-only QCOW2 layer. */
+export class Qcow2Image implements FormatDriver {
+  readonly format = 'qcow2'
+  readonly storage: ReadableStorage
+  readonly layout: Qcow2Layout
+  readonly snapshots: Snapshot[]
+  readonly virtualSize: number
+  readonly warnings: string[]
+  readonly dataStorage: ReadableStorage
+  readonly #ctx: LookupContext
+  readonly #codecs: Codecs
+  #decoded = new Map<number, Uint8Array>()
+  #preallocation: Promise<boolean> | undefined
+
+  private constructor(storage: ReadableStorage, layout: Qcow2Layout, snapshots: Snapshot[], ctx: LookupContext, codecs: Codecs) {
+    this.storage = storage
+    this.layout = layout
+    this.snapshots = snapshots
+    this.#ctx = ctx
+    this.virtualSize = ctx.virtualSize
+    this.dataStorage = ctx.dataStorage
+    this.#codecs = codecs
+    this.warnings = openWarnings(layout)
+  }
+
+  /** Opens `storage` as QCOW2, validating the header and loading the L1 table. */
+  static async open(storage: ReadableStorage, options: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
+    const layout = await loadLayout(storage)
+    const { header, geometry } = layout
+    const snapshots = await loadSnapshotTable(storage, header.snapshotsOffset, header.snapshotCount, header.version, geometry.clusterSize)
+    let l1Offset = header.l1TableOffset
+    let l1Size = header.l1Size
+    let virtualSize = header.size
+    let what = 'active L1 table'
+    if (options.snapshot !== undefined) {
+      const snap = findSnapshot(snapshots, options.snapshot)
+      if (!snap) {
+        const key = typeof options.snapshot === 'string' ? options.snapshot : JSON.stringify(options.snapshot)
+        throw new ImageError('NO_SUCH_SNAPSHOT', `${storage.name}: no snapshot ${key} (the image has ${snapshots.length})`, { file: storage.name })
+      }
+      l1Offset = snap.l1TableOffset
+      l1Size = snap.l1Size
+      virtualSize = snap.diskSize ?? header.size
+      what = `L1 table of snapshot ${snap.id}`
+      if (l1Size * 8 > spec.MAX_L1_BYTES) throw new ImageError('CORRUPT', `${storage.name}: ${what} of ${l1Size} entries exceeds ${spec.MAX_L1_BYTES} bytes`)
+    }
+    const l1 = await loadL1Table(storage, layout, l1Offset, l1Size, what)
+    let dataStorage = storage
+    if (layout.hasDataFile) {
+      if (header.dataFile === undefined) throw new ImageError('INVALID_ARGUMENT', `${storage.name}: 'data-file' is required for this image (it names no external data file)`, { file: storage.name })
+      if (!options.openDataFile) throw new ImageError('DENIED', `${storage.name}: the image names an external data file '${header.dataFile}' and opening it is not allowed`, { file: storage.name })
+      dataStorage = await options.openDataFile(header.dataFile)
+    }
+    const cacheBytes = options.l2CacheSize ?? DEFAULT_L2_CACHE_BYTES
+    const ctx: LookupContext = {
+      geometry, storage, dataStorage, hasDataFile: layout.hasDataFile, l1,
+      l2Cache: new TableCache(Math.ceil(cacheBytes / geometry.clusterSize)),
+      fileSize: layout.fileSize, virtualSize,
+    }
+    return new Qcow2Image(storage, layout, snapshots, ctx, options.codecs ?? {})
+  }
+
+  get backing(): BackingReference | undefined {
+    const h = this.layout.header
+    return h.backingFile === undefined ? undefined : { name: h.backingFile, format: h.backingFormat }
+  }
+
+  get encrypted(): boolean {
+    return this.layout.header.cryptMethod !== spec.CRYPT_NONE
+  }
+
+  async getExtent(guestOffset: number, maxLength: number): Promise<Extent> {
+    const extent = await getExtent(this.#ctx, guestOffset, maxLength)
+    if (this.encrypted && (extent.kind === 'data' || extent.kind === 'compressed')) {
+      throw new ImageError('UNSUPPORTED', `${this.storage.name}: reading encrypted data (${this.layout.header.cryptMethod === spec.CRYPT_AES ? 'aes' : 'luks'}) is not supported yet`, { file: this.storage.name })
+    }
+    return extent
+  }
+
+  /** Decompresses the cluster holding `guestOffset` and returns `length` bytes of it. */
+  async readEncoded(guestOffset: number, length: number): Promise<Uint8Array> {
+    const g = this.layout.geometry
+    const clusterStart = guestOffset - (guestOffset % g.clusterSize)
+    let cluster = this.#decoded.get(clusterStart)
+    if (!cluster) {
+      cluster = await this.#decompress(clusterStart)
+      this.#decoded.set(clusterStart, cluster)
+      if (this.#decoded.size > 8) this.#decoded.delete(this.#decoded.keys().next().value as number)
+    }
+    const from = guestOffset - clusterStart
+    return cluster.slice(from, from + length)
+  }
+
+  async #decompress(guestOffset: number): Promise<Uint8Array> {
+    const ctx = this.#ctx
+    const g = ctx.geometry
+    const index = l1Index(g, guestOffset)
+    const l1Hi = ctx.l1.getUint32(index * 8)
+    const l1Lo = ctx.l1.getUint32(index * 8 + 4)
+    const l2Offset = (l1Hi & 0x00ff_ffff) * 0x1_0000_0000 + ((l1Lo & 0xffff_fe00) >>> 0)
+    const table = await loadL2(ctx, l2Offset, `L1 entry ${index}`)
+    const { entry } = readL2Entry(ctx, table, l2Index(g, guestOffset))
+    if (entry.kind !== 'compressed') throw new Error('readEncoded on a cluster that is not compressed')
+    const range = compressedReadRange(entry, ctx.fileSize)
+    const where = `${this.storage.name}: compressed cluster at guest ${hex(guestOffset)} (host ${hex(entry.hostOffset)})`
+    if (range.length <= 0) throw new ImageError('CORRUPT', `${where} starts past end of file`, { offset: entry.hostOffset, file: this.storage.name })
+    const input = await this.storage.read(range.hostOffset, range.length)
+    const type = this.layout.header.compressionType
+    const codec = type === spec.COMPRESSION_ZSTD ? this.#codecs.zstd : this.#codecs.deflate
+    if (!codec) throw new ImageError('UNSUPPORTED', `${where}: no ${type === spec.COMPRESSION_ZSTD ? 'zstd' : 'deflate'} codec available`, { file: this.storage.name })
+    try {
+      return await codec(input, g.clusterSize)
+    } catch (cause) {
+      throw new ImageError('CORRUPT', `${where}: ${(cause as Error).message}`, { offset: entry.hostOffset, file: this.storage.name, cause })
+    }
+  }
+
+  consultHostHoles(): Promise<boolean> {
+    this.#preallocation ??= detectMetadataPreallocation(this.storage, this.layout)
+    return this.#preallocation
+  }
+
+  async info(): Promise<ImageInfo> {
+    const h = this.layout.header
+    const v3 = h.version >= 3
+    const feature = (bits: bigint, bit: bigint) => (bits & bit) !== 0n
+    return {
+      filename: this.storage.name,
+      format: 'qcow2',
+      virtualSize: h.size,
+      actualSize: await this.storage.allocatedSize?.(),
+      clusterSize: this.layout.geometry.clusterSize,
+      encrypted: this.encrypted ? true : undefined,
+      dirtyFlag: feature(h.incompatibleFeatures, spec.INCOMPAT_DIRTY),
+      backingFilename: h.backingFile,
+      fullBackingFilename: undefined,
+      backingFilenameFormat: h.backingFormat,
+      snapshots: this.snapshots.length === 0 ? undefined : this.snapshots.map((s) => ({
+        id: s.id, name: s.name, vmStateSize: s.vmStateSize, dateSec: s.dateSec, dateNsec: s.dateNsec,
+        vmClockSec: Math.floor(s.vmClockNsec / 1e9), vmClockNsec: s.vmClockNsec % 1e9, icount: s.icount,
+      })),
+      formatSpecific: {
+        type: 'qcow2',
+        compat: v3 ? '1.1' : '0.10',
+        compressionType: h.compressionType === spec.COMPRESSION_ZSTD ? 'zstd' : 'zlib',
+        lazyRefcounts: v3 ? feature(h.compatibleFeatures, spec.COMPAT_LAZY_REFCOUNTS) : undefined,
+        refcountBits: 2 ** h.refcountOrder,
+        corrupt: v3 ? feature(h.incompatibleFeatures, spec.INCOMPAT_CORRUPT) : undefined,
+        extendedL2: v3 ? feature(h.incompatibleFeatures, spec.INCOMPAT_EXTL2) : undefined,
+        dataFile: h.dataFile,
+        dataFileRaw: this.layout.hasDataFile ? feature(h.autoclearFeatures, spec.AUTOCLEAR_DATA_FILE_RAW) : undefined,
+        bitmaps: v3 ? await loadBitmapInfo(this.storage, this.layout) : undefined,
+        encryptFormat: h.cryptMethod === spec.CRYPT_AES ? 'aes' : h.cryptMethod === spec.CRYPT_LUKS ? 'luks' : undefined,
+      },
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.dataStorage !== this.storage) await this.dataStorage.close()
+    await this.storage.close()
+  }
+}

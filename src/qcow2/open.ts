@@ -1,0 +1,104 @@
+// Opening a QCOW2 image: the checks QEMU's qcow2_do_open makes before any table is used,
+// then the active (or a snapshot's) L1 table, the snapshot table and the bitmap directory.
+import { ImageError, hex } from '../errors.js'
+import type { ReadableStorage } from '../io/storage.js'
+import { decodeHeader, featureNamesOf, type Qcow2Header } from './header.js'
+import { l1EntriesFor, makeGeometry, type Geometry } from './geometry.js'
+import * as spec from './spec.js'
+
+/** Header plus everything derived from it that every lookup needs. */
+export interface Qcow2Layout {
+  header: Qcow2Header
+  geometry: Geometry
+  fileSize: number
+  hasDataFile: boolean
+}
+
+function corrupt(file: string, message: string, offset?: number): ImageError {
+  return new ImageError('CORRUPT', `${file}: ${message}`, { file, ...(offset === undefined ? {} : { offset }) })
+}
+
+/** Reads and validates the header of `storage`. */
+export async function loadLayout(storage: ReadableStorage): Promise<Qcow2Layout> {
+  const file = storage.name
+  const fileSize = await storage.size()
+  // The header and its extensions live in cluster 0; read enough for the largest cluster.
+  const first = await storage.read(0, Math.min(fileSize, 2 ** spec.MAX_CLUSTER_BITS))
+  const header = decodeHeader(first, file)
+  const clusterSize = 2 ** header.clusterBits
+  const extendedL2 = (header.incompatibleFeatures & spec.INCOMPAT_EXTL2) !== 0n
+  const hasDataFile = (header.incompatibleFeatures & spec.INCOMPAT_DATA_FILE) !== 0n
+  const geometry = makeGeometry(header.clusterBits, extendedL2)
+
+  if (extendedL2 && header.clusterBits < spec.MIN_EXTENDED_L2_CLUSTER_BITS) {
+    throw corrupt(file, `extended L2 entries need clusters of at least ${2 ** spec.MIN_EXTENDED_L2_CLUSTER_BITS} bytes (cluster size ${clusterSize})`, 20)
+  }
+  const compressionBit = (header.incompatibleFeatures & spec.INCOMPAT_COMPRESSION) !== 0n
+  if (header.compressionType !== spec.COMPRESSION_ZLIB && header.compressionType !== spec.COMPRESSION_ZSTD) {
+    throw new ImageError('UNSUPPORTED', `${file}: unknown compression type ${header.compressionType}`, { file, offset: 104 })
+  }
+  if (compressionBit !== (header.compressionType !== spec.COMPRESSION_ZLIB)) {
+    throw corrupt(file, compressionBit
+      ? 'compression type incompatible bit is set but the compression type is zlib'
+      : `compression type ${header.compressionType} is set without the compression type incompatible bit`, 104)
+  }
+  if (hasDataFile && header.backingFile !== undefined && (header.autoclearFeatures & spec.AUTOCLEAR_DATA_FILE_RAW) !== 0n) {
+    throw corrupt(file, 'a raw external data file cannot be combined with a backing file', 88)
+  }
+  if (header.cryptMethod === spec.CRYPT_LUKS && header.cryptoHeader === undefined) {
+    throw corrupt(file, 'LUKS encryption without a full disk encryption header extension', 32)
+  }
+  if (header.cryptMethod !== spec.CRYPT_LUKS && header.cryptoHeader !== undefined) {
+    throw corrupt(file, 'full disk encryption header extension present for a non-LUKS image', 32)
+  }
+  if (header.cryptoHeader && header.cryptoHeader.offset % clusterSize !== 0) {
+    throw corrupt(file, `encryption header offset ${hex(header.cryptoHeader.offset)} is not cluster aligned`)
+  }
+
+  // L1 table (QEMU: "Active L1 table too large", "L1 table is too small", "Invalid L1 table offset")
+  if (header.l1Size * 8 > spec.MAX_L1_BYTES) throw corrupt(file, `active L1 table of ${header.l1Size} entries exceeds ${spec.MAX_L1_BYTES} bytes`, 36)
+  if (header.size > Number.MAX_SAFE_INTEGER - clusterSize) throw corrupt(file, `virtual size ${header.size} is too large`, 24)
+  const l1Needed = l1EntriesFor(geometry, header.size)
+  if (header.l1Size < l1Needed) throw corrupt(file, `L1 table of ${header.l1Size} entries is too small for virtual size ${header.size} (needs ${l1Needed})`, 36)
+  if (header.l1Size > 0 && (header.l1TableOffset % clusterSize !== 0 || header.l1TableOffset === 0)) {
+    throw corrupt(file, `L1 table offset ${hex(header.l1TableOffset)} is not a cluster-aligned offset after the header`, 40)
+  }
+  // Refcount table ("Reference count table too large", "Invalid reference count table offset")
+  if (header.refcountTableClusters * clusterSize > spec.MAX_REFTABLE_BYTES) {
+    throw corrupt(file, `refcount table of ${header.refcountTableClusters} clusters exceeds ${spec.MAX_REFTABLE_BYTES} bytes`, 56)
+  }
+  if (header.refcountTableClusters === 0) throw corrupt(file, 'refcount table has no clusters', 56)
+  if (header.refcountTableOffset % clusterSize !== 0 || header.refcountTableOffset === 0) {
+    throw corrupt(file, `refcount table offset ${hex(header.refcountTableOffset)} is not a cluster-aligned offset after the header`, 48)
+  }
+  if (header.snapshotCount > spec.MAX_SNAPSHOTS) throw corrupt(file, `snapshot count ${header.snapshotCount} exceeds ${spec.MAX_SNAPSHOTS}`, 60)
+  if (header.bitmaps) {
+    const b = header.bitmaps
+    if ((header.autoclearFeatures & spec.AUTOCLEAR_BITMAPS) !== 0n) {
+      if (b.bitmapCount === 0 || b.bitmapCount > spec.MAX_BITMAPS) throw corrupt(file, `bitmap count ${b.bitmapCount} out of range (1..${spec.MAX_BITMAPS})`)
+      if (b.directorySize > spec.MAX_BITMAP_DIRECTORY_BYTES) throw corrupt(file, `bitmap directory of ${b.directorySize} bytes exceeds ${spec.MAX_BITMAP_DIRECTORY_BYTES}`)
+      if (b.directoryOffset % clusterSize !== 0) throw corrupt(file, `bitmap directory offset ${hex(b.directoryOffset)} is not cluster aligned`)
+    }
+  }
+  return { header, geometry, fileSize, hasDataFile }
+}
+
+/** Reads an L1 table of `entries` entries at `offset`, failing with CORRUPT past end of file. */
+export async function loadL1Table(storage: ReadableStorage, layout: Qcow2Layout, offset: number, entries: number, what: string): Promise<DataView> {
+  if (entries * 8 > spec.MAX_L1_BYTES) throw corrupt(storage.name, `${what} of ${entries} entries exceeds ${spec.MAX_L1_BYTES} bytes`, offset)
+  if (entries === 0) return new DataView(new ArrayBuffer(0))
+  if (offset + entries * 8 > layout.fileSize) throw corrupt(storage.name, `${what} at ${hex(offset)} (${entries} entries) runs past end of file (${layout.fileSize} bytes)`, offset)
+  const bytes = await storage.read(offset, entries * 8)
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** Warnings QEMU prints when opening this image. */
+export function openWarnings(layout: Qcow2Layout): string[] {
+  const warnings: string[] = []
+  if (layout.header.incompatibleFeatures & spec.INCOMPAT_CORRUPT) {
+    warnings.push(`qcow2: Image is corrupt; cannot be opened read/write`)
+  }
+  const unknownAutoclear = layout.header.autoclearFeatures & ~0x3n
+  if (unknownAutoclear) warnings.push(`qcow2: ignoring unknown autoclear feature(s): ${featureNamesOf(unknownAutoclear, 2, layout.header.featureNames).join(', ')}`)
+  return warnings
+}
