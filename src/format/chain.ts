@@ -77,6 +77,7 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
         codecs: options.codecs,
         snapshot: forTop ? options.snapshot : undefined,
         l2CacheSize: options.l2CacheSize,
+        skipDataFile: policy === 'ignore',
         openDataFile: policy === 'follow' && options.host ? async (name) => {
           checkReferencedName(storage.name, 'external data file', name)
           return options.host!.open(pathCombine(storage.name, name))

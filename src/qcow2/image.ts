@@ -25,9 +25,19 @@ export interface Qcow2OpenOptions {
   l2CacheSize?: number | undefined
   /** Opens the external data file the image names; required when it has one. */
   openDataFile?: ((name: string) => Promise<ReadableStorage>) | undefined
+  /** Open without the external data file (for info): reading guest data then fails. */
+  skipDataFile?: boolean | undefined
 }
 
 const DEFAULT_L2_CACHE_BYTES = 32 * 1024 * 1024
+
+/** Stands in for an external data file that was not opened: any read says so. */
+function unavailable(image: string, dataFile: string): ReadableStorage {
+  const fail = async (): Promise<never> => {
+    throw new ImageError('DENIED', `${image}: external data file '${dataFile}' was not opened`, { file: image })
+  }
+  return { name: dataFile, size: fail, read: fail, close: async () => undefined }
+}
 
 /** A read-only QCOW2 layer. */
 export class Qcow2Image implements FormatDriver {
@@ -79,8 +89,9 @@ export class Qcow2Image implements FormatDriver {
     let dataStorage = storage
     if (layout.hasDataFile) {
       if (header.dataFile === undefined) throw new ImageError('INVALID_ARGUMENT', `${storage.name}: 'data-file' is required for this image (it names no external data file)`, { file: storage.name })
-      if (!options.openDataFile) throw new ImageError('DENIED', `${storage.name}: the image names an external data file '${header.dataFile}' and opening it is not allowed`, { file: storage.name })
-      dataStorage = await options.openDataFile(header.dataFile)
+      if (options.skipDataFile) dataStorage = unavailable(storage.name, header.dataFile)
+      else if (!options.openDataFile) throw new ImageError('DENIED', `${storage.name}: the image names an external data file '${header.dataFile}' and opening it is not allowed`, { file: storage.name })
+      else dataStorage = await options.openDataFile(header.dataFile)
     }
     const cacheBytes = options.l2CacheSize ?? DEFAULT_L2_CACHE_BYTES
     const ctx: LookupContext = {

@@ -1,0 +1,40 @@
+// qimg compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] A B — exit 0 same, 1 different, 2 open error
+import { compareImages } from '../../commands/compare.js'
+import { ImageError } from '../../errors.js'
+import type { BlockDevice } from '../../format/device.js'
+import { flag } from '../getopt.js'
+import { openOperand, parseArgs, type Command } from '../context.js'
+
+export const compare: Command = async (args, ctx) => {
+  const parsed = parseArgs(args, [
+    { short: 'F', value: true, key: 'format2' },
+    { short: 's', long: 'strict', value: false, key: 'strict' },
+    { short: 'p', long: 'progress', value: false, key: 'progress' },
+    { short: 'T', long: 'source-cache', value: true, key: 'cache' },
+  ])
+  if (parsed.operands.length !== 2) throw new ImageError('INVALID_ARGUMENT', 'Expecting two image file names')
+  const quiet = flag(parsed, 'quiet')
+  const devices: BlockDevice[] = []
+  try {
+    try {
+      devices.push(await openOperand(parsed.operands[0]!, parsed))
+      devices.push(await openOperand(parsed.operands[1]!, parsed, {}, parsed.options.has('format2') ? 'format2' : 'format'))
+    } catch (e) {
+      ctx.err(`qimg: ${(e as Error).message}\n`)
+      return 2
+    }
+    try {
+      const result = await compareImages(devices[0]!, devices[1]!, {
+        strict: flag(parsed, 'strict'),
+        progress: flag(parsed, 'progress') && !quiet ? (t) => ctx.out(t) : undefined,
+      })
+      if (!quiet) for (const line of result.messages) ctx.out(line + '\n')
+      return result.exitCode
+    } catch (e) {
+      ctx.err(`qimg: ${(e as Error).message}\n`)
+      return 4
+    }
+  } finally {
+    for (const d of devices) await d.close()
+  }
+}

@@ -1,0 +1,55 @@
+// What a CLI command gets: its arguments and where to print. Commands return an exit code.
+import { ImageError } from '../errors.js'
+import type { OpenImageOptions } from '../node/open.js'
+import { openImage } from '../node/open.js'
+import type { BlockDevice } from '../format/device.js'
+import { getopt, stringOption, type OptionSpec, type Parsed } from './getopt.js'
+import { parseImageOpts } from './image-opts.js'
+
+/** Output sinks (process streams in the real CLI, buffers in tests). */
+export interface CliContext {
+  out(text: string): void
+  err(text: string): void
+}
+
+/** A subcommand: runs with its own arguments and returns the exit code. */
+export type Command = (args: readonly string[], ctx: CliContext) => Promise<number>
+
+/** Options every image-opening command shares. */
+export const COMMON_SPECS: OptionSpec[] = [
+  { short: 'f', long: 'format', value: true, key: 'format' },
+  { short: 'U', long: 'force-share', value: false, key: 'force-share' },
+  { long: 'image-opts', value: false },
+  { long: 'object', value: true },
+  { short: 'h', long: 'help', value: false, key: 'help' },
+  { short: 'q', long: 'quiet', value: false, key: 'quiet' },
+]
+
+/** Parses arguments with the common options added. */
+export function parseArgs(args: readonly string[], specs: OptionSpec[]): Parsed {
+  return getopt(args, [...COMMON_SPECS, ...specs])
+}
+
+/** Opens an operand as qemu-img does: a file name, or an option string with --image-opts. */
+export async function openOperand(operand: string, parsed: Parsed, extra: OpenImageOptions = {}, formatKey = 'format'): Promise<BlockDevice> {
+  if (parsed.options.has('image-opts')) {
+    if (parsed.options.has(formatKey)) throw new ImageError('INVALID_ARGUMENT', '--image-opts and --format are mutually exclusive')
+    const opts = parseImageOpts(operand)
+    return openImage(opts.filename, { ...extra, format: opts.format, ...(opts.snapshot ? { snapshot: opts.snapshot } : {}) })
+  }
+  return openImage(operand, { format: stringOption(parsed, formatKey), ...extra })
+}
+
+/** Checks an --output value. */
+export function outputFormat(parsed: Parsed): 'human' | 'json' {
+  const value = stringOption(parsed, 'output') ?? 'human'
+  if (value !== 'human' && value !== 'json') throw new ImageError('INVALID_ARGUMENT', `--output must be used with human or json as argument.`)
+  return value
+}
+
+/** The single operand a command takes, or an error naming what is missing. */
+export function oneOperand(parsed: Parsed, what = 'filename'): string {
+  if (parsed.operands.length < 1) throw new ImageError('INVALID_ARGUMENT', `Expecting one image file name`)
+  if (parsed.operands.length > 1) throw new ImageError('INVALID_ARGUMENT', `Expecting one ${what}, got extra argument '${parsed.operands[1]}'`)
+  return parsed.operands[0]!
+}

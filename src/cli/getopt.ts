@@ -1,0 +1,81 @@
+// GNU getopt_long as qemu-img uses it: short options (clustered, value attached or next),
+// long options (--x=v or --x v), options and operands in any order, "--" ends options.
+import { ImageError } from '../errors.js'
+
+/** An option: its short letter and/or long name, and whether it takes a value. */
+export interface OptionSpec {
+  short?: string
+  long?: string
+  value: boolean
+  /** Key in the result; defaults to the long name, else the short letter. */
+  key?: string
+}
+
+/** Parsed command line: option values (last wins; repeated ones in `all`) and operands. */
+export interface Parsed {
+  options: Map<string, string | true>
+  all: Map<string, (string | true)[]>
+  operands: string[]
+}
+
+/** Parses `args` against `specs`; unknown options are an INVALID_ARGUMENT error. */
+export function getopt(args: readonly string[], specs: readonly OptionSpec[]): Parsed {
+  const options = new Map<string, string | true>()
+  const all = new Map<string, (string | true)[]>()
+  const operands: string[] = []
+  const set = (spec: OptionSpec, value: string | true) => {
+    const key = spec.key ?? spec.long ?? spec.short!
+    options.set(key, value)
+    all.set(key, [...(all.get(key) ?? []), value])
+  }
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === '--') {
+      operands.push(...args.slice(i + 1))
+      break
+    }
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=')
+      const name = arg.slice(2, eq < 0 ? undefined : eq)
+      const spec = specs.find((s) => s.long === name)
+      if (!spec) throw new ImageError('INVALID_ARGUMENT', `unrecognized option '${arg}'`)
+      if (spec.value) {
+        if (eq >= 0) set(spec, arg.slice(eq + 1))
+        else if (i + 1 < args.length) set(spec, args[++i]!)
+        else throw new ImageError('INVALID_ARGUMENT', `option '${arg}' requires an argument`)
+      } else {
+        if (eq >= 0) throw new ImageError('INVALID_ARGUMENT', `option '--${name}' doesn't allow an argument`)
+        set(spec, true)
+      }
+      continue
+    }
+    if (arg.startsWith('-') && arg.length > 1) {
+      for (let j = 1; j < arg.length; j++) {
+        const letter = arg[j]!
+        const spec = specs.find((s) => s.short === letter)
+        if (!spec) throw new ImageError('INVALID_ARGUMENT', `invalid option -- '${letter}'`)
+        if (spec.value) {
+          if (j + 1 < arg.length) set(spec, arg.slice(j + 1))
+          else if (i + 1 < args.length) set(spec, args[++i]!)
+          else throw new ImageError('INVALID_ARGUMENT', `option requires an argument -- '${letter}'`)
+          break
+        }
+        set(spec, true)
+      }
+      continue
+    }
+    operands.push(arg)
+  }
+  return { options, all, operands }
+}
+
+/** A string option's value, or undefined. */
+export function stringOption(parsed: Parsed, key: string): string | undefined {
+  const v = parsed.options.get(key)
+  return typeof v === 'string' ? v : undefined
+}
+
+/** True when a flag was given. */
+export function flag(parsed: Parsed, key: string): boolean {
+  return parsed.options.has(key)
+}

@@ -1,0 +1,56 @@
+// The qimg command line: qemu-img's subcommands and options; every error is one line on
+// stderr ("qimg: …") and a non-zero exit code.
+import { isImageError } from '../errors.js'
+import { compare } from './commands/compare.js'
+import { convert } from './commands/convert.js'
+import { info } from './commands/info.js'
+import { map } from './commands/map.js'
+import type { CliContext, Command } from './context.js'
+
+const COMMANDS: Record<string, Command> = { compare, convert, info, map }
+
+const USAGE = `qimg - virtual disk image tool (qemu-img compatible)
+usage: qimg [--version] [--help] COMMAND [command options]
+
+Commands:
+  info [-f FMT] [--output=human|json] [--backing-chain] [-U] FILENAME
+  map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILENAME
+  convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT
+  compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] FILENAME1 FILENAME2
+`
+
+/** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
+export async function run(argv: readonly string[], ctx: CliContext): Promise<number> {
+  const [name, ...args] = argv
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    ctx.out(USAGE)
+    return name === undefined ? 1 : 0
+  }
+  if (name === '-V' || name === '--version') {
+    ctx.out('qimg version 0.1.0 (qemu-img 7.2 compatible)\n')
+    return 0
+  }
+  const command = COMMANDS[name]
+  if (!command) {
+    ctx.err(`qimg: Command not found: ${name}\n`)
+    return 1
+  }
+  try {
+    return await command(args, ctx)
+  } catch (e) {
+    if (isImageError(e)) {
+      ctx.err(`qimg: ${e.message}\n`)
+      return 1
+    }
+    ctx.err(`qimg: internal error: ${(e as Error).stack ?? String(e)}\n`)
+    return 1
+  }
+}
+
+/** Entry point for bin/qimg.js. */
+export async function main(argv: readonly string[]): Promise<number> {
+  return run(argv, {
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text),
+  })
+}

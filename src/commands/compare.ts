@@ -1,0 +1,87 @@
+// `compare`: guest-visible content of two images, with qemu-img's messages and exit codes
+// (0 identical, 1 different, 2 open error, 3 block status error, 4 read error).
+import type { BlockDevice, BlockStatus } from '../format/device.js'
+import { Progress } from './progress.js'
+
+/** Result of a comparison: the exit code and the lines qemu-img prints. */
+export interface CompareResult {
+  exitCode: 0 | 1 | 4
+  /** Lines for stdout. */
+  messages: string[]
+}
+
+const IO_BUF_SIZE = 2 * 1024 * 1024
+const SECTOR = 512
+
+/** Offset of the first 512-byte sector that differs, or -1 (qemu-img's compare_buffers). */
+function firstDifferentSector(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i += SECTOR) {
+    const end = Math.min(a.length, i + SECTOR)
+    for (let j = i; j < end; j++) if (a[j] !== b[j]) return i
+  }
+  return -1
+}
+
+/** Offset of the first non-zero 512-byte sector, or -1 (qemu-img's find_nonzero). */
+function firstNonZeroSector(a: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== 0) return i - (i % SECTOR)
+  return -1
+}
+
+function sameStatus(a: BlockStatus, b: BlockStatus): boolean {
+  return a.present === b.present && a.zero === b.zero && a.data === b.data && (a.offset === undefined) === (b.offset === undefined)
+}
+
+/** Compares `first` and `second` as `qemu-img compare [-s]` does. */
+export async function compareImages(first: BlockDevice, second: BlockDevice, options: { strict?: boolean; progress?: ((text: string) => void) | undefined } = {}): Promise<CompareResult> {
+  const messages: string[] = []
+  const size1 = first.size
+  const size2 = second.size
+  const total = Math.min(size1, size2)
+  const progress = new Progress(Math.max(size1, size2), options.progress)
+  if (options.strict && size1 !== size2) return { exitCode: 1, messages: ['Strict mode: Image size mismatch!'] }
+  let offset = 0
+  while (offset < total) {
+    const status1 = await first.blockStatus(offset, size1 - offset)
+    const status2 = await second.blockStatus(offset, size2 - offset)
+    let chunk = Math.min(status1.length, status2.length)
+    if (options.strict && !sameStatus(status1, status2)) {
+      return { exitCode: 1, messages: [`Strict mode: Offset ${offset} block status mismatch!`] }
+    }
+    if (status1.zero && status2.zero) {
+      // both read as zeros
+    } else if (status1.present === status2.present) {
+      if (status1.present) {
+        chunk = Math.min(chunk, IO_BUF_SIZE)
+        const [a, b] = await Promise.all([first.read(offset, chunk), second.read(offset, chunk)])
+        const at = firstDifferentSector(a, b)
+        if (at >= 0) return { exitCode: 1, messages: [`Content mismatch at offset ${offset + at}!`] }
+      }
+    } else {
+      chunk = Math.min(chunk, IO_BUF_SIZE)
+      const data = await (status1.present ? first : second).read(offset, chunk)
+      const at = firstNonZeroSector(data)
+      if (at >= 0) return { exitCode: 1, messages: [`Content mismatch at offset ${offset + at}!`] }
+    }
+    offset += chunk
+    progress.add(chunk)
+  }
+  if (size1 !== size2) {
+    messages.push('Warning: Image size mismatch!')
+    const larger = size1 > size2 ? first : second
+    const end = Math.max(size1, size2)
+    while (offset < end) {
+      const status = await larger.blockStatus(offset, end - offset)
+      const chunk = Math.min(status.length, IO_BUF_SIZE)
+      if (status.present && !status.zero) {
+        const at = firstNonZeroSector(await larger.read(offset, chunk))
+        if (at >= 0) return { exitCode: 1, messages: [...messages, `Content mismatch at offset ${offset + at}!`] }
+      }
+      offset += chunk
+      progress.add(chunk)
+    }
+  }
+  progress.end()
+  messages.push('Images are identical.')
+  return { exitCode: 0, messages }
+}
