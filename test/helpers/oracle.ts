@@ -1,0 +1,75 @@
+// Running the oracle tools (qemu-img, qemu-io, qemu-nbd, nbdinfo) and qimg itself from tests.
+// A missing tool skips the test with a visible reason locally, and fails it under CI.
+import { execFile, execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
+import type { TestContext } from 'node:test'
+
+const execFileAsync = promisify(execFile)
+
+/** Path of the qimg CLI script. */
+export const QIMG = resolve(import.meta.dirname, '../../../bin/qimg.js')
+
+const available = new Map<string, boolean>()
+
+/** Whether `tool` is on PATH. */
+export function hasTool(tool: string): boolean {
+  let yes = available.get(tool)
+  if (yes === undefined) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
+      yes = true
+    } catch {
+      yes = false
+    }
+    available.set(tool, yes)
+  }
+  return yes
+}
+
+/**
+ * Returns true when the tools are there. Otherwise skips the test (locally) or throws (CI).
+ * Use: `if (!needTools(t, 'qemu-img')) return`.
+ */
+export function needTools(t: TestContext, ...tools: string[]): boolean {
+  const missing = tools.filter((tool) => !hasTool(tool))
+  if (missing.length === 0) return true
+  if (process.env.CI) throw new Error(`oracle tool(s) missing under CI: ${missing.join(', ')}`)
+  t.skip(`oracle tool(s) not installed: ${missing.join(', ')} (apt-get install qemu-utils libnbd-bin)`)
+  return false
+}
+
+/** Result of a finished process. */
+export interface RunResult { stdout: string; stderr: string; code: number }
+
+/** Runs a program to completion, never throwing on a non-zero exit. */
+export async function run(program: string, args: readonly string[], options: { cwd?: string; input?: string } = {}): Promise<RunResult> {
+  try {
+    const { stdout, stderr } = await execFileAsync(program, args, { cwd: options.cwd, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' })
+    return { stdout, stderr, code: 0 }
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; code?: number | string }
+    if (typeof err.code !== 'number') throw e
+    return { stdout: err.stdout ?? '', stderr: err.stderr ?? '', code: err.code }
+  }
+}
+
+/** Runs a program and throws with its stderr unless it exits 0. */
+export async function runOk(program: string, args: readonly string[], options: { cwd?: string } = {}): Promise<string> {
+  const r = await run(program, args, options)
+  if (r.code !== 0) throw new Error(`${program} ${args.join(' ')} exited ${r.code}: ${r.stderr}`)
+  return r.stdout
+}
+
+/** Runs the qimg CLI. */
+export function qimg(args: readonly string[], options: { cwd?: string } = {}): Promise<RunResult> {
+  return run(process.execPath, [QIMG, ...args], options)
+}
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export function tempDir(prefix = 'qimg-test-'): { path: string; file(name: string): string; cleanup(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix))
+  return { path, file: (name) => join(path, name), cleanup: () => rmSync(path, { recursive: true, force: true }) }
+}
