@@ -1,24 +1,70 @@
 // The raw format: guest offset = host offset, the whole file is the disk.
-import type { FormatDriver } from './format/driver.js'
+import type { WritableFormatDriver } from './format/driver.js'
 import type { Extent } from './format/extent.js'
 import type { ImageInfo } from './format/info.js'
 import { ImageError } from './errors.js'
-import type { ReadableStorage } from './io/storage.js'
+import { isWritable, type ReadableStorage, type Storage } from './io/storage.js'
 
 /** A raw image over a storage. */
-export class RawImage implements FormatDriver {
+export class RawImage implements WritableFormatDriver {
   readonly format = 'raw'
   readonly backing = undefined
   readonly warnings: string[] = []
   readonly storage: ReadableStorage
-  readonly virtualSize: number
+  virtualSize: number
   private constructor(storage: ReadableStorage, size: number) {
     this.storage = storage
     this.virtualSize = size
   }
+  /** True when opened for writing. */
+  writable = false
+
   /** Opens `storage` as a raw image of its current length. */
-  static async open(storage: ReadableStorage): Promise<RawImage> {
-    return new RawImage(storage, await storage.size())
+  static async open(storage: ReadableStorage, options: { writable?: boolean } = {}): Promise<RawImage> {
+    const image = new RawImage(storage, await storage.size())
+    if (options.writable) {
+      if (!isWritable(storage)) throw new ImageError('READ_ONLY', `${storage.name}: storage is not writable`)
+      image.writable = true
+    }
+    return image
+  }
+
+  #out(): Storage {
+    if (!this.writable) throw new ImageError('READ_ONLY', `${this.storage.name}: image is open read-only`)
+    return this.storage as Storage
+  }
+
+  #check(offset: number, length: number): void {
+    if (offset < 0 || length < 0 || offset + length > this.virtualSize) {
+      throw new ImageError('OUT_OF_RANGE', `${this.storage.name}: write of ${length} bytes at ${offset} is outside the image (${this.virtualSize} bytes)`)
+    }
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.#check(offset, data.length)
+    await this.#out().write(offset, data)
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.#check(offset, length)
+    const out = this.#out()
+    const chunk = new Uint8Array(Math.min(length, 1024 * 1024))
+    for (let at = 0; at < length; at += chunk.length) await out.write(offset + at, chunk.subarray(0, Math.min(chunk.length, length - at)))
+  }
+
+  /** Raw discard reads back as zeros afterwards (QEMU punches a hole). */
+  async discard(offset: number, length: number): Promise<void> {
+    await this.writeZeroes(offset, length)
+  }
+
+  async flush(): Promise<void> {
+    if (this.writable) await (this.storage as Storage).flush()
+  }
+
+  /** Changes the size (resize of a raw image is a truncate). */
+  async setVirtualSize(size: number): Promise<void> {
+    await this.#out().truncate(size)
+    this.virtualSize = size
   }
   async getExtent(guestOffset: number, maxLength: number): Promise<Extent> {
     const length = Math.min(maxLength, this.virtualSize - guestOffset)

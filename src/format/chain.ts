@@ -22,7 +22,7 @@ export type FileReferencePolicy =
 /** What the chain opener needs from its host (Node: node:fs; tests: memory). */
 export interface FileHost {
   /** Opens a file named by an image (already resolved against the overlay's directory). */
-  open(path: string): Promise<ReadableStorage>
+  open(path: string, options?: { writable?: boolean }): Promise<ReadableStorage>
   /** A canonical key for cycle detection (Node: realpath). */
   canonical(path: string): Promise<string>
 }
@@ -40,6 +40,8 @@ export interface OpenChainOptions {
   backingFormat?: string | undefined
   l2CacheSize?: number | undefined
   host?: FileHost | undefined
+  /** Open the top image for writing (backing files stay read-only). */
+  writable?: boolean | undefined
 }
 
 /** QEMU's path_combine: a relative name is taken relative to the directory of `base`. */
@@ -71,7 +73,7 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
   const policy = options.fileReferences ?? 'follow'
   switch (fmt) {
     case 'raw':
-      return RawImage.open(storage)
+      return RawImage.open(storage, { writable: forTop && (options.writable ?? false) })
     case 'qcow2':
       return Qcow2Image.open(storage, {
         codecs: options.codecs,
@@ -80,8 +82,9 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
         skipDataFile: policy === 'ignore',
         openDataFile: policy === 'follow' && options.host ? async (name) => {
           checkReferencedName(storage.name, 'external data file', name)
-          return options.host!.open(pathCombine(storage.name, name))
+          return options.host!.open(pathCombine(storage.name, name), { writable: forTop && (options.writable ?? false) })
         } : undefined,
+        writable: forTop && (options.writable ?? false),
       })
     case 'qcow':
       throw new ImageError('UNSUPPORTED', `${storage.name}: QCOW version 1 images are not supported yet`, { file: storage.name })

@@ -2,7 +2,7 @@
 // extents into bytes (read) and into qemu-img's block status (map, compare, convert).
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
-import type { FormatDriver } from './driver.js'
+import { isWritableDriver, type FormatDriver, type WritableFormatDriver } from './driver.js'
 import type { ImageInfo } from './info.js'
 
 /** Block status of a run of guest bytes, as qemu-img map reports it (MapEntry). */
@@ -142,6 +142,38 @@ export class BlockDevice {
   async isAllocated(offset: number, maxLength: number): Promise<{ allocated: boolean; length: number }> {
     const extent = await this.driver.getExtent(offset, maxLength)
     return { allocated: extent.kind !== 'unallocated', length: extent.length }
+  }
+
+  #writable(): WritableFormatDriver {
+    if (!isWritableDriver(this.driver)) throw new ImageError('READ_ONLY', `${this.driver.storage.name}: image is open read-only`)
+    return this.driver
+  }
+
+  /** True when the top layer was opened for writing. */
+  get writable(): boolean {
+    return isWritableDriver(this.driver)
+  }
+
+  readonly #readGuest = (offset: number, length: number): Promise<Uint8Array> => this.read(offset, length)
+
+  /** Writes `data` at guest `offset` into the top layer (copy-on-write from the chain). */
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    await this.#writable().write(offset, data, this.#readGuest)
+  }
+
+  /** Makes `[offset, offset+length)` read as zeros. */
+  async writeZeroes(offset: number, length: number, options: { unmap?: boolean } = {}): Promise<void> {
+    await this.#writable().writeZeroes(offset, length, this.#readGuest, options)
+  }
+
+  /** Discards whole clusters of the top layer. */
+  async discard(offset: number, length: number): Promise<void> {
+    await this.#writable().discard(offset, length)
+  }
+
+  /** Makes completed writes durable. */
+  async flush(): Promise<void> {
+    if (this.writable) await this.#writable().flush()
   }
 
   /** `info` facts of the top layer. */

@@ -41,3 +41,23 @@ export interface FormatDriver {
   /** Releases the storage (and any data file). */
   close(): Promise<void>
 }
+
+/** Reads current guest content through the whole chain (copy-on-write needs it). */
+export type GuestReader = (offset: number, length: number) => Promise<Uint8Array>
+
+/** A driver opened for writing. */
+export interface WritableFormatDriver extends FormatDriver {
+  /** Writes guest bytes. */
+  write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void>
+  /** Makes a range read as zeros; `unmap` allows deallocating (qemu-io write -z -u). */
+  writeZeroes(offset: number, length: number, readGuest: GuestReader, options?: { unmap?: boolean }): Promise<void>
+  /** Gives whole clusters back; what they then read depends on the format. */
+  discard(offset: number, length: number): Promise<void>
+  /** Makes completed writes durable. */
+  flush(): Promise<void>
+}
+
+/** True when the driver was opened for writing. */
+export function isWritableDriver(driver: FormatDriver): driver is WritableFormatDriver {
+  return (driver as { writable?: boolean }).writable === true
+}

@@ -13,7 +13,7 @@ export type OpenImageOptions = Omit<OpenChainOptions, 'host'> & { host?: FileHos
 
 /** Opens files read-only through node:fs. */
 export const nodeFileHost: FileHost = {
-  open: (path) => FileStorage.open(path),
+  open: (path, options) => FileStorage.open(path, options),
   canonical: (path) => realpath(path),
 }
 
@@ -23,7 +23,7 @@ export const nodeFileHost: FileHost = {
  * (the default); pass 'deny' for untrusted images.
  */
 export async function openImage(target: string | ReadableStorage, options: OpenImageOptions = {}): Promise<BlockDevice> {
-  const storage = typeof target === 'string' ? await FileStorage.open(target) : target
+  const storage = typeof target === 'string' ? await FileStorage.open(target, { writable: options.writable ?? false }) : target
   try {
     return await openChain(storage, { codecs: nodeCodecs, host: nodeFileHost, ...options })
   } catch (e) {

@@ -1,11 +1,14 @@
-// A bounded LRU cache of metadata tables (L2 tables, refcount blocks) keyed by host offset.
-// Concurrent loads of one table share one read; the cache never holds more than `capacity`.
+// A bounded LRU cache of metadata tables (L2 tables, refcount blocks) keyed by host offset,
+// with dirty tracking for write-back. Concurrent loads of one table share one read. Clean
+// tables are evicted beyond `capacity`; dirty ones stay until the owner writes them back
+// (the image flushes in dependency order when too many are dirty, see qcow2/flush.ts).
 
-/** Cached table bytes and the view used to decode entries. */
+/** A cached table: bytes, a view to decode entries, and whether it must be written back. */
 export interface CachedTable {
   readonly hostOffset: number
   readonly bytes: Uint8Array
   readonly view: DataView
+  dirty: boolean
 }
 
 /** LRU of tables; `load` reads a table from storage on a miss. */
@@ -13,11 +16,12 @@ export class TableCache {
   readonly capacity: number
   #tables = new Map<number, CachedTable>()
   #loading = new Map<number, Promise<CachedTable>>()
+  #dirtyCount = 0
   hits = 0
   misses = 0
 
   constructor(capacity: number) {
-    this.capacity = Math.max(1, capacity)
+    this.capacity = Math.max(2, capacity)
   }
 
   /** The table at `hostOffset`, loading it with `load` when absent. */
@@ -33,29 +37,75 @@ export class TableCache {
     const pending = this.#loading.get(hostOffset)
     if (pending) return pending
     this.misses++
-    const promise = load(hostOffset).then((bytes) => {
-      const table: CachedTable = { hostOffset, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) }
-      this.#insert(table)
-      return table
-    }).finally(() => this.#loading.delete(hostOffset))
+    const promise = load(hostOffset).then((bytes) => this.#insert(hostOffset, bytes, false))
+      .finally(() => this.#loading.delete(hostOffset))
     this.#loading.set(hostOffset, promise)
     return promise
   }
 
-  /** Forgets every table (after the image changed underneath). */
+  /** Puts a freshly made table (e.g. a new L2 table) in the cache, dirty. */
+  put(hostOffset: number, bytes: Uint8Array): CachedTable {
+    const old = this.#tables.get(hostOffset)
+    if (old?.dirty) this.#dirtyCount--
+    this.#tables.delete(hostOffset)
+    return this.#insert(hostOffset, bytes, true)
+  }
+
+  /** Marks a table as changed in memory. */
+  markDirty(table: CachedTable): void {
+    if (!table.dirty) {
+      table.dirty = true
+      this.#dirtyCount++
+    }
+  }
+
+  /** Marks a table as written back. */
+  markClean(table: CachedTable): void {
+    if (table.dirty) {
+      table.dirty = false
+      this.#dirtyCount--
+    }
+    this.#evict()
+  }
+
+  /** Dirty tables, oldest first. */
+  dirtyTables(): CachedTable[] {
+    return [...this.#tables.values()].filter((t) => t.dirty)
+  }
+
+  get dirtyCount(): number {
+    return this.#dirtyCount
+  }
+
+  /** Drops a table (its cluster was freed); a dirty one is discarded unwritten. */
+  forget(hostOffset: number): void {
+    const table = this.#tables.get(hostOffset)
+    if (table?.dirty) this.#dirtyCount--
+    this.#tables.delete(hostOffset)
+  }
+
+  /** Forgets every clean table. */
   clear(): void {
-    this.#tables.clear()
+    for (const [offset, table] of this.#tables) if (!table.dirty) this.#tables.delete(offset)
   }
 
   get size(): number {
     return this.#tables.size
   }
 
-  #insert(table: CachedTable): void {
-    this.#tables.set(table.hostOffset, table)
-    while (this.#tables.size > this.capacity) {
-      const oldest = this.#tables.keys().next().value as number
-      this.#tables.delete(oldest)
+  #insert(hostOffset: number, bytes: Uint8Array, dirty: boolean): CachedTable {
+    const table: CachedTable = { hostOffset, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), dirty }
+    if (dirty) this.#dirtyCount++
+    this.#tables.set(hostOffset, table)
+    this.#evict()
+    return table
+  }
+
+  #evict(): void {
+    if (this.#tables.size <= this.capacity) return
+    for (const [offset, table] of this.#tables) {
+      if (this.#tables.size <= this.capacity) break
+      if (!table.dirty) this.#tables.delete(offset)
     }
   }
 }

@@ -5,7 +5,10 @@ import { ImageError, hex } from '../errors.js'
 import type { BackingReference, FormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
 import type { ImageInfo } from '../format/info.js'
-import type { ReadableStorage } from '../io/storage.js'
+import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
+import { setU64 } from '../binary/bytes.js'
+import { RefcountManager } from './refcount.js'
+import { Qcow2Writer, type GuestReader, type ZeroOptions } from './writer.js'
 import { TableCache } from './cache.js'
 import { compressedReadRange } from './compressed.js'
 import { loadBitmapInfo } from './bitmaps.js'
@@ -27,6 +30,8 @@ export interface Qcow2OpenOptions {
   openDataFile?: ((name: string) => Promise<ReadableStorage>) | undefined
   /** Open without the external data file (for info): reading guest data then fails. */
   skipDataFile?: boolean | undefined
+  /** Open for writing (the storage, and any data file, must be writable). */
+  writable?: boolean | undefined
 }
 
 const DEFAULT_L2_CACHE_BYTES = 32 * 1024 * 1024
@@ -45,20 +50,20 @@ export class Qcow2Image implements FormatDriver {
   readonly storage: ReadableStorage
   readonly layout: Qcow2Layout
   readonly snapshots: Snapshot[]
-  readonly virtualSize: number
   readonly warnings: string[]
   readonly dataStorage: ReadableStorage
   readonly #ctx: LookupContext
   readonly #codecs: Codecs
   #decoded = new Map<number, Uint8Array>()
   #preallocation: Promise<boolean> | undefined
+  #writer: Qcow2Writer | undefined
+  #setDirtyBit = false
 
   private constructor(storage: ReadableStorage, layout: Qcow2Layout, snapshots: Snapshot[], ctx: LookupContext, codecs: Codecs) {
     this.storage = storage
     this.layout = layout
     this.snapshots = snapshots
     this.#ctx = ctx
-    this.virtualSize = ctx.virtualSize
     this.dataStorage = ctx.dataStorage
     this.#codecs = codecs
     this.warnings = openWarnings(layout)
@@ -99,7 +104,128 @@ export class Qcow2Image implements FormatDriver {
       l2Cache: new TableCache(Math.ceil(cacheBytes / geometry.clusterSize)),
       fileSize: layout.fileSize, virtualSize,
     }
-    return new Qcow2Image(storage, layout, snapshots, ctx, options.codecs ?? {})
+    const image = new Qcow2Image(storage, layout, snapshots, ctx, options.codecs ?? {})
+    if (options.writable) {
+      if (options.snapshot !== undefined) throw new ImageError('READ_ONLY', `${storage.name}: a snapshot can only be opened read-only`, { file: storage.name })
+      await image.#openForWriting()
+    }
+    return image
+  }
+
+  /** Sets up the write engine: checks the image may be written, clears stale autoclear bits. */
+  async #openForWriting(): Promise<void> {
+    const storage = this.storage
+    const h = this.layout.header
+    const file = storage.name
+    if (!isWritable(storage) || !isWritable(this.dataStorage)) throw new ImageError('READ_ONLY', `${file}: storage is not writable`, { file })
+    if (h.incompatibleFeatures & spec.INCOMPAT_CORRUPT) throw new ImageError('CORRUPT', `${file}: image is corrupt; cannot be opened read/write (run 'qimg check -r all')`, { file, offset: 72 })
+    if (h.incompatibleFeatures & spec.INCOMPAT_DIRTY) throw new ImageError('UNSUPPORTED', `${file}: image was not closed cleanly (dirty bit); repair its refcounts with 'qimg check -r all' first`, { file, offset: 72 })
+    if (this.encrypted) throw new ImageError('UNSUPPORTED', `${file}: writing encrypted images is not supported yet`, { file })
+    const cs = this.layout.geometry.clusterSize
+    const reftableBytes = h.refcountTableClusters * cs
+    if (h.refcountTableOffset + reftableBytes > this.layout.fileSize) throw new ImageError('CORRUPT', `${file}: refcount table at ${hex(h.refcountTableOffset)} runs past end of file`, { file, offset: h.refcountTableOffset })
+    const reftable = await storage.read(h.refcountTableOffset, reftableBytes)
+    // The spec: a writer must clear autoclear bits it does not keep up to date (bitmaps here).
+    if (h.autoclearFeatures & ~spec.AUTOCLEAR_DATA_FILE_RAW) {
+      h.autoclearFeatures &= spec.AUTOCLEAR_DATA_FILE_RAW
+      await this.#writeHeaderU64(88, h.autoclearFeatures)
+    }
+    const layout = { clusterSize: cs, refcountOrder: h.refcountOrder, reftableOffset: h.refcountTableOffset, reftableClusters: h.refcountTableClusters }
+    const refcounts = new RefcountManager(storage, layout, reftable, this.layout.fileSize, 64, {
+      switchReftable: async (offset, clusters) => {
+        const bytes = new Uint8Array(12)
+        const view = new DataView(bytes.buffer)
+        setU64(view, 0, offset)
+        view.setUint32(8, clusters)
+        await storage.write(48, bytes)
+        await storage.flush()
+        h.refcountTableOffset = offset
+        h.refcountTableClusters = clusters
+      },
+    })
+    this.#writer = new Qcow2Writer(this.#ctx, storage, this.dataStorage as Storage, refcounts, {
+      switchL1: async (offset, entries) => {
+        const bytes = new Uint8Array(12)
+        const view = new DataView(bytes.buffer)
+        view.setUint32(0, entries)
+        setU64(view, 4, offset)
+        await storage.write(36, bytes)
+        await storage.flush()
+        h.l1TableOffset = offset
+        h.l1Size = entries
+      },
+      beforeFirstWrite: async () => {
+        // Lazy refcounts: the dirty bit is on while the image is open for writing (spec, bit 0).
+        if (h.compatibleFeatures & spec.COMPAT_LAZY_REFCOUNTS) {
+          h.incompatibleFeatures |= spec.INCOMPAT_DIRTY
+          await this.#writeHeaderU64(72, h.incompatibleFeatures)
+          this.#setDirtyBit = true
+        }
+      },
+    }, { version: h.version, hasBacking: h.backingFile !== undefined })
+    this.#writer.setL1Offset(h.l1TableOffset)
+  }
+
+  async #writeHeaderU64(offset: number, value: bigint): Promise<void> {
+    const bytes = new Uint8Array(8)
+    new DataView(bytes.buffer).setBigUint64(0, value)
+    const storage = this.storage as Storage
+    await storage.write(offset, bytes)
+    await storage.flush()
+  }
+
+  /** True when opened for writing. */
+  get writable(): boolean {
+    return this.#writer !== undefined
+  }
+
+  #requireWriter(): Qcow2Writer {
+    if (!this.#writer) throw new ImageError('READ_ONLY', `${this.storage.name}: image is open read-only`, { file: this.storage.name })
+    return this.#writer
+  }
+
+  /** Writes guest bytes; `readGuest` gives the current content (with backing) for copy-on-write. */
+  async write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
+    this.#decoded.clear()
+    await this.#requireWriter().write(offset, data, readGuest)
+  }
+
+  /** Makes a range read as zeros, using the zero flag where whole clusters are covered. */
+  async writeZeroes(offset: number, length: number, readGuest: GuestReader, options: ZeroOptions = {}): Promise<void> {
+    this.#decoded.clear()
+    await this.#requireWriter().writeZeroes(offset, length, readGuest, options)
+  }
+
+  /** Deallocates whole clusters in the range. */
+  async discard(offset: number, length: number): Promise<void> {
+    this.#decoded.clear()
+    await this.#requireWriter().discard(offset, length)
+  }
+
+  /** Makes completed writes durable. */
+  async flush(): Promise<void> {
+    if (this.#writer) await this.#writer.flush()
+  }
+
+  /** The writer, for commands that change structure (resize, preallocation). */
+  get writer(): Qcow2Writer {
+    return this.#requireWriter()
+  }
+
+  /** Changes the virtual size kept in memory and the header (resize). */
+  async setVirtualSize(size: number): Promise<void> {
+    const bytes = new Uint8Array(8)
+    setU64(new DataView(bytes.buffer), 0, size)
+    const storage = this.storage as Storage
+    await storage.write(24, bytes)
+    await storage.flush()
+    this.layout.header.size = size
+    this.#ctx.virtualSize = size
+  }
+
+  /** Guest-visible size in bytes (of the snapshot when reading one). */
+  get virtualSize(): number {
+    return this.#ctx.virtualSize
   }
 
   get backing(): BackingReference | undefined {
@@ -198,6 +324,13 @@ export class Qcow2Image implements FormatDriver {
   }
 
   async close(): Promise<void> {
+    if (this.#writer) {
+      await this.#writer.flush()
+      if (this.#setDirtyBit) {
+        this.layout.header.incompatibleFeatures &= ~spec.INCOMPAT_DIRTY
+        await this.#writeHeaderU64(72, this.layout.header.incompatibleFeatures)
+      }
+    }
     if (this.dataStorage !== this.storage) await this.dataStorage.close()
     await this.storage.close()
   }

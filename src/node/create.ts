@@ -1,0 +1,61 @@
+// Creating images on disk: raw (a sized file) and QCOW2 (skeleton, L1 grown to the size,
+// optional preallocation), as `qemu-img create` does.
+import { pathCombine } from '../format/chain.js'
+import { ImageError } from '../errors.js'
+import { FileStorage } from '../io/file.js'
+import { resolveCreateOptions, writeSkeleton, type Qcow2CreateOptions } from '../qcow2/create.js'
+import { l1EntriesFor, makeGeometry } from '../qcow2/geometry.js'
+import { Qcow2Image } from '../qcow2/image.js'
+import { nodeCodecs } from './codecs.js'
+
+/** Creates a raw image of `size` bytes (preallocation full writes zeros). */
+export async function createRaw(path: string, size: number, preallocation: 'off' | 'falloc' | 'full' = 'off'): Promise<void> {
+  const storage = await FileStorage.create(path)
+  try {
+    if (preallocation === 'full') {
+      const zeros = new Uint8Array(Math.min(size, 4 * 1024 * 1024))
+      for (let at = 0; at < size; at += zeros.length) await storage.write(at, zeros.subarray(0, Math.min(zeros.length, size - at)))
+    }
+    await storage.truncate(size)
+    await storage.flush()
+  } finally {
+    await storage.close()
+  }
+}
+
+/** Creates a QCOW2 image at `path` (overwriting it, as qemu-img does). */
+export async function createQcow2(path: string, options: Qcow2CreateOptions): Promise<void> {
+  const o = resolveCreateOptions(options)
+  if (o.dataFile !== undefined) {
+    const data = await FileStorage.create(pathCombine(path, o.dataFile))
+    await data.close()
+  }
+  const skeleton = await FileStorage.create(path)
+  try {
+    await writeSkeleton(skeleton, o)
+  } finally {
+    await skeleton.close()
+  }
+  const storage = await FileStorage.open(path, { writable: true })
+  const image = await Qcow2Image.open(storage, {
+    writable: true,
+    codecs: nodeCodecs,
+    openDataFile: (name) => FileStorage.open(pathCombine(path, name), { writable: true }),
+  }).catch(async (e) => {
+    await storage.close()
+    throw e
+  })
+  try {
+    const entries = l1EntriesFor(makeGeometry(Math.log2(o.clusterSize), o.extendedL2), o.size)
+    if (entries > 0) await image.writer.growL1(entries)
+    await image.setVirtualSize(o.size)
+    if (o.preallocation !== 'off' && o.size > 0) await image.writer.preallocate(0, o.size, o.preallocation)
+    if (o.dataFileRaw) {
+      const data = image.dataStorage as FileStorage
+      if ((await data.size()) < o.size) await data.truncate(o.size)
+    }
+  } finally {
+    await image.close()
+  }
+  if (o.size < 0) throw new ImageError('INVALID_ARGUMENT', 'Image size must be positive')
+}
