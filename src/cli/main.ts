@@ -3,16 +3,18 @@
 import { isImageError } from '../errors.js'
 import { compare } from './commands/compare.js'
 import { convert } from './commands/convert.js'
+import { create } from './commands/create.js'
 import { info } from './commands/info.js'
 import { map } from './commands/map.js'
 import type { CliContext, Command } from './context.js'
 
-const COMMANDS: Record<string, Command> = { compare, convert, info, map }
+const COMMANDS: Record<string, Command> = { compare, convert, create, info, map }
 
 const USAGE = `qimg - virtual disk image tool (qemu-img compatible)
 usage: qimg [--version] [--help] COMMAND [command options]
 
 Commands:
+  create [-f FMT] [-o OPTIONS] [-b BACKING -F BACKING_FMT] [-u] [-q] FILENAME [SIZE]
   info [-f FMT] [--output=human|json] [--backing-chain] [-U] FILENAME
   map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILENAME
   convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT

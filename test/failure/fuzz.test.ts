@@ -152,8 +152,8 @@ async function exercise(device: BlockDevice): Promise<void> {
   }
 }
 
-/** Runs one case; resolves to undefined or to the unexpected error. */
-async function runCase(bytes: Uint8Array, extra: Record<string, Uint8Array>, policy: 'follow' | 'deny', snapshot: string | undefined): Promise<unknown> {
+/** Runs one case; resolves to the outcome ('ok' or an ImageError code) or the unexpected error. */
+async function runCase(bytes: Uint8Array, extra: Record<string, Uint8Array>, policy: 'follow' | 'deny', snapshot: string | undefined): Promise<string | { bug: unknown }> {
   const host = memoryHost(extra)
   const storage = new SparseMemoryStorage(bytes, 'fuzz.qcow2')
   try {
@@ -164,9 +164,10 @@ async function runCase(bytes: Uint8Array, extra: Record<string, Uint8Array>, pol
       await device.close()
     }
   } catch (e) {
-    if (!isImageError(e)) return e
+    if (process.env['QIMG_FUZZ_MESSAGES'] && isImageError(e)) console.log('MSG', e.code, e.message.replace(/0x[0-9a-f]+|\d+/g, 'N'))
+    return isImageError(e) ? e.code : { bug: e }
   }
-  return undefined
+  return 'ok'
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
@@ -179,13 +180,14 @@ const baseline = process.memoryUsage().rss
 const backingBytes = plainImage().bytes
 
 Object.keys(CASES).forEach((name, baseIndex) => {
-  test(`fuzz ${name}: ${Math.round(CASES[name]! * SCALE)} mutated images (seed ${SEED})`, { timeout: 120_000 }, async () => {
+  test(`fuzz ${name}: ${Math.round(CASES[name]! * SCALE)} mutated images (seed ${SEED})`, { timeout: 120_000 }, async (t) => {
     const image = BASES[name]!()
     const target = targetsOf(image)
     const extra: Record<string, Uint8Array> = { 'base.qcow2': backingBytes }
     if (image.dataFile) extra['disk.raw'] = image.dataFile
     const snapshots = image.layout.snapshots.length
     const failures: string[] = []
+    const outcomes = new Map<string, number>()
     const total = Math.round(CASES[name]! * SCALE)
     for (let i = 0; i < total && failures.length < 5; i++) {
       if (ONLY !== undefined && ONLY !== `${name}:${i}`) continue
@@ -199,13 +201,15 @@ Object.keys(CASES).forEach((name, baseIndex) => {
       const outcome = await withTimeout(runCase(bytes, extra, policy, snapshot), CASE_TIME_MS)
       const elapsed = performance.now() - started
       if (outcome === 'timeout') failures.push(`${where}: did not finish in ${CASE_TIME_MS} ms`)
-      else if (outcome !== undefined) failures.push(`${where}: ${(outcome as Error).stack ?? String(outcome)}`)
-      else if (elapsed > CASE_TIME_MS) failures.push(`${where}: took ${Math.round(elapsed)} ms`)
+      else if (typeof outcome !== 'string') failures.push(`${where}: ${(outcome.bug as Error).stack ?? String(outcome.bug)}`)
+      else outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
+      if (elapsed > CASE_TIME_MS) failures.push(`${where}: took ${Math.round(elapsed)} ms`)
       if (i % 500 === 0) {
         const rss = process.memoryUsage().rss
         if (rss - baseline > RSS_GROWTH_CAP) failures.push(`${where}: resident memory grew by ${Math.round((rss - baseline) / 2 ** 20)} MiB`)
       }
     }
+    t.diagnostic(`outcomes: ${[...outcomes].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`)
     assert.deepEqual(failures, [], `seed ${SEED}: non-ImageError outcomes:\n${failures.join('\n\n')}`)
   })
 })
