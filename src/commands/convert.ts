@@ -1,12 +1,12 @@
-// `convert` to raw: copy every guest byte that is not zero into a fresh sparse target, in
-// parallel chunks with bounded memory. Zero runs of at least `sparseSize` bytes stay holes.
+// `convert`: copy the guest content of one image into another, in parallel chunks with bounded
+// memory. Zero runs of at least `sparseSize` bytes are not written to a target that already
+// reads as zeros; with a target backing file only what the source's top layer holds is copied.
 import { isZero } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import type { BlockDevice } from '../format/device.js'
-import type { Storage } from '../io/storage.js'
 import { Progress } from './progress.js'
 
-/** Options for {@link convertToRaw}. */
+/** Options for {@link convertImage}. */
 export interface ConvertOptions {
   /** Zero runs of this many bytes (aligned) are left unwritten; 0 writes every byte (qemu-img -S). */
   sparseSize?: number
@@ -16,54 +16,75 @@ export interface ConvertOptions {
   parallel?: number
   /** Sink for the progress line (-p). */
   progress?: ((text: string) => void) | undefined
-  /** The target starts out reading as zeros (a fresh file), so zero areas need no write. */
+  /** The target starts out reading as zeros (a fresh image), so zero areas need no write. */
   targetIsZero?: boolean
+  /** Copy only what the source's top layer allocates (the target has the same backing: -B). */
+  topLayerOnly?: boolean
 }
 
-/** Writes the non-zero parts of `data` (guest offset `offset`) at sparse granularity. */
-async function writeSparse(target: Storage, offset: number, data: Uint8Array, sparseSize: number): Promise<void> {
+/** Writes `data` (guest offset `offset`): zero pieces of `sparseSize` are skipped or zeroed. */
+async function writeSparse(target: BlockDevice, offset: number, data: Uint8Array, sparseSize: number, targetIsZero: boolean): Promise<void> {
   if (sparseSize === 0) return target.write(offset, data)
-  let runStart = -1
+  let runStart = 0
+  let runZero: boolean | undefined
   let position = 0
+  const flushRun = async (end: number) => {
+    if (runZero === undefined || end === runStart) return
+    if (!runZero) await target.write(offset + runStart, data.subarray(runStart, end))
+    else if (!targetIsZero) await target.writeZeroes(offset + runStart, end - runStart)
+  }
   while (position < data.length) {
     // Pieces are aligned to sparseSize in guest offsets, as qemu-img scans them.
     const pieceEnd = Math.min(data.length, (Math.floor((offset + position) / sparseSize) + 1) * sparseSize - offset)
     const zero = isZero(data.subarray(position, pieceEnd))
-    if (!zero && runStart < 0) runStart = position
-    if (zero && runStart >= 0) {
-      await target.write(offset + runStart, data.subarray(runStart, position))
-      runStart = -1
+    if (zero !== runZero) {
+      await flushRun(position)
+      runStart = position
+      runZero = zero
     }
     position = pieceEnd
   }
-  if (runStart >= 0) await target.write(offset + runStart, data.subarray(runStart))
+  await flushRun(data.length)
 }
 
-/** Copies the guest content of `source` into `target` (already sized, reading as zeros). */
-export async function convertToRaw(source: BlockDevice, target: Storage, options: ConvertOptions = {}): Promise<void> {
+/** Copies the guest content of `source` into `target` (at least as large). */
+export async function convertImage(source: BlockDevice, target: BlockDevice, options: ConvertOptions = {}): Promise<void> {
   const sparseSize = options.sparseSize ?? 4096
   if (sparseSize < 0 || sparseSize % 512 !== 0) throw new ImageError('INVALID_ARGUMENT', `Invalid buffer size for sparse output specified (${sparseSize}); it must be a multiple of 512`)
+  if (target.size < source.size) throw new ImageError('INVALID_ARGUMENT', `${target.driver.storage.name}: target (${target.size} bytes) is smaller than the source (${source.size} bytes)`)
   const chunkSize = options.chunkSize ?? 2 * 1024 * 1024
   const parallel = Math.max(1, options.parallel ?? 8)
   const size = source.size
   const progress = new Progress(size, options.progress)
   const targetIsZero = options.targetIsZero ?? true
   let next = 0
+  /** Copies `[offset, offset+length)` run by run of the source's block status. */
+  const copyRange = async (offset: number, length: number): Promise<void> => {
+    const end = offset + length
+    while (offset < end) {
+      const status = await source.blockStatus(offset, end - offset)
+      if (status.zero && sparseSize !== 0) {
+        if (!targetIsZero || options.topLayerOnly) await target.writeZeroes(offset, status.length)
+      } else {
+        const data = await source.read(offset, status.length)
+        await writeSparse(target, offset, data, options.topLayerOnly ? 0 : sparseSize, targetIsZero)
+      }
+      offset += status.length
+    }
+  }
   const worker = async (): Promise<void> => {
     while (next < size) {
       const start = next
       const end = Math.min(size, start + chunkSize)
       next = end
-      let offset = start
-      while (offset < end) {
-        const status = await source.blockStatus(offset, end - offset)
-        if (status.zero && targetIsZero && sparseSize !== 0) {
-          offset += status.length
-          continue
+      if (options.topLayerOnly) {
+        for (let offset = start; offset < end;) {
+          const { allocated, length } = await source.isAllocated(offset, end - offset)
+          if (allocated) await copyRange(offset, length)
+          offset += length
         }
-        const data = await source.read(offset, status.length)
-        await writeSparse(target, offset, data, targetIsZero ? sparseSize : 0)
-        offset += status.length
+      } else {
+        await copyRange(start, end - start)
       }
       progress.add(end - start)
     }

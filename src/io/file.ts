@@ -18,19 +18,22 @@ export function ioError(name: string, doing: string, cause: unknown): ImageError
 export class FileStorage implements Storage {
   readonly name: string
   readonly writable: boolean
+  /** False for cache=unsafe: flush returns without syncing (qemu-img convert's default target mode). */
+  readonly sync: boolean
   #handle: FileHandle
   #closed = false
-  private constructor(name: string, handle: FileHandle, writable: boolean) {
+  private constructor(name: string, handle: FileHandle, writable: boolean, sync = true) {
     this.name = name
     this.#handle = handle
     this.writable = writable
+    this.sync = sync
   }
 
   /** Opens an existing file. */
-  static async open(path: string, options: { writable?: boolean } = {}): Promise<FileStorage> {
+  static async open(path: string, options: { writable?: boolean; sync?: boolean } = {}): Promise<FileStorage> {
     const writable = options.writable ?? false
     try {
-      return new FileStorage(path, await open(path, writable ? 'r+' : 'r'), writable)
+      return new FileStorage(path, await open(path, writable ? 'r+' : 'r'), writable, options.sync ?? true)
     } catch (cause) {
       throw ioError(path, 'open', cause)
     }
@@ -91,6 +94,7 @@ export class FileStorage implements Storage {
   }
 
   async flush(): Promise<void> {
+    if (!this.sync) return
     try {
       await this.#handle.datasync()
     } catch (cause) {

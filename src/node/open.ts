@@ -9,7 +9,11 @@ import type { ReadableStorage } from '../io/storage.js'
 import { nodeCodecs } from './codecs.js'
 
 /** Options for {@link openImage}. */
-export type OpenImageOptions = Omit<OpenChainOptions, 'host'> & { host?: FileHost | undefined }
+export type OpenImageOptions = Omit<OpenChainOptions, 'host'> & {
+  host?: FileHost | undefined
+  /** 'unsafe' skips fsync on flush of the image file (qemu-img's -t unsafe); default 'writeback'. */
+  cache?: 'writeback' | 'unsafe' | undefined
+}
 
 /** Opens files read-only through node:fs. */
 export const nodeFileHost: FileHost = {
@@ -23,7 +27,9 @@ export const nodeFileHost: FileHost = {
  * (the default); pass 'deny' for untrusted images.
  */
 export async function openImage(target: string | ReadableStorage, options: OpenImageOptions = {}): Promise<BlockDevice> {
-  const storage = typeof target === 'string' ? await FileStorage.open(target, { writable: options.writable ?? false }) : target
+  const storage = typeof target === 'string'
+    ? await FileStorage.open(target, { writable: options.writable ?? false, sync: options.cache !== 'unsafe' })
+    : target
   try {
     return await openChain(storage, { codecs: nodeCodecs, host: nodeFileHost, ...options })
   } catch (e) {

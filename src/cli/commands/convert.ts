@@ -1,8 +1,14 @@
-// qimg convert [-f FMT] -O raw [-l SNAPSHOT] [-S SIZE] [-p] [-t CACHE] [-m N] IN OUT
-import { convertToRaw } from '../../commands/convert.js'
+// qimg convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] [-n] [-l SNAPSHOT]
+//              [-S SIZE] [-p] [-t CACHE] [-m N] [-q] IN OUT
+import { convertImage } from '../../commands/convert.js'
 import { ImageError } from '../../errors.js'
+import { pathCombine } from '../../format/chain.js'
+import { createQcow2, createRaw } from '../../node/create.js'
+import { openImage } from '../../node/open.js'
+import { probeFormat } from '../../format/probe.js'
 import { FileStorage } from '../../io/file.js'
 import { flag, stringOption } from '../getopt.js'
+import { parseCreateOptions, toQcow2Options } from '../create-options.js'
 import { parseOptionString } from '../image-opts.js'
 import { parseSize } from '../size.js'
 import { openOperand, parseArgs, type Command } from '../context.js'
@@ -21,6 +27,9 @@ export const convert: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
     { short: 'O', value: true, key: 'target-format' },
     { short: 'o', value: true, key: 'options' },
+    { short: 'B', value: true, key: 'backing' },
+    { short: 'b', value: true, key: 'backing' },
+    { short: 'F', value: true, key: 'backing-format' },
     { short: 'l', value: true, key: 'snapshot' },
     { short: 's', value: true, key: 'snapshot-old' },
     { short: 'S', value: true, key: 'sparse' },
@@ -30,10 +39,12 @@ export const convert: Command = async (args, ctx) => {
     { short: 'm', value: true, key: 'parallel' },
     { short: 'W', value: false, key: 'out-of-order' },
     { short: 'n', value: false, key: 'no-create' },
+    { short: 'c', value: false, key: 'compress' },
+    { long: 'target-is-zero', value: false },
   ])
   const targetFormat = stringOption(parsed, 'target-format') ?? 'raw'
-  if (targetFormat !== 'raw') throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat}: only raw output is supported so far`)
-  if (parsed.options.has('options')) throw new ImageError('INVALID_ARGUMENT', `Invalid option list for raw output: ${stringOption(parsed, 'options')}`)
+  if (targetFormat !== 'raw' && targetFormat !== 'qcow2') throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat}: qimg writes raw and qcow2`)
+  if (flag(parsed, 'compress')) throw new ImageError('UNSUPPORTED', 'convert -c: compressed output is not supported yet')
   if (parsed.operands.length < 2) throw new ImageError('INVALID_ARGUMENT', 'Expecting image file name and output file name')
   if (parsed.operands.length > 2) throw new ImageError('UNSUPPORTED', 'convert: concatenating several sources is not supported yet')
   const [source, output] = parsed.operands as [string, string]
@@ -46,21 +57,41 @@ export const convert: Command = async (args, ctx) => {
   const parallel = parallelText === undefined ? 8 : Number(parallelText)
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 16) throw new ImageError('INVALID_ARGUMENT', 'Invalid number of coroutines. Allowed number of coroutines is between 1 and 16')
   const cache = stringOption(parsed, 'cache') ?? 'unsafe'
+  const noCreate = flag(parsed, 'no-create')
+  const optionTexts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
+  if (noCreate && optionTexts.length > 0) throw new ImageError('INVALID_ARGUMENT', '-o cannot be used together with -n')
+  const opts = parseCreateOptions(targetFormat, optionTexts)
+  const backing = stringOption(parsed, 'backing') ?? opts.get('backing_file')
+  let backingFormat = stringOption(parsed, 'backing-format') ?? opts.get('backing_fmt')
+  if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
+
   const device = await openOperand(source, parsed, { snapshot: snapshotOption(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) })
   try {
-    const noCreate = flag(parsed, 'no-create')
-    const target = noCreate ? await FileStorage.open(output, { writable: true }) : await FileStorage.create(output)
-    try {
-      if (noCreate) {
-        if ((await target.size()) < device.size) throw new ImageError('INVALID_ARGUMENT', `${output}: target is smaller than the source (${device.size} bytes)`)
+    if (!noCreate) {
+      if (targetFormat === 'raw') {
+        if (backing !== undefined) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format 'raw'`)
+        await createRaw(output, device.size, (opts.get('preallocation') as 'off' | 'falloc' | 'full' | undefined) ?? 'off')
       } else {
-        await target.truncate(device.size)
+        if (backing !== undefined) {
+          if (backingFormat === undefined) {
+            const probe = await FileStorage.open(pathCombine(output, backing))
+            backingFormat = await probeFormat(probe).finally(() => probe.close())
+          }
+          opts.set('backing_file', backing)
+          opts.set('backing_fmt', backingFormat)
+        }
+        await createQcow2(output, toQcow2Options(opts, Math.ceil(device.size / 512) * 512))
       }
-      await convertToRaw(device, target, {
-        sparseSize, parallel, targetIsZero: !noCreate,
+    }
+    const target = await openImage(output, { format: targetFormat, writable: true, cache: cache === 'unsafe' ? 'unsafe' : 'writeback' })
+    try {
+      await convertImage(device, target, {
+        sparseSize, parallel,
+        targetIsZero: !noCreate || flag(parsed, 'target-is-zero'),
+        topLayerOnly: backing !== undefined,
         progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,
       })
-      if (cache !== 'unsafe') await target.flush()
+      await target.flush()
     } finally {
       await target.close()
     }
