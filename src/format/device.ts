@@ -49,9 +49,10 @@ export class BlockDevice {
     return layers
   }
 
-  #storageSize(storage: ReadableStorage): Promise<number> {
+  /** Length of `storage`, cached; asked again when `needed` bytes lie past the cached end (writes grow files). */
+  async #storageSize(storage: ReadableStorage, needed = 0): Promise<number> {
     let size = this.#sizes.get(storage)
-    if (!size) {
+    if (!size || (await size) < needed) {
       size = storage.size()
       this.#sizes.set(storage, size)
     }
@@ -79,7 +80,7 @@ export class BlockDevice {
       switch (extent.kind) {
         case 'data': {
           // Bytes past the end of the host file read as zeros, as in QEMU's file protocol.
-          const available = Math.min(extent.length, (await this.#storageSize(extent.storage)) - extent.hostOffset)
+          const available = Math.min(extent.length, (await this.#storageSize(extent.storage, extent.hostOffset + extent.length)) - extent.hostOffset)
           if (available > 0) out.set(await extent.storage.read(extent.hostOffset, available), at)
           break
         }
@@ -109,7 +110,7 @@ export class BlockDevice {
       case 'data': {
         const status: BlockStatus = { ...base, present: true, zero: false, data: true, offset: extent.hostOffset, file: extent.storage.name }
         if (await this.driver.consultHostHoles()) {
-          const fileSize = await this.#storageSize(extent.storage)
+          const fileSize = await this.#storageSize(extent.storage, extent.hostOffset + extent.length)
           if (extent.hostOffset >= fileSize) {
             status.zero = true // past the end of the file: QEMU's BDRV_BLOCK_EOF reads as zero
           } else if (extent.storage.holeStatus) {

@@ -133,7 +133,8 @@ export function decodeHeader(bytes: Uint8Array, file: string): Qcow2Header {
 
 function decodeExtensions(header: Qcow2Header, bytes: Uint8Array, file: string): void {
   const view = viewOf(bytes)
-  const end = header.backingFileOffset !== 0 ? header.backingFileOffset : Math.min(bytes.length, 2 ** header.clusterBits)
+  // Extensions end at the backing file name, else with cluster 0, and never past the file.
+  const end = Math.min(header.backingFileOffset !== 0 ? header.backingFileOffset : 2 ** header.clusterBits, bytes.length)
   let offset = header.headerLength
   const seen = new Set<number>()
   while (offset + 8 <= end) {
@@ -143,39 +144,51 @@ function decodeExtensions(header: Qcow2Header, bytes: Uint8Array, file: string):
     const dataOffset = offset + 8
     if (length > end - dataOffset) throw corrupt(file, `header extension 0x${type.toString(16)} at ${hex(offset)}: length ${length} runs past ${hex(end)}`, offset)
     const data = bytes.subarray(dataOffset, dataOffset + length)
-    const dv = viewOf(data)
     if (seen.has(type)) throw corrupt(file, `header extension 0x${type.toString(16)} at ${hex(offset)} appears twice`, offset)
     seen.add(type)
-    switch (type) {
-      case spec.EXT_BACKING_FORMAT:
-        if (length > spec.MAX_BACKING_FORMAT_NAME) throw corrupt(file, `backing format name at ${hex(dataOffset)} is ${length} bytes (at most ${spec.MAX_BACKING_FORMAT_NAME})`, offset)
-        header.backingFormat = decodeText(data)
-        break
-      case spec.EXT_FEATURE_TABLE:
-        for (let i = 0; i + 48 <= length; i += 48) {
-          const nameBytes = data.subarray(i + 2, i + 48)
-          const nul = nameBytes.indexOf(0)
-          header.featureNames.push({ type: data[i]!, bit: data[i + 1]!, name: decodeText(nul < 0 ? nameBytes : nameBytes.subarray(0, nul)) })
-        }
-        break
-      case spec.EXT_BITMAPS:
-        if (length < 24) throw corrupt(file, `bitmaps extension at ${hex(offset)} is ${length} bytes (24 expected)`, offset)
-        header.bitmaps = {
-          bitmapCount: dv.getUint32(0),
-          directorySize: getU64(dv, 8, 'bitmap directory size'),
-          directoryOffset: getU64(dv, 16, 'bitmap directory offset'),
-        }
-        break
-      case spec.EXT_CRYPTO_HEADER:
-        if (length !== 16) throw corrupt(file, `full disk encryption header extension at ${hex(offset)} is ${length} bytes (16 expected)`, offset)
-        header.cryptoHeader = { offset: getU64(dv, 0, 'crypto header offset'), length: getU64(dv, 8, 'crypto header length') }
-        break
-      case spec.EXT_DATA_FILE:
-        header.dataFile = decodeText(data)
-        break
-      default:
-        header.unknownExtensions.push({ type, data: data.slice() })
+    try {
+      decodeExtension(header, type, data, offset, file)
+    } catch (cause) {
+      // A u64 above 2^53 (OUT_OF_RANGE from getU64) is a corrupt field of this extension.
+      if (cause instanceof ImageError && cause.code === 'OUT_OF_RANGE') throw corrupt(file, `header extension 0x${type.toString(16)} at ${hex(offset)}: ${cause.message}`, offset)
+      throw cause
     }
     offset = dataOffset + Math.ceil(length / 8) * 8
+  }
+}
+
+function decodeExtension(header: Qcow2Header, type: number, data: Uint8Array, offset: number, file: string): void {
+  const dv = viewOf(data)
+  const length = data.length
+  const dataOffset = offset + 8
+  switch (type) {
+    case spec.EXT_BACKING_FORMAT:
+      if (length > spec.MAX_BACKING_FORMAT_NAME) throw corrupt(file, `backing format name at ${hex(dataOffset)} is ${length} bytes (at most ${spec.MAX_BACKING_FORMAT_NAME})`, offset)
+      header.backingFormat = decodeText(data)
+      break
+    case spec.EXT_FEATURE_TABLE:
+      for (let i = 0; i + 48 <= length; i += 48) {
+        const nameBytes = data.subarray(i + 2, i + 48)
+        const nul = nameBytes.indexOf(0)
+        header.featureNames.push({ type: data[i]!, bit: data[i + 1]!, name: decodeText(nul < 0 ? nameBytes : nameBytes.subarray(0, nul)) })
+      }
+      break
+    case spec.EXT_BITMAPS:
+      if (length < 24) throw corrupt(file, `bitmaps extension at ${hex(offset)} is ${length} bytes (24 expected)`, offset)
+      header.bitmaps = {
+        bitmapCount: dv.getUint32(0),
+        directorySize: getU64(dv, 8, 'bitmap directory size'),
+        directoryOffset: getU64(dv, 16, 'bitmap directory offset'),
+      }
+      break
+    case spec.EXT_CRYPTO_HEADER:
+      if (length !== 16) throw corrupt(file, `full disk encryption header extension at ${hex(offset)} is ${length} bytes (16 expected)`, offset)
+      header.cryptoHeader = { offset: getU64(dv, 0, 'crypto header offset'), length: getU64(dv, 8, 'crypto header length') }
+      break
+    case spec.EXT_DATA_FILE:
+      header.dataFile = decodeText(data)
+      break
+    default:
+      header.unknownExtensions.push({ type, data: data.slice() })
   }
 }

@@ -76,7 +76,7 @@ export class Qcow2Image implements FormatDriver {
     const snapshots = await loadSnapshotTable(storage, header.snapshotsOffset, header.snapshotCount, header.version, geometry.clusterSize)
     let l1Offset = header.l1TableOffset
     let l1Size = header.l1Size
-    let virtualSize = header.size
+    const virtualSize = header.size
     let what = 'active L1 table'
     if (options.snapshot !== undefined) {
       const snap = findSnapshot(snapshots, options.snapshot)
@@ -86,21 +86,23 @@ export class Qcow2Image implements FormatDriver {
       }
       l1Offset = snap.l1TableOffset
       l1Size = snap.l1Size
-      virtualSize = snap.diskSize ?? header.size
+      // The disk keeps its current size, as in QEMU's qcow2_snapshot_load_tmp (qemu-img convert -l,
+      // qemu-nbd -l): only the L1 table is switched; entries past a shorter snapshot L1 read as
+      // unallocated. (Only applying a snapshot resizes the disk to the snapshot's disk_size.)
       what = `L1 table of snapshot ${snap.id}`
       if (l1Size * 8 > spec.MAX_L1_BYTES) throw new ImageError('CORRUPT', `${storage.name}: ${what} of ${l1Size} entries exceeds ${spec.MAX_L1_BYTES} bytes`)
     }
     const l1 = await loadL1Table(storage, layout, l1Offset, l1Size, what)
     let dataStorage = storage
     if (layout.hasDataFile) {
-      if (header.dataFile === undefined) throw new ImageError('INVALID_ARGUMENT', `${storage.name}: 'data-file' is required for this image (it names no external data file)`, { file: storage.name })
+      if (header.dataFile === undefined) throw new ImageError('INVALID_ARGUMENT', `${storage.name}: 'data-file' is required for this image (it names no external data file)`, { file: storage.name, offset: 72 })
       if (options.skipDataFile) dataStorage = unavailable(storage.name, header.dataFile)
       else if (!options.openDataFile) throw new ImageError('DENIED', `${storage.name}: the image names an external data file '${header.dataFile}' and opening it is not allowed`, { file: storage.name })
       else dataStorage = await options.openDataFile(header.dataFile)
     }
     const cacheBytes = options.l2CacheSize ?? DEFAULT_L2_CACHE_BYTES
     const ctx: LookupContext = {
-      geometry, storage, dataStorage, hasDataFile: layout.hasDataFile, l1,
+      geometry, storage, dataStorage, hasDataFile: layout.hasDataFile, l1, l1TableOffset: l1Offset,
       l2Cache: new TableCache(Math.ceil(cacheBytes / geometry.clusterSize)),
       fileSize: layout.fileSize, virtualSize,
     }
@@ -153,6 +155,7 @@ export class Qcow2Image implements FormatDriver {
         await storage.flush()
         h.l1TableOffset = offset
         h.l1Size = entries
+        this.#ctx.l1TableOffset = offset
       },
       beforeFirstWrite: async () => {
         // Lazy refcounts: the dirty bit is on while the image is open for writing (spec, bit 0).

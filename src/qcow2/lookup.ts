@@ -4,7 +4,7 @@ import { ImageError, hex } from '../errors.js'
 import type { Extent } from '../format/extent.js'
 import type { ReadableStorage } from '../io/storage.js'
 import type { TableCache, CachedTable } from './cache.js'
-import { decodeL1Entry, decodeL2Entry, decodeSubclusterBitmap, type L2Entry } from './entries.js'
+import { decodeL1Entry, decodeL2Entry, decodeSubclusterBitmap, type L1Entry, type L2Entry } from './entries.js'
 import { l1Index, l2Coverage, l2Index, type Geometry } from './geometry.js'
 
 /** What a lookup needs: the tables and where data lives. */
@@ -15,6 +15,8 @@ export interface LookupContext {
   dataStorage: ReadableStorage
   hasDataFile: boolean
   l1: DataView
+  /** Host offset of the L1 table (for messages and error offsets). */
+  l1TableOffset: number
   l2Cache: TableCache
   fileSize: number
   /** Bytes of the guest disk mapped by this L1 table. */
@@ -101,9 +103,17 @@ export async function getExtent(ctx: LookupContext, guestOffset: number, maxLeng
   const tableEnd = (Math.floor(guestOffset / coverage) + 1) * coverage
   const end = Math.min(guestOffset + maxLength, ctx.virtualSize, tableEnd)
   const index = l1Index(g, guestOffset)
-  const l1Where = () => `${ctx.storage.name}: L1 entry ${index}`
-  if ((index + 1) * 8 > ctx.l1.byteLength) return { kind: 'unallocated', length: end - guestOffset }
-  const l1 = decodeL1Entry(ctx.l1.getUint32(index * 8), ctx.l1.getUint32(index * 8 + 4), g.clusterSize, l1Where)
+  // Past the end of the L1 table nothing is allocated: one run, so a virtual size far beyond
+  // the table (a snapshot's disk size) costs one step, not one per L2 range.
+  if ((index + 1) * 8 > ctx.l1.byteLength) return { kind: 'unallocated', length: Math.min(guestOffset + maxLength, ctx.virtualSize) - guestOffset }
+  const l1EntryOffset = ctx.l1TableOffset + index * 8
+  let l1: L1Entry
+  try {
+    l1 = decodeL1Entry(ctx.l1.getUint32(index * 8), ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${ctx.storage.name}: L1 table at ${hex(ctx.l1TableOffset)} entry ${index}`)
+  } catch (e) {
+    if (e instanceof ImageError) throw new ImageError(e.code, e.message, { offset: l1EntryOffset, file: ctx.storage.name })
+    throw e
+  }
   if (l1.kind === 'unallocated') return { kind: 'unallocated', length: end - guestOffset }
   const table = await loadL2(ctx, l1.hostOffset, `L1 entry ${index}`)
 

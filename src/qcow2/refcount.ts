@@ -77,6 +77,12 @@ export class RefcountManager {
     return this.#endCluster
   }
 
+  /** After the file was cut: nothing at or past `cluster` is in use. */
+  setEndCluster(cluster: number): void {
+    this.#endCluster = cluster
+    if (this.#freeHint > cluster) this.#freeHint = cluster
+  }
+
   get hasPendingFrees(): boolean {
     return this.#pendingFrees.length > 0
   }

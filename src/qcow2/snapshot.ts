@@ -60,6 +60,16 @@ class ChunkReader {
   }
 }
 
+/** Runs a field decode, turning a u64 above 2^53 (OUT_OF_RANGE from getU64) into CORRUPT at `where`. */
+function decodeFields<T>(decode: () => T, where: string, offset: number, file: string): T {
+  try {
+    return decode()
+  } catch (cause) {
+    if (cause instanceof ImageError && cause.code === 'OUT_OF_RANGE') throw new ImageError('CORRUPT', `${where}: ${cause.message}`, { offset, file, cause })
+    throw cause
+  }
+}
+
 /** Loads and decodes `count` snapshot entries starting at `tableOffset`. */
 export async function loadSnapshotTable(storage: ReadableStorage, tableOffset: number, count: number, version: number, clusterSize: number): Promise<Snapshot[]> {
   const file = storage.name
@@ -72,7 +82,9 @@ export async function loadSnapshotTable(storage: ReadableStorage, tableOffset: n
   let offset = 0
   for (let i = 0; i < count; i++) {
     const where = `snapshot ${i} at ${hex(tableOffset + offset)}`
-    const head = SNAPSHOT_HEADER.decode(viewOf(await reader.get(offset, SNAPSHOT_HEADER_LENGTH)))
+    const fields = <T>(decode: () => T): T => decodeFields(decode, `${file}: ${where}`, tableOffset + offset, file)
+    const headBytes = await reader.get(offset, SNAPSHOT_HEADER_LENGTH)
+    const head = fields(() => SNAPSHOT_HEADER.decode(viewOf(headBytes)))
     if (head.extraDataSize > MAX_SNAPSHOT_EXTRA_DATA) throw new ImageError('CORRUPT', `${file}: ${where}: extra data of ${head.extraDataSize} bytes exceeds ${MAX_SNAPSHOT_EXTRA_DATA}`, { offset: tableOffset + offset })
     if (version >= 3 && head.extraDataSize < 16) throw new ImageError('CORRUPT', `${file}: ${where}: v3 snapshot has ${head.extraDataSize} bytes of extra data (at least 16)`, { offset: tableOffset + offset })
     if (head.l1TableOffset % clusterSize !== 0) throw new ImageError('CORRUPT', `${file}: ${where}: L1 table offset ${hex(head.l1TableOffset)} is not cluster aligned`, { offset: tableOffset + offset })
@@ -92,8 +104,8 @@ export async function loadSnapshotTable(storage: ReadableStorage, tableOffset: n
       dateSec: head.dateSec,
       dateNsec: head.dateNsec,
       vmClockNsec: head.vmClockNsec,
-      vmStateSize: extraData.length >= 8 ? getU64(extra, 0, 'vm state size') : head.vmStateSize,
-      diskSize: extraData.length >= 16 ? getU64(extra, 8, 'snapshot disk size') : undefined,
+      vmStateSize: extraData.length >= 8 ? fields(() => getU64(extra, 0, 'vm state size')) : head.vmStateSize,
+      diskSize: extraData.length >= 16 ? fields(() => getU64(extra, 8, 'snapshot disk size')) : undefined,
       icount: icountRaw < 0n ? undefined : Number(icountRaw),
       extraData,
     })

@@ -391,6 +391,46 @@ export class Qcow2Writer {
     })
   }
 
+  /**
+   * Shrink support: every cluster of the range becomes unallocated and its space is freed;
+   * L2 tables wholly inside the range are freed and their L1 entries cleared.
+   */
+  async deallocate(offset: number, length: number): Promise<void> {
+    this.#checkRange(offset, length)
+    const g = this.#ctx.geometry
+    const coverage = l2Coverage(g)
+    await this.#perTable(offset, length, async (start, end) => {
+      const index = l1Index(g, start)
+      const l1 = decodeL1Entry(this.#ctx.l1.getUint32(index * 8), this.#ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${this.#storage.name}: L1 entry ${index}`)
+      if (l1.kind === 'unallocated') return
+      const whole = start === index * coverage && (end === (index + 1) * coverage || end >= this.#ctx.virtualSize)
+      if (whole && l1.copied) {
+        const table = await loadL2(this.#ctx, l1.hostOffset, `L1 entry ${index}`)
+        for (let i = 0; i < g.l2Entries; i++) this.#release(readL2Entry(this.#ctx, table, i))
+        this.#ctx.l1.setUint32(index * 8, 0)
+        this.#ctx.l1.setUint32(index * 8 + 4, 0)
+        this.#l1Dirty = true
+        this.#ctx.l2Cache.forget(l1.hostOffset)
+        this.#refcounts.free(l1.hostOffset)
+        return
+      }
+      await this.#discardInTable(start, end, true)
+    })
+  }
+
+  /** Cuts the file after the last cluster in use (after a shrink), as QEMU does. */
+  async truncateUnused(): Promise<void> {
+    await this.mutex.run(async () => {
+      await this.#flushLocked()
+      const cs = this.#ctx.geometry.clusterSize
+      let last = this.#refcounts.endCluster - 1
+      while (last > 0 && (await this.#refcounts.get(last)) === 0) last--
+      const end = (last + 1) * cs
+      if ((await this.#storage.size()) > end) await this.#storage.truncate(end)
+      this.#refcounts.setEndCluster(last + 1)
+    })
+  }
+
   /** Writes dirty metadata back when the caches hold too much of it. */
   async #maybeWriteBack(): Promise<void> {
     const l2 = this.#ctx.l2Cache
@@ -424,6 +464,8 @@ export class Qcow2Writer {
     const dirtyL2 = l2.dirtyTables()
     for (const table of dirtyL2) {
       await this.#storage.write(table.hostOffset, table.bytes)
+      // The file grew: an evicted table past the size seen at open must load again.
+      this.#ctx.fileSize = Math.max(this.#ctx.fileSize, table.hostOffset + table.bytes.length)
       l2.markClean(table)
     }
     if (dirtyL2.length > 0) await this.#storage.flush()
