@@ -1,25 +1,29 @@
 // The qimg command line: qemu-img's subcommands and options; every error is one line on
 // stderr ("qimg: …") and a non-zero exit code.
 import { isImageError } from '../errors.js'
+import { bench } from './commands/bench.js'
 import { compare } from './commands/compare.js'
 import { convert } from './commands/convert.js'
 import { create } from './commands/create.js'
 import { info } from './commands/info.js'
+import { io } from './commands/io.js'
 import { map } from './commands/map.js'
 import { measure } from './commands/measure.js'
 import { resize } from './commands/resize.js'
 import type { CliContext, Command } from './context.js'
 
-const COMMANDS: Record<string, Command> = { compare, convert, create, info, map, measure, resize }
+const COMMANDS: Record<string, Command> = { bench, compare, convert, create, info, io, map, measure, resize }
 
 const USAGE = `qimg - virtual disk image tool (qemu-img compatible)
 usage: qimg [--version] [--help] COMMAND [command options]
 
 Commands:
+  bench [-w] [-c COUNT] [-d DEPTH] [-o OFFSET] [-s SIZE] [-S STEP] [-f FMT] [-q] FILENAME
   create [-f FMT] [-o OPTIONS] [-b BACKING -F BACKING_FMT] [-u] [-q] FILENAME [SIZE]
   info [-f FMT] [--output=human|json] [--backing-chain] [-U] FILENAME
   measure [--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-l SNAPSHOT] FILENAME)
   resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] FILENAME [+|-]SIZE
+  io [-f FMT] [-r] [-c CMD]... FILENAME   (qemu-io: read, write, discard, flush, map)
   map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILENAME
   convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] FILENAME1 FILENAME2

@@ -27,7 +27,9 @@ export function inflateCluster(input: Uint8Array, outputSize: number): Uint8Arra
   try {
     out = inflateRawSync(input, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: outputSize })
   } catch (cause) {
-    throw new Error(`deflate stream is invalid (${(cause as Error).message})`)
+    // maxOutputLength stops a stream that inflates past the cluster (ERR_BUFFER_TOO_LARGE).
+    const tooLong = (cause as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
+    throw new Error(`deflate stream is invalid (${tooLong ? `it inflates to more than ${outputSize} bytes` : (cause as Error).message})`)
   }
   if (out.length !== outputSize) throw new Error(`deflate stream gave ${out.length} bytes, ${outputSize} expected`)
   return out

@@ -303,11 +303,19 @@ export class Qcow2Writer {
         else if (e.kind === 'zero') next = e
         else next = { kind: 'zero', hostOffset: undefined }
         // COPIED survives on a kept allocation: refcount 1 still holds (QEMU keeps the old bits).
-        this.#setZeroEntry(table, l2Index(g, position), next, e.kind === 'normal' && e.copied && !release)
+        // A zero entry's decoded form has no COPIED flag, so an already zero-allocated one keeps its raw bit.
+        const index = l2Index(g, position)
+        const copied = !release && (e.kind === 'normal' ? e.copied : e.kind === 'zero' && this.#rawCopied(table, index))
+        this.#setZeroEntry(table, index, next, copied)
         if (release) this.#release(decoded)
       }
       position = pieceEnd
     }
+  }
+
+  /** The COPIED bit of L2 entry `index` as stored. */
+  #rawCopied(table: CachedTable, index: number): boolean {
+    return (table.view.getUint32(index * this.#ctx.geometry.l2EntrySize) & 0x8000_0000) !== 0
   }
 
   #setZeroEntry(table: CachedTable, index: number, entry: L2Entry, copied: boolean): void {

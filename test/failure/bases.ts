@@ -4,9 +4,9 @@ import { buildQcow2, pattern, type BuiltImage, type ClusterSpec } from '../helpe
 
 const KiB = 1024
 
-/** 64 KiB disk, 512-byte clusters: data, zero, compressed clusters across two L2 tables. */
-export function plainImage(): BuiltImage {
-  const cs = 512
+/** 128 clusters (64 KiB at 512 bytes): data and zero clusters across two L2 tables at 512-byte clusters. */
+export function plainImage(clusterBits = 9): BuiltImage {
+  const cs = 2 ** clusterBits
   const clusters: Record<number, ClusterSpec> = {
     0: { kind: 'data', data: pattern(cs, 0x11) },
     1: { kind: 'data', data: pattern(cs, 0x22) },
@@ -15,7 +15,7 @@ export function plainImage(): BuiltImage {
     70: { kind: 'data', data: pattern(cs, 0x33) },
     127: { kind: 'data', data: pattern(cs, 0x44) },
   }
-  return buildQcow2({ virtualSize: 64 * KiB, clusters, featureTable: true })
+  return buildQcow2({ virtualSize: 128 * cs, clusterBits, clusters, featureTable: true })
 }
 
 /** Like the plain image with two internal snapshots (one sharing tables, one with its own). */

@@ -9,6 +9,7 @@
 //   QIMG_MODEL_ONLY=<scenario name substring> node --test dist/test/model/write.test.js
 //   QIMG_MODEL_SEED=<n>    run every scenario with seed n instead of its own
 //   QIMG_MODEL_SCALE=<x>   multiply the number of ops per sequence
+//   QIMG_MODEL_KEEP=1      keep the images for inspection
 import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, openSync, readSync, closeSync, writeFileSync, readFileSync } from 'node:fs'
@@ -75,7 +76,10 @@ interface Setup {
 }
 
 const root = tempDir('qimg-model-write-')
-after(() => root.cleanup())
+after(() => {
+  if (process.env['QIMG_MODEL_KEEP']) console.log(`# images kept in ${root.path}`)
+  else root.cleanup()
+})
 
 /** Write data is regenerated from the op's seed, so ops stay small and replayable. */
 function dataOf(o: Extract<Op, { op: 'write' }>): Uint8Array {
