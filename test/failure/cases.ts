@@ -1,6 +1,7 @@
 // Hand-corrupted images, one per validation rule: each pokes named fields of a valid base image
 // and states the ImageError it must produce (code, message, offset) and at which step.
 // Used by corrupt.test.ts and by scripts/make-failure-fixtures.mjs.
+import { deflateRawSync } from 'node:zlib'
 import type { ErrorCode } from '../../src/errors.js'
 import { hex } from '../../src/errors.js'
 import * as spec from '../../src/qcow2/spec.js'
@@ -272,12 +273,13 @@ export const CASES: CorruptCase[] = [
     return { bytes: img.bytes, message: msg(`compressed cluster at guest 0x0 (host ${hex(c.hostOffset)}): deflate stream is invalid`), offset: c.hostOffset }
   } },
   { name: 'compressed data that inflates past the cluster', code: 'CORRUPT', step: 'read', make: () => {
-    const img = buildQcow2({ virtualSize: 65536, clusters: { 0: { kind: 'compressed', data: new Uint8Array(512) } } })
-    // A stream of 1024 zero bytes fits where the 512-byte one was (both are a few bytes long).
+    const img = buildQcow2({ virtualSize: 65536, clusters: { 0: { kind: 'compressed', data: pattern(512, 1) } } })
+    // A deflate bomb in miniature: a few bytes that inflate to 64 KiB, in place of the stream.
     const c = img.layout.compressed.get(0)!
-    const longer = new Uint8Array([0x63, 0x60, 0x18, 0x05, 0xa3, 0x60, 0x14, 0x0c, 0x37, 0x00, 0x00])
-    img.bytes.set(longer.subarray(0, Math.min(longer.length, 512 - (c.hostOffset % 512))), c.hostOffset)
-    return { bytes: img.bytes, message: msg('compressed cluster at guest 0x0'), offset: c.hostOffset }
+    const bomb = deflateRawSync(new Uint8Array(65536), { windowBits: 12 })
+    img.bytes.set(bomb, c.hostOffset)
+    poke(img.bytes, l2EntryOffset(img, 0), 8, (1n << 62n) | (1n << BigInt(70 - 9)) | BigInt(c.hostOffset))
+    return { bytes: img.bytes, message: msg(`compressed cluster at guest 0x0 (host ${hex(c.hostOffset)}): deflate stream is invalid (it inflates to more than 512 bytes)`), offset: c.hostOffset }
   } },
   { name: 'extended L2: subclusters both allocated and zero', code: 'CORRUPT', step: 'read', make: () => {
     const img = extendedL2Image()
@@ -415,6 +417,3 @@ export const CASES: CorruptCase[] = [
     return { bytes: img.bytes, message: msg('bitmap directory entry 0 name runs past the directory'), offset: img.layout.bitmapDirectoryOffset }
   } },
 ]
-
-/** Compressible test data of one cluster (re-exported for tests building their own images). */
-export { pattern }
