@@ -2,6 +2,7 @@
 // stderr ("qimg: …") and a non-zero exit code.
 import { isImageError } from '../errors.js'
 import { bench } from './commands/bench.js'
+import { check } from './commands/check.js'
 import { compare } from './commands/compare.js'
 import { convert } from './commands/convert.js'
 import { create } from './commands/create.js'
@@ -12,7 +13,7 @@ import { measure } from './commands/measure.js'
 import { resize } from './commands/resize.js'
 import type { CliContext, Command } from './context.js'
 
-const COMMANDS: Record<string, Command> = { bench, compare, convert, create, info, io, map, measure, resize }
+const COMMANDS: Record<string, Command> = { bench, check, compare, convert, create, info, io, map, measure, resize }
 
 const USAGE = `qimg - virtual disk image tool (qemu-img compatible)
 usage: qimg [--version] [--help] COMMAND [command options]
@@ -26,6 +27,7 @@ Commands:
   io [-f FMT] [-r] [-c CMD]... FILENAME   (qemu-io: read, write, discard, flush, map)
   map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILENAME
   convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT
+  check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILENAME
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] FILENAME1 FILENAME2
 `
 

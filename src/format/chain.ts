@@ -82,7 +82,12 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
         skipDataFile: policy === 'ignore',
         openDataFile: policy === 'follow' && options.host ? async (name) => {
           checkReferencedName(storage.name, 'external data file', name)
-          return options.host!.open(pathCombine(storage.name, name), { writable: forTop && (options.writable ?? false) })
+          const path = pathCombine(storage.name, name)
+          return options.host!.open(path, { writable: forTop && (options.writable ?? false) }).catch((cause: unknown) => {
+            // Say which image names the file (QEMU: "Could not open 'img': Could not open 'data': …").
+            if (cause instanceof ImageError) throw new ImageError(cause.code, `${storage.name}: Could not open external data file: ${cause.message}`, { cause, file: path })
+            throw cause
+          })
         } : undefined,
         writable: forTop && (options.writable ?? false),
       })

@@ -165,7 +165,10 @@ export class Qcow2Image implements FormatDriver {
           this.#setDirtyBit = true
         }
       },
-    }, { version: h.version, hasBacking: h.backingFile !== undefined })
+    }, {
+      version: h.version, hasBacking: h.backingFile !== undefined,
+      rawDataFile: this.layout.hasDataFile && (h.autoclearFeatures & spec.AUTOCLEAR_DATA_FILE_RAW) !== 0n,
+    })
     this.#writer.setL1Offset(h.l1TableOffset)
   }
 

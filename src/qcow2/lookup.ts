@@ -103,8 +103,8 @@ export async function getExtent(ctx: LookupContext, guestOffset: number, maxLeng
   const tableEnd = (Math.floor(guestOffset / coverage) + 1) * coverage
   const end = Math.min(guestOffset + maxLength, ctx.virtualSize, tableEnd)
   const index = l1Index(g, guestOffset)
-  // Past the end of the L1 table nothing is allocated: one run, so a virtual size far beyond
-  // the table (a snapshot's disk size) costs one step, not one per L2 range.
+  // Past the end of the L1 table (a snapshot's shorter table) nothing is allocated: one run,
+  // not one step per L2 range.
   if ((index + 1) * 8 > ctx.l1.byteLength) return { kind: 'unallocated', length: Math.min(guestOffset + maxLength, ctx.virtualSize) - guestOffset }
   const l1EntryOffset = ctx.l1TableOffset + index * 8
   let l1: L1Entry

@@ -75,8 +75,9 @@ export async function detectMetadataPreallocation(storage: ReadableStorage, layo
   const endCluster = Math.ceil(layout.fileSize / cs)
   const reader = new RefcountReader(storage, layout)
   let count = 0
-  for (let i = 0; i < endCluster && count <= threshold; i++) {
+  // QEMU stops at and answers with `count >= threshold` (not `>`): reaching it is enough.
+  for (let i = 0; i < endCluster && count < threshold; i++) {
     if ((await reader.get(i)) !== 0) count++
   }
-  return count > threshold
+  return count >= threshold
 }

@@ -42,11 +42,12 @@ export class Qcow2Writer {
   readonly #host: WriterHost
   readonly #version: number
   readonly #hasBacking: boolean
+  readonly #rawDataFile: boolean
   #l1Dirty = false
   #dataDirty = false
   #started = false
 
-  constructor(ctx: LookupContext, storage: Storage, data: Storage, refcounts: RefcountManager, host: WriterHost, options: { version: number; hasBacking: boolean }) {
+  constructor(ctx: LookupContext, storage: Storage, data: Storage, refcounts: RefcountManager, host: WriterHost, options: { version: number; hasBacking: boolean; rawDataFile?: boolean }) {
     this.#ctx = ctx
     this.#storage = storage
     this.#data = data
@@ -54,6 +55,7 @@ export class Qcow2Writer {
     this.#host = host
     this.#version = options.version
     this.#hasBacking = options.hasBacking
+    this.#rawDataFile = options.rawDataFile ?? false
   }
 
   get refcounts(): RefcountManager {
@@ -270,6 +272,7 @@ export class Qcow2Writer {
   async #zeroInTable(start: number, end: number, unmap: boolean, readGuest: GuestReader): Promise<void> {
     const g = this.#ctx.geometry
     const cs = g.clusterSize
+    await this.#zeroRawDataFile(start, end)
     const table = await this.#writableL2(start)
     let position = start
     while (position < end) {
@@ -326,6 +329,17 @@ export class Qcow2Writer {
     }
   }
 
+  /**
+   * data_file_raw: the data file must stay a valid raw image of the disk, so ranges that become
+   * zero or are discarded are zeroed in it first (as QEMU does).
+   */
+  async #zeroRawDataFile(start: number, end: number): Promise<void> {
+    if (!this.#rawDataFile) return
+    const zeros = new Uint8Array(Math.min(end - start, 1024 * 1024))
+    for (let at = start; at < end; at += zeros.length) await this.#data.write(at, zeros.subarray(0, Math.min(zeros.length, end - at)))
+    this.#dataDirty = true
+  }
+
   /** Discard: whole clusters are deallocated (v3 keeps them reading as zeros, as QEMU does). */
   async discard(offset: number, length: number): Promise<void> {
     this.#checkRange(offset, length)
@@ -339,6 +353,7 @@ export class Qcow2Writer {
 
   async #discardInTable(start: number, end: number, toUnallocated: boolean): Promise<void> {
     const g = this.#ctx.geometry
+    await this.#zeroRawDataFile(start, end)
     const index = l1Index(g, start)
     const l1 = decodeL1Entry(this.#ctx.l1.getUint32(index * 8), this.#ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${this.#storage.name}: L1 entry ${index}`)
     // Nothing allocated here and nothing shows through from below: already reads as zeros.
@@ -386,8 +401,10 @@ export class Qcow2Writer {
           for (let at = 0; at < count * cs; at += zeros.length) await this.#data.write(hostOffset + at, zeros.subarray(0, Math.min(zeros.length, count * cs - at)))
           this.#dataDirty = true
         }
+        // Extended L2: the subclusters stay unallocated (QEMU leaves the bitmap alone for
+        // preallocation), so a backing file still shows through.
         for (let i = 0; i < count; i++) {
-          this.#setEntry(table, l2Index(g, position + i * cs), { kind: 'normal', hostOffset: hostOffset + i * cs, copied: true }, { allocated: ALL_SUBCLUSTERS, zero: 0 })
+          this.#setEntry(table, l2Index(g, position + i * cs), { kind: 'normal', hostOffset: hostOffset + i * cs, copied: true })
         }
         position = runEnd
       }

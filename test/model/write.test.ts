@@ -13,7 +13,7 @@
 import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, openSync, readSync, closeSync, writeFileSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { BlockDevice } from '../../src/format/device.js'
 import { FileStorage } from '../../src/io/file.js'
 import type { Storage } from '../../src/io/storage.js'
@@ -228,7 +228,8 @@ async function verifyAll(device: BlockDevice, model: DiskModel, what: string): P
 
 /** qemu-img check: exit 0, and the JSON names no corruption, leak or check error. */
 export async function qemuCheck(path: string, what: string): Promise<Record<string, unknown>> {
-  const r = await run('qemu-img', ['check', '--output=json', '-f', 'qcow2', path])
+  // QEMU 7.2 opens a relative external data file name from the working directory.
+  const r = await run('qemu-img', ['check', '--output=json', '-f', 'qcow2', path], { cwd: dirname(path) })
   let json: Record<string, unknown> = {}
   try {
     json = JSON.parse(r.stdout) as Record<string, unknown>
@@ -255,7 +256,7 @@ async function checkClosed(st: Setup, what: string): Promise<void> {
   }
   const raw = `${st.path}.model.raw`
   writeFileSync(raw, st.model.bytes)
-  const r = await run('qemu-img', ['compare', '-f', st.format, '-F', 'raw', st.path, raw])
+  const r = await run('qemu-img', ['compare', '-f', st.format, '-F', 'raw', st.path, raw], { cwd: dirname(st.path) })
   assert.equal(r.code, 0, `${what}: qemu-img compare with the model: ${r.stdout.trim()} ${r.stderr.trim()}`)
   if (st.rawDataFile) {
     // data_file_raw: the data file alone must be a valid raw image of the disk.

@@ -3,7 +3,8 @@
 import { closeSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { isAbsolute, join } from 'node:path'
-import { run, runOk } from '../helpers/oracle.js'
+import { run as runCli } from '../../src/cli/main.js'
+import { qimg, run, runOk, type RunResult } from '../helpers/oracle.js'
 
 export const KiB = 1024
 export const MiB = 1024 * KiB
@@ -14,13 +15,38 @@ export interface ImageRef {
   cwd: string
   /** The image name passed on the command line. */
   file: string
-  /** Extra arguments for every tool reading the image (e.g. ['-f', 'qcow2']). */
-  openArgs?: string[]
+  /**
+   * The relative name is the point of the case (relative backing names resolved from another
+   * directory): the tools get `file` as is and qimg runs as a child process in `cwd`. Otherwise
+   * every tool gets the absolute path and qimg's CLI runs in this process (same code, no
+   * process start: the matrix stays fast).
+   */
+  relative?: boolean
 }
 
 /** Absolute path of an image. */
 export function pathOf(ref: ImageRef): string {
   return isAbsolute(ref.file) ? ref.file : join(ref.cwd, ref.file)
+}
+
+/** Builds a case in `dir` and names it as the tools will (absolute unless `relative`). */
+export async function buildImage(image: ImageCase, dir: string): Promise<ImageRef> {
+  const ref = await image.build(dir)
+  return ref.relative ? ref : { ...ref, file: pathOf(ref) }
+}
+
+/** Runs the qimg CLI on behalf of `ref`: in-process for absolute names, else spawned in `ref.cwd`. */
+export async function qimgFor(ref: ImageRef, args: readonly string[]): Promise<RunResult> {
+  if (ref.relative) return qimg(args, { cwd: ref.cwd })
+  let stdout = ''
+  let stderr = ''
+  const code = await runCli(args, { out: (text) => { stdout += text }, err: (text) => { stderr += text } })
+  return { stdout, stderr, code }
+}
+
+/** Runs qemu-img on behalf of `ref` (in `ref.cwd`), never throwing. */
+export function qemuImgFor(ref: ImageRef, args: readonly string[]): Promise<RunResult> {
+  return run('qemu-img', args, { cwd: ref.cwd })
 }
 
 /** One image of the matrix. */
@@ -113,7 +139,7 @@ export function setIncompatibleBits(path: string, bits: bigint): void {
 
 /** qemu-img's guest content of an image (optionally at a snapshot): `convert -O raw`, read back. */
 export async function qemuRaw(ref: ImageRef, out: string, snapshotArgs: string[] = []): Promise<Buffer> {
-  await qemuImg(['convert', ...(ref.openArgs ?? []), ...snapshotArgs, '-O', 'raw', ref.file, out], ref.cwd)
+  await qemuImg(['convert', ...snapshotArgs, '-O', 'raw', ref.file, out], ref.cwd)
   return readFileSync(out)
 }
 
@@ -340,7 +366,7 @@ export const RELATIVE_CHAIN_CASE: ImageCase = {
     const sub = join(dir, 'images', 'vm')
     await mkdir(sub, { recursive: true })
     await buildChain(sub)
-    return { cwd: dir, file: 'images/vm/top.qcow2' }
+    return { cwd: dir, file: 'images/vm/top.qcow2', relative: true }
   },
 }
 
@@ -355,7 +381,7 @@ const DOTDOT_BACKING_CASE: ImageCase = {
     await qemuIo('base.qcow2', ['write -P 0xbb 0 2M'], { cwd: join(dir, 'base') })
     await create(join(dir, 'over'), 'img.qcow2', 2 * MiB, {}, { file: '../base/base.qcow2', format: 'qcow2' })
     await qemuIo('img.qcow2', ['write -P 0x11 64k 64k'], { cwd: join(dir, 'over') })
-    return { cwd: join(dir, 'elsewhere'), file: '../over/img.qcow2' }
+    return { cwd: join(dir, 'elsewhere'), file: '../over/img.qcow2', relative: true }
   },
 }
 

@@ -4,16 +4,16 @@ import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync } from 'node:fs'
 import { join } from 'node:path'
-import { needTools, qimg, run, tempDir } from '../helpers/oracle.js'
-import { imageMatrix, type ImageRef } from './images.js'
+import { needTools, tempDir } from '../helpers/oracle.js'
+import { buildImage, imageMatrix, qemuImgFor, qimgFor, type ImageRef } from './images.js'
 
 const root = tempDir('qimg-oracle-info-')
 after(() => root.cleanup())
 
 /** Runs the same command through qemu-img and qimg and asserts identical stdout and exit code. */
 async function assertSameOutput(ref: ImageRef, args: string[]): Promise<string> {
-  const argv = [...args, ...(ref.openArgs ?? []), ref.file]
-  const [theirs, ours] = await Promise.all([run('qemu-img', argv, { cwd: ref.cwd }), qimg(argv, { cwd: ref.cwd })])
+  const argv = [...args, ref.file]
+  const [theirs, ours] = await Promise.all([qemuImgFor(ref, argv), qimgFor(ref, argv)])
   assert.equal(theirs.code, 0, `qemu-img ${argv.join(' ')}: ${theirs.stderr}`)
   assert.equal(ours.code, theirs.code, `qimg ${argv.join(' ')} exit code (stderr: ${ours.stderr})`)
   assert.equal(ours.stdout, theirs.stdout, `qimg ${argv.join(' ')} output`)
@@ -24,7 +24,7 @@ describe('info and map equal qemu-img on the read matrix', { concurrency: 3 }, (
   for (const image of imageMatrix()) {
     it(image.name, async (t) => {
       if (!needTools(t, 'qemu-img', 'qemu-io')) return
-      const ref = await image.build(mkdtempSync(join(root.path, 'case-')))
+      const ref = await buildImage(image, mkdtempSync(join(root.path, 'case-')))
       // actual-size is compared too: both programs stat the same file (st_blocks × 512).
       await assertSameOutput(ref, ['info', '--output=json'])
       await assertSameOutput(ref, ['map', '--output=json'])

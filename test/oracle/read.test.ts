@@ -6,8 +6,8 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { openImage } from '../../src/node/open.js'
-import { needTools, qimg, run, tempDir } from '../helpers/oracle.js'
-import { SNAPSHOT_CASE, firstDifference, imageMatrix, pathOf, qemuRaw, type ImageRef } from './images.js'
+import { needTools, tempDir } from '../helpers/oracle.js'
+import { SNAPSHOT_CASE, buildImage, firstDifference, imageMatrix, pathOf, qemuImgFor, qemuRaw, qimgFor, type ImageRef } from './images.js'
 
 const root = tempDir('qimg-oracle-read-')
 after(() => root.cleanup())
@@ -32,7 +32,7 @@ async function libraryRead(ref: ImageRef, snapshot?: string): Promise<Uint8Array
 
 /** `qimg convert -O raw` output, read back; the command must succeed. */
 async function qimgRaw(ref: ImageRef, out: string, extra: string[] = []): Promise<Buffer> {
-  const r = await qimg(['convert', ...(ref.openArgs ?? []), ...extra, '-O', 'raw', ref.file, out], { cwd: ref.cwd })
+  const r = await qimgFor(ref, ['convert', ...extra, '-O', 'raw', ref.file, out])
   assert.equal(r.code, 0, `qimg convert ${extra.join(' ')} failed: ${r.stderr}`)
   return readFileSync(out)
 }
@@ -42,7 +42,7 @@ describe('read matrix: library and qimg convert equal qemu-img convert', { concu
     it(image.name, async (t) => {
       if (!needTools(t, 'qemu-img', 'qemu-io')) return
       const dir = mkdtempSync(join(root.path, 'case-'))
-      const ref = await image.build(dir)
+      const ref = await buildImage(image, dir)
       const expected = await qemuRaw(ref, join(dir, 'qemu.raw'))
       assertSameBytes(await libraryRead(ref), expected, 'library read')
       assertSameBytes(await qimgRaw(ref, join(dir, 'qimg.raw')), expected, 'qimg convert -O raw')
@@ -54,7 +54,7 @@ describe('internal snapshots', () => {
   it('each snapshot reads like qemu-img convert -l, through every way of naming it', async (t) => {
     if (!needTools(t, 'qemu-img', 'qemu-io')) return
     const dir = mkdtempSync(join(root.path, 'snap-'))
-    const ref = await SNAPSHOT_CASE.build(dir)
+    const ref = await buildImage(SNAPSHOT_CASE, dir)
     const ids: Record<string, string> = { s1: '1', s2: '2' }
     const seen: Buffer[] = []
     for (const name of SNAPSHOT_CASE.snapshots ?? []) {
@@ -81,10 +81,10 @@ describe('internal snapshots', () => {
   it('a snapshot that does not exist fails in qimg as in qemu-img', async (t) => {
     if (!needTools(t, 'qemu-img', 'qemu-io')) return
     const dir = mkdtempSync(join(root.path, 'nosnap-'))
-    const ref = await SNAPSHOT_CASE.build(dir)
+    const ref = await buildImage(SNAPSHOT_CASE, dir)
     for (const spelling of ['s3', 'snapshot.id=1,snapshot.name=s2']) {
-      const theirs = await run('qemu-img', ['convert', '-l', spelling, '-O', 'raw', ref.file, 'qemu-out.raw'], { cwd: ref.cwd })
-      const ours = await qimg(['convert', '-l', spelling, '-O', 'raw', ref.file, 'qimg-out.raw'], { cwd: ref.cwd })
+      const theirs = await qemuImgFor(ref, ['convert', '-l', spelling, '-O', 'raw', ref.file, join(dir, 'qemu-out.raw')])
+      const ours = await qimgFor(ref, ['convert', '-l', spelling, '-O', 'raw', ref.file, join(dir, 'qimg-out.raw')])
       assert.equal(theirs.code, 1, `qemu-img convert -l ${spelling} should fail`)
       assert.equal(ours.code, theirs.code, `qimg convert -l ${spelling}: ${ours.stderr}`)
       await assert.rejects(openImage(pathOf(ref), { snapshot: spelling === 's3' ? 's3' : { id: '1', name: 's2' } }), { code: 'NO_SUCH_SNAPSHOT' })

@@ -1,0 +1,78 @@
+// qimg check [-f FMT] [-r leaks|all] [--output=human|json] [-q] [-U] IMG — exit 0 clean,
+// 1 check errors, 2 corruptions, 3 leaks only, 63 format has no check (as qemu-img).
+import { ImageError } from '../../errors.js'
+import { probeFormat } from '../../format/probe.js'
+import { FileStorage } from '../../io/file.js'
+import { checkQcow2, type CheckResult } from '../../qcow2/check.js'
+import { flag, stringOption } from '../getopt.js'
+import { toQemuJson } from '../qjson.js'
+import { oneOperand, outputFormat, parseArgs, type Command } from '../context.js'
+
+function human(r: CheckResult): string {
+  let out = ''
+  if (!(r.corruptions || r.leaks || r.checkErrors)) out += 'No errors were found on the image.\n'
+  else {
+    if (r.corruptions) out += `\n${r.corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n`
+    if (r.leaks) out += `\n${r.leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n`
+    if (r.checkErrors) out += `\n${r.checkErrors} internal errors have occurred during the check.\n`
+  }
+  if (r.totalClusters !== 0 && r.allocatedClusters !== 0) {
+    const pct = (n: number, d: number) => ((n * 100) / d).toFixed(2)
+    out += `${r.allocatedClusters}/${r.totalClusters} = ${pct(r.allocatedClusters, r.totalClusters)}% allocated, ${pct(r.fragmentedClusters, r.allocatedClusters)}% fragmented, ${pct(r.compressedClusters, r.allocatedClusters)}% compressed clusters\n`
+  }
+  if (r.imageEndOffset) out += `Image end offset: ${r.imageEndOffset}\n`
+  return out
+}
+
+function json(r: CheckResult, filename: string): string {
+  const opt = (n: number) => (n !== 0 ? n : undefined)
+  return toQemuJson({
+    filename, format: 'qcow2', 'check-errors': r.checkErrors,
+    'image-end-offset': opt(r.imageEndOffset), corruptions: opt(r.corruptions), leaks: opt(r.leaks),
+    'corruptions-fixed': opt(r.corruptionsFixed), 'leaks-fixed': opt(r.leaksFixed),
+    'total-clusters': opt(r.totalClusters), 'allocated-clusters': opt(r.allocatedClusters),
+    'fragmented-clusters': opt(r.fragmentedClusters), 'compressed-clusters': opt(r.compressedClusters),
+  }) + '\n'
+}
+
+export const check: Command = async (args, ctx) => {
+  const parsed = parseArgs(args, [
+    { long: 'output', value: true },
+    { short: 'r', long: 'repair', value: true, key: 'repair' },
+    { short: 'T', long: 'cache', value: true, key: 'cache' },
+  ])
+  const output = outputFormat(parsed)
+  const filename = oneOperand(parsed)
+  const repair = stringOption(parsed, 'repair')
+  if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new ImageError('INVALID_ARGUMENT', `Unknown option value for -r (expecting 'leaks' or 'all'): ${repair}`)
+  const quiet = flag(parsed, 'quiet')
+  const storage = await FileStorage.open(filename, { writable: repair !== undefined })
+  try {
+    const format = stringOption(parsed, 'format') ?? await probeFormat(storage)
+    if (format !== 'qcow2') {
+      ctx.err(`qimg: This image format does not support checks\n`)
+      return 63
+    }
+    const report = (line: string) => ctx.err(line + '\n')
+    let result = await checkQcow2(storage, { fix: repair as 'leaks' | 'all' | undefined, report })
+    if (result.failed) {
+      ctx.err(`qimg: Check failed: ${result.failed}\n`)
+      return 1
+    }
+    if (result.corruptionsFixed || result.leaksFixed) {
+      const fixed = { leaksFixed: result.leaksFixed, corruptionsFixed: result.corruptionsFixed }
+      if (output === 'human' && !quiet) {
+        ctx.out(`The following inconsistencies were found and repaired:\n\n    ${fixed.leaksFixed} leaked clusters\n    ${fixed.corruptionsFixed} corruptions\n\nDouble checking the fixed image now...\n`)
+      }
+      result = { ...(await checkQcow2(storage, { report })), ...fixed }
+    }
+    if (output === 'json') ctx.out(json(result, filename))
+    else if (!quiet) ctx.out(human(result))
+    if (result.checkErrors) return 1
+    if (result.corruptions) return 2
+    if (result.leaks) return 3
+    return 0
+  } finally {
+    await storage.close()
+  }
+}

@@ -1,0 +1,326 @@
+// `check` (QEMU's qcow2_check_refcounts and check_oflag_copied): rebuild refcounts in memory
+// from every reference, compare with the stored ones, classify corruptions and leaks as
+// qemu-img does, and repair (-r leaks | all) by fixing refcounts, rebuilding the refcount
+// structure when it is itself broken, and fixing COPIED flags.
+import { setU64 } from '../binary/bytes.js'
+import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
+import { ImageError } from '../errors.js'
+import { countReferences, incRefs, type CheckCounts, type RefContext } from './check-refs.js'
+import { getRefcountEntry } from './refcount-read.js'
+import { setRefcountEntry } from './refcount.js'
+import { loadLayout, type Qcow2Layout } from './open.js'
+import { loadSnapshotTable } from './snapshot.js'
+import * as spec from './spec.js'
+
+/** What qemu-img check reports (ImageCheck). */
+export interface CheckResult extends CheckCounts {
+  totalClusters: number
+  imageEndOffset: number
+  /** Set when the check could not complete (qemu-img: "Check failed: …"). */
+  failed?: string
+}
+
+/** `-r leaks` or `-r all`. */
+export type RepairMode = 'leaks' | 'all'
+
+/** Stored refcounts, read straight from the file (no cache: the check trusts nothing). */
+class StoredRefcounts {
+  table: DataView
+  blocks = new Map<number, DataView>()
+  constructor(readonly storage: ReadableStorage, readonly layout: Qcow2Layout, table: Uint8Array) {
+    this.table = new DataView(table.buffer, table.byteOffset, table.byteLength)
+  }
+  get perBlock(): number {
+    return (this.layout.geometry.clusterSize * 8) >>> this.layout.header.refcountOrder
+  }
+  blockOffset(index: number): number {
+    if ((index + 1) * 8 > this.table.byteLength) return 0
+    const hi = this.table.getUint32(index * 8)
+    const lo = this.table.getUint32(index * 8 + 4)
+    if ((lo & 0x1ff) !== 0) return 0
+    return hi * 2 ** 32 + lo
+  }
+  async block(offset: number): Promise<DataView> {
+    let view = this.blocks.get(offset)
+    if (!view) {
+      const bytes = await this.storage.read(offset, this.layout.geometry.clusterSize)
+      view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      this.blocks.set(offset, view)
+    }
+    return view
+  }
+  async get(cluster: number): Promise<number> {
+    const offset = this.blockOffset(Math.floor(cluster / this.perBlock))
+    if (offset === 0 || offset % this.layout.geometry.clusterSize !== 0) return 0
+    return getRefcountEntry(await this.block(offset), cluster % this.perBlock, this.layout.header.refcountOrder)
+  }
+  /** Sets a refcount in an existing block and writes the block back. */
+  async set(cluster: number, value: number): Promise<boolean> {
+    const offset = this.blockOffset(Math.floor(cluster / this.perBlock))
+    if (offset === 0) return false
+    const view = await this.block(offset)
+    setRefcountEntry(view, cluster % this.perBlock, this.layout.header.refcountOrder, value)
+    await (this.storage as Storage).write(offset, new Uint8Array(view.buffer, view.byteOffset, view.byteLength))
+    return true
+  }
+}
+
+function emptyCounts(): CheckCounts {
+  return { corruptions: 0, leaks: 0, checkErrors: 0, corruptionsFixed: 0, leaksFixed: 0, allocatedClusters: 0, fragmentedClusters: 0, compressedClusters: 0 }
+}
+
+async function loadState(storage: ReadableStorage) {
+  const layout = await loadLayout(storage)
+  const h = layout.header
+  const snapshots = await loadSnapshotTable(storage, h.snapshotsOffset, h.snapshotCount, h.version, layout.geometry.clusterSize)
+  const cs = layout.geometry.clusterSize
+  const tableBytes = Math.min(h.refcountTableClusters * cs, Math.max(0, layout.fileSize - h.refcountTableOffset))
+  const stored = new StoredRefcounts(storage, layout, await storage.read(h.refcountTableOffset, tableBytes - (tableBytes % 8)))
+  return { layout, snapshots, stored }
+}
+
+/** check_refblocks: references of the refcount blocks themselves, and their sanity. */
+async function countRefblocks(ctx: RefContext, stored: StoredRefcounts, fix: RepairMode | undefined): Promise<void> {
+  const cs = ctx.layout.geometry.clusterSize
+  const entries = stored.table.byteLength / 8
+  for (let i = 0; i < entries; i++) {
+    const hi = stored.table.getUint32(i * 8)
+    const lo = stored.table.getUint32(i * 8 + 4)
+    const offset = hi * 2 ** 32 + ((lo & 0xffff_fe00) >>> 0)
+    if (lo & 0x1ff) {
+      ctx.report(`ERROR refcount table entry ${i} has reserved bits set`)
+      ctx.counts.corruptions++
+      ctx.rebuild = true
+      continue
+    }
+    if (offset === 0) continue
+    if (offset % cs !== 0) {
+      ctx.report(`ERROR refcount block ${i} is not cluster aligned; refcount table entry corrupted`)
+      ctx.counts.corruptions++
+      ctx.rebuild = true
+      continue
+    }
+    if (offset / cs >= Math.ceil(ctx.fileSize / cs)) {
+      ctx.counts.corruptions++
+      ctx.report(`${fix === 'all' ? 'Repairing' : 'ERROR'} refcount block ${i} is outside image`)
+      if (fix === 'all') ctx.rebuild = true
+      continue
+    }
+    incRefs(ctx, offset, cs)
+    if (ctx.refs[offset / cs] !== 1) {
+      ctx.report(`ERROR refcount block ${i} refcount=${ctx.refs[offset / cs]}`)
+      ctx.counts.corruptions++
+      ctx.rebuild = true
+    }
+  }
+}
+
+/** compare_refcounts: stored vs computed, fixing what `fix` allows. */
+async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: RepairMode | 'leaks-only' | undefined): Promise<number> {
+  const cs = ctx.layout.geometry.clusterSize
+  const clusters = Math.max(Math.ceil(ctx.fileSize / cs), ctx.refs.length)
+  let highest = 0
+  for (let i = 0; i < clusters; i++) {
+    let refcount1: number
+    try {
+      refcount1 = await stored.get(i)
+    } catch (e) {
+      ctx.report(`Can't get refcount for cluster ${i}: ${(e as Error).message}`)
+      ctx.counts.checkErrors++
+      continue
+    }
+    const refcount2 = ctx.refs[i] ?? 0
+    if (refcount1 > 0 || refcount2 > 0) highest = i
+    if (refcount1 === refcount2) continue
+    let fixed: 'leaks' | 'corruptions' | undefined
+    if (refcount1 === 0) ctx.rebuild = true
+    else if (refcount1 > refcount2 && fix !== undefined) fixed = 'leaks'
+    else if (refcount1 < refcount2 && fix === 'all') fixed = 'corruptions'
+    ctx.report(`${fixed ? 'Repairing' : refcount1 < refcount2 ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${refcount1} reference=${refcount2}`)
+    if (fixed && await stored.set(i, refcount2)) {
+      if (fixed === 'leaks') ctx.counts.leaksFixed++
+      else ctx.counts.corruptionsFixed++
+      continue
+    }
+    if (refcount1 < refcount2) ctx.counts.corruptions++
+    else ctx.counts.leaks++
+  }
+  return highest
+}
+
+/**
+ * rebuild_refcount_structure: writes new refcount blocks and a new table after everything in
+ * use, from the computed references, then switches the header to them.
+ */
+async function rebuildRefcounts(ctx: RefContext, storage: Storage): Promise<void> {
+  const h = ctx.layout.header
+  const cs = ctx.layout.geometry.clusterSize
+  const perBlock = (cs * 8) >>> h.refcountOrder
+  let end = ctx.refs.length
+  while (end > 0 && !ctx.refs[end - 1]) end--
+  end = Math.max(end, Math.ceil(ctx.fileSize / cs))
+  const start = end
+  let blocks = 0
+  let tableClusters = 0
+  for (;;) {
+    const covered = start + blocks + tableClusters
+    const nextBlocks = Math.ceil(covered / perBlock)
+    const nextTable = Math.ceil((nextBlocks * 8) / cs)
+    if (nextBlocks === blocks && nextTable === tableClusters) break
+    blocks = nextBlocks
+    tableClusters = nextTable
+  }
+  const total = start + blocks + tableClusters
+  const refs = new Float64Array(total)
+  refs.set(ctx.refs.subarray(0, Math.min(ctx.refs.length, total)))
+  for (let c = start; c < total; c++) refs[c] = 1
+  const table = new Uint8Array(tableClusters * cs)
+  const tableView = new DataView(table.buffer)
+  for (let b = 0; b < blocks; b++) {
+    const block = new Uint8Array(cs)
+    const view = new DataView(block.buffer)
+    for (let k = 0; k < perBlock && b * perBlock + k < total; k++) setRefcountEntry(view, k, h.refcountOrder, refs[b * perBlock + k]!)
+    const offset = (start + b) * cs
+    await storage.write(offset, block)
+    setU64(tableView, b * 8, offset)
+  }
+  const tableOffset = (start + blocks) * cs
+  await storage.write(tableOffset, table)
+  await storage.flush()
+  const header = new Uint8Array(12)
+  const hv = new DataView(header.buffer)
+  setU64(hv, 0, tableOffset)
+  hv.setUint32(8, tableClusters)
+  await storage.write(48, header)
+  await storage.flush()
+}
+
+/** check_oflag_copied: COPIED must be set exactly when the stored refcount is 1. */
+async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boolean): Promise<void> {
+  const h = ctx.layout.header
+  const g = ctx.layout.geometry
+  if (h.l1Size === 0) return
+  const l1Bytes = await ctx.storage.read(h.l1TableOffset, h.l1Size * 8)
+  const l1 = new DataView(l1Bytes.buffer)
+  for (let i = 0; i < h.l1Size; i++) {
+    const hi = l1.getUint32(i * 8)
+    const lo = l1.getUint32(i * 8 + 4)
+    const l2Offset = (hi & 0x00ff_ffff) * 2 ** 32 + ((lo & 0xffff_fe00) >>> 0)
+    if (!l2Offset || l2Offset % g.clusterSize || l2Offset + g.clusterSize > ctx.fileSize) continue
+    const refcount = await stored.get(l2Offset / g.clusterSize)
+    const copied = (hi & 0x8000_0000) !== 0
+    if ((refcount === 1) !== copied) {
+      ctx.counts.corruptions++
+      ctx.report(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${(hi >>> 0).toString(16)}${(lo >>> 0).toString(16).padStart(8, '0')} refcount=${refcount}`.replace(/l1_entry=0+(?=[0-9a-f])/, 'l1_entry='))
+      if (repair) {
+        l1.setUint32(i * 8, refcount === 1 ? (hi | 0x8000_0000) >>> 0 : (hi & 0x7fff_ffff) >>> 0)
+        await (ctx.storage as Storage).write(h.l1TableOffset + i * 8, l1Bytes.subarray(i * 8, i * 8 + 8))
+        ctx.counts.corruptions--
+        ctx.counts.corruptionsFixed++
+      }
+    }
+    const l2Bytes = await ctx.storage.read(l2Offset, g.clusterSize)
+    const l2 = new DataView(l2Bytes.buffer)
+    let dirty = 0
+    for (let j = 0; j < g.l2Entries; j++) {
+      const at = j * g.l2EntrySize
+      const ehi = l2.getUint32(at)
+      const elo = l2.getUint32(at + 4)
+      if (ehi & 0x4000_0000) continue // compressed
+      const offset = (ehi & 0x00ff_ffff) * 2 ** 32 + ((elo & 0xffff_fe00) >>> 0)
+      const normal = offset !== 0 || (ctx.layout.hasDataFile && (ehi & 0x8000_0000) !== 0)
+      if (!normal) continue
+      const rc = ctx.layout.hasDataFile ? 1 : await stored.get(Math.floor(offset / g.clusterSize))
+      const ecopied = (ehi & 0x8000_0000) !== 0
+      if ((rc === 1) !== ecopied) {
+        ctx.counts.corruptions++
+        ctx.report(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED data cluster: l2_entry=${(ehi * 2 ** 32 + elo).toString(16)} refcount=${rc}`)
+        if (repair) {
+          l2.setUint32(at, rc === 1 ? (ehi | 0x8000_0000) >>> 0 : (ehi & 0x7fff_ffff) >>> 0)
+          dirty++
+        }
+      }
+    }
+    if (dirty > 0) {
+      await (ctx.storage as Storage).write(l2Offset, l2Bytes)
+      ctx.counts.corruptions -= dirty
+      ctx.counts.corruptionsFixed += dirty
+    }
+  }
+}
+
+/** One pass of qcow2_check: counts, compares, optionally repairs. */
+async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, report: (line: string) => void): Promise<CheckResult> {
+  const { layout, snapshots, stored } = await loadState(storage)
+  const cs = layout.geometry.clusterSize
+  const fresh = (): RefContext => ({
+    storage, layout, snapshots, fileSize: layout.fileSize, counts: emptyCounts(), report,
+    refs: new Float64Array(Math.ceil(layout.fileSize / cs)), rebuild: false, refcountMax: 2 ** (2 ** layout.header.refcountOrder) - 1,
+  })
+  let ctx = fresh()
+  await countReferences(ctx)
+  await countRefblocks(ctx, stored, fix)
+  const preCompare = { ...ctx.counts }
+  let highest = await compareRefcounts(ctx, stored, undefined)
+  if (ctx.rebuild && fix === 'all') {
+    const old = { ...ctx.counts }
+    report('Rebuilding refcount structure')
+    await rebuildRefcounts(ctx, storage as Storage)
+    const again = await loadState(storage)
+    const frag = { a: ctx.counts.allocatedClusters, f: ctx.counts.fragmentedClusters, c: ctx.counts.compressedClusters }
+    ctx = { ...fresh(), layout: again.layout, fileSize: again.layout.fileSize }
+    await countReferences(ctx)
+    await countRefblocks(ctx, again.stored, undefined)
+    const silent: RefContext = { ...ctx, counts: emptyCounts(), report }
+    highest = await compareRefcounts(silent, again.stored, 'leaks')
+    ctx.counts = { ...old, corruptions: 0, leaks: silent.counts.leaks, allocatedClusters: frag.a, fragmentedClusters: frag.f, compressedClusters: frag.c }
+    if (old.corruptions > 0) ctx.counts.corruptionsFixed += old.corruptions
+    if (old.leaks > 0) ctx.counts.leaksFixed += old.leaks
+    await checkCopied(ctx, again.stored, true)
+    return finish(ctx, layout, highest)
+  }
+  if (fix) {
+    if (ctx.rebuild) {
+      report('ERROR need to rebuild refcount structures')
+      ctx.counts.checkErrors++
+      return { ...finish(ctx, layout, highest), failed: 'Input/output error' }
+    }
+    if (ctx.counts.leaks || ctx.counts.corruptions) {
+      ctx.counts = { ...preCompare }
+      stored.blocks.clear()
+      highest = await compareRefcounts(ctx, stored, fix)
+    }
+  }
+  const repairCopied = fix === 'all' || (fix === 'leaks' && !ctx.counts.checkErrors && !ctx.counts.corruptions && !ctx.counts.leaks)
+  stored.blocks.clear()
+  await checkCopied(ctx, stored, repairCopied)
+  return finish(ctx, layout, highest)
+}
+
+function finish(ctx: RefContext, layout: Qcow2Layout, highest: number): CheckResult {
+  const cs = layout.geometry.clusterSize
+  return { ...ctx.counts, totalClusters: Math.ceil(layout.header.size / cs), imageEndOffset: (highest + 1) * cs }
+}
+
+/**
+ * Checks a QCOW2 image. With `fix`, the storage must be writable; after a repair with no
+ * corruption left, the dirty and corrupt bits are cleared (qcow2_mark_clean/consistent).
+ * `report` receives the per-cluster diagnostics qemu-img prints to stderr.
+ */
+export async function checkQcow2(storage: ReadableStorage, options: { fix?: RepairMode | undefined; report?: (line: string) => void } = {}): Promise<CheckResult> {
+  const report = options.report ?? (() => undefined)
+  const fix = options.fix
+  if (fix && !isWritable(storage)) throw new ImageError('READ_ONLY', `${storage.name}: repairing needs the image opened for writing`)
+  const result = await checkPass(storage, fix, report)
+  if (fix && result.checkErrors === 0 && result.corruptions === 0) {
+    const layout = await loadLayout(storage)
+    const h = layout.header
+    if (h.version >= 3 && (h.incompatibleFeatures & (spec.INCOMPAT_DIRTY | spec.INCOMPAT_CORRUPT))) {
+      const bytes = new Uint8Array(8)
+      new DataView(bytes.buffer).setBigUint64(0, h.incompatibleFeatures & ~(spec.INCOMPAT_DIRTY | spec.INCOMPAT_CORRUPT))
+      await (storage as Storage).write(72, bytes)
+    }
+    await (storage as Storage).flush()
+  }
+  return result
+}
