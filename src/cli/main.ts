@@ -11,9 +11,10 @@ import { io } from './commands/io.js'
 import { map } from './commands/map.js'
 import { measure } from './commands/measure.js'
 import { resize } from './commands/resize.js'
+import { snapshot } from './commands/snapshot.js'
 import type { CliContext, Command } from './context.js'
 
-const COMMANDS: Record<string, Command> = { bench, check, compare, convert, create, info, io, map, measure, resize }
+const COMMANDS: Record<string, Command> = { bench, check, compare, convert, create, info, io, map, measure, resize, snapshot }
 
 const USAGE = `qimg - virtual disk image tool (qemu-img compatible)
 usage: qimg [--version] [--help] COMMAND [command options]
@@ -25,6 +26,7 @@ Commands:
   measure [--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-l SNAPSHOT] FILENAME)
   resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] FILENAME [+|-]SIZE
   io [-f FMT] [-r] [-c CMD]... FILENAME   (qemu-io: read, write, discard, flush, map)
+  snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-q] FILENAME
   map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILENAME
   convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT
   check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILENAME

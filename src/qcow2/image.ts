@@ -16,6 +16,8 @@ import { getExtent, loadL2, readL2Entry, type LookupContext } from './lookup.js'
 import { loadL1Table, loadLayout, openWarnings, type Qcow2Layout } from './open.js'
 import { detectMetadataPreallocation } from './refcount-read.js'
 import { findSnapshot, loadSnapshotTable, type Snapshot } from './snapshot.js'
+import { applySnapshot, createSnapshot, deleteSnapshot, type SnapshotTarget } from './snapshot-ops.js'
+import { checkQcow2 } from './check.js'
 import * as spec from './spec.js'
 import { l1Index, l2Index } from './geometry.js'
 
@@ -71,7 +73,13 @@ export class Qcow2Image implements FormatDriver {
 
   /** Opens `storage` as QCOW2, validating the header and loading the L1 table. */
   static async open(storage: ReadableStorage, options: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
-    const layout = await loadLayout(storage)
+    let layout = await loadLayout(storage)
+    if (options.writable && (layout.header.incompatibleFeatures & spec.INCOMPAT_DIRTY) && !(layout.header.incompatibleFeatures & spec.INCOMPAT_CORRUPT) && isWritable(storage)) {
+      // A lazy-refcount image left dirty: rebuild refcounts before writing (as QEMU does on open).
+      const result = await checkQcow2(storage, { fix: 'all' })
+      if (result.corruptions || result.checkErrors) throw new ImageError('CORRUPT', `${storage.name}: could not repair the refcounts of a dirty image (${result.corruptions} corruptions left)`, { file: storage.name })
+      layout = await loadLayout(storage)
+    }
     const { header, geometry } = layout
     const snapshots = await loadSnapshotTable(storage, header.snapshotsOffset, header.snapshotCount, header.version, geometry.clusterSize)
     let l1Offset = header.l1TableOffset
@@ -216,6 +224,42 @@ export class Qcow2Image implements FormatDriver {
   /** The writer, for commands that change structure (resize, preallocation). */
   get writer(): Qcow2Writer {
     return this.#requireWriter()
+  }
+
+  #snapshotTarget(): SnapshotTarget {
+    return { snapshots: this.snapshots, snapshotsOffset: this.layout.header.snapshotsOffset, virtualSize: this.virtualSize }
+  }
+
+  #checkSnapshotsAllowed(): void {
+    if (this.layout.hasDataFile) throw new ImageError('UNSUPPORTED', 'Operation not supported (images with an external data file cannot have internal snapshots)')
+  }
+
+  /** Creates an internal snapshot of the current state (qemu-img snapshot -c). */
+  async createSnapshot(name: string, now = Date.now()): Promise<Snapshot> {
+    this.#checkSnapshotsAllowed()
+    const target = this.#snapshotTarget()
+    const snapshot = await this.#requireWriter().withTables((a) => createSnapshot(a, target, name, { sec: Math.floor(now / 1000), nsec: (now % 1000) * 1e6 }))
+    this.layout.header.snapshotsOffset = target.snapshotsOffset
+    this.layout.header.snapshotCount = this.snapshots.length
+    return snapshot
+  }
+
+  /** Reverts the disk to snapshot `key` (ID or name) (qemu-img snapshot -a). */
+  async applySnapshot(key: string): Promise<void> {
+    this.#checkSnapshotsAllowed()
+    const snapshot = findSnapshot(this.snapshots, key)
+    if (snapshot && snapshot.l1Size > this.layout.header.l1Size) await this.#requireWriter().growL1(snapshot.l1Size)
+    const target = this.#snapshotTarget()
+    this.#decoded.clear()
+    await this.#requireWriter().withTables((a) => applySnapshot(a, target, key))
+  }
+
+  /** Deletes snapshot `key` (ID or name) (qemu-img snapshot -d). */
+  async deleteSnapshot(key: string): Promise<void> {
+    const target = this.#snapshotTarget()
+    await this.#requireWriter().withTables((a) => deleteSnapshot(a, target, key))
+    this.layout.header.snapshotsOffset = target.snapshotsOffset
+    this.layout.header.snapshotCount = this.snapshots.length
   }
 
   /** Changes the virtual size kept in memory and the header (resize). */

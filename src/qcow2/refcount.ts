@@ -178,7 +178,12 @@ export class RefcountManager {
 
   /** Creates the refcount block for table entry `tableIndex` and returns its offset. */
   async #createBlock(tableIndex: number): Promise<number> {
-    if ((tableIndex + 1) * 8 > this.#reftable.length) await this.#growReftable(tableIndex + 1)
+    if ((tableIndex + 1) * 8 > this.#reftable.length) {
+      await this.#growReftable(tableIndex + 1)
+      // Growing may have made this very block (it covers the new table's own clusters).
+      const made = this.#blockOffset(tableIndex)
+      if (made !== 0) return made
+    }
     const perBlock = this.entriesPerBlock
     const cluster = await this.#findFree(1)
     this.#reserved.add(cluster)

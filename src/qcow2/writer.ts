@@ -32,6 +32,18 @@ type Decoded = { entry: L2Entry; allocated: number; zero: number }
 
 const ALL_SUBCLUSTERS = 0xffff_ffff
 
+/** Direct table access for structural changes (see {@link Qcow2Writer.withTables}). */
+export interface TableAccess {
+  ctx: LookupContext
+  storage: Storage
+  refcounts: RefcountManager
+  /** Host offset of the active L1 table. */
+  l1Offset: number
+  markL1Dirty(): void
+  /** The ordered write-back (data, refcounts, L2, L1, frees). */
+  flush(): Promise<void>
+}
+
 /** Writes to one QCOW2 layer. All metadata changes run under one mutex. */
 export class Qcow2Writer {
   readonly mutex = new Mutex()
@@ -460,6 +472,27 @@ export class Qcow2Writer {
   async #maybeWriteBack(): Promise<void> {
     const l2 = this.#ctx.l2Cache
     if (l2.dirtyCount > l2.capacity / 2 || this.#refcounts.cache.dirtyCount > this.#refcounts.cache.capacity / 2) await this.#flushLocked()
+  }
+
+  /**
+   * Runs a structural change (snapshots) under the metadata lock with direct access to the
+   * tables; caches are written back before and after.
+   */
+  withTables<T>(fn: (access: TableAccess) => Promise<T>): Promise<T> {
+    return this.mutex.run(async () => {
+      await this.#start()
+      await this.#flushLocked()
+      const result = await fn({
+        ctx: this.#ctx,
+        storage: this.#storage,
+        refcounts: this.#refcounts,
+        l1Offset: this.#l1Offset,
+        markL1Dirty: () => { this.#l1Dirty = true },
+        flush: () => this.#flushLocked(),
+      })
+      await this.#flushLocked()
+      return result
+    })
   }
 
   /** Makes every completed write durable, in dependency order. */

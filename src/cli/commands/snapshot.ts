@@ -1,0 +1,43 @@
+// qimg snapshot (-l | -c NAME | -a NAME | -d NAME) [-f FMT] [-U] [-q] IMG
+import { ImageError } from '../../errors.js'
+import { Qcow2Image } from '../../qcow2/image.js'
+import { describeLayer } from '../../node/open.js'
+import { stringOption } from '../getopt.js'
+import { formatSnapshotTable } from '../human.js'
+import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
+
+export const snapshot: Command = async (args, ctx) => {
+  const parsed = parseArgs(args, [
+    { short: 'l', value: false, key: 'list' },
+    { short: 'c', value: true, key: 'create' },
+    { short: 'a', value: true, key: 'apply' },
+    { short: 'd', value: true, key: 'delete' },
+  ])
+  const actions = ['list', 'create', 'apply', 'delete'].filter((k) => parsed.options.has(k))
+  if (actions.length > 1) throw new ImageError('INVALID_ARGUMENT', 'Cannot mix \'-l\', \'-a\', \'-c\', \'-d\'')
+  const action = actions[0] ?? 'list'
+  const filename = oneOperand(parsed)
+  const device = await openOperand(filename, parsed, { writable: action !== 'list', fileReferences: 'ignore' })
+  try {
+    if (action === 'list') {
+      const info = await describeLayer(device)
+      ctx.out(formatSnapshotTable(info.snapshots ?? []))
+      return 0
+    }
+    const image = device.driver
+    const name = stringOption(parsed, action)!
+    const verb = { create: 'create', apply: 'apply', delete: 'delete' }[action as 'create']
+    if (!(image instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `Could not ${verb} snapshot '${name}': Operation not supported`)
+    try {
+      if (action === 'create') await image.createSnapshot(name)
+      else if (action === 'apply') await image.applySnapshot(name)
+      else await image.deleteSnapshot(name)
+    } catch (e) {
+      if (e instanceof ImageError) throw new ImageError(e.code, `Could not ${verb} snapshot '${name}': ${e.message}`, { cause: e })
+      throw e
+    }
+    return 0
+  } finally {
+    await device.close()
+  }
+}
