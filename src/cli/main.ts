@@ -3,6 +3,7 @@
 import { isImageError } from '../errors.js'
 import { bench } from './commands/bench.js'
 import { check } from './commands/check.js'
+import { commit } from './commands/commit.js'
 import { compare } from './commands/compare.js'
 import { convert } from './commands/convert.js'
 import { create } from './commands/create.js'
@@ -10,11 +11,12 @@ import { info } from './commands/info.js'
 import { io } from './commands/io.js'
 import { map } from './commands/map.js'
 import { measure } from './commands/measure.js'
+import { rebase } from './commands/rebase.js'
 import { resize } from './commands/resize.js'
 import { snapshot } from './commands/snapshot.js'
 import type { CliContext, Command } from './context.js'
 
-const COMMANDS: Record<string, Command> = { bench, check, compare, convert, create, info, io, map, measure, resize, snapshot }
+const COMMANDS: Record<string, Command> = { bench, check, commit, compare, convert, create, info, io, map, measure, rebase, resize, snapshot }
 
 const USAGE = `qimg - virtual disk image tool (qemu-img compatible)
 usage: qimg [--version] [--help] COMMAND [command options]
@@ -24,12 +26,14 @@ Commands:
   create [-f FMT] [-o OPTIONS] [-b BACKING -F BACKING_FMT] [-u] [-q] FILENAME [SIZE]
   info [-f FMT] [--output=human|json] [--backing-chain] [-U] FILENAME
   measure [--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-l SNAPSHOT] FILENAME)
+  rebase [-f FMT] [-u] -b BACKING [-F BACKING_FMT] [-p] [-q] FILENAME
   resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] FILENAME [+|-]SIZE
   io [-f FMT] [-r] [-c CMD]... FILENAME   (qemu-io: read, write, discard, flush, map)
   snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-q] FILENAME
   map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILENAME
   convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT
   check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILENAME
+  commit [-f FMT] [-b BASE] [-d] [-p] [-q] FILENAME
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] FILENAME1 FILENAME2
 `
 

@@ -18,6 +18,7 @@ import { detectMetadataPreallocation } from './refcount-read.js'
 import { findSnapshot, loadSnapshotTable, type Snapshot } from './snapshot.js'
 import { applySnapshot, createSnapshot, deleteSnapshot, type SnapshotTarget } from './snapshot-ops.js'
 import { checkQcow2 } from './check.js'
+import { encodeHeaderCluster } from './header-encode.js'
 import * as spec from './spec.js'
 import { l1Index, l2Index } from './geometry.js'
 
@@ -260,6 +261,36 @@ export class Qcow2Image implements FormatDriver {
     await this.#requireWriter().withTables((a) => deleteSnapshot(a, target, key))
     this.layout.header.snapshotsOffset = target.snapshotsOffset
     this.layout.header.snapshotCount = this.snapshots.length
+  }
+
+  /**
+   * Rewrites the first cluster from the in-memory header (QEMU's qcow2_update_header): used
+   * when the backing file, data file name, features or version change.
+   */
+  async rewriteHeader(): Promise<void> {
+    const writer = this.#requireWriter()
+    await writer.flush()
+    const cs = this.layout.geometry.clusterSize
+    const bytes = new Uint8Array(cs)
+    bytes.set(encodeHeaderCluster(this.layout.header))
+    const storage = this.storage as Storage
+    await storage.write(0, bytes)
+    await storage.flush()
+  }
+
+  /** Changes the backing file name and format recorded in the header (rebase, commit). */
+  async setBacking(name: string | undefined, format: string | undefined): Promise<void> {
+    const h = this.layout.header
+    const old = { name: h.backingFile, format: h.backingFormat }
+    h.backingFile = name
+    h.backingFormat = name === undefined ? undefined : format
+    try {
+      await this.rewriteHeader()
+    } catch (e) {
+      h.backingFile = old.name
+      h.backingFormat = old.format
+      throw e
+    }
   }
 
   /** Changes the virtual size kept in memory and the header (resize). */

@@ -133,18 +133,23 @@ export class RefcountManager {
     return value
   }
 
-  /** Finds `count` contiguous free clusters from the hint (nothing is marked yet). */
+  /**
+   * Finds `count` contiguous free clusters from the hint (nothing is marked yet). The hint moves
+   * to the first cluster the scan saw with refcount 0, so used clusters are not scanned again.
+   */
   async #findFree(count: number): Promise<number> {
     const perBlock = this.entriesPerBlock
     let start = this.#freeHint
     let cluster = start
+    let firstFree: number | undefined
     while (cluster - start < count) {
-      if (cluster >= this.#endCluster) return start // everything past the end is free
+      if (cluster >= this.#endCluster) break // everything past the end is free
       const tableIndex = Math.floor(cluster / perBlock)
       const offset = this.#blockOffset(tableIndex)
       const blockEnd = (tableIndex + 1) * perBlock
       if (offset === 0) {
         // No block: the whole range reads as refcount 0, except clusters reserved right now.
+        firstFree ??= cluster
         while (cluster < blockEnd && cluster - start < count) {
           if (this.#reserved.has(cluster)) start = cluster + 1
           cluster++
@@ -153,10 +158,15 @@ export class RefcountManager {
       }
       const block = await this.#loadBlock(offset)
       while (cluster < blockEnd && cluster - start < count && cluster < this.#endCluster) {
-        if (getRefcountEntry(block.view, cluster % perBlock, this.layout.refcountOrder) !== 0 || this.#reserved.has(cluster)) start = cluster + 1
+        if (getRefcountEntry(block.view, cluster % perBlock, this.layout.refcountOrder) !== 0) start = cluster + 1
+        else {
+          firstFree ??= cluster
+          if (this.#reserved.has(cluster)) start = cluster + 1
+        }
         cluster++
       }
     }
+    this.#freeHint = firstFree ?? cluster
     return start
   }
 

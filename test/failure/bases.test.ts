@@ -24,7 +24,8 @@ function save(name: string, image: BuiltImage): string {
 
 /** Asserts `qemu-img check` reports no corruption, leak or check error. */
 async function assertClean(path: string): Promise<void> {
-  const r = await run('qemu-img', ['check', '--output=json', path])
+  // QEMU 7.2 resolves an external data file name against the working directory, not the image's.
+  const r = await run('qemu-img', ['check', '--output=json', path], { cwd: dir.path })
   assert.equal(r.code, 0, `qemu-img check ${path}: ${r.stderr}${r.stdout}`)
   const report = JSON.parse(r.stdout) as Record<string, unknown>
   for (const key of ['corruptions', 'leaks', 'check-errors']) assert.ok(!report[key], `${key} in ${r.stdout}`)
@@ -33,7 +34,7 @@ async function assertClean(path: string): Promise<void> {
 /** Guest bytes as qemu-img reads them (optionally at a snapshot). */
 async function qemuRead(path: string, snapshot?: string): Promise<Uint8Array> {
   const out = dir.file('out.raw')
-  await runOk('qemu-img', ['convert', ...(snapshot ? ['-l', `snapshot.name=${snapshot}`] : []), '-O', 'raw', path, out])
+  await runOk('qemu-img', ['convert', ...(snapshot ? ['-l', `snapshot.name=${snapshot}`] : []), '-O', 'raw', path, out], { cwd: dir.path })
   return new Uint8Array(readFileSync(out))
 }
 
@@ -93,7 +94,7 @@ test('every refcount width and several cluster sizes build clean images', async 
       const image = buildQcow2({
         virtualSize: 40 * cs, clusterBits, refcountOrder,
         clusters: { 0: { kind: 'data', data: pattern(cs, 1) }, 7: { kind: 'compressed', data: pattern(cs, 2) }, 39: { kind: 'zero' } },
-        snapshots: [{ name: 's' }],
+        snapshots: refcountOrder === 0 ? [] : [{ name: 's' }], // 1-bit refcounts cannot share clusters
       })
       const path = save(`rc${clusterBits}-${refcountOrder}.qcow2`, image)
       await assertClean(path)

@@ -420,10 +420,10 @@ add({
   },
 })
 // 1-bit refcounts and 512-byte clusters: one block covers 2 MiB of file and the first table 128
-// MiB, so a 160 MiB disk preallocated with metadata (≈165 MiB of clusters) must grow it; then
+// MiB, so a 130 MiB disk preallocated with metadata (≈132 MiB of clusters) must grow it; then
 // random ops free and reuse clusters with refcounts that can only be 0 or 1.
 add({
-  name: 'refcount table growth: refcount_bits 1 cluster 512 preallocation metadata', size: 160 * MiB, ops: 120,
+  name: 'refcount table growth: refcount_bits 1 cluster 512 preallocation metadata', size: 130 * MiB, ops: 120,
   create: { clusterSize: 512, refcountBits: 1, preallocation: 'metadata' }, maxLength: 256 * KiB,
   extra: async (path, tag) => {
     const reftableClusters = readHeaderU32(path, 56)

@@ -1,0 +1,51 @@
+// qimg rebase [-f FMT] [-u] -b BACKING [-F|-B FMT] [-p] [-q] [-U] IMG
+import { rebaseImage } from '../../commands/rebase.js'
+import { ImageError } from '../../errors.js'
+import { pathCombine } from '../../format/chain.js'
+import { openImage } from '../../node/open.js'
+import { flag, stringOption } from '../getopt.js'
+import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
+
+export const rebase: Command = async (args, ctx) => {
+  const parsed = parseArgs(args, [
+    { short: 'b', long: 'backing', value: true, key: 'backing' },
+    { short: 'F', value: true, key: 'backing-format' },
+    { short: 'B', long: 'backing-format', value: true, key: 'backing-format' },
+    { short: 'u', long: 'unsafe', value: false, key: 'unsafe' },
+    { short: 'p', long: 'progress', value: false, key: 'progress' },
+    { short: 't', value: true, key: 'cache' },
+    { short: 'T', value: true, key: 'source-cache' },
+    { short: 'c', long: 'compress', value: false, key: 'compress' },
+  ])
+  const filename = oneOperand(parsed)
+  const backing = stringOption(parsed, 'backing')
+  if (backing === undefined) throw new ImageError('INVALID_ARGUMENT', 'Must specify backing file (-b) or use unsafe mode (-u)')
+  if (flag(parsed, 'compress')) throw new ImageError('UNSUPPORTED', 'rebase -c: compressed writes are not supported yet')
+  const unsafe = flag(parsed, 'unsafe')
+  let format = stringOption(parsed, 'backing-format')
+  const name = backing === '' ? undefined : backing
+  const image = await openOperand(filename, parsed, { writable: true, fileReferences: unsafe ? 'ignore' : 'follow' })
+  try {
+    let newBacking
+    if (name !== undefined) {
+      if (format === undefined && unsafe) throw new ImageError('INVALID_ARGUMENT', 'Could not change the backing file: the backing format must be given with -F in unsafe mode')
+      try {
+        newBacking = unsafe ? undefined : await openImage(pathCombine(filename, name), { format })
+      } catch (e) {
+        throw new ImageError('INVALID_ARGUMENT', `Could not open new backing file '${pathCombine(filename, name)}': ${(e as Error).message}`, { cause: e })
+      }
+      format ??= newBacking?.driver.format
+    }
+    try {
+      await rebaseImage(image, {
+        newBacking, name, format, unsafe,
+        progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,
+      })
+    } finally {
+      await newBacking?.close()
+    }
+  } finally {
+    await image.close()
+  }
+  return 0
+}

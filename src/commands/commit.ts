@@ -1,0 +1,59 @@
+// `commit`: write what an image (and the layers above the base) allocate down into the base,
+// growing the base when it is smaller, then empty the image unless asked to keep it (-d).
+import { ImageError } from '../errors.js'
+import type { BlockDevice } from '../format/device.js'
+import { Qcow2Image } from '../qcow2/image.js'
+import { resizeImage } from './resize.js'
+import { Progress } from './progress.js'
+
+/** Options for {@link commitImage}. */
+export interface CommitOptions {
+  /** Keep the image's data after committing (-d; implied by -b). */
+  keep?: boolean
+  progress?: ((text: string) => void) | undefined
+}
+
+/**
+ * Commits `top` (read-only chain whose layers down to — not including — the layer at `depth`
+ * hold the data) into `base`, opened writable by the caller.
+ */
+export async function commitImage(top: BlockDevice, depth: number, base: BlockDevice, emptyTop: (() => Promise<void>) | undefined, options: CommitOptions = {}): Promise<void> {
+  if (depth < 1) throw new ImageError('INVALID_ARGUMENT', 'The base must be a backing file of the image')
+  if (base.size < top.size) await resizeImage(base, top.size)
+  const layers = top.chain.slice(0, depth)
+  const progress = new Progress(top.size, options.progress)
+  const step = 2 * 1024 * 1024
+  for (let offset = 0; offset < top.size;) {
+    const length = Math.min(step, top.size - offset)
+    // Ranges allocated in any layer above the base are copied; the rest is already in the base.
+    for (let at = offset; at < offset + length;) {
+      let allocated = false
+      let run = offset + length - at
+      for (const layer of layers) {
+        const status = await layer.isAllocated(at, run)
+        run = Math.min(run, status.length)
+        if (status.allocated) allocated = true
+      }
+      if (allocated) {
+        const status = await top.blockStatus(at, run)
+        run = status.length
+        if (status.zero && !status.data) await base.writeZeroes(at, run)
+        else await base.write(at, await top.read(at, run))
+      }
+      at += run
+    }
+    offset += length
+    progress.add(length)
+  }
+  await base.flush()
+  progress.end()
+  if (!options.keep && emptyTop) await emptyTop()
+}
+
+/** Empties a qcow2 image: every cluster deallocated, the file cut (QEMU's make_empty). */
+export async function emptyImage(device: BlockDevice): Promise<void> {
+  const driver = device.driver
+  if (!(driver instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `commit: cannot empty a '${driver.format}' image`)
+  await driver.writer.deallocate(0, driver.virtualSize)
+  await driver.writer.truncateUnused()
+}
