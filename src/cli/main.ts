@@ -1,6 +1,7 @@
 // The qimg command line: qemu-img's subcommands and options; every error is one line on
 // stderr ("qimg: …") and a non-zero exit code.
 import { isImageError } from '../errors.js'
+import { amend } from './commands/amend.js'
 import { bench } from './commands/bench.js'
 import { check } from './commands/check.js'
 import { commit } from './commands/commit.js'
@@ -16,12 +17,13 @@ import { resize } from './commands/resize.js'
 import { snapshot } from './commands/snapshot.js'
 import type { CliContext, Command } from './context.js'
 
-const COMMANDS: Record<string, Command> = { bench, check, commit, compare, convert, create, info, io, map, measure, rebase, resize, snapshot }
+const COMMANDS: Record<string, Command> = { amend, bench, check, commit, compare, convert, create, info, io, map, measure, rebase, resize, snapshot }
 
 const USAGE = `qimg - virtual disk image tool (qemu-img compatible)
 usage: qimg [--version] [--help] COMMAND [command options]
 
 Commands:
+  amend [-f FMT] -o OPTIONS [-q] FILENAME
   bench [-w] [-c COUNT] [-d DEPTH] [-o OFFSET] [-s SIZE] [-S STEP] [-f FMT] [-q] FILENAME
   create [-f FMT] [-o OPTIONS] [-b BACKING -F BACKING_FMT] [-u] [-q] FILENAME [SIZE]
   info [-f FMT] [--output=human|json] [--backing-chain] [-U] FILENAME

@@ -8,6 +8,7 @@ import { ImageError } from '../errors.js'
 import { countReferences, incRefs, type CheckCounts, type RefContext } from './check-refs.js'
 import { getRefcountEntry } from './refcount-read.js'
 import { setRefcountEntry } from './refcount.js'
+import { writeRefcountStructure } from './refcount-rebuild.js'
 import { loadLayout, type Qcow2Layout } from './open.js'
 import { loadSnapshotTable } from './snapshot.js'
 import * as spec from './spec.js'
@@ -148,45 +149,10 @@ async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: R
   return highest
 }
 
-/**
- * rebuild_refcount_structure: writes new refcount blocks and a new table after everything in
- * use, from the computed references, then switches the header to them.
- */
+/** rebuild_refcount_structure: a new structure from the computed references, then the header switch. */
 async function rebuildRefcounts(ctx: RefContext, storage: Storage): Promise<void> {
-  const h = ctx.layout.header
   const cs = ctx.layout.geometry.clusterSize
-  const perBlock = (cs * 8) >>> h.refcountOrder
-  let end = ctx.refs.length
-  while (end > 0 && !ctx.refs[end - 1]) end--
-  end = Math.max(end, Math.ceil(ctx.fileSize / cs))
-  const start = end
-  let blocks = 0
-  let tableClusters = 0
-  for (;;) {
-    const covered = start + blocks + tableClusters
-    const nextBlocks = Math.ceil(covered / perBlock)
-    const nextTable = Math.ceil((nextBlocks * 8) / cs)
-    if (nextBlocks === blocks && nextTable === tableClusters) break
-    blocks = nextBlocks
-    tableClusters = nextTable
-  }
-  const total = start + blocks + tableClusters
-  const refs = new Float64Array(total)
-  refs.set(ctx.refs.subarray(0, Math.min(ctx.refs.length, total)))
-  for (let c = start; c < total; c++) refs[c] = 1
-  const table = new Uint8Array(tableClusters * cs)
-  const tableView = new DataView(table.buffer)
-  for (let b = 0; b < blocks; b++) {
-    const block = new Uint8Array(cs)
-    const view = new DataView(block.buffer)
-    for (let k = 0; k < perBlock && b * perBlock + k < total; k++) setRefcountEntry(view, k, h.refcountOrder, refs[b * perBlock + k]!)
-    const offset = (start + b) * cs
-    await storage.write(offset, block)
-    setU64(tableView, b * 8, offset)
-  }
-  const tableOffset = (start + blocks) * cs
-  await storage.write(tableOffset, table)
-  await storage.flush()
+  const { tableOffset, tableClusters } = await writeRefcountStructure(storage, ctx.refs, ctx.fileSize, cs, ctx.layout.header.refcountOrder)
   const header = new Uint8Array(12)
   const hv = new DataView(header.buffer)
   setU64(hv, 0, tableOffset)
@@ -247,6 +213,21 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
       ctx.counts.corruptionsFixed += dirty
     }
   }
+}
+
+/**
+ * References of every cluster in use except the refcount structure itself (for rewriting that
+ * structure with another refcount width).
+ */
+export async function computeReferences(storage: ReadableStorage): Promise<{ refs: Float64Array; layout: Qcow2Layout; counts: CheckCounts }> {
+  const { layout, snapshots } = await loadState(storage)
+  const cs = layout.geometry.clusterSize
+  const ctx: RefContext = {
+    storage, layout: { ...layout, header: { ...layout.header, refcountTableClusters: 0 } }, snapshots, fileSize: layout.fileSize,
+    counts: emptyCounts(), report: () => undefined, refs: new Float64Array(Math.ceil(layout.fileSize / cs)), rebuild: false, refcountMax: Number.MAX_SAFE_INTEGER,
+  }
+  await countReferences(ctx)
+  return { refs: ctx.refs, layout, counts: ctx.counts }
 }
 
 /** One pass of qcow2_check: counts, compares, optionally repairs. */

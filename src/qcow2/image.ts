@@ -407,7 +407,7 @@ export class Qcow2Image implements FormatDriver {
   async close(): Promise<void> {
     if (this.#writer) {
       await this.#writer.flush()
-      if (this.#setDirtyBit) {
+      if (this.#setDirtyBit && this.layout.header.version >= 3) {
         this.layout.header.incompatibleFeatures &= ~spec.INCOMPAT_DIRTY
         await this.#writeHeaderU64(72, this.layout.header.incompatibleFeatures)
       }

@@ -1,0 +1,51 @@
+// qimg amend [-f FMT] -o OPTIONS [-q] IMG
+import { amendImage } from '../../commands/amend.js'
+import { ImageError } from '../../errors.js'
+import { FileStorage } from '../../io/file.js'
+import { openImage } from '../../node/open.js'
+import { stringOption } from '../getopt.js'
+import { parseBool } from '../create-options.js'
+import { parseOptionString } from '../image-opts.js'
+import { parseSize } from '../size.js'
+import { oneOperand, parseArgs, type Command } from '../context.js'
+
+const CREATE_ONLY = new Set(['cluster_size', 'preallocation', 'extended_l2', 'compression_type', 'encryption', 'encrypt.format'])
+const AMENDABLE = new Set(['compat', 'lazy_refcounts', 'refcount_bits', 'data_file', 'data_file_raw', 'size', 'backing_file', 'backing_fmt'])
+
+export const amend: Command = async (args, ctx) => {
+  const parsed = parseArgs(args, [
+    { short: 'o', value: true, key: 'options' },
+    { short: 'p', value: false, key: 'progress' },
+    { short: 't', value: true, key: 'cache' },
+    { long: 'force', value: false },
+  ])
+  const texts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
+  if (texts.length === 0) throw new ImageError('INVALID_ARGUMENT', 'Must specify options (-o)')
+  const filename = oneOperand(parsed)
+  const format = stringOption(parsed, 'format')
+  const opts = new Map<string, string>()
+  for (const text of texts) for (const [k, v] of parseOptionString(text)) opts.set(k, v)
+  for (const key of opts.keys()) {
+    if (CREATE_ONLY.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'\nThis option is only supported for image creation`)
+    if (!AMENDABLE.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
+  }
+  const open = () => openImage(filename, { format, writable: true, fileReferences: 'ignore' })
+  const current = await openImage(filename, { format, fileReferences: 'ignore' })
+  const backing = current.driver.backing
+  await current.close()
+  if ((opts.has('backing_file') && opts.get('backing_file') !== backing?.name) || (opts.has('backing_fmt') && opts.get('backing_fmt') !== backing?.format)) {
+    throw new ImageError('INVALID_ARGUMENT', "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.")
+  }
+  const compat = opts.get('compat')
+  if (compat !== undefined && !['0.10', 'v2', '1.1', 'v3'].includes(compat)) throw new ImageError('INVALID_ARGUMENT', `Invalid compatibility level: '${compat}'`)
+  await amendImage(open, () => FileStorage.open(filename, { writable: true }), {
+    compat: compat === undefined ? undefined : compat === '0.10' || compat === 'v2' ? '0.10' : '1.1',
+    lazyRefcounts: opts.has('lazy_refcounts') ? parseBool('lazy_refcounts', opts.get('lazy_refcounts')!) : undefined,
+    refcountBits: opts.has('refcount_bits') ? Number(opts.get('refcount_bits')) : undefined,
+    dataFile: opts.get('data_file'),
+    dataFileRaw: opts.has('data_file_raw') ? parseBool('data_file_raw', opts.get('data_file_raw')!) : undefined,
+    size: opts.has('size') ? parseSize(opts.get('size')!) : undefined,
+  })
+  void ctx
+  return 0
+}
