@@ -15,3 +15,15 @@ export interface Codecs {
   /** Zstandard frames, QCOW2 compression type 1. */
   zstd?: Decompressor
 }
+
+/**
+ * Compresses one cluster for a compressed write. Returns undefined when the result would not be
+ * smaller than `limit` bytes (QEMU then writes the cluster uncompressed).
+ */
+export type Compressor = (input: Uint8Array, limit: number) => Uint8Array | undefined | Promise<Uint8Array | undefined>
+
+/** Compressors by QCOW2 compression type name. */
+export interface Compressors {
+  deflate?: Compressor
+  zstd?: Compressor
+}

@@ -81,7 +81,8 @@ export async function compareImages(first: BlockDevice, second: BlockDevice, opt
       progress.add(chunk)
     }
   }
-  progress.end()
+  // No progress.end() here: qemu-img prints the verdict right after the last "\r" and ends
+  // the progress output (a newline) after it; the caller does that.
   messages.push('Images are identical.')
   return { exitCode: 0, messages }
 }

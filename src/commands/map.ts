@@ -44,14 +44,17 @@ function hexColumn(value: number): string {
   return (value === 0 ? '0' : '0x' + value.toString(16)).padEnd(16)
 }
 
-/** qemu-img map human output: data ranges only. */
-export function formatMapHuman(entries: readonly BlockStatus[]): string {
-  let out = 'Offset          Length          Mapped to       File\n'
+/**
+ * qemu-img map human output: data ranges only, written to `out` line by line. qemu-img prints
+ * each entry as it goes, so the lines before an entry it cannot show (compressed data has no
+ * offset) are out when the error is thrown.
+ */
+export function formatMapHuman(entries: readonly BlockStatus[], out: (text: string) => void): void {
+  out('Offset          Length          Mapped to       File\n')
   for (const e of entries) {
     if (e.data && e.offset === undefined) {
       throw new ImageError('UNSUPPORTED', 'File contains external, encrypted or compressed clusters.')
     }
-    if (e.data && !e.zero) out += `${hexColumn(e.start)}${hexColumn(e.length)}${hexColumn(e.offset!)}${e.file ?? ''}\n`
+    if (e.data && !e.zero) out(`${hexColumn(e.start)}${hexColumn(e.length)}${hexColumn(e.offset!)}${e.file ?? ''}\n`)
   }
-  return out
 }

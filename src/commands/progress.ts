@@ -12,9 +12,12 @@ export class Progress {
     this.#done += bytes
     this.#print(this.total === 0 ? 100 : Math.min(100, (this.#done / this.total) * 100))
   }
-  /** Prints the final line. */
+  /**
+   * Prints the final line as qemu-img convert does: qemu_progress_print(100, 0) ("…\r"), then
+   * qemu_progress_end's newline.
+   */
   end(): void {
-    if (this.write) this.write(`    (100.00/100%)\n`)
+    if (this.write) this.write(`    (100.00/100%)\r\n`)
   }
   #print(percent: number): void {
     if (!this.write) return

@@ -1,7 +1,7 @@
 // Opening an image with its backing chain: format from the caller, the image or probing;
 // names resolved against the overlay's directory as QEMU does; protocol and json: names never
 // interpreted; cycles and absurd depth refused; a policy can refuse every file an image names.
-import type { Codecs } from '../codecs.js'
+import type { Codecs, Compressors } from '../codecs.js'
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { Qcow2Image } from '../qcow2/image.js'
@@ -32,6 +32,8 @@ export interface OpenChainOptions {
   /** Format of the top image; probed when absent. */
   format?: string | undefined
   codecs?: Codecs | undefined
+  /** Compressors for compressed writes to the top image. */
+  compressors?: Compressors | undefined
   /** Read the top image at this internal snapshot. */
   snapshot?: string | { id?: string; name?: string } | undefined
   /** Default 'follow'. */
@@ -77,6 +79,7 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
     case 'qcow2':
       return Qcow2Image.open(storage, {
         codecs: options.codecs,
+        compressors: options.compressors,
         snapshot: forTop ? options.snapshot : undefined,
         l2CacheSize: options.l2CacheSize,
         skipDataFile: policy === 'ignore',

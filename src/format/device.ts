@@ -2,7 +2,8 @@
 // extents into bytes (read) and into qemu-img's block status (map, compare, convert).
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
-import { isWritableDriver, type FormatDriver, type WritableFormatDriver } from './driver.js'
+import type { Compressors } from '../codecs.js'
+import { isWritableDriver, type FormatDriver, type GuestReader, type WritableFormatDriver } from './driver.js'
 import type { ImageInfo } from './info.js'
 
 /** Block status of a run of guest bytes, as qemu-img map reports it (MapEntry). */
@@ -160,6 +161,18 @@ export class BlockDevice {
   /** Writes `data` at guest `offset` into the top layer (copy-on-write from the chain). */
   async write(offset: number, data: Uint8Array): Promise<void> {
     await this.#writable().write(offset, data, this.#readGuest)
+  }
+
+  /** Cluster size of the top layer when it has clusters (compressed writes work per cluster). */
+  get clusterSize(): number | undefined {
+    return (this.driver as { layout?: { geometry: { clusterSize: number } } }).layout?.geometry.clusterSize
+  }
+
+  /** Writes whole clusters compressed (formats that support it: qcow2). */
+  async writeCompressed(offset: number, data: Uint8Array, compressors?: Compressors): Promise<void> {
+    const driver = this.#writable() as WritableFormatDriver & { writeCompressed?: (o: number, d: Uint8Array, r: GuestReader, c?: Compressors) => Promise<void> }
+    if (!driver.writeCompressed) throw new ImageError('UNSUPPORTED', `${driver.storage.name}: format '${driver.format}' has no compressed clusters`)
+    await driver.writeCompressed(offset, data, this.#readGuest, compressors)
   }
 
   /** Makes `[offset, offset+length)` read as zeros. */

@@ -1,11 +1,12 @@
 // Node's codecs: raw deflate from node:zlib, zstd from the zstd-napi binding (Node 20 has no
 // zstd). Both decompress into a buffer of exactly the cluster size, as QEMU does.
 import { createRequire } from 'node:module'
-import { constants, inflateRawSync } from 'node:zlib'
-import type { Codecs } from '../codecs.js'
+import { constants, deflateRawSync, inflateRawSync } from 'node:zlib'
+import type { Codecs, Compressors } from '../codecs.js'
 
 interface ZstdBinding {
   DCtx: new () => { decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number]; reset(directive: number): void }
+  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number }
 }
 
 let zstdBinding: ZstdBinding | undefined | null
@@ -52,6 +53,34 @@ export function zstdCluster(input: Uint8Array, outputSize: number): Uint8Array {
   if (produced !== outputSize) throw new Error(`zstd stream gave ${produced} bytes, ${outputSize} expected`)
   return out
 }
+
+/**
+ * Raw deflate as QEMU writes it (level 6, window 2^12 so QEMU's inflate with windowBits -12 can
+ * read it); undefined unless strictly smaller than `limit`.
+ */
+export function deflateCluster(input: Uint8Array, limit: number): Uint8Array | undefined {
+  const out = deflateRawSync(input, { level: 6, windowBits: 12, memLevel: 9 })
+  return out.length < limit ? out : undefined
+}
+
+let cctx: InstanceType<ZstdBinding['CCtx']> | undefined
+
+/** A zstd frame at QEMU's level 3; undefined unless strictly smaller than `limit`. */
+export function zstdCompressCluster(input: Uint8Array, limit: number): Uint8Array | undefined {
+  const binding = loadZstd()
+  if (!binding) throw new Error('zstd support is not available (the zstd-napi package failed to load)')
+  cctx ??= new binding.CCtx()
+  const out = new Uint8Array(limit - 1)
+  try {
+    const length = cctx.compress(out, input, 3)
+    return out.subarray(0, length)
+  } catch {
+    return undefined // did not fit: store the cluster uncompressed
+  }
+}
+
+/** Compressors on the calling thread (the worker pool runs these too). */
+export const nodeCompressors: Compressors = { deflate: deflateCluster, zstd: zstdCompressCluster }
 
 /** The codecs qimg uses on Node. */
 export const nodeCodecs: Codecs = { deflate: inflateCluster, zstd: zstdCluster }

@@ -6,7 +6,7 @@ import type { BlockDevice } from '../format/device.js'
 import type { ImageInfo } from '../format/info.js'
 import { FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
-import { nodeCodecs } from './codecs.js'
+import { nodeCodecs, nodeCompressors } from './codecs.js'
 
 /** Options for {@link openImage}. */
 export type OpenImageOptions = Omit<OpenChainOptions, 'host'> & {
@@ -31,7 +31,7 @@ export async function openImage(target: string | ReadableStorage, options: OpenI
     ? await FileStorage.open(target, { writable: options.writable ?? false, sync: options.cache !== 'unsafe' })
     : target
   try {
-    return await openChain(storage, { codecs: nodeCodecs, host: nodeFileHost, ...options })
+    return await openChain(storage, { codecs: nodeCodecs, compressors: nodeCompressors, host: nodeFileHost, ...options })
   } catch (e) {
     await storage.close().catch(() => undefined)
     throw e

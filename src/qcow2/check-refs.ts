@@ -43,6 +43,7 @@ export function incRefs(ctx: RefContext, offset: number, size: number): void {
   if (offset + size - ctx.fileSize >= cs) {
     ctx.report(`ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${offset.toString(16)} size 0x${size.toString(16)}`)
     ctx.counts.corruptions++
+    return // QEMU counts nothing for such a region
   }
   const first = Math.floor(offset / cs)
   const last = Math.floor((offset + size - 1) / cs)

@@ -87,14 +87,16 @@ export async function writeSkeleton(storage: Storage, options: Qcow2CreateOption
     extraHeaderBytes: new Uint8Array(0), backingFile: o.backingFile, backingFormat: o.backingFormat,
     dataFile: o.dataFile, featureNames: [], bitmaps: undefined, cryptoHeader: undefined, unknownExtensions: [],
   }
-  const headerBytes = encodeHeaderCluster(header)
+  // QEMU writes the whole header cluster (zero padded), so the file's allocation matches too.
+  const headerCluster = new Uint8Array(cs)
+  headerCluster.set(encodeHeaderCluster(header))
   const reftable = new Uint8Array(cs)
   new DataView(reftable.buffer).setBigUint64(0, BigInt(2 * cs))
   const refblock = new Uint8Array(cs)
   const blockView = new DataView(refblock.buffer)
   for (let cluster = 0; cluster < 3; cluster++) setRefcountEntry(blockView, cluster, refcountOrder, 1)
   await storage.truncate(0)
-  await storage.write(0, headerBytes)
+  await storage.write(0, headerCluster)
   await storage.write(cs, reftable)
   await storage.write(2 * cs, refblock)
   await storage.truncate(3 * cs)

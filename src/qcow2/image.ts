@@ -1,6 +1,6 @@
 // A QCOW2 image opened for reading: one layer of a chain, answering extents from the active L1
 // table or from a snapshot's. Implements FormatDriver.
-import type { Codecs } from '../codecs.js'
+import type { Codecs, Compressors } from '../codecs.js'
 import { ImageError, hex } from '../errors.js'
 import type { BackingReference, FormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
@@ -35,6 +35,8 @@ export interface Qcow2OpenOptions {
   skipDataFile?: boolean | undefined
   /** Open for writing (the storage, and any data file, must be writable). */
   writable?: boolean | undefined
+  /** Compressors for compressed writes (Node: zlib and zstd). */
+  compressors?: Compressors | undefined
 }
 
 const DEFAULT_L2_CACHE_BYTES = 32 * 1024 * 1024
@@ -60,6 +62,7 @@ export class Qcow2Image implements FormatDriver {
   #decoded = new Map<number, Uint8Array>()
   #preallocation: Promise<boolean> | undefined
   #writer: Qcow2Writer | undefined
+  #compressors: Compressors | undefined
   #setDirtyBit = false
 
   private constructor(storage: ReadableStorage, layout: Qcow2Layout, snapshots: Snapshot[], ctx: LookupContext, codecs: Codecs) {
@@ -116,6 +119,7 @@ export class Qcow2Image implements FormatDriver {
       fileSize: layout.fileSize, virtualSize,
     }
     const image = new Qcow2Image(storage, layout, snapshots, ctx, options.codecs ?? {})
+    image.#compressors = options.compressors
     if (options.writable) {
       if (options.snapshot !== undefined) throw new ImageError('READ_ONLY', `${storage.name}: a snapshot can only be opened read-only`, { file: storage.name })
       await image.#openForWriting()
@@ -203,6 +207,30 @@ export class Qcow2Image implements FormatDriver {
   async write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
     this.#decoded.clear()
     await this.#requireWriter().write(offset, data, readGuest)
+  }
+
+  /**
+   * Writes one whole cluster compressed with the image's compression type (QEMU's
+   * pwrite_compressed): stored uncompressed when that is not smaller. `compress` defaults to
+   * the compressors given at open.
+   */
+  async writeCompressed(offset: number, data: Uint8Array, readGuest: GuestReader, compressors?: Compressors): Promise<void> {
+    const cs = this.layout.geometry.clusterSize
+    if (offset % cs !== 0 || (data.length !== cs && offset + data.length !== this.virtualSize)) {
+      throw new ImageError('INVALID_ARGUMENT', `${this.storage.name}: compressed writes must cover whole clusters (offset ${offset}, ${data.length} bytes)`)
+    }
+    let cluster = data
+    if (data.length < cs) {
+      cluster = new Uint8Array(cs) // the last partial cluster is zero-padded
+      cluster.set(data)
+    }
+    const zstd = this.layout.header.compressionType === spec.COMPRESSION_ZSTD
+    const compressor = zstd ? (compressors ?? this.#compressors)?.zstd : (compressors ?? this.#compressors)?.deflate
+    if (!compressor) throw new ImageError('UNSUPPORTED', `${this.storage.name}: no ${zstd ? 'zstd' : 'deflate'} compressor available`)
+    const compressed = await compressor(cluster, cs)
+    this.#decoded.clear()
+    if (!compressed) return this.write(offset, data, readGuest)
+    await this.#requireWriter().writeCompressed(offset, compressed)
   }
 
   /** Makes a range read as zeros, using the zero flag where whole clusters are covered. */

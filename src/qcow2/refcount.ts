@@ -55,6 +55,8 @@ export class RefcountManager {
   #endCluster: number
   #reserved = new Set<number>()
   #pendingFrees: number[] = []
+  /** Where the next compressed cluster may start (QEMU's free_byte_offset); 0 when none. */
+  #freeByteOffset = 0
   readonly maxRefcount: number
 
   constructor(storage: Storage, layout: RefcountLayout, reftable: Uint8Array, fileSize: number, cacheTables: number, readonly host: RefcountHost) {
@@ -184,6 +186,34 @@ export class RefcountManager {
     if (start === this.#freeHint) this.#freeHint = start + count
     this.#endCluster = Math.max(this.#endCluster, start + count)
     return start * this.layout.clusterSize
+  }
+
+  /**
+   * Byte-granular allocation for compressed clusters (QEMU's qcow2_alloc_bytes): streams are
+   * packed one after another, spilling into the next cluster when it is free; each host cluster
+   * touched gets one more reference per stream.
+   */
+  async allocateBytes(size: number): Promise<number> {
+    const cs = this.layout.clusterSize
+    let offset = this.#freeByteOffset
+    if (offset && (await this.get(Math.floor(offset / cs))) >= this.maxRefcount) offset = 0
+    let free = offset ? cs - (offset % cs) : 0
+    if (!offset || free < size) {
+      const next = (await this.#findFree(1)) * cs
+      if (!offset || Math.ceil(offset / cs) * cs !== next) offset = next
+      free = cs
+    }
+    const first = Math.floor(offset / cs)
+    const last = Math.floor((offset + size - 1) / cs)
+    for (let c = first; c <= last; c++) this.#reserved.add(c)
+    this.#endCluster = Math.max(this.#endCluster, last + 1)
+    try {
+      for (let c = first; c <= last; c++) await this.add(c, 1)
+    } finally {
+      for (let c = first; c <= last; c++) this.#reserved.delete(c)
+    }
+    this.#freeByteOffset = (offset + size) % cs === 0 ? 0 : offset + size
+    return offset
   }
 
   /** Creates the refcount block for table entry `tableIndex` and returns its offset. */

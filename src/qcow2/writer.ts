@@ -261,6 +261,31 @@ export class Qcow2Writer {
     this.#setEntry(table, l2Index(g, position), { kind: 'normal', hostOffset, copied: true }, { allocated, zero })
   }
 
+  /**
+   * Stores an already compressed cluster at `guestOffset` (cluster aligned). Like QEMU, only
+   * into a cluster that holds nothing yet; the stream is packed after the previous one.
+   */
+  async writeCompressed(guestOffset: number, compressed: Uint8Array): Promise<void> {
+    const g = this.#ctx.geometry
+    if (guestOffset % g.clusterSize !== 0) throw new ImageError('INVALID_ARGUMENT', `compressed writes must be cluster aligned (offset ${guestOffset})`)
+    if (this.#ctx.hasDataFile) throw new ImageError('UNSUPPORTED', `${this.#storage.name}: compressed writes are not possible with an external data file`)
+    this.#checkRange(guestOffset, 1)
+    await this.#perTable(guestOffset, 1, async () => {
+      const table = await this.#writableL2(guestOffset)
+      const index = l2Index(g, guestOffset)
+      const decoded = readL2Entry(this.#ctx, table, index)
+      const e = decoded.entry
+      if (!(e.kind === 'unallocated' || (e.kind === 'zero' && e.hostOffset === undefined)) || decoded.allocated !== 0) {
+        throw new ImageError('INVALID_ARGUMENT', `${this.#storage.name}: compression can't overwrite anything (cluster at ${guestOffset} is allocated)`)
+      }
+      const hostOffset = await this.#refcounts.allocateBytes(compressed.length)
+      await this.#data.write(hostOffset, compressed)
+      this.#dataDirty = true
+      const sectorCount = Math.floor((hostOffset + compressed.length - 1) / 512) - Math.floor(hostOffset / 512) + 1
+      this.#setEntry(table, index, { kind: 'compressed', hostOffset, sectorCount }, { allocated: 0, zero: 0 })
+    })
+  }
+
   /** Zero writes: whole clusters get the zero flag (or bitmap bits); partial ones real zeros. */
   async writeZeroes(offset: number, length: number, readGuest: GuestReader, options: ZeroOptions = {}): Promise<void> {
     this.#checkRange(offset, length)

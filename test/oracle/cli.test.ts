@@ -1,25 +1,39 @@
 // Oracle: qimg's command line behaves like qemu-img's for compare, convert (-S, -p), map (human)
-// and info --backing-chain: same stdout, same exit code. Both run as real processes, in the same
-// directory, with the same arguments.
+// and info --backing-chain: same stdout, same exit code, same arguments, same directory.
+// qemu-img always runs as a process. qimg runs as a process (bin/qimg.js) where the process
+// matters (exit status, progress output, another working directory) and otherwise in this
+// process, through the same CLI entry point with this file's working directory set to the
+// images' directory: the same code without paying a Node start for each of the many commands.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { run as runCli } from '../../src/cli/main.js'
 import { hasTool, needTools, qimg, run, tempDir, type RunResult } from '../helpers/oracle.js'
 import { CHAIN_CASE, MiB, RELATIVE_CHAIN_CASE, create, qemuImg, qemuIo, type ImageRef } from './images.js'
 
 const root = tempDir('qimg-oracle-cli-')
 after(() => root.cleanup())
 
-/** Runs qemu-img and qimg with the same arguments in `cwd`. */
-async function both(args: readonly string[], cwd: string): Promise<{ theirs: RunResult; ours: RunResult }> {
-  const [theirs, ours] = await Promise.all([run('qemu-img', args, { cwd }), qimg(args, { cwd })])
-  return { theirs, ours }
+/** The qimg CLI in this process (cwd: the images' directory, see `before`). */
+async function qimgHere(args: readonly string[]): Promise<RunResult> {
+  assert.equal(process.cwd(), dir, 'in-process qimg runs in the images directory')
+  let stdout = ''
+  let stderr = ''
+  const code = await runCli(args, { out: (text) => { stdout += text }, err: (text) => { stderr += text } })
+  return { stdout, stderr, code }
+}
+
+/** Runs qemu-img and qimg with the same arguments in `cwd` (qimg in-process unless `spawn`). */
+async function both(args: readonly string[], cwd: string, spawn = false): Promise<{ theirs: RunResult; ours: RunResult }> {
+  const ours = spawn || cwd !== dir ? qimg(args, { cwd }) : qimgHere(args)
+  const [theirs, oursDone] = await Promise.all([run('qemu-img', args, { cwd }), ours])
+  return { theirs, ours: oursDone }
 }
 
 /** Asserts qimg prints what qemu-img prints on stdout and exits with the same code. */
-async function assertSame(args: readonly string[], cwd: string, expectedCode?: number): Promise<RunResult> {
-  const { theirs, ours } = await both(args, cwd)
+async function assertSame(args: readonly string[], cwd: string, expectedCode?: number, spawn = false): Promise<RunResult> {
+  const { theirs, ours } = await both(args, cwd, spawn)
   if (expectedCode !== undefined) assert.equal(theirs.code, expectedCode, `qemu-img ${args.join(' ')}: ${theirs.stdout}${theirs.stderr}`)
   assert.equal(ours.code, theirs.code, `qimg ${args.join(' ')} exit code (stderr: ${ours.stderr})`)
   assert.equal(ours.stdout, theirs.stdout, `qimg ${args.join(' ')} stdout`)
@@ -29,6 +43,8 @@ async function assertSame(args: readonly string[], cwd: string, expectedCode?: n
 /** The images `compare`, `convert` and `map` run on; built once (before hook). */
 const dir = join(root.path, 'cli')
 let ready = false
+const startDir = process.cwd()
+after(() => process.chdir(startDir))
 
 before(async () => {
   if (!hasTool('qemu-img') || !hasTool('qemu-io')) return
@@ -77,6 +93,7 @@ before(async () => {
   mkdirSync(at('rel'))
   chain = await CHAIN_CASE.build(at('chain'))
   relativeChain = await RELATIVE_CHAIN_CASE.build(at('rel'))
+  process.chdir(dir)
   ready = true
 })
 
@@ -120,9 +137,20 @@ describe('compare', { concurrency: 4 }, () => {
     })
   }
 
+  it('-p: progress lines, then the verdict after the last \\r and a final newline', async (t) => {
+    if (!usable(t)) return
+    for (const pair of [['a.qcow2', 'b.qcow2'], ['a.qcow2', 'c.qcow2']]) {
+      const { theirs, ours } = await both(['compare', '-p', ...pair], dir, true)
+      assert.equal(ours.code, theirs.code)
+      const verdict = (text: string): string => text.slice(text.lastIndexOf('\r') + 1)
+      assert.equal(verdict(ours.stdout), verdict(theirs.stdout))
+      assert.match(ours.stdout, /^ {4}\(0\.00\/100%\)\r( {4}\(\d+\.\d\d\/100%\)\r)*[^\r]*\n\n$/)
+    }
+  })
+
   it('a file that does not exist: exit 2, nothing on stdout', async (t) => {
     if (!usable(t)) return
-    await assertSame(['compare', 'a.qcow2', 'missing.qcow2'], dir, 2)
+    await assertSame(['compare', 'a.qcow2', 'missing.qcow2'], dir, 2, true)
     await assertSame(['compare', 'missing.qcow2', 'a.qcow2'], dir, 2)
   })
 })
@@ -135,7 +163,7 @@ describe('convert -O raw', { concurrency: 2 }, () => {
       const qimgOut = `qimg-S${sparse}.raw`
       const [theirs, ours] = await Promise.all([
         run('qemu-img', ['convert', '-S', sparse, '-O', 'raw', 'f.qcow2', qemuOut], { cwd: dir }),
-        qimg(['convert', '-S', sparse, '-O', 'raw', 'f.qcow2', qimgOut], { cwd: dir }),
+        qimgHere(['convert', '-S', sparse, '-O', 'raw', 'f.qcow2', qimgOut]),
       ])
       assert.equal(theirs.code, 0, theirs.stderr)
       assert.equal(ours.code, 0, ours.stderr)
@@ -148,7 +176,7 @@ describe('convert -O raw', { concurrency: 2 }, () => {
   it('-p prints progress lines ending in (100.00/100%), as qemu-img does', async (t) => {
     if (!usable(t)) return
     const theirs = await run('qemu-img', ['convert', '-p', '-O', 'raw', 'a.qcow2', 'qemu-p.raw'], { cwd: dir })
-    const ours = await qimg(['convert', '-p', '-O', 'raw', 'a.qcow2', 'qimg-p.raw'], { cwd: dir })
+    const ours = await qimg(['convert', '-p', '-O', 'raw', 'a.qcow2', 'qimg-p.raw'], { cwd: dir }) // a real process: stdout
     assert.equal(ours.code, theirs.code)
     // The intermediate percentages depend on how each tool walks the image; the form and the
     // ending are qemu-img's: "    (P/100%)\r" lines, the last at 100.00, then "\n".
@@ -161,7 +189,7 @@ describe('convert -O raw', { concurrency: 2 }, () => {
 
   it('-p with -q prints nothing', async (t) => {
     if (!usable(t)) return
-    await assertSame(['convert', '-p', '-q', '-O', 'raw', 'a.qcow2', 'pq.raw'], dir, 0)
+    await assertSame(['convert', '-p', '-q', '-O', 'raw', 'a.qcow2', 'pq.raw'], dir, 0, true)
   })
 })
 

@@ -1,6 +1,6 @@
 // Image builders for the oracle tests: every kind of QCOW2 image QEMU makes, built with the real
 // qemu-img / qemu-io (the oracle), plus helpers to get qemu-img's view of an image.
-import { closeSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { isAbsolute, join } from 'node:path'
 import { run as runCli } from '../../src/cli/main.js'
@@ -29,9 +29,31 @@ export function pathOf(ref: ImageRef): string {
   return isAbsolute(ref.file) ? ref.file : join(ref.cwd, ref.file)
 }
 
-/** Builds a case in `dir` and names it as the tools will (absolute unless `relative`). */
+/** fsyncs every file under `dir`, so delayed allocation is settled and st_blocks stays put. */
+function syncTree(dir: string): void {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) {
+      syncTree(path)
+    } else if (entry.isFile()) {
+      const fd = openSync(path, 'r')
+      try {
+        fsyncSync(fd)
+      } finally {
+        closeSync(fd)
+      }
+    }
+  }
+}
+
+/**
+ * Builds a case in `dir` and names it as the tools will (absolute unless `relative`). The files
+ * are synced first: `actual-size` (st_blocks) is compared exactly, and the filesystem may still
+ * allocate extent-tree blocks when it writes delayed data back.
+ */
 export async function buildImage(image: ImageCase, dir: string): Promise<ImageRef> {
   const ref = await image.build(dir)
+  syncTree(dir)
   return ref.relative ? ref : { ...ref, file: pathOf(ref) }
 }
 
@@ -56,7 +78,16 @@ export interface ImageCase {
   build(dir: string): Promise<ImageRef>
   /** Internal snapshots to read besides the active state, by name. */
   snapshots?: string[]
+  /** What `qemu-img info --output=json` must show, proving the builder made the intended image. */
+  expect?: RegExp[]
+  /** The same for `qemu-img map --output=json`. */
+  expectMap?: RegExp[]
 }
+
+/** A map entry of compressed data: data without an offset. */
+const COMPRESSED_ENTRY = /"data": true\}/
+/** A map entry of a zero cluster in the top image. */
+const ZERO_ENTRY = /"depth": 0, "present": true, "zero": true, "data": false/
 
 /** Runs qemu-img in `cwd` and returns stdout, throwing on failure. */
 export function qemuImg(args: readonly string[], cwd?: string): Promise<string> {
@@ -198,6 +229,8 @@ function clusterCase(cs: number): ImageCase {
   const clusters = size / cs
   return {
     name: `cluster_size=${cs}`,
+    expect: [new RegExp(`"cluster-size": ${cs}\\b`)],
+    expectMap: [COMPRESSED_ENTRY, ZERO_ENTRY],
     async build(dir) {
       await create(dir, 'img.qcow2', size, { cluster_size: cs })
       const half = Math.floor(clusters / 2) * cs
@@ -218,6 +251,7 @@ function clusterCase(cs: number): ImageCase {
 function refcountCase(compat: string, refcountBits: number): ImageCase {
   return {
     name: `compat=${compat} refcount_bits=${refcountBits}`,
+    expect: [new RegExp(`"compat": "${compat}"`), new RegExp(`"refcount-bits": ${refcountBits}\\b`)],
     async build(dir) {
       await create(dir, 'img.qcow2', 2 * MiB, { compat, refcount_bits: refcountBits, cluster_size: 4096 })
       await qemuIo('img.qcow2', [
@@ -235,6 +269,8 @@ function compressedWriteCase(type: 'zlib' | 'zstd', cs: number): ImageCase {
   const size = Math.max(4 * MiB, 8 * cs)
   return {
     name: `write -c compression_type=${type} cluster_size=${cs}`,
+    expect: [new RegExp(`"compression-type": "${type}"`), new RegExp(`"cluster-size": ${cs}\\b`)],
+    expectMap: [COMPRESSED_ENTRY],
     async build(dir) {
       const random = prng(cs)
       writeFileSync(join(dir, 'random.bin'), Buffer.from(Array.from({ length: cs }, () => Math.floor(random() * 256))))
@@ -256,6 +292,8 @@ function compressedWriteCase(type: 'zlib' | 'zstd', cs: number): ImageCase {
 function convertCompressedCase(type: 'zlib' | 'zstd', cs: number): ImageCase {
   return {
     name: `convert -c compression_type=${type} cluster_size=${cs}`,
+    expect: [new RegExp(`"compression-type": "${type}"`), new RegExp(`"cluster-size": ${cs}\\b`)],
+    expectMap: [COMPRESSED_ENTRY],
     async build(dir) {
       // 1 MiB at 512-byte clusters is already 2048 compressed clusters.
       writePatternedRaw(join(dir, 'src.raw'), cs === 512 ? 1 * MiB : 4 * MiB, cs)
@@ -269,6 +307,7 @@ function convertCompressedCase(type: 'zlib' | 'zstd', cs: number): ImageCase {
 function zeroCase(compat: string): ImageCase {
   return {
     name: `zero clusters and discard compat=${compat}`,
+    expectMap: compat === '1.1' ? [ZERO_ENTRY] : [],
     async build(dir) {
       await create(dir, 'img.qcow2', 4 * MiB, { compat })
       await qemuIo('img.qcow2', [
@@ -290,6 +329,7 @@ function zeroCase(compat: string): ImageCase {
 function zeroOverBackingCase(compat: string): ImageCase {
   return {
     name: `zero clusters and discard over backing compat=${compat}`,
+    expectMap: compat === '1.1' ? [ZERO_ENTRY, /"depth": 1/] : [/"depth": 1/],
     async build(dir) {
       await create(dir, 'base.qcow2', 2 * MiB, { compat, cluster_size: 32 * KiB })
       await qemuIo('base.qcow2', ['write -P 0xbb 0 2M'], { cwd: dir })
@@ -308,6 +348,7 @@ function extendedL2Case(cs: number, withBacking: boolean): ImageCase {
   const sub = cs / 32
   return {
     name: `extended_l2=on cluster_size=${cs}${withBacking ? ' over backing' : ''}`,
+    expect: [/"extended-l2": true/, ...(withBacking ? [/"backing-filename": "base.raw"/] : [])],
     async build(dir) {
       let backing: { file: string; format: string } | undefined
       if (withBacking) {
@@ -403,6 +444,7 @@ function shortBackingCase(format: 'raw' | 'qcow2'): ImageCase {
 /** Two internal snapshots with writes between them, then a resize. */
 export const SNAPSHOT_CASE: ImageCase = {
   name: 'internal snapshots s1, s2',
+  expect: [/"name": "s1"/, /"name": "s2"/, /"virtual-size": 3145728/],
   snapshots: ['s1', 's2'],
   async build(dir) {
     await create(dir, 'img.qcow2', 2 * MiB, { cluster_size: 16 * KiB })
@@ -419,6 +461,7 @@ export const SNAPSHOT_CASE: ImageCase = {
 /** Lazy refcounts, crashed: the dirty bit is left set. */
 const DIRTY_CASE: ImageCase = {
   name: 'lazy_refcounts=on left dirty by abort',
+  expect: [/"dirty-flag": true/, /"lazy-refcounts": true/],
   async build(dir) {
     await create(dir, 'img.qcow2', 4 * MiB, { lazy_refcounts: 'on' })
     await qemuIo('img.qcow2', ['write -P 6 1M 64k'], { cwd: dir })
@@ -430,6 +473,7 @@ const DIRTY_CASE: ImageCase = {
 /** The corrupt bit set by hand. */
 const CORRUPT_CASE: ImageCase = {
   name: 'corrupt bit set',
+  expect: [/"corrupt": true/],
   async build(dir) {
     await create(dir, 'img.qcow2', 4 * MiB)
     await qemuIo('img.qcow2', ['write -P 0x11 0 100k', 'write -z 1M 64k'], { cwd: dir })
@@ -442,6 +486,7 @@ const CORRUPT_CASE: ImageCase = {
 function dataFileCase(raw: boolean): ImageCase {
   return {
     name: `data_file${raw ? ' data_file_raw=on' : ''}`,
+    expect: [/"data-file": "img.data"/, new RegExp(`"data-file-raw": ${raw}`)],
     async build(dir) {
       await create(dir, 'img.qcow2', 4 * MiB, { data_file: 'img.data', ...(raw ? { data_file_raw: 'on' } : {}) })
       await qemuIo('img.qcow2', ['write -P 0x11 0 100k', 'write -z 1M 64k', 'write -P 0x12 2M 3k', 'discard 2M 64k', 'write -P 0x13 3M 64k'], { cwd: dir })
@@ -454,6 +499,7 @@ function dataFileCase(raw: boolean): ImageCase {
 function resizeCase(how: 'grow' | 'shrink'): ImageCase {
   return {
     name: how === 'grow' ? 'resize +3M' : 'resize --shrink 1M',
+    expect: [how === 'grow' ? /"virtual-size": 5242880/ : /"virtual-size": 1048576/],
     async build(dir) {
       await create(dir, 'img.qcow2', 2 * MiB, { cluster_size: 4096 })
       await qemuIo('img.qcow2', ['write -P 0x11 0 100k', `write -P 0x12 ${2 * MiB - 3000} 3000`, 'write -P 0x13 900k 300k'], { cwd: dir })
@@ -471,6 +517,7 @@ function resizeCase(how: 'grow' | 'shrink'): ImageCase {
 /** Persistent dirty bitmaps. */
 const BITMAP_CASE: ImageCase = {
   name: 'persistent bitmaps',
+  expect: [/"name": "b0"/, /"name": "second-bitmap"/, /"granularity": 131072/, /"name": "off"/],
   async build(dir) {
     await create(dir, 'img.qcow2', 4 * MiB)
     await qemuImg(['bitmap', '--add', 'img.qcow2', 'b0'], dir)

@@ -26,8 +26,10 @@ describe('info and map equal qemu-img on the read matrix', { concurrency: 3 }, (
       if (!needTools(t, 'qemu-img', 'qemu-io')) return
       const ref = await buildImage(image, mkdtempSync(join(root.path, 'case-')))
       // actual-size is compared too: both programs stat the same file (st_blocks × 512).
-      await assertSameOutput(ref, ['info', '--output=json'])
-      await assertSameOutput(ref, ['map', '--output=json'])
+      const json = await assertSameOutput(ref, ['info', '--output=json'])
+      for (const pattern of image.expect ?? []) assert.match(json, pattern, 'the builder made the intended image')
+      const map = await assertSameOutput(ref, ['map', '--output=json'])
+      for (const pattern of image.expectMap ?? []) assert.match(map, pattern, 'the builder made the intended image')
       await assertSameOutput(ref, ['info'])
     })
   }

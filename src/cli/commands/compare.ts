@@ -24,11 +24,13 @@ export const compare: Command = async (args, ctx) => {
       return 2
     }
     try {
+      const progress = flag(parsed, 'progress') && !quiet
       const result = await compareImages(devices[0]!, devices[1]!, {
         strict: flag(parsed, 'strict'),
-        progress: flag(parsed, 'progress') && !quiet ? (t) => ctx.out(t) : undefined,
+        progress: progress ? (t) => ctx.out(t) : undefined,
       })
       if (!quiet) for (const line of result.messages) ctx.out(line + '\n')
+      if (progress) ctx.out('\n') // qemu_progress_end, after the verdict
       return result.exitCode
     } catch (e) {
       ctx.err(`qimg: ${(e as Error).message}\n`)

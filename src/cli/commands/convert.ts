@@ -7,6 +7,7 @@ import { createQcow2, createRaw } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
 import { probeFormat } from '../../format/probe.js'
 import { FileStorage } from '../../io/file.js'
+import { CodecPool } from '../../node/pool.js'
 import { flag, stringOption } from '../getopt.js'
 import { parseCreateOptions, toQcow2Options } from '../create-options.js'
 import { parseOptionString } from '../image-opts.js'
@@ -44,7 +45,8 @@ export const convert: Command = async (args, ctx) => {
   ])
   const targetFormat = stringOption(parsed, 'target-format') ?? 'raw'
   if (targetFormat !== 'raw' && targetFormat !== 'qcow2') throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat}: qimg writes raw and qcow2`)
-  if (flag(parsed, 'compress')) throw new ImageError('UNSUPPORTED', 'convert -c: compressed output is not supported yet')
+  const compress = flag(parsed, 'compress')
+  if (compress && targetFormat !== 'qcow2') throw new ImageError('INVALID_ARGUMENT', `Compression not supported for format '${targetFormat}'`)
   if (parsed.operands.length < 2) throw new ImageError('INVALID_ARGUMENT', 'Expecting image file name and output file name')
   if (parsed.operands.length > 2) throw new ImageError('UNSUPPORTED', 'convert: concatenating several sources is not supported yet')
   const [source, output] = parsed.operands as [string, string]
@@ -61,6 +63,7 @@ export const convert: Command = async (args, ctx) => {
   const optionTexts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
   if (noCreate && optionTexts.length > 0) throw new ImageError('INVALID_ARGUMENT', '-o cannot be used together with -n')
   const opts = parseCreateOptions(targetFormat, optionTexts)
+  if (compress && (opts.get('preallocation') ?? 'off') !== 'off') throw new ImageError('INVALID_ARGUMENT', 'Compression and preallocation not supported at the same time')
   const backing = stringOption(parsed, 'backing') ?? opts.get('backing_file')
   let backingFormat = stringOption(parsed, 'backing-format') ?? opts.get('backing_fmt')
   if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
@@ -84,15 +87,24 @@ export const convert: Command = async (args, ctx) => {
       }
     }
     const target = await openImage(output, { format: targetFormat, writable: true, cache: cache === 'unsafe' ? 'unsafe' : 'writeback' })
+    const pool = compress ? new CodecPool() : undefined
     try {
       await convertImage(device, target, {
+        compress: pool ? { compressors: pool.compressors() } : undefined,
         sparseSize, parallel,
         targetIsZero: !noCreate || flag(parsed, 'target-is-zero'),
         topLayerOnly: backing !== undefined,
         progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,
       })
       await target.flush()
+      if (compress) {
+        // QEMU ends a compressed convert by padding the file to a whole sector.
+        const file = target.driver.storage as FileStorage
+        const length = await file.size()
+        if (length % 512) await file.truncate(Math.ceil(length / 512) * 512)
+      }
     } finally {
+      await pool?.close()
       await target.close()
     }
   } finally {

@@ -55,9 +55,13 @@ async function runCommand(line: string, device: BlockDevice, ctx: CliContext): P
     }
     case 'write': {
       const parsed = getopt(words, [{ short: 'P', value: true }, { short: 'z', value: false }, { short: 'u', value: false }, { short: 's', value: true }, { short: 'q', value: false }, { short: 'c', value: false }])
-      if (flag(parsed, 'c')) throw new ImageError('UNSUPPORTED', 'write -c: compressed writes are not supported yet')
       const { offset, length } = offsetAndLength(parsed, device)
-      if (flag(parsed, 'z')) {
+      if (flag(parsed, 'c')) {
+        const cs = device.clusterSize ?? length
+        for (let at = offset; at < offset + length; at += cs) {
+          await device.writeCompressed(at, new Uint8Array(Math.min(cs, offset + length - at)).fill(pattern(parsed) ?? 0xcd))
+        }
+      } else if (flag(parsed, 'z')) {
         await device.writeZeroes(offset, length, { unmap: flag(parsed, 'u') })
       } else {
         let data: Uint8Array

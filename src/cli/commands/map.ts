@@ -19,7 +19,8 @@ export const map: Command = async (args, ctx) => {
   const device = await openOperand(operand, parsed)
   try {
     const entries = await mapImage(device, start, length)
-    ctx.out(output === 'json' ? formatMapJson(entries) : formatMapHuman(entries))
+    if (output === 'json') ctx.out(formatMapJson(entries))
+    else formatMapHuman(entries, (text) => ctx.out(text))
   } finally {
     await device.close()
   }
