@@ -29,6 +29,16 @@ export function setU64(view: DataView, offset: number, value: number): void {
   view.setUint32(offset + 4, value >>> 0)
 }
 
+/**
+ * A buffer whose contents the caller overwrites completely. On Node this avoids zeroing (and,
+ * for large sizes, fresh page faults on every allocation, which dominate copy loops);
+ * elsewhere it is a plain Uint8Array.
+ */
+export function allocUninitialized(length: number): Uint8Array {
+  const nodeBuffer = (globalThis as { Buffer?: { allocUnsafe(n: number): Uint8Array } }).Buffer
+  return nodeBuffer ? nodeBuffer.allocUnsafe(length) : new Uint8Array(length)
+}
+
 /** True when every byte of `bytes` is zero. */
 export function isZero(bytes: Uint8Array): boolean {
   // Compare 4 bytes at a time where alignment allows; this runs over every byte convert reads.

@@ -1,23 +1,25 @@
 // The qimg command line: qemu-img's subcommands and options; every error is one line on
 // stderr ("qimg: …") and a non-zero exit code.
 import { isImageError } from '../errors.js'
-import { amend } from './commands/amend.js'
-import { bench } from './commands/bench.js'
-import { check } from './commands/check.js'
-import { commit } from './commands/commit.js'
-import { compare } from './commands/compare.js'
-import { convert } from './commands/convert.js'
-import { create } from './commands/create.js'
-import { info } from './commands/info.js'
-import { io } from './commands/io.js'
-import { map } from './commands/map.js'
-import { measure } from './commands/measure.js'
-import { rebase } from './commands/rebase.js'
-import { resize } from './commands/resize.js'
-import { snapshot } from './commands/snapshot.js'
 import type { CliContext, Command } from './context.js'
 
-const COMMANDS: Record<string, Command> = { amend, bench, check, commit, compare, convert, create, info, io, map, measure, rebase, resize, snapshot }
+/** Each command's module is loaded only when it runs: start-up stays short. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  amend: async () => (await import('./commands/amend.js')).amend,
+  bench: async () => (await import('./commands/bench.js')).bench,
+  check: async () => (await import('./commands/check.js')).check,
+  commit: async () => (await import('./commands/commit.js')).commit,
+  compare: async () => (await import('./commands/compare.js')).compare,
+  convert: async () => (await import('./commands/convert.js')).convert,
+  create: async () => (await import('./commands/create.js')).create,
+  info: async () => (await import('./commands/info.js')).info,
+  io: async () => (await import('./commands/io.js')).io,
+  map: async () => (await import('./commands/map.js')).map,
+  measure: async () => (await import('./commands/measure.js')).measure,
+  rebase: async () => (await import('./commands/rebase.js')).rebase,
+  resize: async () => (await import('./commands/resize.js')).resize,
+  snapshot: async () => (await import('./commands/snapshot.js')).snapshot,
+}
 
 const USAGE = `qimg - virtual disk image tool (qemu-img compatible)
 usage: qimg [--version] [--help] COMMAND [command options]
@@ -50,12 +52,13 @@ export async function run(argv: readonly string[], ctx: CliContext): Promise<num
     ctx.out('qimg version 0.1.0 (qemu-img 7.2 compatible)\n')
     return 0
   }
-  const command = COMMANDS[name]
-  if (!command) {
+  const load = COMMANDS[name]
+  if (!load) {
     ctx.err(`qimg: Command not found: ${name}\n`)
     return 1
   }
   try {
+    const command = await load()
     return await command(args, ctx)
   } catch (e) {
     if (isImageError(e)) {

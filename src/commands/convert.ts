@@ -1,7 +1,7 @@
 // `convert`: copy the guest content of one image into another, in parallel chunks with bounded
 // memory. Zero runs of at least `sparseSize` bytes are not written to a target that already
 // reads as zeros; with a target backing file only what the source's top layer holds is copied.
-import { isZero } from '../binary/bytes.js'
+import { allocUninitialized, isZero } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import type { Compressors } from '../codecs.js'
 import type { BlockDevice } from '../format/device.js'
@@ -62,24 +62,27 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
   const targetIsZero = options.targetIsZero ?? true
   let next = 0
   /** Copies `[offset, offset+length)` run by run of the source's block status. */
-  const copyRange = async (offset: number, length: number): Promise<void> => {
+  const copyRange = async (offset: number, length: number, buffer: Uint8Array): Promise<void> => {
     const end = offset + length
     while (offset < end) {
       const status = await source.blockStatus(offset, end - offset)
       if (status.zero && sparseSize !== 0) {
         if (!targetIsZero || options.topLayerOnly) await target.writeZeroes(offset, status.length)
       } else {
-        const data = await source.read(offset, status.length)
+        // One buffer per worker, reused: fresh large buffers cost page faults on every chunk.
+        const data = buffer.subarray(0, status.length)
+        await source.readInto(data, offset)
         await writeSparse(target, offset, data, options.topLayerOnly ? 0 : sparseSize, targetIsZero)
       }
       offset += status.length
     }
   }
   /** -c: whole clusters, compressed concurrently, written in order within the chunk. */
-  const compressRange = async (start: number, end: number): Promise<void> => {
+  const compressRange = async (start: number, end: number, buffer: Uint8Array): Promise<void> => {
     const cs = target.clusterSize
     if (!cs) throw new ImageError('UNSUPPORTED', 'compressed output needs a qcow2 target')
-    const data = await source.read(start, end - start)
+    const data = buffer.subarray(0, end - start)
+    await source.readInto(data, start)
     const clusters: { offset: number; bytes: Uint8Array }[] = []
     for (let at = start; at < end; at += cs) {
       const bytes = data.subarray(at - start, Math.min(end, at + cs) - start)
@@ -90,20 +93,21 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
     await Promise.all(writes)
   }
   const worker = async (): Promise<void> => {
+    const buffer = allocUninitialized(chunkSize)
     while (next < size) {
       const start = next
       const end = Math.min(size, start + chunkSize)
       next = end
       if (options.compress) {
-        await compressRange(start, end)
+        await compressRange(start, end, buffer)
       } else if (options.topLayerOnly) {
         for (let offset = start; offset < end;) {
           const { allocated, length } = await source.isAllocated(offset, end - offset)
-          if (allocated) await copyRange(offset, length)
+          if (allocated) await copyRange(offset, length, buffer)
           offset += length
         }
       } else {
-        await copyRange(start, end - start)
+        await copyRange(start, end - start, buffer)
       }
       progress.add(end - start)
     }

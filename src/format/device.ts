@@ -1,5 +1,6 @@
 // A block device: a format driver plus the chain beneath it. The one generic loop that turns
 // extents into bytes (read) and into qemu-img's block status (map, compare, convert).
+import { allocUninitialized } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
 import type { Compressors } from '../codecs.js'
@@ -62,12 +63,12 @@ export class BlockDevice {
 
   /** Reads `length` guest bytes at `offset`; the range must lie inside the image. */
   async read(offset: number, length: number): Promise<Uint8Array> {
-    const out = new Uint8Array(length)
+    const out = allocUninitialized(length) // readInto writes every byte
     await this.readInto(out, offset)
     return out
   }
 
-  /** Reads `out.length` guest bytes at `offset` into `out`. Zero areas are left untouched. */
+  /** Reads `out.length` guest bytes at `offset` into `out` (every byte is written). */
   async readInto(out: Uint8Array, offset: number): Promise<void> {
     const length = out.length
     if (offset < 0 || length < 0 || offset + length > this.size) {
@@ -81,8 +82,13 @@ export class BlockDevice {
       switch (extent.kind) {
         case 'data': {
           // Bytes past the end of the host file read as zeros, as in QEMU's file protocol.
-          const available = Math.min(extent.length, (await this.#storageSize(extent.storage, extent.hostOffset + extent.length)) - extent.hostOffset)
-          if (available > 0) out.set(await extent.storage.read(extent.hostOffset, available), at)
+          const available = Math.max(0, Math.min(extent.length, (await this.#storageSize(extent.storage, extent.hostOffset + extent.length)) - extent.hostOffset))
+          if (available > 0) {
+            const target = out.subarray(at, at + available)
+            if (extent.storage.readInto) await extent.storage.readInto(extent.hostOffset, target)
+            else target.set(await extent.storage.read(extent.hostOffset, available))
+          }
+          if (available < extent.length) out.fill(0, at + available, at + extent.length)
           break
         }
         case 'zero':

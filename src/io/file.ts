@@ -64,12 +64,18 @@ export class FileStorage implements Storage {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    const buffer = new Uint8Array(length)
+    const buffer = Buffer.allocUnsafe(length)
+    await this.readInto(offset, buffer)
+    return buffer
+  }
+
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    const length = target.length
     let done = 0
     while (done < length) {
       let bytesRead: number
       try {
-        ;({ bytesRead } = await this.#handle.read(buffer, done, length - done, offset + done))
+        ;({ bytesRead } = await this.#handle.read(target, done, length - done, offset + done))
       } catch (cause) {
         throw ioError(this.name, `read ${length} bytes at ${hex(offset)} from`, cause)
       }
@@ -78,7 +84,6 @@ export class FileStorage implements Storage {
       }
       done += bytesRead
     }
-    return buffer
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {

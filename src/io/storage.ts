@@ -9,6 +9,8 @@ export interface ReadableStorage {
   size(): Promise<number>
   /** Exactly `length` bytes at `offset`; rejects with SHORT_READ past the end, never zero-fills. */
   read(offset: number, length: number): Promise<Uint8Array>
+  /** Optional: like read, into the caller's buffer (`target.length` bytes), saving a copy. */
+  readInto?(offset: number, target: Uint8Array): Promise<void>
   /**
    * Optional: bytes the host really allocates (sparse files), for `actual-size`.
    * Undefined when the backend cannot tell.

@@ -8,8 +8,13 @@ import { l1EntriesFor, makeGeometry } from '../qcow2/geometry.js'
 import { Qcow2Image } from '../qcow2/image.js'
 import { nodeCodecs } from './codecs.js'
 
-/** Creates a raw image of `size` bytes (preallocation full writes zeros). */
+/**
+ * Creates a raw image of `size` bytes, rounded up to whole sectors as QEMU's file driver does
+ * (preallocation full writes zeros; otherwise the first block is written, as QEMU does to help
+ * alignment probing, so the file's allocation matches too).
+ */
 export async function createRaw(path: string, size: number, preallocation: 'off' | 'falloc' | 'full' = 'off'): Promise<void> {
+  size = Math.ceil(size / 512) * 512
   const storage = await FileStorage.create(path)
   try {
     if (preallocation === 'full') {
@@ -17,6 +22,7 @@ export async function createRaw(path: string, size: number, preallocation: 'off'
       for (let at = 0; at < size; at += zeros.length) await storage.write(at, zeros.subarray(0, Math.min(zeros.length, size - at)))
     }
     await storage.truncate(size)
+    if (preallocation !== 'full' && size > 0) await storage.write(0, new Uint8Array(size < 4096 ? 512 : 4096))
     await storage.flush()
   } finally {
     await storage.close()
@@ -26,10 +32,8 @@ export async function createRaw(path: string, size: number, preallocation: 'off'
 /** Creates a QCOW2 image at `path` (overwriting it, as qemu-img does). */
 export async function createQcow2(path: string, options: Qcow2CreateOptions): Promise<void> {
   const o = resolveCreateOptions(options)
-  if (o.dataFile !== undefined) {
-    const data = await FileStorage.create(pathCombine(path, o.dataFile))
-    await data.close()
-  }
+  // QEMU creates the data file with the image's size (and its preallocation, metadata aside).
+  if (o.dataFile !== undefined) await createRaw(pathCombine(path, o.dataFile), o.size, o.preallocation === 'metadata' ? 'off' : o.preallocation)
   const skeleton = await FileStorage.create(path)
   try {
     await writeSkeleton(skeleton, o)

@@ -50,7 +50,7 @@ export function incRefs(ctx: RefContext, offset: number, size: number): void {
   for (let k = first; k <= last; k++) {
     if (k >= ctx.refs.length) {
       if (k > 2 ** 31) { ctx.counts.checkErrors++; return }
-      const grown = new Float64Array(Math.max(k + 1, ctx.refs.length * 2))
+      const grown = new Float64Array(k + 1) // QEMU's nb_clusters grows to exactly k + 1
       grown.set(ctx.refs)
       ctx.refs = grown
     }

@@ -8,7 +8,7 @@ import { ImageError } from '../errors.js'
 import { countReferences, incRefs, type CheckCounts, type RefContext } from './check-refs.js'
 import { getRefcountEntry } from './refcount-read.js'
 import { setRefcountEntry } from './refcount.js'
-import { writeRefcountStructure } from './refcount-rebuild.js'
+import { rebuildRefcountStructure } from './refcount-rebuild.js'
 import { loadLayout, type Qcow2Layout } from './open.js'
 import { loadSnapshotTable } from './snapshot.js'
 import * as spec from './spec.js'
@@ -152,7 +152,7 @@ async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: R
 /** rebuild_refcount_structure: a new structure from the computed references, then the header switch. */
 async function rebuildRefcounts(ctx: RefContext, storage: Storage): Promise<void> {
   const cs = ctx.layout.geometry.clusterSize
-  const { tableOffset, tableClusters } = await writeRefcountStructure(storage, ctx.refs, ctx.fileSize, cs, ctx.layout.header.refcountOrder)
+  const { tableOffset, tableClusters } = await rebuildRefcountStructure(storage, ctx.refs, cs, ctx.layout.header.refcountOrder)
   const header = new Uint8Array(12)
   const hv = new DataView(header.buffer)
   setU64(hv, 0, tableOffset)
@@ -247,16 +247,21 @@ async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, 
     const old = { ...ctx.counts }
     report('Rebuilding refcount structure')
     await rebuildRefcounts(ctx, storage as Storage)
+    // The references are counted again against the new structure (its old one is now leaked).
     const again = await loadState(storage)
-    const frag = { a: ctx.counts.allocatedClusters, f: ctx.counts.fragmentedClusters, c: ctx.counts.compressedClusters }
     ctx = { ...fresh(), layout: again.layout, fileSize: again.layout.fileSize }
     await countReferences(ctx)
     await countRefblocks(ctx, again.stored, undefined)
+    // Leaks that repair cannot fix were made by the rebuild itself.
     const silent: RefContext = { ...ctx, counts: emptyCounts(), report }
     highest = await compareRefcounts(silent, again.stored, 'leaks')
-    ctx.counts = { ...old, corruptions: 0, leaks: silent.counts.leaks, allocatedClusters: frag.a, fragmentedClusters: frag.f, compressedClusters: frag.c }
-    if (old.corruptions > 0) ctx.counts.corruptionsFixed += old.corruptions
-    if (old.leaks > 0) ctx.counts.leaksFixed += old.leaks
+    const counts = ctx.counts
+    ctx.counts = {
+      ...old, corruptions: counts.corruptions, leaks: counts.leaks, checkErrors: old.checkErrors + counts.checkErrors,
+    }
+    if (counts.corruptions < old.corruptions) ctx.counts.corruptionsFixed += old.corruptions - counts.corruptions
+    if (counts.leaks < old.leaks) ctx.counts.leaksFixed += old.leaks - counts.leaks
+    ctx.counts.leaks += silent.counts.leaks
     await checkCopied(ctx, again.stored, true)
     return finish(ctx, layout, highest)
   }

@@ -44,3 +44,92 @@ export async function writeRefcountStructure(storage: Storage, refs: Float64Arra
   await storage.flush()
   return { tableOffset, tableClusters }
 }
+
+/**
+ * QEMU's rebuild_refcount_structure (the repair path of check -r all): each refcount block
+ * goes to the first free cluster (by `refs`) at or after the start of the range it describes,
+ * the table to the first free run of clusters; the blocks are written, re-written when placing
+ * the table changed them, then the table. `refs` is the in-memory refcount array (one entry per
+ * host cluster); the result carries it grown by the new clusters. The caller switches the header.
+ */
+export async function rebuildRefcountStructure(storage: Storage, refs: Float64Array, clusterSize: number, refcountOrder: number): Promise<{ tableOffset: number; tableClusters: number; refs: Float64Array }> {
+  const cs = clusterSize
+  const perBlock = (cs * 8) >>> refcountOrder
+  let counts = refs
+  let table: number[] = []
+
+  // alloc_clusters_imrt: `count` contiguous clusters free in memory, from `from.cluster` on.
+  const allocate = (count: number, from: { cluster: number }): number => {
+    let cluster = from.cluster
+    let run = 0
+    let firstGap = true
+    for (; cluster < counts.length && run < count; cluster++) {
+      if (!counts[cluster]) {
+        run++
+        if (firstGap) {
+          from.cluster = cluster
+          firstGap = false
+        }
+      } else run = 0
+    }
+    if (run < count) {
+      const grown = new Float64Array(cluster + count - run)
+      grown.set(counts)
+      counts = grown
+    }
+    cluster -= run
+    for (let i = 0; i < count; i++) counts[cluster + i] = 1
+    return cluster * cs
+  }
+
+  // rebuild_refcounts_write_refblocks: blocks for clusters in [first, end) in use; true when the table grew.
+  const writeBlocks = async (first: number, end: number): Promise<boolean> => {
+    const from = { cluster: 0 }
+    let grown = false
+    for (let cluster = first; cluster < end; cluster++) {
+      if (!counts[cluster]) continue
+      const index = Math.floor(cluster / perBlock)
+      const blockStart = index * perBlock
+      let offset = table[index] ?? 0
+      if (!offset) {
+        // Never inside a block already written.
+        if (from.cluster < blockStart) from.cluster = blockStart
+        offset = allocate(1, from)
+        if (offset / cs >= end) end = offset / cs + 1 // the block holding its own refcount must be written
+        if (table.length <= index) {
+          const entries = Math.ceil(((index + 1) * 8) / cs) * (cs / 8)
+          while (table.length < entries) table.push(0)
+          grown = true
+        }
+        table[index] = offset
+      }
+      const block = new Uint8Array(cs)
+      const view = new DataView(block.buffer)
+      for (let k = 0; k < perBlock && blockStart + k < counts.length; k++) {
+        const value = counts[blockStart + k]!
+        if (value) setRefcountEntry(view, k, refcountOrder, value)
+      }
+      await storage.write(offset, block)
+      cluster = blockStart + perBlock - 1
+    }
+    return grown
+  }
+
+  await writeBlocks(0, counts.length)
+  let tableOffset: number
+  let tableClusters: number
+  let grown: boolean
+  do {
+    tableClusters = Math.ceil((table.length * 8) / cs)
+    tableOffset = allocate(tableClusters, { cluster: 0 })
+    const start = tableOffset / cs
+    grown = await writeBlocks(start, start + tableClusters)
+    if (grown) for (let c = start; c < start + tableClusters; c++) counts[c] = 0
+  } while (grown)
+  const bytes = new Uint8Array(table.length * 8)
+  const view = new DataView(bytes.buffer)
+  table.forEach((offset, i) => setU64(view, i * 8, offset))
+  await storage.write(tableOffset, bytes)
+  await storage.flush()
+  return { tableOffset, tableClusters, refs: counts }
+}

@@ -213,14 +213,20 @@ export class Qcow2Writer {
         this.#release(decoded)
       } else {
         const runStart = cluster * cs
-        const buffer = new Uint8Array(count * cs)
         const headLength = position - runStart
-        const tailStart = runEnd - runStart
-        if (headLength > 0) buffer.set(await readGuest(runStart, headLength), 0)
         const lastClusterEnd = Math.min(runStart + count * cs, this.#ctx.virtualSize)
-        if (runEnd < lastClusterEnd) buffer.set(await readGuest(runEnd, lastClusterEnd - runEnd), tailStart)
-        buffer.set(data.subarray(position - start, runEnd - start), headLength)
-        await this.#data.write(hostOffset, buffer)
+        const piece = data.subarray(position - start, runEnd - start)
+        if (headLength === 0 && runEnd === lastClusterEnd) {
+          // Whole clusters: the caller's bytes go straight to their new place.
+          await this.#data.write(hostOffset, piece)
+        } else {
+          // Copy-on-write: the untouched head and tail come from the current content.
+          const buffer = new Uint8Array(count * cs)
+          if (headLength > 0) buffer.set(await readGuest(runStart, headLength), 0)
+          if (runEnd < lastClusterEnd) buffer.set(await readGuest(runEnd, lastClusterEnd - runEnd), runEnd - runStart)
+          buffer.set(piece, headLength)
+          await this.#data.write(hostOffset, buffer)
+        }
         for (let i = 0; i < count; i++) {
           this.#setEntry(table, l2Index(g, runStart + i * cs), { kind: 'normal', hostOffset: hostOffset + i * cs, copied: true })
           this.#release(runDecoded[i]!)
