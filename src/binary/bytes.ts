@@ -35,8 +35,9 @@ export function setU64(view: DataView, offset: number, value: number): void {
  * elsewhere it is a plain Uint8Array.
  */
 export function allocUninitialized(length: number): Uint8Array {
-  const nodeBuffer = (globalThis as { Buffer?: { allocUnsafe(n: number): Uint8Array } }).Buffer
-  return nodeBuffer ? nodeBuffer.allocUnsafe(length) : new Uint8Array(length)
+  // A plain Uint8Array over memory of its own (not a pooled Buffer): `.slice()` copies, `.buffer` starts at it.
+  const nodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow(n: number): Uint8Array } }).Buffer
+  return nodeBuffer ? new Uint8Array(nodeBuffer.allocUnsafeSlow(length).buffer, 0, length) : new Uint8Array(length)
 }
 
 /** True when every byte of `bytes` is zero. */

@@ -64,7 +64,9 @@ export class FileStorage implements Storage {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    const buffer = Buffer.allocUnsafe(length)
+    // A plain Uint8Array over memory of its own, not a pooled Buffer: callers view `.buffer` from
+    // offset 0 and expect `.slice()` to copy (Buffer#slice shares memory).
+    const buffer = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length)
     await this.readInto(offset, buffer)
     return buffer
   }

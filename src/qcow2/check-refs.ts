@@ -5,7 +5,7 @@
 import type { ReadableStorage } from '../io/storage.js'
 import type { Qcow2Layout } from './open.js'
 import type { Snapshot } from './snapshot.js'
-import { SNAPSHOT_HEADER_LENGTH } from './spec.js'
+import { MAX_BITMAP_PHYS_BYTES, MAX_BITMAP_TABLE_ENTRIES, MAX_L1_BYTES, SNAPSHOT_HEADER_LENGTH } from './spec.js'
 
 /** Counts the check reports (BdrvCheckResult). */
 export interface CheckCounts {
@@ -182,7 +182,15 @@ export async function countReferences(ctx: RefContext): Promise<void> {
   const cs = ctx.layout.geometry.clusterSize
   incRefs(ctx, 0, cs) // header
   await checkL1(ctx, h.l1TableOffset, h.l1Size, true)
-  for (const snap of ctx.snapshots) await checkL1(ctx, snap.l1TableOffset, snap.l1Size, false)
+  for (const snap of ctx.snapshots) {
+    // QEMU skips a snapshot whose L1 table is over the 32 MiB cap: its size is the attacker's.
+    if (snap.l1Size * 8 > MAX_L1_BYTES) {
+      ctx.report(`ERROR snapshot ${snap.id} (${snap.name}) l1_size=0x${snap.l1Size.toString(16)}: L1 size is too large; snapshot table entry corrupted`)
+      ctx.counts.corruptions++
+      continue
+    }
+    await checkL1(ctx, snap.l1TableOffset, snap.l1Size, false)
+  }
   let tableSize = 0
   for (const snap of ctx.snapshots) {
     tableSize = Math.ceil(tableSize / 8) * 8 + SNAPSHOT_HEADER_LENGTH + snap.extraData.length + new TextEncoder().encode(snap.id).length + new TextEncoder().encode(snap.name).length
@@ -209,7 +217,9 @@ async function countBitmaps(ctx: RefContext): Promise<void> {
     const nameSize = dir.getUint16(at + 18)
     const extra = dir.getUint32(at + 20)
     incRefs(ctx, tableOffset, tableSize * 8)
-    const table = tableSize > 0 && tableSize <= 0x800_0000 ? await readOrCount(ctx, tableOffset, tableSize * 8) : undefined
+    // QEMU's check_dir_entry caps the table at 2^27 entries and 512 MiB of bitmap clusters.
+    const valid = tableSize > 0 && tableSize <= MAX_BITMAP_TABLE_ENTRIES && tableSize * cs <= MAX_BITMAP_PHYS_BYTES
+    const table = valid ? await readOrCount(ctx, tableOffset, tableSize * 8) : undefined
     for (let k = 0; table && k < tableSize; k++) {
       const offset = (table.getUint32(k * 8) & 0x00ff_ffff) * 2 ** 32 + ((table.getUint32(k * 8 + 4) & 0xffff_fe00) >>> 0)
       if (offset) incRefs(ctx, offset, cs)

@@ -167,7 +167,7 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
   const g = ctx.layout.geometry
   if (h.l1Size === 0) return
   const l1Bytes = await ctx.storage.read(h.l1TableOffset, h.l1Size * 8)
-  const l1 = new DataView(l1Bytes.buffer)
+  const l1 = new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength)
   for (let i = 0; i < h.l1Size; i++) {
     const hi = l1.getUint32(i * 8)
     const lo = l1.getUint32(i * 8 + 4)
@@ -186,7 +186,7 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
       }
     }
     const l2Bytes = await ctx.storage.read(l2Offset, g.clusterSize)
-    const l2 = new DataView(l2Bytes.buffer)
+    const l2 = new DataView(l2Bytes.buffer, l2Bytes.byteOffset, l2Bytes.byteLength)
     let dirty = 0
     for (let j = 0; j < g.l2Entries; j++) {
       const at = j * g.l2EntrySize

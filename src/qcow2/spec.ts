@@ -67,6 +67,9 @@ export const MAX_SNAPSHOT_TABLE_BYTES = 1024 * 65536
 export const MAX_SNAPSHOT_EXTRA_DATA = 1024
 export const MAX_BITMAPS = 65535
 export const MAX_BITMAP_DIRECTORY_BYTES = 1024 * 65535
+/** A bitmap table: at most 2^27 entries, mapping at most 512 MiB of bitmap clusters (BME_MAX_TABLE_SIZE, BME_MAX_PHYS_SIZE). */
+export const MAX_BITMAP_TABLE_ENTRIES = 0x800_0000
+export const MAX_BITMAP_PHYS_BYTES = 0x2000_0000
 export const MAX_BACKING_FORMAT_NAME = 15
 /** Host offsets of clusters are 56-bit (L1/L2 bits 9-55). */
 export const MAX_HOST_OFFSET = 2 ** 56

@@ -235,8 +235,9 @@ function clusterCase(cs: number): ImageCase {
       await create(dir, 'img.qcow2', size, { cluster_size: cs })
       const half = Math.floor(clusters / 2) * cs
       await qemuIo('img.qcow2', [
-        // One compressed cluster first: QEMU writes compressed clusters only where nothing is allocated.
-        `write -c -P 0x5a ${Math.floor((clusters * 3) / 4) * cs} ${cs}`,
+        // One compressed cluster first (QEMU compresses only into unallocated clusters), clear of
+        // the L2-boundary writes so that it stays compressed.
+        `write -c -P 0x5a ${Math.min(Math.floor((clusters * 3) / 4) + 3, clusters - 2) * cs} ${cs}`,
         ...standardWrites(cs, size, coverage),
         `write -z ${cs} ${cs}`, // zero cluster over data
         `write -z ${half} ${2 * cs}`, // zero clusters over nothing

@@ -1,0 +1,31 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { getopt } from '../../src/cli/getopt.js'
+import { parseOptionString } from '../../src/cli/image-opts.js'
+import { parseSize } from '../../src/cli/size.js'
+import { isImageError } from '../../src/errors.js'
+
+test('sizes take qemu-img suffixes in powers of 1024', () => {
+  assert.equal(parseSize('512'), 512)
+  assert.equal(parseSize('1k'), 1024)
+  assert.equal(parseSize('1K'), 1024)
+  assert.equal(parseSize('1.5M'), 1.5 * 2 ** 20)
+  assert.equal(parseSize('10G'), 10 * 2 ** 30)
+  assert.equal(parseSize('2T'), 2 * 2 ** 40)
+  assert.throws(() => parseSize('1Q'), (e) => isImageError(e, 'INVALID_ARGUMENT'))
+  assert.throws(() => parseSize('1.5'), (e) => isImageError(e, 'INVALID_ARGUMENT'))
+})
+
+test('getopt permutes operands and options, clusters short flags, takes attached values', () => {
+  const specs = [{ short: 'f', value: true }, { short: 'p', value: false }, { short: 'q', value: false }, { long: 'output', value: true }]
+  const r = getopt(['a.img', '-pq', '-fqcow2', '--output=json', 'b.img', '--', '-c'], specs)
+  assert.deepEqual(r.operands, ['a.img', 'b.img', '-c'])
+  assert.equal(r.options.get('f'), 'qcow2')
+  assert.equal(r.options.get('output'), 'json')
+  assert.equal(r.options.get('p'), true)
+  assert.throws(() => getopt(['-x'], specs), (e) => isImageError(e, 'INVALID_ARGUMENT') && /invalid option -- 'x'/.test(e.message))
+})
+
+test('option strings unescape doubled commas', () => {
+  assert.deepEqual([...parseOptionString('driver=qcow2,file.filename=a,,b.qcow2')], [['driver', 'qcow2'], ['file.filename', 'a,b.qcow2']])
+})
