@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'OUT_OF_RANGE' // an offset or length outside the image
   | 'READ_ONLY' // a write to an image opened read-only
   | 'NO_SUCH_SNAPSHOT'
+  | 'BAD_KEY' // encrypted image: wrong passphrase, missing secret, or a damaged LUKS header
   | 'DENIED' // a file named inside an image that the caller's policy refuses to open
   | 'INVALID_ARGUMENT' // a bad option, size or command line
   | 'IO' // the operating system refused (ENOENT, EACCES, ENOSPC, …)

@@ -27,7 +27,7 @@ export const COMMON_SPECS: OptionSpec[] = [
 
 /** Parses arguments with the common options added. */
 export function parseArgs(args: readonly string[], specs: OptionSpec[]): Parsed {
-  return getopt(args, [...COMMON_SPECS, ...specs])
+  return getopt(args, [...COMMON_SPECS, ...specs], 'qemu-img')
 }
 
 /** Opens an operand as qemu-img does: a file name, or an option string with --image-opts. */

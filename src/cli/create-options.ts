@@ -5,30 +5,84 @@ import type { Qcow2CreateOptions, Preallocation } from '../qcow2/create.js'
 import { parseOptionString } from './image-opts.js'
 import { parseSize } from './size.js'
 
-/** Text of `-o help` per format (as qemu-img 7.2 prints it). */
-export const OPTION_HELP: Record<string, string> = {
-  qcow2: `Supported qcow2 options:
-  backing_file=<str>     - File name of a base image
-  backing_fmt=<str>      - Image format of the base image
-  cluster_size=<size>    - qcow2 cluster size
-  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])
-  compression_type=<str> - Compression method used for image cluster compression
-  data_file=<str>        - File name of an external data file
-  data_file_raw=<bool (on/off)> - The external data file must stay valid as a raw image
-  extended_l2=<bool (on/off)> - Extended L2 tables
-  lazy_refcounts=<bool (on/off)> - Postpone refcount updates
-  preallocation=<str>    - Preallocation mode (allowed values: off, metadata, falloc, full)
-  refcount_bits=<num>    - Width of a reference count entry in bits
-  size=<size>            - Virtual disk size
-`,
-  raw: `Supported raw options:
-  preallocation=<str>    - Preallocation mode (allowed values: off, falloc, full)
-  size=<size>            - Virtual disk size
-`,
+/** How QEMU parses (and prints) an option's value. */
+type OptionType = 'size' | 'number' | 'bool' | 'string'
+
+/** One creation option as qemu-img lists it: name, type, help text, the default it prints. */
+interface OptionDesc {
+  name: string
+  type: OptionType
+  help: string
+  default?: string
 }
 
-const QCOW2_KEYS = new Set(['size', 'compat', 'backing_file', 'backing_fmt', 'data_file', 'data_file_raw', 'cluster_size', 'preallocation', 'lazy_refcounts', 'refcount_bits', 'compression_type', 'extended_l2', 'encryption', 'encrypt.format'])
-const RAW_KEYS = new Set(['size', 'preallocation'])
+const SIZE: OptionDesc = { name: 'size', type: 'size', help: 'Virtual disk size' }
+
+/** Each format's own options, in the order qemu-img 7.2 prints them in "Formatting …". */
+const FORMAT_OPTIONS: Record<string, OptionDesc[]> = {
+  qcow2: [
+    { name: 'encryption', type: 'bool', help: "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)" },
+    { name: 'cluster_size', type: 'size', help: 'qcow2 cluster size', default: '65536' },
+    { name: 'extended_l2', type: 'bool', help: 'Extended L2 tables', default: 'off' },
+    { name: 'preallocation', type: 'string', help: 'Preallocation mode (allowed values: off, metadata, falloc, full)' },
+    { name: 'compression_type', type: 'string', help: 'Compression method used for image cluster compression', default: 'zlib' },
+    SIZE,
+    { name: 'compat', type: 'string', help: 'Compatibility level (v2 [0.10] or v3 [1.1])' },
+    { name: 'backing_file', type: 'string', help: 'File name of a base image' },
+    { name: 'backing_fmt', type: 'string', help: 'Image format of the base image' },
+    { name: 'data_file', type: 'string', help: 'File name of an external data file' },
+    { name: 'data_file_raw', type: 'bool', help: 'The external data file must stay valid as a raw image' },
+    { name: 'encrypt.format', type: 'string', help: "Encrypt the image, format choices: 'aes', 'luks'" },
+    { name: 'encrypt.key-secret', type: 'string', help: 'ID of secret providing qcow AES key or LUKS passphrase' },
+    { name: 'encrypt.cipher-alg', type: 'string', help: 'Name of encryption cipher algorithm' },
+    { name: 'encrypt.cipher-mode', type: 'string', help: 'Name of encryption cipher mode' },
+    { name: 'encrypt.ivgen-alg', type: 'string', help: 'Name of IV generator algorithm' },
+    { name: 'encrypt.ivgen-hash-alg', type: 'string', help: 'Name of IV generator hash algorithm' },
+    { name: 'encrypt.hash-alg', type: 'string', help: 'Name of encryption hash algorithm' },
+    { name: 'encrypt.iter-time', type: 'number', help: 'Time to spend in PBKDF in milliseconds' },
+    { name: 'lazy_refcounts', type: 'bool', help: 'Postpone refcount updates', default: 'off' },
+    { name: 'refcount_bits', type: 'number', help: 'Width of a reference count entry in bits', default: '16' },
+  ],
+  raw: [SIZE],
+}
+
+/** The file protocol's options, which follow the format's (duplicates skipped). */
+const FILE_OPTIONS: OptionDesc[] = [
+  SIZE,
+  { name: 'nocow', type: 'bool', help: 'Turn off copy-on-write (valid only on btrfs)' },
+  { name: 'preallocation', type: 'string', help: 'Preallocation mode (allowed values: off, falloc, full)' },
+  { name: 'extent_size_hint', type: 'size', help: 'Extent size hint for the image file, 0 to disable' },
+]
+
+/** Every option a format accepts on a file: its own, then the file protocol's. */
+function optionList(format: string): OptionDesc[] | undefined {
+  const own = FORMAT_OPTIONS[format]
+  return own && [...own, ...FILE_OPTIONS.filter((f) => !own.some((o) => o.name === f.name))]
+}
+
+const TYPE_NAMES: Record<OptionType, string> = { size: 'size', number: 'num', bool: 'bool (on/off)', string: 'str' }
+
+/** qemu_opts_print_help: one line per option, sorted by name, help text from column 24. */
+function helpLines(options: readonly OptionDesc[]): string {
+  return [...options].sort((a, b) => (a.name < b.name ? -1 : 1))
+    .map((o) => `  ${`${o.name}=<${TYPE_NAMES[o.type]}>`.padEnd(22)} - ${o.help}\n`).join('')
+}
+
+/** True when an -o string asks for help (`help` or `?` among its items). */
+export function hasHelpOption(text: string): boolean {
+  return text.split(',').some((item) => item === 'help' || item === '?')
+}
+
+/**
+ * What `-o help` prints (as qemu-img 7.2 does): the format's options, or, when the target file
+ * is named, the format's and the file protocol's options together.
+ */
+export function optionHelp(format: string, filename: string | undefined): string {
+  const own = FORMAT_OPTIONS[format]
+  if (!own) throw new ImageError('INVALID_ARGUMENT', `Unknown file format '${format}'`)
+  if (filename !== undefined) return 'Supported options:\n' + helpLines(optionList(format)!)
+  return `Supported ${format} options:\n${helpLines(own)}\nThe protocol level may support further options.\nSpecify the target filename to include those options.\n`
+}
 
 /** Parses an on/off value as QEMU's qapi bool parser does. */
 export function parseBool(key: string, value: string): boolean {
@@ -37,45 +91,70 @@ export function parseBool(key: string, value: string): boolean {
   throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects 'on' or 'off'`)
 }
 
-/** Merges several -o strings (later ones win) into one key/value map, checking names. */
+/** QEMU's parse_option_number: decimal, 0x hexadecimal or 0 octal. */
+export function parseOptionNumber(key: string, value: string): number {
+  const match = /^\s*(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))$/.exec(value)
+  if (!match) throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects a number`)
+  if (match[1] !== undefined) return Number.parseInt(match[1], 16)
+  return match[2] !== undefined ? Number.parseInt(match[2], 8) : Number(match[3])
+}
+
+/** QEMU's parse_option_size, with its message and hint. */
+export function parseOptionSize(key: string, value: string): number {
+  try {
+    return parseSize(value)
+  } catch {
+    throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.`)
+  }
+}
+
+/**
+ * Merges several -o strings (later ones win) into one key/value map, checking the names and the
+ * syntax of sizes, numbers and booleans as qemu_opts_do_parse does.
+ */
 export function parseCreateOptions(format: string, texts: readonly string[]): Map<string, string> {
-  const keys = format === 'qcow2' ? QCOW2_KEYS : format === 'raw' ? RAW_KEYS : undefined
-  if (!keys) throw new ImageError('INVALID_ARGUMENT', `Unknown file format '${format}'`)
+  const options = optionList(format)
+  if (!options) throw new ImageError('INVALID_ARGUMENT', `Unknown file format '${format}'`)
   const merged = new Map<string, string>()
   for (const text of texts) {
     for (const [key, value] of parseOptionString(text)) {
-      if (!keys.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
+      const desc = options.find((o) => o.name === key)
+      if (!desc) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
+      if (desc.type === 'bool') parseBool(key, value)
+      else if (desc.type === 'number') parseOptionNumber(key, value)
+      else if (desc.type === 'size') parseOptionSize(key, value)
       merged.set(key, value)
     }
   }
-  if (merged.has('encryption') || merged.has('encrypt.format')) {
+  const encryption = merged.get('encryption')
+  if ((encryption !== undefined && parseBool('encryption', encryption)) || [...merged.keys()].some((k) => k.startsWith('encrypt.'))) {
     throw new ImageError('UNSUPPORTED', 'Encrypted images are not supported yet')
   }
   return merged
 }
 
-/** Turns a qcow2 option map into create options (size comes separately). */
+/** Turns a qcow2 option map into create options (size comes separately), as qcow2_co_create_opts does. */
 export function toQcow2Options(opts: Map<string, string>, size: number): Qcow2CreateOptions {
-  const compat = opts.get('compat')
-  const normalizedCompat = compat === undefined ? undefined : compat === 'v2' || compat === '0.10' ? '0.10' : compat === 'v3' || compat === '1.1' ? '1.1' : undefined
-  if (compat !== undefined && normalizedCompat === undefined) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${compat}'`)
-  const prealloc = opts.get('preallocation')
-  if (prealloc !== undefined && !['off', 'metadata', 'falloc', 'full'].includes(prealloc)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${prealloc}'`)
-  const compression = opts.get('compression_type')
-  if (compression !== undefined && compression !== 'zlib' && compression !== 'zstd') throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${compression}'`)
+  // QEMU hands the options to its QAPI creation code, whose names and messages these are.
+  const choice = <T extends string>(key: string, qapiName: string, allowed: readonly T[]): T | undefined => {
+    const v = opts.get(key)
+    if (v !== undefined && !(allowed as readonly string[]).includes(v)) throw new ImageError('INVALID_ARGUMENT', `Parameter '${qapiName}' does not accept value '${v}'`)
+    return v as T | undefined
+  }
+  const compat = choice('compat', 'version', ['0.10', 'v2', '1.1', 'v3'])
   const bool = (key: string) => (opts.has(key) ? parseBool(key, opts.get(key)!) : undefined)
   const refcountBits = opts.get('refcount_bits')
   return {
     size,
-    compat: normalizedCompat as '0.10' | '1.1' | undefined,
-    clusterSize: opts.has('cluster_size') ? parseSize(opts.get('cluster_size')!) : undefined,
-    refcountBits: refcountBits === undefined ? undefined : Number(refcountBits),
+    compat: compat === undefined ? undefined : compat === 'v2' || compat === '0.10' ? '0.10' : '1.1',
+    clusterSize: opts.has('cluster_size') ? parseOptionSize('cluster_size', opts.get('cluster_size')!) : undefined,
+    refcountBits: refcountBits === undefined ? undefined : parseOptionNumber('refcount_bits', refcountBits),
     lazyRefcounts: bool('lazy_refcounts'),
     extendedL2: bool('extended_l2'),
-    preallocation: prealloc as Preallocation | undefined,
+    preallocation: choice<Preallocation>('preallocation', 'preallocation', ['off', 'metadata', 'falloc', 'full']),
     backingFile: opts.get('backing_file'),
     backingFormat: opts.get('backing_fmt'),
-    compressionType: compression as 'zlib' | 'zstd' | undefined,
+    compressionType: choice('compression_type', 'compression-type', ['zlib', 'zstd']),
     dataFile: opts.get('data_file'),
     dataFileRaw: bool('data_file_raw'),
   }
@@ -86,28 +165,22 @@ function value(text: string): string {
   return text.replaceAll(',', ',,')
 }
 
-/** The line `qemu-img create` prints (without the trailing newline). */
+/**
+ * The line `qemu-img create` prints (without the trailing newline): every option that is set or
+ * has a default, in the option list's order; sizes and numbers as numbers, the rest as given.
+ */
 export function formattingLine(filename: string, format: string, opts: Map<string, string>, size: number): string {
   const parts: string[] = []
-  const add = (key: string, v: string | undefined) => {
-    if (v !== undefined) parts.push(`${key}=${value(v)}`)
-  }
-  if (format === 'raw') {
-    add('size', String(size))
-    add('preallocation', opts.get('preallocation'))
-  } else {
-    add('cluster_size', String(opts.has('cluster_size') ? parseSize(opts.get('cluster_size')!) : 65536))
-    add('extended_l2', opts.has('extended_l2') ? (parseBool('extended_l2', opts.get('extended_l2')!) ? 'on' : 'off') : 'off')
-    add('preallocation', opts.get('preallocation'))
-    add('compression_type', opts.get('compression_type') ?? 'zlib')
-    add('size', String(size))
-    add('compat', opts.get('compat'))
-    add('backing_file', opts.get('backing_file'))
-    add('backing_fmt', opts.get('backing_fmt'))
-    add('data_file', opts.get('data_file'))
-    add('data_file_raw', opts.has('data_file_raw') ? (parseBool('data_file_raw', opts.get('data_file_raw')!) ? 'on' : 'off') : undefined)
-    add('lazy_refcounts', opts.has('lazy_refcounts') ? (parseBool('lazy_refcounts', opts.get('lazy_refcounts')!) ? 'on' : 'off') : 'off')
-    add('refcount_bits', opts.get('refcount_bits') ?? '16')
+  for (const desc of optionList(format) ?? []) {
+    const given = desc.name === 'size' ? String(size) : opts.get(desc.name)
+    if (given === undefined) {
+      if (desc.default !== undefined) parts.push(`${desc.name}=${desc.default}`)
+      continue
+    }
+    const shown = desc.type === 'size' ? parseOptionSize(desc.name, given)
+      : desc.type === 'number' ? parseOptionNumber(desc.name, given)
+      : value(given)
+    parts.push(`${desc.name}=${shown}`)
   }
   return `Formatting '${filename}', fmt=${format} ${parts.join(' ')}`
 }

@@ -18,8 +18,13 @@ export interface Parsed {
   operands: string[]
 }
 
-/** Parses `args` against `specs`; unknown options are an INVALID_ARGUMENT error. */
-export function getopt(args: readonly string[], specs: readonly OptionSpec[]): Parsed {
+/**
+ * Parses `args` against `specs`; unknown options are an INVALID_ARGUMENT error, worded as glibc's
+ * getopt does, or as qemu-img does (it reports bad options itself, naming the argument).
+ */
+export function getopt(args: readonly string[], specs: readonly OptionSpec[], messages: 'getopt' | 'qemu-img' = 'getopt'): Parsed {
+  const bad = (text: string, arg: string, missing = false): ImageError => new ImageError('INVALID_ARGUMENT', messages === 'getopt' ? text
+    : `${missing ? 'missing argument for option' : 'unrecognized option'} '${arg}'\nTry 'qimg --help' for more information`)
   const options = new Map<string, string | true>()
   const all = new Map<string, (string | true)[]>()
   const operands: string[] = []
@@ -38,13 +43,13 @@ export function getopt(args: readonly string[], specs: readonly OptionSpec[]): P
       const eq = arg.indexOf('=')
       const name = arg.slice(2, eq < 0 ? undefined : eq)
       const spec = specs.find((s) => s.long === name)
-      if (!spec) throw new ImageError('INVALID_ARGUMENT', `unrecognized option '${arg}'`)
+      if (!spec) throw bad(`unrecognized option '${arg}'`, arg)
       if (spec.value) {
         if (eq >= 0) set(spec, arg.slice(eq + 1))
         else if (i + 1 < args.length) set(spec, args[++i]!)
-        else throw new ImageError('INVALID_ARGUMENT', `option '${arg}' requires an argument`)
+        else throw bad(`option '${arg}' requires an argument`, arg, true)
       } else {
-        if (eq >= 0) throw new ImageError('INVALID_ARGUMENT', `option '--${name}' doesn't allow an argument`)
+        if (eq >= 0) throw bad(`option '--${name}' doesn't allow an argument`, arg)
         set(spec, true)
       }
       continue
@@ -53,11 +58,11 @@ export function getopt(args: readonly string[], specs: readonly OptionSpec[]): P
       for (let j = 1; j < arg.length; j++) {
         const letter = arg[j]!
         const spec = specs.find((s) => s.short === letter)
-        if (!spec) throw new ImageError('INVALID_ARGUMENT', `invalid option -- '${letter}'`)
+        if (!spec) throw bad(`invalid option -- '${letter}'`, arg)
         if (spec.value) {
           if (j + 1 < arg.length) set(spec, arg.slice(j + 1))
           else if (i + 1 < args.length) set(spec, args[++i]!)
-          else throw new ImageError('INVALID_ARGUMENT', `option requires an argument -- '${letter}'`)
+          else throw bad(`option requires an argument -- '${letter}'`, arg, true)
           break
         }
         set(spec, true)

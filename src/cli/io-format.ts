@@ -1,17 +1,28 @@
 // qemu-io's output helpers: cvtstr sizes, the statistics line, and read -v hex dumps.
 
-/** qemu-io's cvtstr: "4 KiB", "1.500000 KiB", "32 bytes". */
+/** qemu-io's cvtstr: "4 KiB", "1.500 KiB", "32 bytes" (%.3f, or %f for bytes, ".000…" cut). */
 export function cvtstr(value: number): string {
   const units: [number, string][] = [[2 ** 60, ' EiB'], [2 ** 50, ' PiB'], [2 ** 40, ' TiB'], [2 ** 30, ' GiB'], [2 ** 20, ' MiB'], [2 ** 10, ' KiB']]
   for (const [size, suffix] of units) {
-    if (value >= size) return trimmed(value / size) + suffix
+    if (value >= size) return trimmed(printfFixed(value / size, 3)) + suffix
   }
-  return trimmed(value) + ' bytes'
+  return trimmed(printfFixed(value, 6)) + ' bytes'
 }
 
-function trimmed(value: number): string {
-  const text = value.toFixed(3)
-  return text.endsWith('.000') ? text.slice(0, -4) : text
+/** cvtstr replaces the first ".000" and everything after it with the suffix. */
+function trimmed(text: string): string {
+  const at = text.indexOf('.000')
+  return at < 0 ? text : text.slice(0, at)
+}
+
+/** printf's "%.Nf": toFixed, except that an exact tie rounds to even (toFixed rounds it up). */
+export function printfFixed(value: number, digits: number): string {
+  const text = value.toFixed(digits)
+  const exact = value.toFixed(100).replace(/0+$/, '')
+  const fraction = exact.slice(exact.indexOf('.') + 1)
+  if (digits === 0 || fraction.length !== digits + 1 || !fraction.endsWith('5')) return text
+  // A tie: toFixed went up; printf keeps the even one of the two neighbours.
+  return Number(text[text.length - 1]) % 2 === 0 ? text : exact.slice(0, exact.length - 1)
 }
 
 /** The statistics line qemu-io prints after an I/O command. */

@@ -1,11 +1,14 @@
 // Sizes as qemu-img reads them (qemu_strtosz): a number with an optional suffix B, K, M, G,
-// T, P, E (powers of 1024, either case); fractions only with a suffix.
+// T, P, E (powers of 1024, either case); fractions only with a suffix; 0x hexadecimal.
 import { ImageError } from '../errors.js'
 
 const SUFFIXES = 'BKMGTPE'
 
 /** Parses `text` into bytes; `defaultSuffix` applies to bare numbers (qemu-img uses B). */
 export function parseSize(text: string, defaultSuffix = 'B'): number {
+  // Hexadecimal ("0x1000") is taken too, without fraction or suffix.
+  const hexMatch = /^\s*0[xX]([0-9a-fA-F]+)$/.exec(text)
+  if (hexMatch) return checked(text, Number.parseInt(hexMatch[1]!, 16))
   const match = /^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]?)$/.exec(text)
   if (!match) throw new ImageError('INVALID_ARGUMENT', `invalid size '${text}'`)
   const numberText = match[1]!
@@ -13,7 +16,10 @@ export function parseSize(text: string, defaultSuffix = 'B'): number {
   const power = SUFFIXES.indexOf(suffix)
   if (power < 0) throw new ImageError('INVALID_ARGUMENT', `invalid size suffix in '${text}'`)
   if (numberText.includes('.') && !match[2]) throw new ImageError('INVALID_ARGUMENT', `invalid size '${text}': fractions need a suffix`)
-  const value = Number(numberText) * 1024 ** power
+  return checked(text, Math.floor(Number(numberText) * 1024 ** power))
+}
+
+function checked(text: string, value: number): number {
   if (!Number.isFinite(value) || value > Number.MAX_SAFE_INTEGER) throw new ImageError('INVALID_ARGUMENT', `size '${text}' is too large`)
-  return Math.floor(value)
+  return value
 }

@@ -72,7 +72,8 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
         // One buffer per worker, reused: fresh large buffers cost page faults on every chunk.
         const data = buffer.subarray(0, status.length)
         await source.readInto(data, offset)
-        await writeSparse(target, offset, data, options.topLayerOnly ? 0 : sparseSize, targetIsZero)
+        // Over a backing file, zero runs must be written as zeros (else the backing shows through).
+        await writeSparse(target, offset, data, sparseSize, targetIsZero && !options.topLayerOnly)
       }
       offset += status.length
     }

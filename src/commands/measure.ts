@@ -79,9 +79,10 @@ export async function measureQcow2(target: Qcow2MeasureTarget, source: { size: n
         }
       }
     }
-    if (target.version >= 3 && device.driver.format === 'qcow2') {
-      const info = await device.info()
-      bitmaps = bitmapsSize(info.formatSpecific?.bitmaps ?? [], ssize, cs)
+    // Only a v3 qcow2 source can carry persistent bitmaps (and a v3 target take them).
+    const info = device.driver.format === 'qcow2' ? await device.info() : undefined
+    if (target.version >= 3 && info?.formatSpecific?.compat === '1.1') {
+      bitmaps = bitmapsSize(info.formatSpecific.bitmaps ?? [], ssize, cs)
     }
   } else {
     virtualSize = roundUp(roundUp(source.size, 512), cs)

@@ -23,7 +23,7 @@ export async function resizeImage(device: BlockDevice, size: number, options: Re
   const prealloc = options.preallocation ?? 'off'
   if (prealloc !== 'off' && size < oldSize) throw new ImageError('INVALID_ARGUMENT', 'Preallocation can only be used for growing images')
   if (driver instanceof RawImage) {
-    if (prealloc === 'metadata') throw new ImageError('INVALID_ARGUMENT', "Unsupported preallocation mode 'metadata'")
+    if (prealloc === 'metadata') throw new ImageError('INVALID_ARGUMENT', 'Unsupported preallocation mode: metadata')
     await driver.setVirtualSize(size)
     if (prealloc === 'full' && size > oldSize) await driver.writeZeroes(oldSize, size - oldSize)
     return

@@ -2,6 +2,7 @@
 // names resolved against the overlay's directory as QEMU does; protocol and json: names never
 // interpreted; cycles and absurd depth refused; a policy can refuse every file an image names.
 import type { Codecs, Compressors } from '../codecs.js'
+import type { CryptoProvider } from '../qcow2/crypto/provider.js'
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { Qcow2Image } from '../qcow2/image.js'
@@ -44,6 +45,12 @@ export interface OpenChainOptions {
   host?: FileHost | undefined
   /** Open the top image for writing (backing files stay read-only). */
   writable?: boolean | undefined
+  /** Ciphers, hashes and PBKDF2 for encrypted images. */
+  crypto?: CryptoProvider | undefined
+  /** The top image's LUKS passphrase or AES key, asked for only when it is encrypted. */
+  secret?: (() => Promise<Uint8Array | undefined>) | undefined
+  /** Open to describe only (info): encrypted images open without their secret. */
+  metadataOnly?: boolean | undefined
 }
 
 /** QEMU's path_combine: a relative name is taken relative to the directory of `base`. */
@@ -80,6 +87,9 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
       return Qcow2Image.open(storage, {
         codecs: options.codecs,
         compressors: options.compressors,
+        crypto: options.crypto,
+        secret: forTop ? options.secret : undefined,
+        metadataOnly: options.metadataOnly,
         snapshot: forTop ? options.snapshot : undefined,
         l2CacheSize: options.l2CacheSize,
         skipDataFile: policy === 'ignore',

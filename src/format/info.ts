@@ -36,6 +36,34 @@ export interface Qcow2SpecificInfo {
   bitmaps: BitmapInfo[] | undefined
   /** Encryption format when encrypted ('aes' or 'luks'). */
   encryptFormat: 'aes' | 'luks' | undefined
+  /** The LUKS header's facts (encryptFormat 'luks'). */
+  luks?: LuksInfo | undefined
+}
+
+/** One LUKS key slot as `info` lists it (QCryptoBlockInfoLUKSSlot). */
+export interface LuksSlotInfo {
+  active: boolean
+  /** PBKDF2 iterations; active slots only. */
+  iters: number | undefined
+  /** AF stripes; active slots only. */
+  stripes: number | undefined
+  /** Byte offset of the key material in the LUKS area. */
+  keyOffset: number
+}
+
+/** A LUKS header as `info` shows it (QCryptoBlockInfoLUKS, QEMU 7.2). */
+export interface LuksInfo {
+  cipherAlg: string
+  cipherMode: string
+  ivgenAlg: string
+  /** ESSIV only. */
+  ivgenHashAlg: string | undefined
+  hashAlg: string
+  /** Bytes (payload offset sector × 512). */
+  payloadOffset: number
+  masterKeyIters: number
+  uuid: string
+  slots: LuksSlotInfo[]
 }
 
 /** Everything `qemu-img info` reports about one image (BlockNodeInfo). */

@@ -38,7 +38,13 @@ export class MemoryStorage implements Storage {
   async close(): Promise<void> {}
   #ensure(capacity: number): void {
     if (capacity <= this.#buffer.length) return
-    const next = new Uint8Array(Math.max(capacity, this.#buffer.length * 2, 4096))
+    let next: Uint8Array
+    try {
+      next = new Uint8Array(Math.max(capacity, this.#buffer.length * 2, 4096))
+    } catch (cause) {
+      // A write far past the end (an offset from a corrupt image) must not escape as a RangeError.
+      throw new ImageError('IO', `${this.name}: cannot grow to ${capacity} bytes in memory`, { cause, file: this.name })
+    }
     next.set(this.#buffer.subarray(0, this.#length))
     this.#buffer = next
   }

@@ -7,6 +7,9 @@ import { resolveCreateOptions, writeSkeleton, type Qcow2CreateOptions } from '..
 import { l1EntriesFor, makeGeometry } from '../qcow2/geometry.js'
 import { Qcow2Image } from '../qcow2/image.js'
 import { nodeCodecs } from './codecs.js'
+import { nodeCrypto } from './crypto.js'
+import { setUpLuksEncryption } from '../qcow2/crypto/encryption.js'
+import type { CryptoProvider } from '../qcow2/crypto/provider.js'
 
 /**
  * Creates a raw image of `size` bytes, rounded up to whole sectors as QEMU's file driver does
@@ -29,9 +32,19 @@ export async function createRaw(path: string, size: number, preallocation: 'off'
   }
 }
 
-/** Creates a QCOW2 image at `path` (overwriting it, as qemu-img does). */
-export async function createQcow2(path: string, options: Qcow2CreateOptions): Promise<void> {
+/** The secret (and crypto) for an encrypted image: the LUKS passphrase as bytes. */
+export interface CreateSecret {
+  secret: Uint8Array | undefined
+  crypto?: CryptoProvider | undefined
+}
+
+/**
+ * Creates a QCOW2 image at `path` (overwriting it, as qemu-img does). An encrypted image
+ * (`options.encrypt`) needs `encryption.secret`.
+ */
+export async function createQcow2(path: string, options: Qcow2CreateOptions, encryption: CreateSecret = { secret: undefined }): Promise<void> {
   const o = resolveCreateOptions(options)
+  if (o.encrypt && encryption.secret === undefined) throw new ImageError('BAD_KEY', `${path}: Parameter 'encrypt.key-secret' is required for cipher`)
   // QEMU creates the data file with the image's size (and its preallocation, metadata aside).
   if (o.dataFile !== undefined) await createRaw(pathCombine(path, o.dataFile), o.size, o.preallocation === 'metadata' ? 'off' : o.preallocation)
   const skeleton = await FileStorage.create(path)
@@ -54,6 +67,8 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions): Pr
     if (entries > 0) await image.writer.growL1(entries)
     await image.setVirtualSize(o.size)
     if (o.preallocation !== 'off' && o.size > 0) await image.writer.preallocate(0, o.size, o.preallocation)
+    // QEMU sets encryption up last: the LUKS area comes after the L1 table.
+    if (o.encrypt && encryption.secret) await setUpLuksEncryption(image, encryption.crypto ?? nodeCrypto, o.encrypt, encryption.secret)
     if (o.dataFileRaw) {
       const data = image.dataStorage as FileStorage
       if ((await data.size()) < o.size) await data.truncate(o.size)

@@ -7,6 +7,7 @@ import type { ImageInfo } from '../format/info.js'
 import { FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { nodeCodecs, nodeCompressors } from './codecs.js'
+import { nodeCrypto } from './crypto.js'
 
 /** Options for {@link openImage}. */
 export type OpenImageOptions = Omit<OpenChainOptions, 'host'> & {
@@ -31,7 +32,7 @@ export async function openImage(target: string | ReadableStorage, options: OpenI
     ? await FileStorage.open(target, { writable: options.writable ?? false, sync: options.cache !== 'unsafe' })
     : target
   try {
-    return await openChain(storage, { codecs: nodeCodecs, compressors: nodeCompressors, host: nodeFileHost, ...options })
+    return await openChain(storage, { codecs: nodeCodecs, compressors: nodeCompressors, host: nodeFileHost, ...options, crypto: options.crypto ?? nodeCrypto })
   } catch (e) {
     await storage.close().catch(() => undefined)
     throw e

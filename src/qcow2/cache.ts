@@ -37,7 +37,8 @@ export class TableCache {
     const pending = this.#loading.get(hostOffset)
     if (pending) return pending
     this.misses++
-    const promise = load(hostOffset).then((bytes) => this.#insert(hostOffset, bytes, false))
+    // A table put or re-inserted while this load was in flight is newer than the bytes read.
+    const promise = load(hostOffset).then((bytes) => this.#tables.get(hostOffset) ?? this.#insert(hostOffset, bytes, false))
       .finally(() => this.#loading.delete(hostOffset))
     this.#loading.set(hostOffset, promise)
     return promise
@@ -51,11 +52,22 @@ export class TableCache {
     return this.#insert(hostOffset, bytes, true)
   }
 
-  /** Marks a table as changed in memory. */
+  /**
+   * Marks a table as changed in memory. A caller may have held it across awaits while other
+   * loads evicted it (it was clean then): it goes back in, replacing any clean copy loaded since,
+   * so the change is written back and seen by later lookups.
+   */
   markDirty(table: CachedTable): void {
     if (!table.dirty) {
       table.dirty = true
       this.#dirtyCount++
+    }
+    const cached = this.#tables.get(table.hostOffset)
+    if (cached !== table) {
+      if (cached?.dirty) throw new Error(`table cache: two changed copies of the table at ${table.hostOffset}`)
+      this.#tables.delete(table.hostOffset)
+      this.#tables.set(table.hostOffset, table)
+      this.#evict()
     }
   }
 

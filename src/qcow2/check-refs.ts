@@ -34,7 +34,8 @@ export interface RefContext {
   refcountMax: number
 }
 
-const hexOf = (hi: number, lo: number) => (hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, '0'))
+/** A u64 given as two u32 halves in hex, as printf's PRIx64 prints it (no float rounding). */
+export const hexOf = (hi: number, lo: number) => (hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, '0'))
 
 /** qcow2_inc_refcounts_imrt: one more reference to each cluster of `[offset, offset+size)`. */
 export function incRefs(ctx: RefContext, offset: number, size: number): void {

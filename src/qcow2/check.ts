@@ -5,7 +5,7 @@
 import { setU64 } from '../binary/bytes.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { ImageError } from '../errors.js'
-import { countReferences, incRefs, type CheckCounts, type RefContext } from './check-refs.js'
+import { countReferences, hexOf, incRefs, type CheckCounts, type RefContext } from './check-refs.js'
 import { getRefcountEntry } from './refcount-read.js'
 import { setRefcountEntry } from './refcount.js'
 import { rebuildRefcountStructure } from './refcount-rebuild.js'
@@ -177,7 +177,7 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
     const copied = (hi & 0x8000_0000) !== 0
     if ((refcount === 1) !== copied) {
       ctx.counts.corruptions++
-      ctx.report(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${(hi >>> 0).toString(16)}${(lo >>> 0).toString(16).padStart(8, '0')} refcount=${refcount}`.replace(/l1_entry=0+(?=[0-9a-f])/, 'l1_entry='))
+      ctx.report(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${hexOf(hi, lo)} refcount=${refcount}`)
       if (repair) {
         l1.setUint32(i * 8, refcount === 1 ? (hi | 0x8000_0000) >>> 0 : (hi & 0x7fff_ffff) >>> 0)
         await (ctx.storage as Storage).write(h.l1TableOffset + i * 8, l1Bytes.subarray(i * 8, i * 8 + 8))
@@ -200,7 +200,7 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
       const ecopied = (ehi & 0x8000_0000) !== 0
       if ((rc === 1) !== ecopied) {
         ctx.counts.corruptions++
-        ctx.report(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED data cluster: l2_entry=${(ehi * 2 ** 32 + elo).toString(16)} refcount=${rc}`)
+        ctx.report(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED data cluster: l2_entry=${hexOf(ehi, elo)} refcount=${rc}`)
         if (repair) {
           l2.setUint32(at, rc === 1 ? (ehi | 0x8000_0000) >>> 0 : (ehi & 0x7fff_ffff) >>> 0)
           dirty++

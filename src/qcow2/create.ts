@@ -7,6 +7,8 @@ import type { Qcow2Header } from './header.js'
 import { encodeHeaderCluster } from './header-encode.js'
 import { setRefcountEntry } from './refcount.js'
 import * as spec from './spec.js'
+import { LEGACY_AES_REFUSAL } from './crypto/encryption.js'
+import { resolveLuksOptions, type LuksCreateOptions } from './crypto/luks.js'
 
 /** Preallocation modes of qemu-img create -o preallocation=… */
 export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full'
@@ -26,40 +28,53 @@ export interface Qcow2CreateOptions {
   compressionType?: 'zlib' | 'zstd' | undefined
   dataFile?: string | undefined
   dataFileRaw?: boolean | undefined
+  /** Encryption (-o encrypt.format=… and encrypt.*): qimg creates LUKS only; the secret is passed apart. */
+  encrypt?: ({ format: 'luks' | 'aes' } & LuksCreateOptions) | undefined
 }
 
 function bad(message: string): ImageError {
   return new ImageError('INVALID_ARGUMENT', message)
 }
 
-/** Validates options as qemu-img does and fills in defaults. */
-export function resolveCreateOptions(o: Qcow2CreateOptions): Required<Omit<Qcow2CreateOptions, 'backingFile' | 'backingFormat' | 'dataFile'>> & Pick<Qcow2CreateOptions, 'backingFile' | 'backingFormat' | 'dataFile'> {
+/** Validates options as qemu-img does (qcow2_co_create's checks, order and messages) and fills in defaults. */
+export function resolveCreateOptions(o: Qcow2CreateOptions): Required<Omit<Qcow2CreateOptions, 'backingFile' | 'backingFormat' | 'dataFile' | 'encrypt'>> & Pick<Qcow2CreateOptions, 'backingFile' | 'backingFormat' | 'dataFile' | 'encrypt'> {
+  const useV3 = '(use version=v3 or greater)'
+  if (o.size % 512 !== 0) throw bad(`Image size must be a multiple of 512 bytes`)
   const compat = o.compat ?? '1.1'
   const v3 = compat === '1.1'
+  if (!v3 && o.extendedL2) throw bad(`Extended L2 entries are only supported with compatibility level 1.1 and above ${useV3}`)
   const clusterSize = o.clusterSize ?? 65536
   const clusterBits = Math.log2(clusterSize)
   if (!Number.isInteger(clusterBits) || clusterBits < spec.MIN_CLUSTER_BITS || clusterBits > spec.MAX_CLUSTER_BITS) {
     throw bad(`Cluster size must be a power of two between 512 and 2048k`)
   }
+  if (o.extendedL2 && clusterSize < 16384) throw bad('Extended L2 entries are only supported with cluster sizes of at least 16384 bytes')
+  if ((o.preallocation ?? 'off') !== 'off' && o.backingFile !== undefined && !o.extendedL2) throw bad('Backing file and preallocation can only be used at the same time if extended_l2 is on')
+  if (o.backingFormat !== undefined && o.backingFile === undefined) throw bad('Backing format cannot be used without backing file')
+  if (!v3 && o.lazyRefcounts) throw bad(`Lazy refcounts only supported with compatibility level 1.1 and above ${useV3}`)
   const refcountBits = o.refcountBits ?? 16
   if (!Number.isInteger(Math.log2(refcountBits)) || refcountBits < 1 || refcountBits > 64) throw bad('Refcount width must be a power of two and may not exceed 64 bits')
-  if (!v3 && refcountBits !== 16) throw bad('Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)')
-  if (!v3 && o.lazyRefcounts) throw bad('Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)')
-  if (!v3 && o.extendedL2) throw bad('Extended L2 entries are only supported with compatibility level 1.1 and above (use compat=1.1 or greater)')
-  if (o.extendedL2 && clusterSize < 16384) throw bad('Extended L2 entries are only supported with cluster sizes of at least 16384 bytes')
-  if (!v3 && o.dataFile !== undefined) throw bad('Data file is only supported with compatibility level 1.1 and above (use compat=1.1 or greater)')
-  if (o.dataFileRaw && o.dataFile === undefined) throw bad("'data_file_raw' requires 'data_file'")
-  if (o.dataFileRaw && o.backingFile !== undefined) throw bad('Backing file and data_file_raw=on cannot be used together')
-  if ((o.compressionType ?? 'zlib') === 'zstd' && !v3) throw bad('Compression type zstd is only supported with compatibility level 1.1 and above (use compat=1.1 or greater)')
+  if (!v3 && refcountBits !== 16) throw bad(`Different refcount widths than 16 bits require compatibility level 1.1 or above ${useV3}`)
+  if (o.dataFileRaw && o.dataFile === undefined) throw bad('data-file-raw requires data-file')
+  if (o.dataFileRaw && o.backingFile !== undefined) throw bad('Backing file and data-file-raw cannot be used at the same time')
   const preallocation = o.preallocation ?? (o.dataFileRaw ? 'metadata' : 'off')
-  if (preallocation !== 'off' && o.backingFile !== undefined && !o.extendedL2) throw bad('Backing file and preallocation can only be used at the same time if extended_l2 is on')
-  if (o.backingFormat !== undefined && o.backingFile === undefined) throw bad('Backing format cannot be used without backing file')
-  if (o.size % 512 !== 0) throw bad(`Image size must be a multiple of 512 bytes`)
+  if (!v3 && o.dataFile !== undefined) throw bad(`External data files are only supported with compatibility level 1.1 and above ${useV3}`)
+  if ((o.compressionType ?? 'zlib') !== 'zlib' && !v3) throw bad(`Non-zlib compression type is only supported with compatibility level 1.1 and above ${useV3}`)
   return {
     size: o.size, compat, clusterSize, refcountBits, lazyRefcounts: o.lazyRefcounts ?? false, extendedL2: o.extendedL2 ?? false,
     preallocation, backingFile: o.backingFile, backingFormat: o.backingFormat, compressionType: o.compressionType ?? 'zlib',
-    dataFile: o.dataFile, dataFileRaw: o.dataFileRaw ?? false,
+    dataFile: o.dataFile, dataFileRaw: o.dataFileRaw ?? false, encrypt: checkEncryption(o.encrypt, preallocation),
   }
+}
+
+/** Encryption options as qimg accepts them: LUKS only, without preallocation. */
+function checkEncryption(encrypt: Qcow2CreateOptions['encrypt'], preallocation: Preallocation): Qcow2CreateOptions['encrypt'] {
+  if (encrypt === undefined) return undefined
+  if (encrypt.format === 'aes') throw new ImageError('UNSUPPORTED', LEGACY_AES_REFUSAL)
+  // qemu-img accepts this, but preallocated clusters are not encrypted zeros: they read as garbage.
+  if (preallocation !== 'off') throw bad('Preallocation and encryption not supported at the same time (preallocated clusters would not read as zeros)')
+  resolveLuksOptions(encrypt)
+  return encrypt
 }
 
 /**

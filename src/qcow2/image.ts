@@ -21,6 +21,9 @@ import { checkQcow2 } from './check.js'
 import { encodeHeaderCluster } from './header-encode.js'
 import * as spec from './spec.js'
 import { l1Index, l2Index } from './geometry.js'
+import type { CryptoProvider } from './crypto/provider.js'
+import { encryptedStorage } from './crypto/encrypted-storage.js'
+import { LEGACY_AES_REFUSAL, encryptionInfo, openEncryption, readEncrypted, type Qcow2Encryption } from './crypto/encryption.js'
 
 /** Options for {@link Qcow2Image.open}. */
 export interface Qcow2OpenOptions {
@@ -37,6 +40,12 @@ export interface Qcow2OpenOptions {
   writable?: boolean | undefined
   /** Compressors for compressed writes (Node: zlib and zstd). */
   compressors?: Compressors | undefined
+  /** Ciphers, hashes and PBKDF2 for encrypted images (Node: node/crypto.ts). */
+  crypto?: CryptoProvider | undefined
+  /** The LUKS passphrase or legacy AES key, asked for only when the image is encrypted. */
+  secret?: (() => Promise<Uint8Array | undefined>) | undefined
+  /** Open to describe only (info): an encrypted image opens without its secret. */
+  metadataOnly?: boolean | undefined
 }
 
 const DEFAULT_L2_CACHE_BYTES = 32 * 1024 * 1024
@@ -64,6 +73,7 @@ export class Qcow2Image implements FormatDriver {
   #writer: Qcow2Writer | undefined
   #compressors: Compressors | undefined
   #setDirtyBit = false
+  #encryption: Qcow2Encryption | undefined
 
   private constructor(storage: ReadableStorage, layout: Qcow2Layout, snapshots: Snapshot[], ctx: LookupContext, codecs: Codecs) {
     this.storage = storage
@@ -120,6 +130,12 @@ export class Qcow2Image implements FormatDriver {
     }
     const image = new Qcow2Image(storage, layout, snapshots, ctx, options.codecs ?? {})
     image.#compressors = options.compressors
+    image.#encryption = await openEncryption(storage, header, {
+      crypto: options.crypto, secret: options.secret, metadataOnly: (options.metadataOnly ?? false) && !options.writable,
+    }).catch(async (e: unknown) => {
+      if (dataStorage !== storage) await dataStorage.close().catch(() => undefined)
+      throw e
+    })
     if (options.writable) {
       if (options.snapshot !== undefined) throw new ImageError('READ_ONLY', `${storage.name}: a snapshot can only be opened read-only`, { file: storage.name })
       await image.#openForWriting()
@@ -135,7 +151,7 @@ export class Qcow2Image implements FormatDriver {
     if (!isWritable(storage) || !isWritable(this.dataStorage)) throw new ImageError('READ_ONLY', `${file}: storage is not writable`, { file })
     if (h.incompatibleFeatures & spec.INCOMPAT_CORRUPT) throw new ImageError('CORRUPT', `${file}: image is corrupt; cannot be opened read/write (run 'qimg check -r all')`, { file, offset: 72 })
     if (h.incompatibleFeatures & spec.INCOMPAT_DIRTY) throw new ImageError('UNSUPPORTED', `${file}: image was not closed cleanly (dirty bit); repair its refcounts with 'qimg check -r all' first`, { file, offset: 72 })
-    if (this.encrypted) throw new ImageError('UNSUPPORTED', `${file}: writing encrypted images is not supported yet`, { file })
+    if (this.#encryption?.format === 'aes') throw new ImageError('UNSUPPORTED', `${file}: legacy AES encrypted images are read-only in qimg. ${LEGACY_AES_REFUSAL}`, { file })
     const cs = this.layout.geometry.clusterSize
     const reftableBytes = h.refcountTableClusters * cs
     if (h.refcountTableOffset + reftableBytes > this.layout.fileSize) throw new ImageError('CORRUPT', `${file}: refcount table at ${hex(h.refcountTableOffset)} runs past end of file`, { file, offset: h.refcountTableOffset })
@@ -158,7 +174,10 @@ export class Qcow2Image implements FormatDriver {
         h.refcountTableClusters = clusters
       },
     })
-    this.#writer = new Qcow2Writer(this.#ctx, storage, this.dataStorage as Storage, refcounts, {
+    // LUKS: guest data goes through a view that encrypts at its host offset.
+    const cipher = this.#encryption?.cipher
+    const data = cipher ? encryptedStorage(this.dataStorage as Storage, cipher) : this.dataStorage as Storage
+    this.#writer = new Qcow2Writer(this.#ctx, storage, data, refcounts, {
       switchL1: async (offset, entries) => {
         const bytes = new Uint8Array(12)
         const view = new DataView(bytes.buffer)
@@ -227,6 +246,7 @@ export class Qcow2Image implements FormatDriver {
     const zstd = this.layout.header.compressionType === spec.COMPRESSION_ZSTD
     const compressor = zstd ? (compressors ?? this.#compressors)?.zstd : (compressors ?? this.#compressors)?.deflate
     if (!compressor) throw new ImageError('UNSUPPORTED', `${this.storage.name}: no ${zstd ? 'zstd' : 'deflate'} compressor available`)
+    if (this.encrypted) throw new ImageError('UNSUPPORTED', `${this.storage.name}: Compression and encryption not supported at the same time`)
     const compressed = await compressor(cluster, cs)
     this.#decoded.clear()
     if (!compressed) return this.write(offset, data, readGuest)
@@ -278,6 +298,13 @@ export class Qcow2Image implements FormatDriver {
     this.#checkSnapshotsAllowed()
     const snapshot = findSnapshot(this.snapshots, key)
     if (snapshot && snapshot.l1Size > this.layout.header.l1Size) await this.#requireWriter().growL1(snapshot.l1Size)
+    // The disk takes the snapshot's size first (QEMU's qcow2_snapshot_goto truncates); the
+    // snapshot's L1 table then replaces everything, so nothing else of a shrink is needed.
+    if (snapshot?.diskSize !== undefined && snapshot.diskSize !== this.virtualSize) {
+      if (this.layout.header.version < 3) throw new ImageError('UNSUPPORTED', "Can't resize a v2 image which has snapshots")
+      await this.#requireWriter().flush()
+      await this.setVirtualSize(snapshot.diskSize)
+    }
     const target = this.#snapshotTarget()
     this.#decoded.clear()
     await this.#requireWriter().withTables((a) => applySnapshot(a, target, key))
@@ -348,14 +375,30 @@ export class Qcow2Image implements FormatDriver {
 
   async getExtent(guestOffset: number, maxLength: number): Promise<Extent> {
     const extent = await getExtent(this.#ctx, guestOffset, maxLength)
-    if (this.encrypted && (extent.kind === 'data' || extent.kind === 'compressed')) {
-      throw new ImageError('UNSUPPORTED', `${this.storage.name}: reading encrypted data (${this.layout.header.cryptMethod === spec.CRYPT_AES ? 'aes' : 'luks'}) is not supported yet`, { file: this.storage.name })
-    }
+    if (!this.encrypted) return extent
+    // Encrypted data is decoded by readEncoded and, as in QEMU, no host offset is shown.
+    if (extent.kind === 'data') return { kind: 'compressed', length: extent.length }
+    if (extent.kind === 'zero') return { kind: 'zero', length: extent.length, hostOffset: undefined }
+    if (extent.kind === 'unallocated') return { kind: 'unallocated', length: extent.length }
     return extent
   }
 
-  /** Decompresses the cluster holding `guestOffset` and returns `length` bytes of it. */
+  /**
+   * Decompresses the cluster holding `guestOffset` and returns `length` bytes of it; in an
+   * encrypted image, decrypts a data run (compressed clusters are never encrypted).
+   */
   async readEncoded(guestOffset: number, length: number): Promise<Uint8Array> {
+    if (this.#encryption) {
+      const extent = await getExtent(this.#ctx, guestOffset, length)
+      if (extent.kind === 'data') {
+        const data = await readEncrypted(this.#encryption, extent.storage, extent.hostOffset, guestOffset, extent.length)
+        if (extent.length >= length) return data
+        const out = new Uint8Array(length)
+        out.set(data)
+        out.set(await this.readEncoded(guestOffset + extent.length, length - extent.length), extent.length)
+        return out
+      }
+    }
     const g = this.layout.geometry
     const clusterStart = guestOffset - (guestOffset % g.clusterSize)
     let cluster = this.#decoded.get(clusterStart)
@@ -428,6 +471,7 @@ export class Qcow2Image implements FormatDriver {
         dataFileRaw: this.layout.hasDataFile ? feature(h.autoclearFeatures, spec.AUTOCLEAR_DATA_FILE_RAW) : undefined,
         bitmaps: v3 ? await loadBitmapInfo(this.storage, this.layout) : undefined,
         encryptFormat: h.cryptMethod === spec.CRYPT_AES ? 'aes' : h.cryptMethod === spec.CRYPT_LUKS ? 'luks' : undefined,
+        luks: encryptionInfo(this.#encryption),
       },
     }
   }

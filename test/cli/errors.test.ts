@@ -4,7 +4,8 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { qimg, tempDir } from '../helpers/oracle.js'
-import { l2EntryOffset, peek, poke, pokeHeader } from '../helpers/build-qcow2.js'
+import { l2EntryOffset } from '../helpers/build-qcow2.js'
+import { peek, poke, pokeHeader } from '../helpers/poke.js'
 import { backingBitmapsImage, compressedImage, plainImage } from '../failure/bases.js'
 
 const dir = tempDir('qimg-cli-errors-')

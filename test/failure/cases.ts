@@ -5,9 +5,8 @@ import { deflateRawSync } from 'node:zlib'
 import type { ErrorCode } from '../../src/errors.js'
 import { hex } from '../../src/errors.js'
 import * as spec from '../../src/qcow2/spec.js'
-import {
-  buildQcow2, l2EntryOffset, pattern, peek, poke, pokeHeader, pokeSnapshot, type BuiltImage,
-} from '../helpers/build-qcow2.js'
+import { buildQcow2, l2EntryOffset, pattern, type BuiltImage } from '../helpers/build-qcow2.js'
+import { peek, poke, pokeHeader, pokeSnapshot } from '../helpers/poke.js'
 import { backingBitmapsImage, compressedImage, extendedL2Image, plainImage, snapshotImage } from './bases.js'
 
 /** Name of the in-memory file every case is opened as (messages start with it). */

@@ -1,6 +1,7 @@
 // Mutation of valid images for fuzzing: a seeded PRNG, the metadata regions and typed fields of
 // a built image, boundary values, pointers retargeted at other structures, cut and grown files.
-import { HEADER_FIELDS, SNAPSHOT_FIELDS, peek, poke, type BuiltImage } from '../helpers/build-qcow2.js'
+import type { BuiltImage } from '../helpers/build-qcow2.js'
+import { HEADER_FIELDS, SNAPSHOT_FIELDS, peek, poke } from '../helpers/poke.js'
 
 /** mulberry32: a tiny seeded PRNG returning uint32s. */
 export function mulberry32(seed: number): () => number {

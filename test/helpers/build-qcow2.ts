@@ -2,8 +2,9 @@
 // L1/L2, data, compressed clusters, snapshots, bitmaps, refcounts) in a Uint8Array without
 // qemu, and records where every structure went so tests can poke named fields.
 import { deflateRawSync } from 'node:zlib'
-import { HEADER_V2 } from '../../src/qcow2/header.js'
 import * as spec from '../../src/qcow2/spec.js'
+import { HostFile, encodeHeaderCluster, writeBitmaps, writeRefcounts, writeSnapshotTable } from './build-qcow2-meta.js'
+import { setU64 } from './poke.js'
 
 /** What one guest cluster holds. */
 export type ClusterSpec =
@@ -84,80 +85,12 @@ export interface BuiltImage {
 
 const COPIED = 0x8000_0000
 
-/** Writes a u64 given as a number (≤ 2^53) or bigint. */
-export function setU64(view: DataView, offset: number, value: number | bigint): void {
-  view.setBigUint64(offset, BigInt(value))
-}
-
-/** Byte offsets and widths of the header fields, as in qcow2.rst "Header". */
-export const HEADER_FIELDS = {
-  magic: [0, 4], version: [4, 4], backingFileOffset: [8, 8], backingFileSize: [16, 4],
-  clusterBits: [20, 4], size: [24, 8], cryptMethod: [32, 4], l1Size: [36, 4],
-  l1TableOffset: [40, 8], refcountTableOffset: [48, 8], refcountTableClusters: [56, 4],
-  snapshotCount: [60, 4], snapshotsOffset: [64, 8], incompatibleFeatures: [72, 8],
-  compatibleFeatures: [80, 8], autoclearFeatures: [88, 8], refcountOrder: [96, 4],
-  headerLength: [100, 4], compressionType: [104, 1],
-} as const satisfies Record<string, readonly [number, 1 | 2 | 4 | 8]>
-
-/** Offsets of the fixed fields of a snapshot table entry ("Snapshot table"). */
-export const SNAPSHOT_FIELDS = {
-  l1TableOffset: [0, 8], l1Size: [8, 4], idSize: [12, 2], nameSize: [14, 2], dateSec: [16, 4],
-  dateNsec: [20, 4], vmClockNsec: [24, 8], vmStateSize: [32, 4], extraDataSize: [36, 4],
-} as const satisfies Record<string, readonly [number, 1 | 2 | 4 | 8]>
-
-/** Writes an unsigned big-endian integer of `width` bytes at `offset`. */
-export function poke(bytes: Uint8Array, offset: number, width: 1 | 2 | 4 | 8, value: number | bigint): void {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  if (width === 8) setU64(view, offset, value)
-  else if (width === 4) view.setUint32(offset, Number(value))
-  else if (width === 2) view.setUint16(offset, Number(value))
-  else view.setUint8(offset, Number(value))
-}
-
-/** Reads an unsigned big-endian integer of `width` bytes at `offset` as a bigint. */
-export function peek(bytes: Uint8Array, offset: number, width: 1 | 2 | 4 | 8): bigint {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  if (width === 8) return view.getBigUint64(offset)
-  if (width === 4) return BigInt(view.getUint32(offset))
-  if (width === 2) return BigInt(view.getUint16(offset))
-  return BigInt(view.getUint8(offset))
-}
-
-/** Sets a header field by its spec name. */
-export function pokeHeader(bytes: Uint8Array, field: keyof typeof HEADER_FIELDS, value: number | bigint): void {
-  const [offset, width] = HEADER_FIELDS[field]
-  poke(bytes, offset, width, value)
-}
-
-/** Sets a field of snapshot table entry `entryOffset`. */
-export function pokeSnapshot(bytes: Uint8Array, entryOffset: number, field: keyof typeof SNAPSHOT_FIELDS, value: number | bigint): void {
-  const [offset, width] = SNAPSHOT_FIELDS[field]
-  poke(bytes, entryOffset + offset, width, value)
-}
-
 /** A recognisable, compressible cluster of data: `tag` then a slow ramp. */
 export function pattern(size: number, tag: number): Uint8Array {
   const out = new Uint8Array(size)
   for (let i = 0; i < size; i++) out[i] = (tag + (i >> 4)) & 0xff
   out[0] = tag
   return out
-}
-
-const text = (s: string): Uint8Array => new TextEncoder().encode(s)
-
-/** Sets refcount `index` of a refcount block (entries `1 << order` bits, sub-byte LSB first). */
-function setRefcount(block: DataView, index: number, order: number, value: number): void {
-  const bits = 1 << order
-  if (bits < 8) {
-    const perByte = 8 / bits
-    const at = Math.floor(index / perByte)
-    const shift = (index % perByte) * bits
-    const mask = ((1 << bits) - 1) << shift
-    block.setUint8(at, (block.getUint8(at) & ~mask) | ((value << shift) & mask))
-  } else if (bits === 8) block.setUint8(index, value)
-  else if (bits === 16) block.setUint16(index * 2, value)
-  else if (bits === 32) block.setUint32(index * 4, value)
-  else setU64(block, index * 8, value)
 }
 
 /** Builds a valid QCOW2 image; `qemu-img check` finds no errors or leaks in it. */
@@ -178,30 +111,8 @@ export function buildQcow2(options: BuildOptions): BuiltImage {
   }
   if (extendedL2 && clusterBits < spec.MIN_EXTENDED_L2_CLUSTER_BITS) throw new Error('buildQcow2: extended L2 needs 16 KiB clusters')
 
-  // Host clusters are handed out in order; `chunks` collects what each holds.
-  const chunks = new Map<number, Uint8Array>()
-  const refcounts = new Map<number, number>()
-  let nextCluster = 1
-  const allocate = (count: number): number => {
-    const first = nextCluster
-    nextCluster += count
-    return first * cs
-  }
-  const ref = (offset: number, length = cs): void => {
-    for (let c = Math.floor(offset / cs); c <= Math.floor((offset + length - 1) / cs); c++) refcounts.set(c, (refcounts.get(c) ?? 0) + 1)
-  }
-  const write = (offset: number, data: Uint8Array): void => {
-    for (let done = 0; done < data.length;) {
-      const c = Math.floor((offset + done) / cs)
-      const within = (offset + done) % cs
-      let chunk = chunks.get(c)
-      if (!chunk) chunks.set(c, chunk = new Uint8Array(cs))
-      const n = Math.min(cs - within, data.length - done)
-      chunk.set(data.subarray(done, done + n), within)
-      done += n
-    }
-  }
-
+  const file = new HostFile(cs)
+  const { allocate, ref, write } = file
   const guest = new Uint8Array(size)
   const dataFileBytes = hasDataFile ? new Uint8Array(size) : undefined
   const layout: Qcow2Layout = {
@@ -212,8 +123,8 @@ export function buildQcow2(options: BuildOptions): BuiltImage {
   }
 
   /**
-   * Lays out one disk (the active one, or a snapshot's own): L1, L2 tables and data. Returns
-   * the L1 entries and the host references it made, so shared tables can be counted again.
+   * Lays out one disk (the active one, or a snapshot's own): L1, L2 tables and data. Entries
+   * other than compressed ones are filled in by finishDisk once all refcounts are known.
    */
   const buildDisk = (clusters: Record<number, ClusterSpec>, active: boolean) => {
     const l1Offset = allocate(Math.max(1, Math.ceil((l1Size * 8) / cs)))
@@ -288,7 +199,7 @@ export function buildQcow2(options: BuildOptions): BuiltImage {
       }
       l2s.push({ offset: l2Offset, view, entries })
       setU64(l1View, table * 8, l2Offset)
-      chunks.set(l2Offset / cs, l2)
+      file.chunks.set(l2Offset / cs, l2)
     }
     // Compressed streams are packed byte by byte in one contiguous area, as QEMU packs them.
     if (pendingCompressed.length > 0) {
@@ -304,13 +215,13 @@ export function buildQcow2(options: BuildOptions): BuiltImage {
         cursor += p.stream.length
       }
     }
-    chunks.set(l1Offset / cs, l1)
+    file.chunks.set(l1Offset / cs, l1)
     return { l1Offset, l1View, l2s }
   }
 
   /** Fills in L1/L2 entries once refcounts are known (COPIED iff refcount is exactly 1). */
   const finishDisk = (disk: ReturnType<typeof buildDisk>, active: boolean) => {
-    const copied = (offset: number) => active && refcounts.get(offset / cs) === 1
+    const copied = (offset: number) => active && file.refcounts.get(offset / cs) === 1
     for (const l2 of disk.l2s) {
       for (const [entryAt, cluster, host] of l2.entries) {
         const flag = hasDataFile ? COPIED : host !== 0 && copied(host) ? COPIED : 0
@@ -376,172 +287,30 @@ export function buildQcow2(options: BuildOptions): BuiltImage {
   finishDisk(active, true)
   for (const s of snapshotDisks) if (s.disk) finishDisk(s.disk, false)
   if (snapshotDisks.length > 0) {
-    const entries: Uint8Array[] = []
-    snapshotDisks.forEach((s, i) => {
-      const id = text(s.spec.id ?? String(i + 1))
-      const name = text(s.spec.name)
-      const extra = 24
-      const entry = new Uint8Array(Math.ceil((spec.SNAPSHOT_HEADER_LENGTH + extra + id.length + name.length) / 8) * 8)
-      const v = new DataView(entry.buffer)
-      setU64(v, 0, s.l1Offset)
-      v.setUint32(8, l1Size)
-      v.setUint16(12, id.length)
-      v.setUint16(14, name.length)
-      v.setUint32(16, s.spec.dateSec ?? 1_700_000_000 + i)
-      setU64(v, 24, s.spec.vmClockNsec ?? 0)
-      v.setUint32(36, extra)
-      setU64(v, 40 + 8, size) // disk size; vm state size (40) stays 0
-      setU64(v, 40 + 16, 0xffff_ffff_ffff_ffffn) // icount -1: not recorded
-      entry.set(id, 40 + extra)
-      entry.set(name, 40 + extra + id.length)
-      entries.push(entry)
-    })
-    const total = entries.reduce((n, e) => n + e.length, 0)
-    const clusters = Math.ceil(total / cs)
-    layout.snapshotsOffset = allocate(clusters)
-    ref(layout.snapshotsOffset, clusters * cs)
-    let at = layout.snapshotsOffset
-    snapshotDisks.forEach((s, i) => {
-      layout.snapshots.push({ entryOffset: at, l1TableOffset: s.l1Offset, l1Size })
-      write(at, entries[i]!)
-      at += entries[i]!.length
-    })
+    const table = writeSnapshotTable(file, snapshotDisks.map((d) => ({ ...d.spec, l1TableOffset: d.l1Offset, l1Size })), size)
+    layout.snapshotsOffset = table.offset
+    layout.snapshots = table.entries
   }
+  const bitmaps = options.bitmaps && options.bitmaps.length > 0 ? writeBitmaps(file, options.bitmaps, size) : undefined
+  if (bitmaps) {
+    layout.bitmapDirectoryOffset = bitmaps.directoryOffset
+    layout.bitmapTables = bitmaps.tables
+  }
+  const refcounts = writeRefcounts(file, refcountOrder)
+  layout.refcountTableOffset = refcounts.tableOffset
+  layout.refcountTableClusters = refcounts.tableClusters
+  layout.refblocks = refcounts.blocks
 
-  // Bitmaps: a directory and one all-zero bitmap table per bitmap.
-  let bitmapsExt: Uint8Array | undefined
-  if (options.bitmaps && options.bitmaps.length > 0) {
-    const dirEntries: Uint8Array[] = []
-    for (const b of options.bitmaps) {
-      const granularityBits = b.granularityBits ?? 16
-      const bitmapBytes = Math.ceil(Math.ceil(size / 2 ** granularityBits) / 8)
-      const tableEntries = Math.ceil(bitmapBytes / cs)
-      const tableClusters = Math.max(1, Math.ceil((tableEntries * 8) / cs))
-      const tableOffset = allocate(tableClusters)
-      ref(tableOffset, tableClusters * cs)
-      layout.bitmapTables.push(tableOffset)
-      const name = text(b.name)
-      const entry = new Uint8Array(Math.ceil((24 + name.length) / 8) * 8)
-      const v = new DataView(entry.buffer)
-      setU64(v, 0, tableOffset)
-      v.setUint32(8, tableEntries)
-      v.setUint32(12, b.flags ?? 2)
-      v.setUint8(16, 1)
-      v.setUint8(17, granularityBits)
-      v.setUint16(18, name.length)
-      entry.set(name, 24)
-      dirEntries.push(entry)
-    }
-    const dirSize = dirEntries.reduce((n, e) => n + e.length, 0)
-    const dirClusters = Math.ceil(dirSize / cs)
-    layout.bitmapDirectoryOffset = allocate(dirClusters)
-    ref(layout.bitmapDirectoryOffset, dirClusters * cs)
-    let at = layout.bitmapDirectoryOffset
-    for (const e of dirEntries) {
-      write(at, e)
-      at += e.length
-    }
-    bitmapsExt = new Uint8Array(24)
-    const v = new DataView(bitmapsExt.buffer)
-    v.setUint32(0, options.bitmaps.length)
-    setU64(v, 8, dirSize)
-    setU64(v, 16, layout.bitmapDirectoryOffset)
-  }
-
-  // Refcount table and blocks go last: find how many describe everything including themselves.
-  const perBlock = (cs * 8) >> refcountOrder
-  let tableClusters = 1
-  let blocks = 1
-  for (;;) {
-    const total = nextCluster + tableClusters + blocks
-    const needBlocks = Math.ceil(total / perBlock)
-    const needTable = Math.ceil((needBlocks * 8) / cs)
-    if (needBlocks === blocks && needTable === tableClusters) break
-    blocks = needBlocks
-    tableClusters = needTable
-  }
-  layout.refcountTableOffset = allocate(tableClusters)
-  layout.refcountTableClusters = tableClusters
-  ref(layout.refcountTableOffset, tableClusters * cs)
-  for (let i = 0; i < blocks; i++) {
-    const offset = allocate(1)
-    ref(offset)
-    layout.refblocks.push(offset)
-  }
-  refcounts.set(0, 1)
-  const reftable = new Uint8Array(tableClusters * cs)
-  const reftableView = new DataView(reftable.buffer)
-  layout.refblocks.forEach((offset, i) => setU64(reftableView, i * 8, offset))
-  write(layout.refcountTableOffset, reftable)
-  for (let i = 0; i < blocks; i++) {
-    const block = new Uint8Array(cs)
-    const view = new DataView(block.buffer)
-    for (let j = 0; j < perBlock; j++) {
-      const count = refcounts.get(i * perBlock + j)
-      if (count) setRefcount(view, j, refcountOrder, count)
-    }
-    write(layout.refblocks[i]!, block)
-  }
-
-  // Header, extensions and backing name in cluster 0.
-  const exts: { type: number; data: Uint8Array }[] = []
-  if (options.backingFormat !== undefined) exts.push({ type: spec.EXT_BACKING_FORMAT, data: text(options.backingFormat) })
-  if (options.dataFile !== undefined) exts.push({ type: spec.EXT_DATA_FILE, data: text(options.dataFile) })
-  if (options.featureTable) {
-    const names = options.featureTable === true ? spec.FEATURE_NAMES : options.featureTable
-    const table = new Uint8Array(names.length * 48)
-    names.forEach((f, i) => {
-      table[i * 48] = f.type
-      table[i * 48 + 1] = f.bit
-      table.set(text(f.name).subarray(0, 46), i * 48 + 2)
-    })
-    exts.push({ type: spec.EXT_FEATURE_TABLE, data: table })
-  }
-  if (bitmapsExt) exts.push({ type: spec.EXT_BITMAPS, data: bitmapsExt })
-  exts.push(...(options.extensions ?? []))
-
-  const header = new Uint8Array(cs)
-  const hv = new DataView(header.buffer)
-  let at = layout.headerLength
-  for (const e of exts) {
-    if (at + 16 + e.data.length > cs) throw new Error('buildQcow2: header extensions do not fit in cluster 0')
-    layout.extensions.push({ type: e.type, offset: at, length: e.data.length })
-    hv.setUint32(at, e.type)
-    hv.setUint32(at + 4, e.data.length)
-    header.set(e.data, at + 8)
-    at += 8 + Math.ceil(e.data.length / 8) * 8
-  }
-  at += 8 // end marker (zeros)
-  let backingSize = 0
-  if (options.backingFile !== undefined) {
-    const name = text(options.backingFile)
-    if (at + name.length > cs) throw new Error('buildQcow2: backing file name does not fit in cluster 0')
-    header.set(name, at)
-    layout.backingFileOffset = at
-    backingSize = name.length
-  } else if (at > cs) {
-    throw new Error('buildQcow2: header extensions do not fit in cluster 0')
-  }
-  HEADER_V2.encode(hv, {
-    magic: spec.QCOW_MAGIC, version, backingFileOffset: layout.backingFileOffset, backingFileSize: backingSize,
-    clusterBits, size, cryptMethod: 0, l1Size, l1TableOffset: layout.l1TableOffset,
-    refcountTableOffset: layout.refcountTableOffset, refcountTableClusters: tableClusters,
-    snapshotCount: snapshotDisks.length, snapshotsOffset: layout.snapshotsOffset,
+  const header = encodeHeaderCluster(options, {
+    version, clusterBits, size, l1Size, l1TableOffset: layout.l1TableOffset, refcountOrder, extendedL2,
+    refcountTableOffset: layout.refcountTableOffset, refcountTableClusters: layout.refcountTableClusters,
+    snapshotCount: snapshotDisks.length, snapshotsOffset: layout.snapshotsOffset, bitmapsExtension: bitmaps?.extension,
   })
-  if (version === 3) {
-    let incompatible = 0n
-    if (hasDataFile) incompatible |= spec.INCOMPAT_DATA_FILE
-    if (extendedL2) incompatible |= spec.INCOMPAT_EXTL2
-    setU64(hv, 72, incompatible)
-    setU64(hv, 88, bitmapsExt ? spec.AUTOCLEAR_BITMAPS : 0n)
-    hv.setUint32(96, refcountOrder)
-    hv.setUint32(100, layout.headerLength)
-  }
-  chunks.set(0, header)
-
-  const bytes = new Uint8Array(nextCluster * cs)
-  for (const [c, chunk] of chunks) bytes.set(chunk, c * cs)
-  return { bytes, dataFile: dataFileBytes, guest, layout }
+  layout.headerLength = header.headerLength
+  layout.extensions = header.extensions
+  layout.backingFileOffset = header.backingFileOffset
+  file.chunks.set(0, header.bytes)
+  return { bytes: file.bytes(), dataFile: dataFileBytes, guest, layout }
 }
 
 /** Host offset of the L2 entry mapping guest cluster `guestCluster` (active L1). */

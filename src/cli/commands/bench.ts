@@ -46,15 +46,16 @@ export const bench: Command = async (args, ctx) => {
     let position = offset
     const nextOffset = (): number => {
       const at = position
-      position += step
-      // qemu-img bench wraps around before the end of the image.
-      if (position + size > device.size) position = 0
+      // qemu-img 7.2 wraps the offset at the image size (a request may then cross the end
+      // and fail, as it does there).
+      position = (position + step) % device.size
       return at
     }
     const worker = async (): Promise<void> => {
       while (issued < count) {
         issued++
         const at = nextOffset()
+        if (at + size > device.size) throw new ImageError('IO', 'Failed request: Input/output error')
         if (write) {
           await device.write(at, buffer)
           if (flushInterval && issued % flushInterval === 0) await device.flush()

@@ -2,10 +2,8 @@
 //              [-S SIZE] [-p] [-t CACHE] [-m N] [-q] IN OUT
 import { convertImage } from '../../commands/convert.js'
 import { ImageError } from '../../errors.js'
-import { pathCombine } from '../../format/chain.js'
 import { createQcow2, createRaw } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
-import { probeFormat } from '../../format/probe.js'
 import { FileStorage } from '../../io/file.js'
 import { CodecPool } from '../../node/pool.js'
 import { flag, stringOption } from '../getopt.js'
@@ -65,7 +63,7 @@ export const convert: Command = async (args, ctx) => {
   const opts = parseCreateOptions(targetFormat, optionTexts)
   if (compress && (opts.get('preallocation') ?? 'off') !== 'off') throw new ImageError('INVALID_ARGUMENT', 'Compression and preallocation not supported at the same time')
   const backing = stringOption(parsed, 'backing') ?? opts.get('backing_file')
-  let backingFormat = stringOption(parsed, 'backing-format') ?? opts.get('backing_fmt')
+  const backingFormat = stringOption(parsed, 'backing-format') ?? opts.get('backing_fmt')
   if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
 
   const device = await openOperand(source, parsed, { snapshot: snapshotOption(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) })
@@ -76,10 +74,7 @@ export const convert: Command = async (args, ctx) => {
         await createRaw(output, device.size, (opts.get('preallocation') as 'off' | 'falloc' | 'full' | undefined) ?? 'off')
       } else {
         if (backing !== undefined) {
-          if (backingFormat === undefined) {
-            const probe = await FileStorage.open(pathCombine(output, backing))
-            backingFormat = await probeFormat(probe).finally(() => probe.close())
-          }
+          if (backingFormat === undefined) throw new ImageError('INVALID_ARGUMENT', 'Use of backing file requires explicit backing format')
           opts.set('backing_file', backing)
           opts.set('backing_fmt', backingFormat)
         }
@@ -87,6 +82,10 @@ export const convert: Command = async (args, ctx) => {
       }
     }
     const target = await openImage(output, { format: targetFormat, writable: true, cache: cache === 'unsafe' ? 'unsafe' : 'writeback' })
+    if (noCreate && target.size < device.size) {
+      await target.close()
+      throw new ImageError('INVALID_ARGUMENT', 'output file is smaller than input file')
+    }
     const pool = compress ? new CodecPool() : undefined
     try {
       await convertImage(device, target, {

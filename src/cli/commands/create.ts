@@ -1,13 +1,13 @@
 // qimg create [-f FMT] [-o OPTIONS] [-b BACKING [-F FMT]] [-u] [-q] IMG [SIZE]
-import { ImageError } from '../../errors.js'
+import { ImageError, isImageError } from '../../errors.js'
 import { pathCombine } from '../../format/chain.js'
 import { createQcow2, createRaw } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
 import { resolve } from 'node:path'
-import { flag, stringOption } from '../getopt.js'
-import { OPTION_HELP, formattingLine, parseCreateOptions, toQcow2Options } from '../create-options.js'
+import { flag, stringOption, type Parsed } from '../getopt.js'
+import { formattingLine, hasHelpOption, optionHelp, parseCreateOptions, parseOptionSize, toQcow2Options } from '../create-options.js'
 import { parseSize } from '../size.js'
-import { parseArgs, type Command } from '../context.js'
+import { parseArgs, type CliContext, type Command } from '../context.js'
 
 /** qemu-img's message for a size it cannot parse. */
 export function parseImageSize(text: string): number {
@@ -29,47 +29,73 @@ export const create: Command = async (args, ctx) => {
   ])
   const format = stringOption(parsed, 'format') ?? 'raw'
   const optionTexts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
-  if (optionTexts.some((t) => t === 'help' || t === '?')) {
-    const help = OPTION_HELP[format]
-    if (!help) throw new ImageError('INVALID_ARGUMENT', `Unknown file format '${format}'`)
-    ctx.out(help + '\nThe protocol level may support further options.\nSpecify the target filename to include those options.\n')
+  const [filename, sizeText, extra] = parsed.operands
+  if (optionTexts.some(hasHelpOption)) {
+    ctx.out(optionHelp(format, filename))
     return 0
   }
-  if (format !== 'qcow2' && format !== 'raw') throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg creates qcow2 and raw)`)
-  const [filename, sizeText, extra] = parsed.operands
   if (filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'Expecting image file name')
+  const size = sizeText !== undefined ? parseImageSize(sizeText) : undefined
   if (extra !== undefined) throw new ImageError('INVALID_ARGUMENT', `Unexpected argument: ${extra}`)
-  const opts = parseCreateOptions(format, optionTexts)
-  const backing = stringOption(parsed, 'backing') ?? opts.get('backing_file')
-  const backingFormat = stringOption(parsed, 'backing-format') ?? stringOption(parsed, 'backing-format-new') ?? opts.get('backing_fmt')
-  if (backing !== undefined) {
-    if (format !== 'qcow2') throw new ImageError('INVALID_ARGUMENT', `${filename}: Backing file not supported for file format '${format}'`)
-    opts.set('backing_file', backing)
-    if (backingFormat === undefined) throw new ImageError('INVALID_ARGUMENT', `${filename}: Backing file specified without backing format`)
-    opts.set('backing_fmt', backingFormat)
+  // Like bdrv_img_create's errors, every later one names the image.
+  try {
+    await createImage(filename, format, optionTexts, size, parsed, ctx)
+  } catch (e) {
+    if (isImageError(e)) throw new ImageError(e.code, `${filename}: ${e.message}`, { cause: e, file: filename })
+    throw e
   }
-  let size = sizeText !== undefined ? parseImageSize(sizeText) : opts.has('size') ? parseImageSize(opts.get('size')!) : undefined
+  return 0
+}
+
+/** bdrv_img_create: options, backing file (opened to check it, and for the size), then the image. */
+async function createImage(filename: string, format: string, optionTexts: string[], sizeArgument: number | undefined, parsed: Parsed, ctx: CliContext): Promise<void> {
+  if (format !== 'qcow2' && format !== 'raw') throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg creates qcow2 and raw)`)
+  const opts = parseCreateOptions(format, optionTexts)
+  let size = sizeArgument
+  if (opts.has('size')) {
+    if (size !== undefined) throw new ImageError('INVALID_ARGUMENT', 'The image size must be specified only once')
+    size = parseOptionSize('size', opts.get('size')!)
+  }
+  const backingArgument = stringOption(parsed, 'backing')
+  if (backingArgument !== undefined) {
+    if (format !== 'qcow2') throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format '${format}'`)
+    opts.set('backing_file', backingArgument)
+  }
+  const formatArgument = stringOption(parsed, 'backing-format') ?? stringOption(parsed, 'backing-format-new')
+  if (formatArgument !== undefined) {
+    if (format !== 'qcow2') throw new ImageError('INVALID_ARGUMENT', `Backing file format not supported for file format '${format}'`)
+    opts.set('backing_fmt', formatArgument)
+  }
+  const backing = opts.get('backing_file')
+  const backingFormat = opts.get('backing_fmt')
   if (backing !== undefined) {
     const full = pathCombine(filename, backing)
-    if (resolve(full) === resolve(filename)) throw new ImageError('INVALID_ARGUMENT', `${filename}: Error: Trying to create an image with the same filename as the backing file`)
+    // QEMU compares the names as given; qimg also refuses another name for the same file,
+    // which QEMU would turn into an image that is its own backing file.
+    if (resolve(full) === resolve(filename)) throw new ImageError('INVALID_ARGUMENT', 'Error: Trying to create an image with the same filename as the backing file')
+    if (backing === '') throw new ImageError('INVALID_ARGUMENT', 'Expected backing file name, got empty string')
     if (!flag(parsed, 'unsafe')) {
       // The backing chain must open (this also refuses loops) before anything is written.
       const base = await openImage(full, { format: backingFormat }).catch((e: Error) => {
-        throw new ImageError('INVALID_ARGUMENT', `${filename}: ${e.message}\nCould not open backing image.`)
+        throw new ImageError('INVALID_ARGUMENT', `${e.message}\nCould not open backing image.`)
       })
+      const detected = base.driver.format
       size ??= base.size
       await base.close()
+      if (backingFormat === undefined) throw new ImageError('INVALID_ARGUMENT', `Backing file specified without backing format\nDetected format of ${detected}.`)
+    } else if (backingFormat === undefined) {
+      throw new ImageError('INVALID_ARGUMENT', 'Backing file specified without backing format')
     }
   }
-  if (size === undefined) throw new ImageError('INVALID_ARGUMENT', `${filename}: Image creation needs a size parameter`)
+  if (size === undefined) throw new ImageError('INVALID_ARGUMENT', 'Image creation needs a size parameter')
   if (!flag(parsed, 'quiet')) ctx.out(formattingLine(filename, format, opts, size) + '\n')
   if (format === 'raw') {
     const prealloc = opts.get('preallocation') ?? 'off'
-    if (prealloc !== 'off' && prealloc !== 'falloc' && prealloc !== 'full') throw new ImageError('INVALID_ARGUMENT', `${filename}: Invalid parameter '${prealloc}'`)
-    await createRaw(filename, size, prealloc)
+    if (!['off', 'metadata', 'falloc', 'full'].includes(prealloc)) throw new ImageError('INVALID_ARGUMENT', `invalid parameter value: ${prealloc}`)
+    if (prealloc === 'metadata') throw new ImageError('INVALID_ARGUMENT', `Unsupported preallocation mode: ${prealloc}`)
+    await createRaw(filename, size, prealloc as 'off' | 'falloc' | 'full')
   } else {
     // QEMU rounds qcow2 sizes up to whole sectors.
     await createQcow2(filename, toQcow2Options(opts, Math.ceil(size / 512) * 512))
   }
-  return 0
 }

@@ -2,10 +2,36 @@
 import { measureQcow2, measureRaw } from '../../commands/measure.js'
 import { ImageError } from '../../errors.js'
 import { stringOption } from '../getopt.js'
-import { parseCreateOptions, toQcow2Options } from '../create-options.js'
+import { parseBool, parseCreateOptions, parseOptionNumber, parseOptionSize } from '../create-options.js'
 import { toQemuJson } from '../qjson.js'
 import { parseImageSize } from './create.js'
 import { openOperand, outputFormat, parseArgs, type Command } from '../context.js'
+
+/** The largest L1 table QEMU accepts (QCOW_MAX_L1_SIZE). */
+const MAX_L1_BYTES = 32 * 1024 * 1024
+
+/** qcow2_measure's reading of the -o options, with its own checks and messages. */
+function qcow2Target(opts: Map<string, string>) {
+  const bad = (message: string) => new ImageError('INVALID_ARGUMENT', message)
+  const extendedL2 = opts.has('extended_l2') && parseBool('extended_l2', opts.get('extended_l2')!)
+  const clusterSize = opts.has('cluster_size') ? parseOptionSize('cluster_size', opts.get('cluster_size')!) : 65536
+  const clusterBits = Math.log2(clusterSize)
+  if (!Number.isInteger(clusterBits) || clusterBits < 9 || clusterBits > 21) throw bad('Cluster size must be a power of two between 512 and 2048k')
+  if (extendedL2 && clusterSize < 16384) throw bad('Extended L2 entries are only supported with cluster sizes of at least 16384 bytes')
+  const compat = opts.get('compat')
+  if (compat !== undefined && compat !== '0.10' && compat !== '1.1') throw bad(`Invalid compatibility level: '${compat}'`)
+  const version = compat === '0.10' ? 2 : 3
+  const refcountBits = opts.has('refcount_bits') ? parseOptionNumber('refcount_bits', opts.get('refcount_bits')!) : 16
+  if (!Number.isInteger(Math.log2(refcountBits)) || refcountBits > 64) throw bad('Refcount width must be a power of two and may not exceed 64 bits')
+  if (version < 3 && refcountBits !== 16) throw bad('Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)')
+  const preallocation = opts.get('preallocation') ?? 'off'
+  if (!['off', 'metadata', 'falloc', 'full'].includes(preallocation)) throw bad(`invalid parameter value: ${preallocation}`)
+  return {
+    clusterSize, refcountBits, extendedL2, version,
+    preallocation: preallocation as 'off' | 'metadata' | 'falloc' | 'full',
+    hasBackingFile: opts.has('backing_file'),
+  }
+}
 
 export const measure: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
@@ -18,26 +44,37 @@ export const measure: Command = async (args, ctx) => {
   const output = outputFormat(parsed)
   const format = stringOption(parsed, 'target-format') ?? 'raw'
   const sizeText = stringOption(parsed, 'size')
-  const filename = parsed.operands[0]
-  if (sizeText !== undefined && filename !== undefined) throw new ImageError('INVALID_ARGUMENT', '--size N cannot be used together with a filename.')
-  if (sizeText === undefined && filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'Either --size N or one filename must be specified.')
-  const optionTexts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
-  const opts = parseCreateOptions(format, optionTexts)
+  const size = sizeText === undefined ? undefined : parseImageSize(sizeText)
+  const [filename, extra] = parsed.operands
+  if (size !== undefined && stringOption(parsed, 'snapshot') !== undefined) throw new ImageError('INVALID_ARGUMENT', '--size N cannot be used together with -l.')
+  if (extra !== undefined) throw new ImageError('INVALID_ARGUMENT', 'Too many arguments')
+  if (size !== undefined && filename !== undefined) throw new ImageError('INVALID_ARGUMENT', '--size N cannot be used together with a filename.')
+  if (size === undefined && filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'Either --size N or one filename must be specified.')
+  // As qemu-img: the source opens first, then the target's options are read.
   const device = filename === undefined ? undefined : await openOperand(filename, parsed, { snapshot: stringOption(parsed, 'snapshot') })
   try {
-    const source = device ? { device } : { size: parseImageSize(sizeText!) }
+    if (format !== 'raw' && format !== 'qcow2') throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg measures for qcow2 and raw)`)
+    const optionTexts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
+    let opts: Map<string, string>
+    try {
+      opts = parseCreateOptions(format, optionTexts)
+    } catch (e) {
+      if (!(e instanceof ImageError) || e.code !== 'INVALID_ARGUMENT') throw e
+      throw new ImageError(e.code, `${e.message}\nqimg: Invalid options for file format '${format}'`, { cause: e })
+    }
+    const source = device ? { device } : { size: size! }
     let result
     if (format === 'raw') {
       result = measureRaw(source)
     } else {
-      const o = toQcow2Options(opts, 0)
-      const refcountBits = o.refcountBits ?? 16
-      if (!Number.isInteger(Math.log2(refcountBits)) || refcountBits > 64) throw new ImageError('INVALID_ARGUMENT', 'Refcount width must be a power of two and may not exceed 64 bits')
-      result = await measureQcow2({
-        clusterSize: o.clusterSize ?? 65536, refcountBits, extendedL2: o.extendedL2 ?? false,
-        preallocation: o.preallocation ?? 'off', hasBackingFile: o.backingFile !== undefined,
-        version: o.compat === '0.10' ? 2 : 3,
-      }, source)
+      const target = qcow2Target(opts)
+      if (!device) {
+        // The L1 table must be able to address the size.
+        const cs = target.clusterSize
+        const l2Tables = Math.ceil(Math.ceil(size! / cs) / (cs / (target.extendedL2 ? 16 : 8)))
+        if (l2Tables * 8 > MAX_L1_BYTES) throw new ImageError('INVALID_ARGUMENT', 'The image size is too large (try using a larger cluster size)')
+      }
+      result = await measureQcow2(target, source)
     }
     if (output === 'json') {
       ctx.out(toQemuJson({ bitmaps: result.bitmaps, required: result.required, 'fully-allocated': result.fullyAllocated }) + '\n')

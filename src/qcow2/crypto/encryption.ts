@@ -1,0 +1,176 @@
+// Encryption of a QCOW2 image (qcow2.rst "crypt_method", "Full disk encryption header
+// pointer"): opening LUKS (the header area the FDE extension points at) or legacy AES, reading
+// encrypted clusters, and giving a new image a LUKS header as qcow2_set_up_encryption does.
+import type { ReadableStorage, Storage } from '../../io/storage.js'
+import { ImageError, hex } from '../../errors.js'
+import type { Qcow2Header } from '../header.js'
+import type { Qcow2Image } from '../image.js'
+import * as spec from '../spec.js'
+import { formatLuks, luksInfo, unlockLuks, type LuksCreateOptions, type LuksVolume } from './luks.js'
+import { decodeLuksHeader, LUKS_HEADER_LENGTH, parseLuksCipher, validateLuksHeader } from './luks-header.js'
+import { requireCipher, type CryptoProvider } from './provider.js'
+import { createSectorCipher, SECTOR_SIZE, type SectorCipher } from './sector-cipher.js'
+import type { LuksInfo } from '../../format/info.js'
+
+/** An opened encryption layer of one image. */
+export interface Qcow2Encryption {
+  format: 'aes' | 'luks'
+  /** LUKS numbers sectors by host offset, legacy AES by guest offset (crypt_physical_offset). */
+  physicalOffsets: boolean
+  /** Undefined when the image was opened without its secret (metadata only, as for info). */
+  cipher: SectorCipher | undefined
+  /** The LUKS header (format 'luks'). */
+  luks: LuksVolume | undefined
+}
+
+/** Where the secret and the crypto come from when an encrypted image is opened. */
+export interface EncryptionOpenOptions {
+  crypto: CryptoProvider | undefined
+  /** Asked only for encrypted images: the LUKS passphrase or legacy AES key. */
+  secret: (() => Promise<Uint8Array | undefined>) | undefined
+  /** Open without the secret (qemu-img info's BDRV_O_NO_IO): reading encrypted data then fails. */
+  metadataOnly: boolean
+}
+
+/** The error for an encrypted image opened without its secret (QEMU's wording first). */
+export function missingSecretError(file: string): ImageError {
+  return new ImageError('BAD_KEY', `${file}: Parameter 'encrypt.key-secret' is required for cipher ` +
+    `(give it with --object secret,id=ID,data=…|file=… and --image-opts driver=qcow2,file.filename=…,encrypt.key-secret=ID)`, { file })
+}
+
+/** Legacy AES (crypt_method 1): AES-128-CBC, key = passphrase cut or zero-padded to 16 bytes. */
+function legacyAesCipher(provider: CryptoProvider, secret: Uint8Array): SectorCipher {
+  const key = new Uint8Array(16)
+  key.set(secret.subarray(0, 16))
+  requireCipher(provider, 'aes-128', 'cbc')
+  return createSectorCipher(provider, { cipherAlg: 'aes-128', cipherMode: 'cbc', ivgenAlg: 'plain64', ivgenHashAlg: undefined }, key)
+}
+
+/** Reads and checks the LUKS partition header at the FDE extension's offset. */
+async function loadLuksVolume(storage: ReadableStorage, area: { offset: number; length: number }, file: string): Promise<LuksVolume> {
+  const where = `${file}: LUKS header at ${hex(area.offset)}`
+  if (area.length < LUKS_HEADER_LENGTH) throw new ImageError('BAD_KEY', `${where}: area of ${area.length} bytes is too short for a LUKS header (${LUKS_HEADER_LENGTH} bytes)`, { file, offset: area.offset })
+  let bytes: Uint8Array
+  try {
+    bytes = await storage.read(area.offset, LUKS_HEADER_LENGTH)
+  } catch (cause) {
+    throw new ImageError('BAD_KEY', `${where}: cannot be read (${(cause as Error).message})`, { file, offset: area.offset, cause })
+  }
+  try {
+    const header = decodeLuksHeader(bytes)
+    validateLuksHeader(header)
+    return { header, spec: parseLuksCipher(header) }
+  } catch (cause) {
+    if (cause instanceof ImageError) throw new ImageError(cause.code, `${where}: ${cause.message.replace(/^LUKS header: /, '')}`, { file, offset: area.offset, cause })
+    throw cause
+  }
+}
+
+/**
+ * Opens the encryption of an image: undefined when it has none. Without `metadataOnly` the
+ * secret is required and checked (LUKS); BAD_KEY when it is missing, wrong, or the header is
+ * damaged.
+ */
+export async function openEncryption(storage: ReadableStorage, header: Qcow2Header, options: EncryptionOpenOptions): Promise<Qcow2Encryption | undefined> {
+  const file = storage.name
+  if (header.cryptMethod === spec.CRYPT_NONE) return undefined
+  let luks: LuksVolume | undefined
+  const area = header.cryptoHeader
+  if (header.cryptMethod === spec.CRYPT_LUKS) {
+    if (!area) throw new ImageError('CORRUPT', `${file}: LUKS encryption without a full disk encryption header extension`, { file, offset: 32 })
+    luks = await loadLuksVolume(storage, area, file)
+  }
+  const encryption: Qcow2Encryption = { format: luks ? 'luks' : 'aes', physicalOffsets: luks !== undefined, cipher: undefined, luks }
+  if (options.metadataOnly) return encryption
+  const secret = await options.secret?.()
+  if (secret === undefined) throw missingSecretError(file)
+  const provider = options.crypto
+  if (!provider) throw new ImageError('UNSUPPORTED', `${file}: no crypto provider was given to open an encrypted image`, { file })
+  if (!luks || !area) {
+    encryption.cipher = legacyAesCipher(provider, secret)
+    return encryption
+  }
+  const read = async (offset: number, length: number): Promise<Uint8Array> => {
+    if (offset + length > area.length) throw new ImageError('BAD_KEY', `${file}: LUKS key material at ${hex(area.offset + offset)} lies outside the encryption header area (${area.length} bytes)`, { file, offset: area.offset + offset })
+    try {
+      return await storage.read(area.offset + offset, length)
+    } catch (cause) {
+      throw new ImageError('BAD_KEY', `${file}: LUKS key material at ${hex(area.offset + offset)} cannot be read (${(cause as Error).message})`, { file, offset: area.offset + offset, cause })
+    }
+  }
+  try {
+    const masterKey = await unlockLuks(provider, luks, read, secret)
+    encryption.cipher = createSectorCipher(provider, luks.spec, masterKey)
+  } catch (cause) {
+    if (cause instanceof ImageError && !cause.message.startsWith(file)) throw new ImageError(cause.code, `${file}: ${cause.message}`, { file, cause })
+    throw cause
+  }
+  return encryption
+}
+
+/** The `encrypt` facts of `info`. */
+export function encryptionInfo(encryption: Qcow2Encryption | undefined): LuksInfo | undefined {
+  return encryption?.luks ? luksInfo(encryption.luks) : undefined
+}
+
+/**
+ * Decrypts `length` guest bytes at `guestOffset` stored from `hostOffset` in `storage` (one
+ * contiguous host run). Whole sectors are read (bytes past the end of the file read as zeros,
+ * as QEMU's file protocol gives them) and decrypted with their sector numbers.
+ */
+export async function readEncrypted(encryption: Qcow2Encryption, storage: ReadableStorage, hostOffset: number, guestOffset: number, length: number): Promise<Uint8Array> {
+  const cipher = encryption.cipher
+  if (!cipher) throw missingSecretError(storage.name)
+  const head = guestOffset % SECTOR_SIZE
+  const start = hostOffset - head
+  const end = Math.ceil((hostOffset + length) / SECTOR_SIZE) * SECTOR_SIZE
+  const fileSize = await storage.size()
+  const bytes = new Uint8Array(end - start)
+  const available = Math.max(0, Math.min(end, fileSize) - start)
+  if (available > 0) bytes.set(await storage.read(start, available), 0)
+  const sector = (encryption.physicalOffsets ? start : guestOffset - head) / SECTOR_SIZE
+  const plain = await cipher.decrypt(bytes, sector)
+  return plain.subarray(head, head + length)
+}
+
+/**
+ * The writer's hook: encrypts sector-aligned data bound for `hostOffset` (LUKS only: legacy
+ * AES images are read-only in qimg).
+ */
+export function dataEncryptor(encryption: Qcow2Encryption): (hostOffset: number, data: Uint8Array) => Promise<Uint8Array> {
+  const cipher = encryption.cipher
+  if (!cipher || !encryption.physicalOffsets) throw new ImageError('UNSUPPORTED', 'only LUKS images with an unlocked key can be written')
+  return (hostOffset, data) => {
+    if (hostOffset % SECTOR_SIZE !== 0 || data.length % SECTOR_SIZE !== 0) {
+      throw new ImageError('INVALID_ARGUMENT', `encrypted write of ${data.length} bytes at host ${hex(hostOffset)} is not sector aligned`)
+    }
+    return cipher.encrypt(data, hostOffset / SECTOR_SIZE)
+  }
+}
+
+/** Why qimg does not create legacy AES images (QEMU's words, block/qcow2.c and qemu-img.rst). */
+export const LEGACY_AES_REFUSAL = 'Use of AES-CBC encrypted qcow2 images is no longer supported in system emulators. ' +
+  'The use of encryption in qcow and qcow2 images is considered to be flawed by modern cryptography standards; ' +
+  'use encrypt.format=luks instead (existing AES images can still be read and converted)'
+
+/**
+ * Gives a freshly created, still unencrypted image a LUKS header (qcow2_set_up_encryption):
+ * the header area is allocated (cluster aligned, zero filled) and written, then crypt_method
+ * and the FDE header extension are set in the header.
+ */
+export async function setUpLuksEncryption(image: Qcow2Image, provider: CryptoProvider, options: LuksCreateOptions, secret: Uint8Array): Promise<void> {
+  const { area } = await formatLuks(provider, options, secret)
+  const cs = image.layout.geometry.clusterSize
+  const clusters = Math.ceil(area.length / cs)
+  const offset = await image.writer.withTables(async (tables) => {
+    const at = await tables.refcounts.allocate(clusters)
+    const padded = new Uint8Array(clusters * cs)
+    padded.set(area)
+    await (tables.storage as Storage).write(at, padded)
+    return at
+  })
+  const header = image.layout.header
+  header.cryptMethod = spec.CRYPT_LUKS
+  header.cryptoHeader = { offset, length: area.length }
+  await image.rewriteHeader()
+}

@@ -1,0 +1,299 @@
+// The core of the QCOW2 write engine: state shared by the data and zero paths, L2 tables made
+// writable (allocated or copied when shared), entry updates, deferred frees, and the ordered
+// flush (data → refcounts → L2 → L1/header, then frees) that makes a crash at any point leave
+// only leaks (qcow2.rst "Reference count"; QEMU's cache dependencies).
+import { ImageError } from '../errors.js'
+import type { Storage } from '../io/storage.js'
+import type { CachedTable } from './cache.js'
+import { compressedClusters } from './compressed.js'
+import { decodeL1Entry, encodeL1Entry, encodeL2Entry, type L2Entry } from './entries.js'
+import { l1Index, l2Coverage } from './geometry.js'
+import { Mutex } from './lock.js'
+import { loadL2, type LookupContext } from './lookup.js'
+import type { RefcountManager } from './refcount.js'
+
+/** Reads current guest content (this image over its backing chain), for copy-on-write. */
+export type GuestReader = (offset: number, length: number) => Promise<Uint8Array>
+
+/** What the writer changes in the image besides tables. */
+export interface WriterHost {
+  /** Writes the L1 table size and offset (header bytes 36-47) durably. */
+  switchL1(offset: number, entries: number): Promise<void>
+  /** Called before the first change is written (lazy refcounts: set the dirty bit). */
+  beforeFirstWrite(): Promise<void>
+}
+
+/** Options for zero writes, as qemu-io's write -z [-u]. */
+export interface ZeroOptions {
+  /** May deallocate clusters (BDRV_REQ_MAY_UNMAP). */
+  unmap?: boolean
+}
+
+export type Decoded = { entry: L2Entry; allocated: number; zero: number }
+
+export const ALL_SUBCLUSTERS = 0xffff_ffff
+
+/** Direct table access for structural changes (see {@link Qcow2Writer.withTables}). */
+export interface TableAccess {
+  ctx: LookupContext
+  storage: Storage
+  refcounts: RefcountManager
+  /** Host offset of the active L1 table. */
+  l1Offset: number
+  markL1Dirty(): void
+  /** The ordered write-back (data, refcounts, L2, L1, frees). */
+  flush(): Promise<void>
+}
+
+/** Writes to one QCOW2 layer. All metadata changes run under one mutex. */
+/** State and shared steps of a QCOW2 writer; the data and zero paths extend it. */
+export class WriterCore {
+  readonly mutex = new Mutex()
+
+  protected readonly ctx: LookupContext
+
+  protected readonly storage: Storage
+
+  protected readonly data: Storage
+
+  readonly refcounts: RefcountManager
+
+  protected readonly host: WriterHost
+
+  protected readonly version: number
+
+  protected readonly hasBacking: boolean
+
+  protected readonly rawDataFile: boolean
+
+  protected l1Dirty = false
+
+  protected dataDirty = false
+
+  protected started = false
+
+  protected l1Offset = 0
+
+  constructor(ctx: LookupContext, storage: Storage, data: Storage, refcounts: RefcountManager, host: WriterHost, options: { version: number; hasBacking: boolean; rawDataFile?: boolean }) {
+    this.ctx = ctx
+    this.storage = storage
+    this.data = data
+    this.refcounts = refcounts
+    this.host = host
+    this.version = options.version
+    this.hasBacking = options.hasBacking
+    this.rawDataFile = options.rawDataFile ?? false
+  }
+
+
+  protected async start(): Promise<void> {
+    if (this.started) return
+    this.started = true
+    await this.host.beforeFirstWrite()
+  }
+
+  protected checkRange(offset: number, length: number): void {
+    if (offset < 0 || length < 0 || offset + length > this.ctx.virtualSize) {
+      throw new ImageError('OUT_OF_RANGE', `${this.storage.name}: write of ${length} bytes at ${offset} is outside the image (${this.ctx.virtualSize} bytes)`)
+    }
+  }
+
+  /** Splits `[offset, offset+length)` at L2 table boundaries and runs `fn` per piece under the lock. */
+  protected async perTable(offset: number, length: number, fn: (start: number, end: number) => Promise<void>): Promise<void> {
+    const coverage = l2Coverage(this.ctx.geometry)
+    let position = offset
+    const end = offset + length
+    while (position < end) {
+      const pieceEnd = Math.min(end, (Math.floor(position / coverage) + 1) * coverage)
+      const start = position
+      await this.mutex.run(async () => {
+        await this.start()
+        await fn(start, pieceEnd)
+        await this.maybeWriteBack()
+      })
+      position = pieceEnd
+    }
+  }
+
+  /** The L2 table mapping `guestOffset`, allocated (or copied if shared) for writing. */
+  protected async writableL2(guestOffset: number): Promise<CachedTable> {
+    const ctx = this.ctx
+    const g = ctx.geometry
+    const index = l1Index(g, guestOffset)
+    const l1 = decodeL1Entry(ctx.l1.getUint32(index * 8), ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${this.storage.name}: L1 entry ${index}`)
+    if (l1.kind === 'table' && l1.copied) return loadL2(ctx, l1.hostOffset, `L1 entry ${index}`)
+    const hostOffset = await this.refcounts.allocate(1)
+    let bytes: Uint8Array
+    if (l1.kind === 'table') {
+      // Shared with a snapshot: copy the table, drop one reference to the old one (COW).
+      bytes = (await loadL2(ctx, l1.hostOffset, `L1 entry ${index}`)).bytes.slice()
+      this.refcounts.free(l1.hostOffset)
+    } else {
+      bytes = new Uint8Array(g.clusterSize)
+    }
+    const table = ctx.l2Cache.put(hostOffset, bytes)
+    const [hi, lo] = encodeL1Entry({ kind: 'table', hostOffset, copied: true })
+    ctx.l1.setUint32(index * 8, hi)
+    ctx.l1.setUint32(index * 8 + 4, lo)
+    this.l1Dirty = true
+    return table
+  }
+
+  protected setEntry(table: CachedTable, index: number, entry: L2Entry, bitmap?: { allocated: number; zero: number }): void {
+    const g = this.ctx.geometry
+    const at = index * g.l2EntrySize
+    const [hi, lo] = encodeL2Entry(entry, g.clusterBits)
+    table.view.setUint32(at, hi)
+    table.view.setUint32(at + 4, lo)
+    if (g.extendedL2) {
+      const b = bitmap ?? { allocated: 0, zero: 0 }
+      table.view.setUint32(at + 8, b.zero >>> 0)
+      table.view.setUint32(at + 12, b.allocated >>> 0)
+    }
+    this.ctx.l2Cache.markDirty(table)
+  }
+
+  /** Releases the host space an entry held (deferred until the new entry is durable). */
+  protected release(decoded: Decoded): void {
+    const e = decoded.entry
+    if (this.ctx.hasDataFile) return // data file clusters are not refcounted
+    if (e.kind === 'normal' || (e.kind === 'zero' && e.hostOffset !== undefined)) this.refcounts.free(e.hostOffset!)
+    else if (e.kind === 'compressed') {
+      const { firstCluster, lastCluster } = compressedClusters(e, this.ctx.geometry.clusterSize)
+      this.refcounts.free(firstCluster * this.ctx.geometry.clusterSize, lastCluster - firstCluster + 1)
+    }
+  }
+
+  /** True when writes to this cluster can go where it already is. */
+  protected inPlace(decoded: Decoded): boolean {
+    return decoded.entry.kind === 'normal' && decoded.entry.copied
+  }
+
+  protected async allocateData(guestCluster: number, count: number): Promise<number> {
+    if (this.ctx.hasDataFile) return guestCluster * this.ctx.geometry.clusterSize // identity mapped
+    return this.refcounts.allocate(count)
+  }
+
+  /** Writes dirty metadata back when the caches hold too much of it. */
+  protected async maybeWriteBack(): Promise<void> {
+    const l2 = this.ctx.l2Cache
+    if (l2.dirtyCount > l2.capacity / 2 || this.refcounts.cache.dirtyCount > this.refcounts.cache.capacity / 2) await this.flushLocked()
+  }
+
+  /**
+   * Runs a structural change (snapshots) under the metadata lock with direct access to the
+   * tables; caches are written back before and after.
+   */
+  withTables<T>(fn: (access: TableAccess) => Promise<T>): Promise<T> {
+    return this.mutex.run(async () => {
+      await this.start()
+      await this.flushLocked()
+      const result = await fn({
+        ctx: this.ctx,
+        storage: this.storage,
+        refcounts: this.refcounts,
+        l1Offset: this.l1Offset,
+        markL1Dirty: () => { this.l1Dirty = true },
+        flush: () => this.flushLocked(),
+      })
+      await this.flushLocked()
+      return result
+    })
+  }
+
+  /** Makes every completed write durable, in dependency order. */
+  flush(): Promise<void> {
+    return this.mutex.run(() => this.flushLocked())
+  }
+
+  protected async flushLocked(): Promise<void> {
+    const l2 = this.ctx.l2Cache
+    const refs = this.refcounts
+    // 1. Guest data before anything points to it.
+    if (this.dataDirty && this.data !== this.storage) await this.data.flush()
+    // 2. Refcount increments before the tables that use the clusters.
+    const refsDirty = refs.cache.dirtyCount > 0 || refs.reftableDirty
+    if (refsDirty) {
+      await refs.writeBlocks()
+      await this.storage.flush()
+      if (refs.reftableDirty) {
+        await refs.writeReftable()
+        await this.storage.flush()
+      }
+    } else if (this.dataDirty) {
+      await this.storage.flush()
+    }
+    this.dataDirty = false
+    // 3. L2 tables, then the L1 entries that point to new ones.
+    const dirtyL2 = l2.dirtyTables()
+    for (const table of dirtyL2) {
+      await this.storage.write(table.hostOffset, table.bytes)
+      // The file grew: an evicted table past the size seen at open must load again.
+      this.ctx.fileSize = Math.max(this.ctx.fileSize, table.hostOffset + table.bytes.length)
+      l2.markClean(table)
+    }
+    if (dirtyL2.length > 0) await this.storage.flush()
+    if (this.l1Dirty) {
+      const l1 = this.ctx.l1
+      await this.storage.write(this.l1Offset, new Uint8Array(l1.buffer, l1.byteOffset, l1.byteLength))
+      await this.storage.flush()
+      this.l1Dirty = false
+    }
+    // 4. Only now may clusters that lost their last reference be reused.
+    if (refs.hasPendingFrees) {
+      const freed = await refs.applyFrees()
+      for (const cluster of freed) l2.forget(cluster * this.ctx.geometry.clusterSize)
+      await refs.writeBlocks()
+      await this.storage.flush()
+    }
+  }
+
+  /** Where the active L1 table lives (set by the image). */
+  setL1Offset(offset: number): void {
+    this.l1Offset = offset
+  }
+
+  /**
+   * Grows the active L1 table to at least `entries`: a new copy is written elsewhere and
+   * flushed, the header switched, then the old table freed.
+   */
+  async growL1(entries: number): Promise<DataView> {
+    return this.mutex.run(async () => {
+      await this.start()
+      await this.flushLocked()
+      const cs = this.ctx.geometry.clusterSize
+      const old = this.ctx.l1
+      if (entries * 8 <= old.byteLength) return old
+      const clusters = Math.ceil((entries * 8) / cs)
+      const hostOffset = await this.refcounts.allocate(clusters)
+      const bytes = new Uint8Array(entries * 8)
+      bytes.set(new Uint8Array(old.buffer, old.byteOffset, old.byteLength))
+      await this.refcounts.writeBlocks()
+      await this.storage.flush()
+      await this.storage.write(hostOffset, bytes)
+      await this.storage.flush()
+      const oldOffset = this.l1Offset
+      const oldClusters = Math.ceil(old.byteLength / cs)
+      await this.host.switchL1(hostOffset, entries)
+      this.l1Offset = hostOffset
+      const view = new DataView(bytes.buffer)
+      this.ctx.l1 = view
+      if (oldClusters > 0 && oldOffset !== 0) this.refcounts.free(oldOffset, oldClusters)
+      await this.flushLocked()
+      return view
+    })
+  }
+
+  /** Cuts the file after the last cluster in use (after a shrink), as QEMU does. */
+  async truncateUnused(): Promise<void> {
+    await this.mutex.run(async () => {
+      await this.flushLocked()
+      const cs = this.ctx.geometry.clusterSize
+      let last = this.refcounts.endCluster - 1
+      while (last > 0 && (await this.refcounts.get(last)) === 0) last--
+      const end = (last + 1) * cs
+      if ((await this.storage.size()) > end) await this.storage.truncate(end)
+      this.refcounts.setEndCluster(last + 1)
+    })
+  }
+}

@@ -1,0 +1,142 @@
+// Allocating writes (qcow2.rst "Cluster mapping"): in place when the cluster is ours alone,
+// otherwise new clusters with copy-on-write of the untouched parts; subcluster-granular with
+// extended L2; compressed clusters packed after each other.
+import { ImageError } from '../errors.js'
+import type { L2Entry } from './entries.js'
+import { l2Index } from './geometry.js'
+import { readL2Entry } from './lookup.js'
+import type { CachedTable } from './cache.js'
+import { ALL_SUBCLUSTERS, WriterCore, type Decoded, type GuestReader } from './writer-core.js'
+
+/** The data path of the writer. */
+export class DataWriter extends WriterCore {
+  /** Writes guest bytes. `readGuest` supplies old content for partial clusters. */
+  async write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
+    this.checkRange(offset, data.length)
+    await this.perTable(offset, data.length, (start, end) => this.writeInTable(start, data.subarray(start - offset, end - offset), readGuest))
+  }
+
+  protected async writeInTable(start: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
+    const g = this.ctx.geometry
+    const cs = g.clusterSize
+    const table = await this.writableL2(start)
+    const end = start + data.length
+    let position = start
+    while (position < end) {
+      const cluster = Math.floor(position / cs)
+      const decoded = readL2Entry(this.ctx, table, l2Index(g, position))
+      if (this.inPlace(decoded)) {
+        const e = decoded.entry as Extract<L2Entry, { kind: 'normal' }>
+        const pieceEnd = Math.min(end, (cluster + 1) * cs)
+        if (g.extendedL2) await this.writeSubclusters(table, decoded, e.hostOffset, position, data.subarray(position - start, pieceEnd - start), readGuest)
+        else await this.data.write(e.hostOffset + (position % cs), data.subarray(position - start, pieceEnd - start))
+        this.dataDirty = true
+        position = pieceEnd
+        continue
+      }
+      // A run of clusters that all need new space: allocate them contiguously, write once.
+      let runEnd = Math.min(end, (cluster + 1) * cs)
+      const runDecoded: Decoded[] = [decoded]
+      while (runEnd < end && !g.extendedL2) {
+        const next = readL2Entry(this.ctx, table, l2Index(g, runEnd))
+        if (this.inPlace(next)) break
+        runDecoded.push(next)
+        runEnd = Math.min(end, runEnd + cs)
+      }
+      const count = runDecoded.length
+      const hostOffset = await this.allocateData(cluster, count)
+      if (g.extendedL2) {
+        const fresh: Decoded = { entry: { kind: 'normal', hostOffset, copied: true }, allocated: 0, zero: 0 }
+        // Untouched subclusters keep reading as before: zero bits stay, others read from backing.
+        const keepZero = decoded.entry.kind === 'compressed' ? 0 : decoded.zero
+        if (decoded.entry.kind === 'normal' || decoded.entry.kind === 'compressed') {
+          // Old data must move: copy the whole cluster's current content into the new one.
+          const old = await readGuest(cluster * cs, Math.min(cs, this.ctx.virtualSize - cluster * cs))
+          await this.data.write(hostOffset, old)
+          fresh.allocated = ALL_SUBCLUSTERS
+        } else {
+          fresh.zero = keepZero
+        }
+        await this.writeSubclusters(table, fresh, hostOffset, position, data.subarray(position - start, runEnd - start), readGuest)
+        this.release(decoded)
+      } else {
+        const runStart = cluster * cs
+        const headLength = position - runStart
+        const lastClusterEnd = Math.min(runStart + count * cs, this.ctx.virtualSize)
+        const piece = data.subarray(position - start, runEnd - start)
+        if (headLength === 0 && runEnd === lastClusterEnd) {
+          // Whole clusters: the caller's bytes go straight to their new place.
+          await this.data.write(hostOffset, piece)
+        } else {
+          // Copy-on-write: the untouched head and tail come from the current content.
+          const buffer = new Uint8Array(count * cs)
+          if (headLength > 0) buffer.set(await readGuest(runStart, headLength), 0)
+          if (runEnd < lastClusterEnd) buffer.set(await readGuest(runEnd, lastClusterEnd - runEnd), runEnd - runStart)
+          buffer.set(piece, headLength)
+          await this.data.write(hostOffset, buffer)
+        }
+        for (let i = 0; i < count; i++) {
+          this.setEntry(table, l2Index(g, runStart + i * cs), { kind: 'normal', hostOffset: hostOffset + i * cs, copied: true })
+          this.release(runDecoded[i]!)
+        }
+      }
+      this.dataDirty = true
+      position = runEnd
+    }
+  }
+
+  /**
+   * Extended L2: writes `data` at guest `position` into a cluster at `hostOffset`, filling the
+   * rest of partially written subclusters from the current content, then marks the touched
+   * subclusters allocated (and not zero).
+   */
+  protected async writeSubclusters(table: CachedTable, decoded: Decoded, hostOffset: number, position: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
+    const g = this.ctx.geometry
+    const sc = g.subclusterSize
+    const clusterStart = position - (position % g.clusterSize)
+    const first = Math.floor((position - clusterStart) / sc)
+    const last = Math.floor((position + data.length - 1 - clusterStart) / sc)
+    let allocated = decoded.allocated
+    let zero = decoded.zero
+    const spanStart = clusterStart + first * sc
+    const spanEnd = Math.min(clusterStart + (last + 1) * sc, this.ctx.virtualSize)
+    const needsFill = (index: number) => ((allocated >>> index) & 1) === 0
+    if ((position > spanStart && needsFill(first)) || (position + data.length < spanEnd && needsFill(last))) {
+      const buffer = await readGuest(spanStart, spanEnd - spanStart)
+      buffer.set(data, position - spanStart)
+      await this.data.write(hostOffset + first * sc, buffer)
+    } else {
+      await this.data.write(hostOffset + (position - clusterStart), data)
+    }
+    for (let i = first; i <= last; i++) {
+      allocated = (allocated | (1 << i)) >>> 0
+      zero = (zero & ~(1 << i)) >>> 0
+    }
+    this.setEntry(table, l2Index(g, position), { kind: 'normal', hostOffset, copied: true }, { allocated, zero })
+  }
+
+  /**
+   * Stores an already compressed cluster at `guestOffset` (cluster aligned). Like QEMU, only
+   * into a cluster that holds nothing yet; the stream is packed after the previous one.
+   */
+  async writeCompressed(guestOffset: number, compressed: Uint8Array): Promise<void> {
+    const g = this.ctx.geometry
+    if (guestOffset % g.clusterSize !== 0) throw new ImageError('INVALID_ARGUMENT', `compressed writes must be cluster aligned (offset ${guestOffset})`)
+    if (this.ctx.hasDataFile) throw new ImageError('UNSUPPORTED', `${this.storage.name}: compressed writes are not possible with an external data file`)
+    this.checkRange(guestOffset, 1)
+    await this.perTable(guestOffset, 1, async () => {
+      const table = await this.writableL2(guestOffset)
+      const index = l2Index(g, guestOffset)
+      const decoded = readL2Entry(this.ctx, table, index)
+      const e = decoded.entry
+      if (!(e.kind === 'unallocated' || (e.kind === 'zero' && e.hostOffset === undefined)) || decoded.allocated !== 0) {
+        throw new ImageError('INVALID_ARGUMENT', `${this.storage.name}: compression can't overwrite anything (cluster at ${guestOffset} is allocated)`)
+      }
+      const hostOffset = await this.refcounts.allocateBytes(compressed.length)
+      await this.data.write(hostOffset, compressed)
+      this.dataDirty = true
+      const sectorCount = Math.floor((hostOffset + compressed.length - 1) / 512) - Math.floor(hostOffset / 512) + 1
+      this.setEntry(table, index, { kind: 'compressed', hostOffset, sectorCount }, { allocated: 0, zero: 0 })
+    })
+  }
+}

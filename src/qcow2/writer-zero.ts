@@ -1,0 +1,207 @@
+// Zero writes, discard, deallocation and preallocation: the zero flag (or subcluster zero bits)
+// where whole clusters are covered, real zeros elsewhere; space given back only through the
+// deferred frees of the core.
+import type { L2Entry } from './entries.js'
+import { decodeL1Entry } from './entries.js'
+import { l1Index, l2Coverage, l2Index } from './geometry.js'
+import { loadL2, readL2Entry } from './lookup.js'
+import type { CachedTable } from './cache.js'
+import { DataWriter } from './writer-data.js'
+import { ALL_SUBCLUSTERS, type GuestReader, type ZeroOptions } from './writer-core.js'
+
+/** The zero, discard and preallocation paths of the writer. */
+export class ZeroingWriter extends DataWriter {
+  /** Zero writes: whole clusters get the zero flag (or bitmap bits); partial ones real zeros. */
+  async writeZeroes(offset: number, length: number, readGuest: GuestReader, options: ZeroOptions = {}): Promise<void> {
+    this.checkRange(offset, length)
+    const g = this.ctx.geometry
+    const unit = g.subclusterSize
+    const alignedStart = Math.ceil(offset / unit) * unit
+    let alignedEnd = Math.floor((offset + length) / unit) * unit
+    if (offset + length === this.ctx.virtualSize) alignedEnd = offset + length // the tail at image end
+    if (alignedEnd <= alignedStart) return this.write(offset, new Uint8Array(length), readGuest)
+    if (alignedStart > offset) await this.write(offset, new Uint8Array(alignedStart - offset), readGuest)
+    if (this.version < 3) {
+      // v2 has no zero flag: unallocated reads as zero only without a backing file.
+      if (this.hasBacking) await this.write(alignedStart, new Uint8Array(alignedEnd - alignedStart), readGuest)
+      else await this.perTable(alignedStart, alignedEnd - alignedStart, (s, e) => this.discardInTable(s, e, true))
+    } else {
+      await this.perTable(alignedStart, alignedEnd - alignedStart, (s, e) => this.zeroInTable(s, e, options.unmap ?? false, readGuest))
+    }
+    if (alignedEnd < offset + length) await this.write(alignedEnd, new Uint8Array(offset + length - alignedEnd), readGuest)
+  }
+
+  protected async zeroInTable(start: number, end: number, unmap: boolean, readGuest: GuestReader): Promise<void> {
+    const g = this.ctx.geometry
+    const cs = g.clusterSize
+    await this.zeroRawDataFile(start, end)
+    const table = await this.writableL2(start)
+    let position = start
+    while (position < end) {
+      const clusterStart = position - (position % cs)
+      const pieceEnd = Math.min(end, clusterStart + cs)
+      const decoded = readL2Entry(this.ctx, table, l2Index(g, position))
+      const e = decoded.entry
+      if (g.extendedL2) {
+        const wholeCluster = position === clusterStart && (pieceEnd === clusterStart + cs || pieceEnd === this.ctx.virtualSize)
+        if (wholeCluster && (unmap || e.kind === 'compressed' || e.kind === 'unallocated')) {
+          this.setEntry(table, l2Index(g, position), { kind: 'unallocated' }, { allocated: 0, zero: ALL_SUBCLUSTERS })
+          this.release(decoded)
+        } else if (e.kind === 'compressed') {
+          // Part of a compressed cluster: rewrite it as a normal cluster, then zero the part.
+          await this.writeInTable(position, new Uint8Array(pieceEnd - position), readGuest)
+        } else {
+          let { allocated, zero } = decoded
+          const first = Math.floor((position - clusterStart) / g.subclusterSize)
+          const last = Math.floor((pieceEnd - 1 - clusterStart) / g.subclusterSize)
+          for (let i = first; i <= last; i++) {
+            allocated = (allocated & ~(1 << i)) >>> 0
+            zero = (zero | (1 << i)) >>> 0
+          }
+          this.setEntry(table, l2Index(g, position), e, { allocated, zero })
+        }
+      } else {
+        const release = e.kind === 'compressed' || (unmap && (e.kind === 'normal' || (e.kind === 'zero' && e.hostOffset !== undefined)))
+        let next: L2Entry
+        if (release) next = { kind: 'zero', hostOffset: undefined }
+        else if (e.kind === 'normal') next = { kind: 'zero', hostOffset: e.hostOffset }
+        else if (e.kind === 'zero') next = e
+        else next = { kind: 'zero', hostOffset: undefined }
+        // COPIED survives on a kept allocation: refcount 1 still holds (QEMU keeps the old bits).
+        // A zero entry's decoded form has no COPIED flag, so an already zero-allocated one keeps its raw bit.
+        const index = l2Index(g, position)
+        const copied = !release && (e.kind === 'normal' ? e.copied : e.kind === 'zero' && this.rawCopied(table, index))
+        this.setZeroEntry(table, index, next, copied)
+        if (release) this.release(decoded)
+      }
+      position = pieceEnd
+    }
+  }
+
+  /** The COPIED bit of L2 entry `index` as stored. */
+  protected rawCopied(table: CachedTable, index: number): boolean {
+    return (table.view.getUint32(index * this.ctx.geometry.l2EntrySize) & 0x8000_0000) !== 0
+  }
+
+  protected setZeroEntry(table: CachedTable, index: number, entry: L2Entry, copied: boolean): void {
+    this.setEntry(table, index, entry)
+    if (copied) {
+      const at = index * this.ctx.geometry.l2EntrySize
+      table.view.setUint32(at, (table.view.getUint32(at) | 0x8000_0000) >>> 0)
+    }
+  }
+
+  /**
+   * data_file_raw: the data file must stay a valid raw image of the disk, so ranges that become
+   * zero or are discarded are zeroed in it first (as QEMU does).
+   */
+  protected async zeroRawDataFile(start: number, end: number): Promise<void> {
+    if (!this.rawDataFile) return
+    const zeros = new Uint8Array(Math.min(end - start, 1024 * 1024))
+    for (let at = start; at < end; at += zeros.length) await this.data.write(at, zeros.subarray(0, Math.min(zeros.length, end - at)))
+    this.dataDirty = true
+  }
+
+  /** Discard: whole clusters are deallocated (v3 keeps them reading as zeros, as QEMU does). */
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkRange(offset, length)
+    const cs = this.ctx.geometry.clusterSize
+    const start = Math.ceil(offset / cs) * cs
+    let end = Math.floor((offset + length) / cs) * cs
+    if (offset + length === this.ctx.virtualSize) end = offset + length
+    if (end <= start) return
+    await this.perTable(start, end - start, (s, e) => this.discardInTable(s, e, false))
+  }
+
+  protected async discardInTable(start: number, end: number, toUnallocated: boolean): Promise<void> {
+    const g = this.ctx.geometry
+    await this.zeroRawDataFile(start, end)
+    const index = l1Index(g, start)
+    const l1 = decodeL1Entry(this.ctx.l1.getUint32(index * 8), this.ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${this.storage.name}: L1 entry ${index}`)
+    // Nothing allocated here and nothing shows through from below: already reads as zeros.
+    if (l1.kind === 'unallocated' && (!this.hasBacking || this.version < 3)) return
+    const table = await this.writableL2(start)
+    for (let position = start; position < end; position += g.clusterSize) {
+      const decoded = readL2Entry(this.ctx, table, l2Index(g, position))
+      const allocated = decoded.entry.kind !== 'unallocated' && !(decoded.entry.kind === 'zero' && decoded.entry.hostOffset === undefined)
+      const wantZero = !toUnallocated && this.version >= 3 && (this.hasBacking || allocated)
+      if (g.extendedL2) {
+        this.setEntry(table, l2Index(g, position), { kind: 'unallocated' }, { allocated: 0, zero: wantZero ? ALL_SUBCLUSTERS : 0 })
+      } else {
+        this.setEntry(table, l2Index(g, position), wantZero ? { kind: 'zero', hostOffset: undefined } : { kind: 'unallocated' })
+      }
+      this.release(decoded)
+    }
+  }
+
+  /**
+   * Preallocation (qemu-img create/resize -o preallocation=metadata|falloc|full): L2 tables and
+   * data clusters for every unallocated cluster of the range; `full` also writes zeros. The
+   * file is extended over all allocated clusters so none lies past its end.
+   */
+  async preallocate(offset: number, length: number, mode: 'metadata' | 'falloc' | 'full'): Promise<void> {
+    this.checkRange(offset, length)
+    const g = this.ctx.geometry
+    const cs = g.clusterSize
+    const start = Math.floor(offset / cs) * cs
+    const end = Math.min(Math.ceil((offset + length) / cs) * cs, Math.ceil(this.ctx.virtualSize / cs) * cs)
+    await this.perTable(start, end - start, async (s, e) => {
+      const table = await this.writableL2(s)
+      let position = s
+      while (position < e) {
+        // Runs of unallocated clusters become one contiguous allocation.
+        let runEnd = position
+        while (runEnd < e && readL2Entry(this.ctx, table, l2Index(g, runEnd)).entry.kind === 'unallocated') runEnd += cs
+        if (runEnd === position) {
+          position += cs
+          continue
+        }
+        const count = (runEnd - position) / cs
+        const hostOffset = await this.allocateData(position / cs, count)
+        if (mode === 'full') {
+          const zeros = new Uint8Array(Math.min(count * cs, 4 * 1024 * 1024))
+          for (let at = 0; at < count * cs; at += zeros.length) await this.data.write(hostOffset + at, zeros.subarray(0, Math.min(zeros.length, count * cs - at)))
+          this.dataDirty = true
+        }
+        // Extended L2: the subclusters stay unallocated (QEMU leaves the bitmap alone for
+        // preallocation), so a backing file still shows through.
+        for (let i = 0; i < count; i++) {
+          this.setEntry(table, l2Index(g, position + i * cs), { kind: 'normal', hostOffset: hostOffset + i * cs, copied: true })
+        }
+        position = runEnd
+      }
+    })
+    await this.mutex.run(async () => {
+      const dataEnd = this.ctx.hasDataFile ? end : this.refcounts.endCluster * cs
+      if ((await this.data.size()) < dataEnd) await this.data.truncate(dataEnd)
+      await this.flushLocked()
+    })
+  }
+
+  /**
+   * Shrink support: every cluster of the range becomes unallocated and its space is freed;
+   * L2 tables wholly inside the range are freed and their L1 entries cleared.
+   */
+  async deallocate(offset: number, length: number): Promise<void> {
+    this.checkRange(offset, length)
+    const g = this.ctx.geometry
+    const coverage = l2Coverage(g)
+    await this.perTable(offset, length, async (start, end) => {
+      const index = l1Index(g, start)
+      const l1 = decodeL1Entry(this.ctx.l1.getUint32(index * 8), this.ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${this.storage.name}: L1 entry ${index}`)
+      if (l1.kind === 'unallocated') return
+      const whole = start === index * coverage && (end === (index + 1) * coverage || end >= this.ctx.virtualSize)
+      if (whole && l1.copied) {
+        const table = await loadL2(this.ctx, l1.hostOffset, `L1 entry ${index}`)
+        for (let i = 0; i < g.l2Entries; i++) this.release(readL2Entry(this.ctx, table, i))
+        this.ctx.l1.setUint32(index * 8, 0)
+        this.ctx.l1.setUint32(index * 8 + 4, 0)
+        this.l1Dirty = true
+        this.ctx.l2Cache.forget(l1.hostOffset)
+        this.refcounts.free(l1.hostOffset)
+        return
+      }
+      await this.discardInTable(start, end, true)
+    })
+  }
+}
