@@ -46,6 +46,23 @@ export interface TableAccess {
 }
 
 /** Writes to one QCOW2 layer. All metadata changes run under one mutex. */
+/** Counts operations in progress and lets others wait until none is. */
+export class InFlight {
+  #count = 0
+  #waiters: (() => void)[] = []
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    this.#count++
+    try {
+      return await fn()
+    } finally {
+      if (--this.#count === 0) for (const wake of this.#waiters.splice(0)) wake()
+    }
+  }
+  drained(): Promise<void> {
+    return this.#count === 0 ? Promise.resolve() : new Promise((resolve) => this.#waiters.push(resolve))
+  }
+}
+
 /** State and shared steps of a QCOW2 writer; the data and zero paths extend it. */
 export class WriterCore {
   readonly mutex = new Mutex()
@@ -71,6 +88,8 @@ export class WriterCore {
   protected dataDirty = false
 
   protected started = false
+  /** Lock-free in-place writes in progress; frees and flushes wait for them. */
+  protected readonly inFlight = new InFlight()
 
   protected l1Offset = 0
 
@@ -209,6 +228,7 @@ export class WriterCore {
   protected async flushLocked(): Promise<void> {
     const l2 = this.ctx.l2Cache
     const refs = this.refcounts
+    await this.inFlight.drained()
     // 1. Guest data before anything points to it.
     if (this.dataDirty && this.data !== this.storage) await this.data.flush()
     // 2. Refcount increments before the tables that use the clusters.

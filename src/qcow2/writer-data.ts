@@ -3,8 +3,9 @@
 // extended L2; compressed clusters packed after each other.
 import { ImageError } from '../errors.js'
 import type { L2Entry } from './entries.js'
-import { l2Index } from './geometry.js'
-import { readL2Entry } from './lookup.js'
+import { l1Index, l2Index } from './geometry.js'
+import { decodeL1Entry } from './entries.js'
+import { loadL2, readL2Entry } from './lookup.js'
 import type { CachedTable } from './cache.js'
 import { ALL_SUBCLUSTERS, WriterCore, type Decoded, type GuestReader } from './writer-core.js'
 
@@ -13,7 +14,43 @@ export class DataWriter extends WriterCore {
   /** Writes guest bytes. `readGuest` supplies old content for partial clusters. */
   async write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
     this.checkRange(offset, data.length)
+    if (await this.writeInPlace(offset, data)) return
     await this.perTable(offset, data.length, (start, end) => this.writeInTable(start, data.subarray(start - offset, end - offset), readGuest))
+  }
+
+  /**
+   * The fast path, without the metadata lock: when every cluster of the range is already ours
+   * alone (normal, COPIED), the bytes go straight to their place and no table changes, so
+   * concurrent writes proceed in parallel. Frees wait for these writes (see `inFlight`), so a
+   * cluster freed meanwhile is never reused under them. Returns false to take the slow path.
+   */
+  protected async writeInPlace(offset: number, data: Uint8Array): Promise<boolean> {
+    if (this.ctx.geometry.extendedL2 || !this.started) return false
+    // In flight from the lookup on: a free cannot complete between our lookup and our write.
+    return this.inFlight.run(() => this.writeInPlaceTracked(offset, data))
+  }
+
+  private async writeInPlaceTracked(offset: number, data: Uint8Array): Promise<boolean> {
+    const g = this.ctx.geometry
+    const cs = g.clusterSize
+    const pieces: { hostOffset: number; from: number; to: number }[] = []
+    for (let position = offset; position < offset + data.length;) {
+      const index = l1Index(g, position)
+      const l1 = decodeL1Entry(this.ctx.l1.getUint32(index * 8), this.ctx.l1.getUint32(index * 8 + 4), cs, () => `${this.storage.name}: L1 entry ${index}`)
+      if (l1.kind !== 'table' || !l1.copied) return false
+      const table = await loadL2(this.ctx, l1.hostOffset, `L1 entry ${index}`)
+      const { entry } = readL2Entry(this.ctx, table, l2Index(g, position))
+      if (entry.kind !== 'normal' || !entry.copied) return false
+      const end = Math.min(offset + data.length, (Math.floor(position / cs) + 1) * cs)
+      const hostOffset = entry.hostOffset + (position % cs)
+      const last = pieces[pieces.length - 1]
+      if (last && last.hostOffset + (last.to - last.from) === hostOffset) last.to = end - offset
+      else pieces.push({ hostOffset, from: position - offset, to: end - offset })
+      position = end
+    }
+    for (const p of pieces) await this.data.write(p.hostOffset, data.subarray(p.from, p.to))
+    this.dataDirty = true
+    return true
   }
 
   protected async writeInTable(start: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
