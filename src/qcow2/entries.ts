@@ -103,7 +103,7 @@ export function decodeSubclusterBitmap(hi: number, lo: number, entry: L2Entry, w
   } else if (entry.kind === 'unallocated') {
     if (bitmap.allocated !== 0) throw new ImageError('CORRUPT', `${where()}: unallocated cluster has allocated subclusters (bitmap 0x${bitmap.allocated.toString(16)})`)
   } else if ((bitmap.allocated & bitmap.zero) !== 0) {
-    throw new ImageError('CORRUPT', `${where()}: subclusters both allocated and zero (bitmap 0x${(bitmap.allocated & bitmap.zero) >>> 0})`)
+    throw new ImageError('CORRUPT', `${where()}: subclusters both allocated and zero (bitmap 0x${((bitmap.allocated & bitmap.zero) >>> 0).toString(16)})`)
   }
   return bitmap
 }

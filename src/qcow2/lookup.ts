@@ -51,16 +51,15 @@ export function readL2Entry(ctx: LookupContext, table: CachedTable, index: numbe
   const where = () => `${ctx.storage.name}: L2 table at ${hex(table.hostOffset)} entry ${index}`
   const hi = table.view.getUint32(at)
   const lo = table.view.getUint32(at + 4)
-  let entry: L2Entry
   try {
-    entry = decodeL2Entry(hi, lo, g.clusterBits, g.extendedL2, ctx.hasDataFile, where)
+    const entry = decodeL2Entry(hi, lo, g.clusterBits, g.extendedL2, ctx.hasDataFile, where)
+    if (!g.extendedL2) return { entry, allocated: 0, zero: 0 }
+    const bitmap = decodeSubclusterBitmap(table.view.getUint32(at + 8), table.view.getUint32(at + 12), entry, where)
+    return { entry, ...bitmap }
   } catch (e) {
     if (e instanceof ImageError) throw new ImageError(e.code, e.message, { offset: table.hostOffset + at, file: ctx.storage.name })
     throw e
   }
-  if (!g.extendedL2) return { entry, allocated: 0, zero: 0 }
-  const bitmap = decodeSubclusterBitmap(table.view.getUint32(at + 8), table.view.getUint32(at + 12), entry, where)
-  return { entry, ...bitmap }
 }
 
 function pieceOf(ctx: LookupContext, decoded: { entry: L2Entry; allocated: number; zero: number }, subcluster: number): Piece {

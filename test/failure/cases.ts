@@ -284,19 +284,19 @@ export const CASES: CorruptCase[] = [
     const img = extendedL2Image()
     const at = l2EntryOffset(img, 1, EXTL2)
     poke(img.bytes, at + 8, 8, 0x0000_0001_0000_0001n)
-    return { bytes: img.bytes, message: msg(`L2 table at ${hex(img.layout.l2Tables.get(0)!)} entry 1: subclusters both allocated and zero`) }
+    return { bytes: img.bytes, message: msg(`L2 table at ${hex(img.layout.l2Tables.get(0)!)} entry 1: subclusters both allocated and zero (bitmap 0x1)`), offset: at }
   } },
   { name: 'extended L2: unallocated cluster with allocated subclusters', code: 'CORRUPT', step: 'read', make: () => {
     const img = extendedL2Image()
     const at = l2EntryOffset(img, 2, EXTL2)
     poke(img.bytes, at + 8, 8, 0x1n)
-    return { bytes: img.bytes, message: msg('entry 2: unallocated cluster has allocated subclusters (bitmap 0x1)') }
+    return { bytes: img.bytes, message: msg('entry 2: unallocated cluster has allocated subclusters (bitmap 0x1)'), offset: at }
   } },
   { name: 'extended L2: compressed cluster with a subcluster bitmap', code: 'CORRUPT', step: 'read', make: () => {
     const img = extendedL2Image()
     const at = l2EntryOffset(img, 5, EXTL2)
     poke(img.bytes, at + 8, 8, 0x1_0000_0000n)
-    return { bytes: img.bytes, message: msg('entry 5: compressed cluster has a non-zero subcluster bitmap') }
+    return { bytes: img.bytes, message: msg('entry 5: compressed cluster has a non-zero subcluster bitmap'), offset: at }
   } },
   { name: 'extended L2: zero flag in the standard word', code: 'CORRUPT', step: 'read', make: () => {
     const img = extendedL2Image()

@@ -13,8 +13,9 @@ import { nodeCodecs } from '../../src/node/codecs.js'
 import { openImage } from '../../src/node/open.js'
 import { Qcow2Image } from '../../src/qcow2/image.js'
 import { mapImage } from '../../src/commands/map.js'
+import { checkQcow2 } from '../../src/qcow2/check.js'
 import { buildQcow2, l2EntryOffset, pattern, type BuiltImage } from '../helpers/build-qcow2.js'
-import { poke } from '../helpers/poke.js'
+import { poke, pokeSnapshot } from '../helpers/poke.js'
 import { memoryHost } from '../helpers/memory-host.js'
 import { backingBitmapsImage, dataFileImage, plainImage, snapshotImage } from './bases.js'
 import { CASES, FILE, type CorruptCase } from './cases.js'
@@ -180,6 +181,38 @@ test(`CORRUPT: a backing chain deeper than ${MAX_CHAIN_DEPTH} images is refused`
   const device = await openChain(new MemoryStorage(files['layer0.qcow2'], 'layer0.qcow2'), { host: memoryHost(files) })
   assert.equal(device.chain.length, MAX_CHAIN_DEPTH)
   await device.close()
+})
+
+test('check skips a snapshot whose L1 table is over 32 MiB, as QEMU does, without reading it', async () => {
+  const img = snapshotImage()
+  pokeSnapshot(img.bytes, img.layout.snapshots[0]!.entryOffset, 'l1Size', 0x0800_0002) // a 1 GiB table
+  const lines: string[] = []
+  const started = process.cpuUsage()
+  const result = await checkQcow2(new MemoryStorage(img.bytes, FILE), { report: (line) => lines.push(line) })
+  const cpu = process.cpuUsage(started)
+  assert.ok((cpu.user + cpu.system) / 1000 < 1000, 'bounded work')
+  assert.ok(result.corruptions >= 1)
+  assert.ok(lines.includes('ERROR snapshot 1 (shared) l1_size=0x8000002: L1 size is too large; snapshot table entry corrupted'), lines.join('\n'))
+})
+
+test('check does not load a bitmap table mapping more than 512 MiB of bitmap clusters', async () => {
+  const img = backingBitmapsImage()
+  poke(img.bytes, img.layout.bitmapDirectoryOffset + 8, 4, 0x0800_0000) // 2^27 entries: a 1 GiB table
+  const started = process.cpuUsage()
+  await checkQcow2(new MemoryStorage(img.bytes, FILE))
+  const cpu = process.cpuUsage(started)
+  assert.ok((cpu.user + cpu.system) / 1000 < 1000, 'bounded work')
+})
+
+test('a write that a corrupt L2 entry sends far past the end of a memory storage fails with IO', async () => {
+  const img = plainImage()
+  poke(img.bytes, l2EntryOffset(img, 0), 8, (1n << 63n) | (1n << 40n))
+  const device = await openChain(new MemoryStorage(img.bytes, FILE), { format: 'qcow2', writable: true })
+  try {
+    await rejectsWith(device.write(0, new Uint8Array(512)), 'IO', /^bad\.qcow2: cannot grow to \d+ bytes in memory$/)
+  } finally {
+    await device.close().catch(() => undefined)
+  }
 })
 
 // QEMU refuses data writes that would land on metadata (qcow2_pre_write_overlap_check) and marks

@@ -1,17 +1,19 @@
 // Seeded fuzzing of image metadata: mutate bytes and fields of valid images thousands of times;
-// every open, read, info and block-status call must succeed or reject with an ImageError, in
-// bounded time and memory. Anything else (TypeError, RangeError, a hang) is a qimg bug.
+// every open, read, info, block-status and check call (and writes, in the last test) must
+// succeed or reject with an ImageError, in bounded time and memory. Anything else (TypeError,
+// RangeError, a hang) is a qimg bug.
 //
 // Reproduce a failure with the seed and case it prints:
 //   QIMG_FUZZ_SEED=<seed> QIMG_FUZZ_CASE=<base>:<case> node --test dist/test/failure/fuzz.test.js
 // QIMG_FUZZ_SCALE=<n> multiplies the number of cases (default 1: 21,000 read cases, 3,500 write cases).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { isImageError } from '../../src/errors.js'
+import { isImageError, type ImageError } from '../../src/errors.js'
 import { openChain } from '../../src/format/chain.js'
 import type { BlockDevice } from '../../src/format/device.js'
 import { MemoryStorage } from '../../src/io/memory.js'
 import { nodeCodecs } from '../../src/node/codecs.js'
+import { checkQcow2 } from '../../src/qcow2/check.js'
 import { memoryHost } from '../helpers/memory-host.js'
 import { BASES, plainImage } from './bases.js'
 import { mulberry32, mutate, targetsOf } from './mutate.js'
@@ -65,25 +67,38 @@ async function exercise(device: BlockDevice): Promise<void> {
 
 const NAMES_FILE = /fuzz\.qcow2|base\.qcow2|disk\.raw|^Could not open backing file: Could not open '|^Unknown driver '/
 
+/** Undefined for an acceptable failure: an ImageError whose message names the file it is about. */
+function judge(e: unknown): { bug: unknown } | undefined {
+  if (!isImageError(e)) return { bug: e }
+  // A mutated backing file name (quoted by "Could not open") and an unknown backing format
+  // are the only messages that may not name one of the case's files.
+  if (!NAMES_FILE.test(e.message)) return { bug: new Error(`${e.code} message names no file: ${e.message}`) }
+  return undefined
+}
+
 /** Runs one case; resolves to the outcome ('ok' or an ImageError code) or the unexpected error. */
 async function runCase(bytes: Uint8Array, extra: Record<string, Uint8Array>, policy: 'follow' | 'deny', snapshot: string | undefined): Promise<string | { bug: unknown }> {
-  const host = memoryHost(extra)
-  const storage = new SparseMemoryStorage(bytes, 'fuzz.qcow2')
+  let outcome = 'ok'
   try {
-    const device = await openChain(storage, { format: 'qcow2', codecs: nodeCodecs, host, fileReferences: policy, snapshot })
+    const device = await openChain(new SparseMemoryStorage(bytes, 'fuzz.qcow2'), { format: 'qcow2', codecs: nodeCodecs, host: memoryHost(extra), fileReferences: policy, snapshot })
     try {
       await exercise(device)
     } finally {
       await device.close()
     }
   } catch (e) {
-    if (!isImageError(e)) return { bug: e }
-    // Every message names the file it is about (a mutated backing file name, quoted by "Could
-    // not open", and an unknown backing format are the exceptions).
-    if (!NAMES_FILE.test(e.message)) return { bug: new Error(`${e.code} message names no file: ${e.message}`) }
-    return e.code
+    const bad = judge(e)
+    if (bad) return bad
+    outcome = (e as ImageError).code
   }
-  return 'ok'
+  // check reads every structure and reports what is wrong (it throws only when it cannot start).
+  try {
+    await checkQcow2(new MemoryStorage(bytes, 'fuzz.qcow2'))
+  } catch (e) {
+    const bad = judge(e)
+    if (bad) return bad
+  }
+  return outcome
 }
 
 /** Writes to a mutated image opened for writing, then reads the result back. */
@@ -113,9 +128,7 @@ async function runWriteCase(rand: () => number, bytes: Uint8Array, extra: Record
       await reopened.close()
     }
   } catch (e) {
-    if (!isImageError(e)) return { bug: e }
-    if (!NAMES_FILE.test(e.message)) return { bug: new Error(`${e.code} message names no file: ${e.message}`) }
-    return e.code
+    return judge(e) ?? (e as ImageError).code
   }
   return 'ok'
 }
