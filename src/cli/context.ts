@@ -5,6 +5,7 @@ import { openImage } from '../node/open.js'
 import type { BlockDevice } from '../format/device.js'
 import { getopt, stringOption, type OptionSpec, type Parsed } from './getopt.js'
 import { parseImageOpts } from './image-opts.js'
+import { lookupSecret, promptedSecret, secretsOf } from './secrets.js'
 
 /** Output sinks (process streams in the real CLI, buffers in tests). */
 export interface CliContext {
@@ -23,6 +24,8 @@ export const COMMON_SPECS: OptionSpec[] = [
   { long: 'object', value: true },
   { short: 'h', long: 'help', value: false, key: 'help' },
   { short: 'q', long: 'quiet', value: false, key: 'quiet' },
+  // qimg's own: never open a file an image names (backing file, data file): for untrusted images.
+  { long: 'untrusted', value: false },
 ]
 
 /** Parses arguments with the common options added. */
@@ -32,12 +35,17 @@ export function parseArgs(args: readonly string[], specs: OptionSpec[]): Parsed 
 
 /** Opens an operand as qemu-img does: a file name, or an option string with --image-opts. */
 export async function openOperand(operand: string, parsed: Parsed, extra: OpenImageOptions = {}, formatKey = 'format'): Promise<BlockDevice> {
+  if (parsed.options.has('untrusted') && extra.fileReferences !== 'ignore') extra = { ...extra, fileReferences: 'deny' }
+  // Secrets (--object) are checked up front; the one an encrypted image needs is looked up lazily.
+  const secrets = await secretsOf(parsed)
   if (parsed.options.has('image-opts')) {
     if (parsed.options.has(formatKey)) throw new ImageError('INVALID_ARGUMENT', '--image-opts and --format are mutually exclusive')
     const opts = parseImageOpts(operand)
-    return openImage(opts.filename, { ...extra, format: opts.format, ...(opts.snapshot ? { snapshot: opts.snapshot } : {}) })
+    const keySecret = opts.keySecret
+    const secret = keySecret === undefined ? promptedSecret(opts.filename) : async () => lookupSecret(secrets, keySecret)
+    return openImage(opts.filename, { secret, ...extra, format: opts.format, ...(opts.snapshot ? { snapshot: opts.snapshot } : {}) })
   }
-  return openImage(operand, { format: stringOption(parsed, formatKey), ...extra })
+  return openImage(operand, { format: stringOption(parsed, formatKey), secret: promptedSecret(operand), ...extra })
 }
 
 /** Checks an --output value. */
