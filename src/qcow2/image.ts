@@ -10,23 +10,20 @@ import { setU64 } from '../binary/bytes.js'
 import { RefcountManager } from './refcount.js'
 import { Qcow2Writer, type GuestReader, type ZeroOptions } from './writer.js'
 import { TableCache } from './cache.js'
-import { compressedReadRange } from './compressed.js'
+import { decompressCluster } from './compressed.js'
 import { loadBitmapInfo } from './bitmaps.js'
-import { getExtent, loadL2, readL2Entry, type LookupContext } from './lookup.js'
+import { getExtent, type LookupContext } from './lookup.js'
 import { loadL1Table, loadLayout, openWarnings, type Qcow2Layout } from './open.js'
 import { detectMetadataPreallocation } from './refcount-read.js'
 import { findSnapshot, loadSnapshotTable, type Snapshot } from './snapshot.js'
-import { applySnapshot, createSnapshot, deleteSnapshot, type SnapshotTarget } from './snapshot-ops.js'
+import { applySnapshot, createSnapshot, deleteSnapshot, snapshotTableSize, type SnapshotTarget } from './snapshot-ops.js'
 import { checkQcow2 } from './check.js'
 import { encodeHeaderCluster } from './header-encode.js'
 import * as spec from './spec.js'
-import { l1Index, l2Index } from './geometry.js'
-import type { CryptoProvider } from './crypto/provider.js'
-import { encryptedStorage } from './crypto/encrypted-storage.js'
-import { LEGACY_AES_REFUSAL, encryptionInfo, openEncryption, readEncrypted, type Qcow2Encryption } from './crypto/encryption.js'
+import { dataForWriting, encryptionInfo, hideEncryptedData, openEncryption, readDecrypted, type EncryptionOptions, type Qcow2Encryption } from './crypto/encryption.js'
 
 /** Options for {@link Qcow2Image.open}. */
-export interface Qcow2OpenOptions {
+export interface Qcow2OpenOptions extends EncryptionOptions {
   codecs?: Codecs | undefined
   /** Read the disk as it was at this snapshot (ID or name, or both). */
   snapshot?: string | { id?: string; name?: string } | undefined
@@ -40,12 +37,6 @@ export interface Qcow2OpenOptions {
   writable?: boolean | undefined
   /** Compressors for compressed writes (Node: zlib and zstd). */
   compressors?: Compressors | undefined
-  /** Ciphers, hashes and PBKDF2 for encrypted images (Node: node/crypto.ts). */
-  crypto?: CryptoProvider | undefined
-  /** The LUKS passphrase or legacy AES key, asked for only when the image is encrypted. */
-  secret?: (() => Promise<Uint8Array | undefined>) | undefined
-  /** Open to describe only (info): an encrypted image opens without its secret. */
-  metadataOnly?: boolean | undefined
 }
 
 const DEFAULT_L2_CACHE_BYTES = 32 * 1024 * 1024
@@ -130,9 +121,7 @@ export class Qcow2Image implements FormatDriver {
     }
     const image = new Qcow2Image(storage, layout, snapshots, ctx, options.codecs ?? {})
     image.#compressors = options.compressors
-    image.#encryption = await openEncryption(storage, header, {
-      crypto: options.crypto, secret: options.secret, metadataOnly: (options.metadataOnly ?? false) && !options.writable,
-    }).catch(async (e: unknown) => {
+    image.#encryption = await openEncryption(storage, header, options).catch(async (e: unknown) => {
       if (dataStorage !== storage) await dataStorage.close().catch(() => undefined)
       throw e
     })
@@ -151,7 +140,6 @@ export class Qcow2Image implements FormatDriver {
     if (!isWritable(storage) || !isWritable(this.dataStorage)) throw new ImageError('READ_ONLY', `${file}: storage is not writable`, { file })
     if (h.incompatibleFeatures & spec.INCOMPAT_CORRUPT) throw new ImageError('CORRUPT', `${file}: image is corrupt; cannot be opened read/write (run 'qimg check -r all')`, { file, offset: 72 })
     if (h.incompatibleFeatures & spec.INCOMPAT_DIRTY) throw new ImageError('UNSUPPORTED', `${file}: image was not closed cleanly (dirty bit); repair its refcounts with 'qimg check -r all' first`, { file, offset: 72 })
-    if (this.#encryption?.format === 'aes') throw new ImageError('UNSUPPORTED', `${file}: legacy AES encrypted images are read-only in qimg. ${LEGACY_AES_REFUSAL}`, { file })
     const cs = this.layout.geometry.clusterSize
     const reftableBytes = h.refcountTableClusters * cs
     if (h.refcountTableOffset + reftableBytes > this.layout.fileSize) throw new ImageError('CORRUPT', `${file}: refcount table at ${hex(h.refcountTableOffset)} runs past end of file`, { file, offset: h.refcountTableOffset })
@@ -174,10 +162,7 @@ export class Qcow2Image implements FormatDriver {
         h.refcountTableClusters = clusters
       },
     })
-    // LUKS: guest data goes through a view that encrypts at its host offset.
-    const cipher = this.#encryption?.cipher
-    const data = cipher ? encryptedStorage(this.dataStorage as Storage, cipher) : this.dataStorage as Storage
-    this.#writer = new Qcow2Writer(this.#ctx, storage, data, refcounts, {
+    this.#writer = new Qcow2Writer(this.#ctx, storage, dataForWriting(this.#encryption, this.dataStorage as Storage), refcounts, {
       switchL1: async (offset, entries) => {
         const bytes = new Uint8Array(12)
         const view = new DataView(bytes.buffer)
@@ -196,6 +181,20 @@ export class Qcow2Image implements FormatDriver {
           await this.#writeHeaderU64(72, h.incompatibleFeatures)
           this.#setDirtyBit = true
         }
+      },
+      metadataRanges: () => {
+        const cs = this.layout.geometry.clusterSize
+        const ranges = [{ offset: h.snapshotsOffset, length: snapshotTableSize(this.snapshots), what: 'snapshot table' }]
+        for (const s of this.snapshots) ranges.push({ offset: s.l1TableOffset, length: s.l1Size * 8, what: 'inactive L1 table' })
+        if (h.bitmaps && (h.autoclearFeatures & spec.AUTOCLEAR_BITMAPS)) ranges.push({ offset: h.bitmaps.directoryOffset, length: h.bitmaps.directorySize, what: 'bitmap directory' })
+        if (h.cryptoHeader) ranges.push({ offset: h.cryptoHeader.offset, length: Math.max(h.cryptoHeader.length, cs), what: 'LUKS header' })
+        return ranges.filter((r) => r.offset !== 0 && r.length > 0)
+      },
+      markCorrupt: async () => {
+        // v2 has no corrupt bit; the writer refuses further writes either way.
+        if (h.version < 3) return
+        h.incompatibleFeatures |= spec.INCOMPAT_CORRUPT
+        await this.#writeHeaderU64(72, h.incompatibleFeatures)
       },
     }, {
       version: h.version, hasBacking: h.backingFile !== undefined,
@@ -375,12 +374,7 @@ export class Qcow2Image implements FormatDriver {
 
   async getExtent(guestOffset: number, maxLength: number): Promise<Extent> {
     const extent = await getExtent(this.#ctx, guestOffset, maxLength)
-    if (!this.encrypted) return extent
-    // Encrypted data is decoded by readEncoded and, as in QEMU, no host offset is shown.
-    if (extent.kind === 'data') return { kind: 'compressed', length: extent.length }
-    if (extent.kind === 'zero') return { kind: 'zero', length: extent.length, hostOffset: undefined }
-    if (extent.kind === 'unallocated') return { kind: 'unallocated', length: extent.length }
-    return extent
+    return this.#encryption ? hideEncryptedData(extent) : extent
   }
 
   /**
@@ -388,51 +382,18 @@ export class Qcow2Image implements FormatDriver {
    * encrypted image, decrypts a data run (compressed clusters are never encrypted).
    */
   async readEncoded(guestOffset: number, length: number): Promise<Uint8Array> {
-    if (this.#encryption) {
-      const extent = await getExtent(this.#ctx, guestOffset, length)
-      if (extent.kind === 'data') {
-        const data = await readEncrypted(this.#encryption, extent.storage, extent.hostOffset, guestOffset, extent.length)
-        if (extent.length >= length) return data
-        const out = new Uint8Array(length)
-        out.set(data)
-        out.set(await this.readEncoded(guestOffset + extent.length, length - extent.length), extent.length)
-        return out
-      }
-    }
+    const decrypted = this.#encryption && await readDecrypted(this.#encryption, this.#ctx, guestOffset, length)
+    if (decrypted) return decrypted
     const g = this.layout.geometry
     const clusterStart = guestOffset - (guestOffset % g.clusterSize)
     let cluster = this.#decoded.get(clusterStart)
     if (!cluster) {
-      cluster = await this.#decompress(clusterStart)
+      cluster = await decompressCluster(this.#ctx, this.#codecs, this.layout.header.compressionType, clusterStart)
       this.#decoded.set(clusterStart, cluster)
       if (this.#decoded.size > 8) this.#decoded.delete(this.#decoded.keys().next().value as number)
     }
     const from = guestOffset - clusterStart
     return cluster.slice(from, from + length)
-  }
-
-  async #decompress(guestOffset: number): Promise<Uint8Array> {
-    const ctx = this.#ctx
-    const g = ctx.geometry
-    const index = l1Index(g, guestOffset)
-    const l1Hi = ctx.l1.getUint32(index * 8)
-    const l1Lo = ctx.l1.getUint32(index * 8 + 4)
-    const l2Offset = (l1Hi & 0x00ff_ffff) * 0x1_0000_0000 + ((l1Lo & 0xffff_fe00) >>> 0)
-    const table = await loadL2(ctx, l2Offset, `L1 entry ${index}`)
-    const { entry } = readL2Entry(ctx, table, l2Index(g, guestOffset))
-    if (entry.kind !== 'compressed') throw new Error('readEncoded on a cluster that is not compressed')
-    const range = compressedReadRange(entry, ctx.fileSize)
-    const where = `${this.storage.name}: compressed cluster at guest ${hex(guestOffset)} (host ${hex(entry.hostOffset)})`
-    if (range.length <= 0) throw new ImageError('CORRUPT', `${where} starts past end of file`, { offset: entry.hostOffset, file: this.storage.name })
-    const input = await this.storage.read(range.hostOffset, range.length)
-    const type = this.layout.header.compressionType
-    const codec = type === spec.COMPRESSION_ZSTD ? this.#codecs.zstd : this.#codecs.deflate
-    if (!codec) throw new ImageError('UNSUPPORTED', `${where}: no ${type === spec.COMPRESSION_ZSTD ? 'zstd' : 'deflate'} codec available`, { file: this.storage.name })
-    try {
-      return await codec(input, g.clusterSize)
-    } catch (cause) {
-      throw new ImageError('CORRUPT', `${where}: ${(cause as Error).message}`, { offset: entry.hostOffset, file: this.storage.name, cause })
-    }
   }
 
   consultHostHoles(): Promise<boolean> {

@@ -79,6 +79,19 @@ export class RefcountManager {
     return this.#endCluster
   }
 
+  /** Offsets of every refcount block in the table (for the metadata overlap check). */
+  blockOffsets(): number[] {
+    const out: number[] = []
+    for (let i = 0; i < this.#reftable.length / 8; i++) {
+      const offset = this.#blockOffset(i)
+      if (offset) out.push(offset)
+    }
+    return out
+  }
+
+  /** Incremented whenever refcount metadata (blocks, table) is allocated or moved. */
+  metadataEpoch = 0
+
   /** After the file was cut: nothing at or past `cluster` is in use. */
   setEndCluster(cluster: number): void {
     this.#endCluster = cluster
@@ -239,6 +252,7 @@ export class RefcountManager {
       }
       this.cache.put(offset, bytes)
       this.#setReftableEntry(tableIndex, offset)
+      this.metadataEpoch++
       this.#endCluster = Math.max(this.#endCluster, cluster + 1)
       return offset
     } finally {
@@ -306,6 +320,7 @@ export class RefcountManager {
     await this.host.switchReftable(start * cs, tableClusters)
     this.layout.reftableOffset = start * cs
     this.layout.reftableClusters = tableClusters
+    this.metadataEpoch++
     this.#reftable = table
     this.#reftableView = tableView
     this.#reftableDirty = false

@@ -21,6 +21,10 @@ export interface WriterHost {
   switchL1(offset: number, entries: number): Promise<void>
   /** Called before the first change is written (lazy refcounts: set the dirty bit). */
   beforeFirstWrite(): Promise<void>
+  /** Metadata the header points to besides tables the writer knows (snapshot table and L1s, bitmaps, LUKS header). */
+  metadataRanges(): { offset: number; length: number; what: string }[]
+  /** Sets the corrupt bit (QEMU's qcow2_signal_corruption). */
+  markCorrupt(): Promise<void>
 }
 
 /** Options for zero writes, as qemu-io's write -z [-u]. */
@@ -88,6 +92,10 @@ export class WriterCore {
   protected dataDirty = false
 
   protected started = false
+  /** Host cluster → metadata structure, for the overlap check; rebuilt after metadata moves. */
+  protected overlaps: Map<number, string> | undefined
+  protected overlapsEpoch = 0
+  protected corrupt = false
   /** Lock-free in-place writes in progress; frees and flushes wait for them. */
   protected readonly inFlight = new InFlight()
 
@@ -151,6 +159,7 @@ export class WriterCore {
       bytes = new Uint8Array(g.clusterSize)
     }
     const table = ctx.l2Cache.put(hostOffset, bytes)
+    this.invalidateOverlaps()
     const [hi, lo] = encodeL1Entry({ kind: 'table', hostOffset, copied: true })
     ctx.l1.setUint32(index * 8, hi)
     ctx.l1.setUint32(index * 8 + 4, lo)
@@ -207,6 +216,7 @@ export class WriterCore {
     return this.mutex.run(async () => {
       await this.start()
       await this.flushLocked()
+      this.invalidateOverlaps()
       const result = await fn({
         ctx: this.ctx,
         storage: this.storage,
@@ -216,6 +226,7 @@ export class WriterCore {
         flush: () => this.flushLocked(),
       })
       await this.flushLocked()
+      this.invalidateOverlaps()
       return result
     })
   }
@@ -223,6 +234,53 @@ export class WriterCore {
   /** Makes every completed write durable, in dependency order. */
   flush(): Promise<void> {
     return this.mutex.run(() => this.flushLocked())
+  }
+
+  /** Forgets the overlap map (metadata was allocated, moved or freed). */
+  protected invalidateOverlaps(): void {
+    this.overlaps = undefined
+  }
+
+  /** Which clusters hold metadata ("cached" overlap template of QEMU, plus snapshot L1s). */
+  protected async buildOverlaps(): Promise<Map<number, string>> {
+    const cs = this.ctx.geometry.clusterSize
+    const map = new Map<number, string>()
+    const add = (offset: number, length: number, what: string) => {
+      for (let c = Math.floor(offset / cs); c * cs < offset + length; c++) if (!map.has(c)) map.set(c, what)
+    }
+    add(0, cs, 'qcow2_header')
+    add(this.l1Offset, Math.max(8, this.ctx.l1.byteLength), 'active L1 table')
+    for (let i = 0; i < this.ctx.l1.byteLength / 8; i++) {
+      const offset = (this.ctx.l1.getUint32(i * 8) & 0x00ff_ffff) * 2 ** 32 + ((this.ctx.l1.getUint32(i * 8 + 4) & 0xffff_fe00) >>> 0)
+      if (offset) add(offset, cs, 'active L2 table')
+    }
+    add(this.refcounts.layout.reftableOffset, this.refcounts.layout.reftableClusters * cs, 'refcount table')
+    for (const offset of this.refcounts.blockOffsets()) add(offset, cs, 'refcount block')
+    for (const r of this.host.metadataRanges()) add(r.offset, r.length, r.what)
+    return map
+  }
+
+  /**
+   * Guest data goes to the host through here: a write onto metadata marks the image corrupt
+   * and stops, as QEMU's overlap check does.
+   */
+  protected async writeData(hostOffset: number, bytes: Uint8Array): Promise<void> {
+    if (this.corrupt) throw new ImageError('CORRUPT', `${this.storage.name}: image is marked corrupt; no more writes`, { file: this.storage.name })
+    if (this.data === this.storage && bytes.length > 0) {
+      const cs = this.ctx.geometry.clusterSize
+      if (this.overlapsEpoch !== this.refcounts.metadataEpoch) this.overlaps = undefined
+      this.overlapsEpoch = this.refcounts.metadataEpoch
+      this.overlaps ??= await this.buildOverlaps()
+      for (let c = Math.floor(hostOffset / cs); c * cs < hostOffset + bytes.length; c++) {
+        const what = this.overlaps.get(c)
+        if (what) {
+          this.corrupt = true
+          await this.host.markCorrupt()
+          throw new ImageError('CORRUPT', `${this.storage.name}: Marking image as corrupt: Preventing invalid write on metadata (overlaps with ${what}) at ${'0x' + (c * cs).toString(16)}`, { offset: c * cs, file: this.storage.name })
+        }
+      }
+    }
+    await this.data.write(hostOffset, bytes)
   }
 
   protected async flushLocked(): Promise<void> {
@@ -262,6 +320,7 @@ export class WriterCore {
     // 4. Only now may clusters that lost their last reference be reused.
     if (refs.hasPendingFrees) {
       const freed = await refs.applyFrees()
+      this.invalidateOverlaps()
       for (const cluster of freed) l2.forget(cluster * this.ctx.geometry.clusterSize)
       await refs.writeBlocks()
       await this.storage.flush()
@@ -296,6 +355,7 @@ export class WriterCore {
       const oldClusters = Math.ceil(old.byteLength / cs)
       await this.host.switchL1(hostOffset, entries)
       this.l1Offset = hostOffset
+      this.invalidateOverlaps()
       const view = new DataView(bytes.buffer)
       this.ctx.l1 = view
       if (oldClusters > 0 && oldOffset !== 0) this.refcounts.free(oldOffset, oldClusters)

@@ -48,7 +48,7 @@ export class DataWriter extends WriterCore {
       else pieces.push({ hostOffset, from: position - offset, to: end - offset })
       position = end
     }
-    for (const p of pieces) await this.data.write(p.hostOffset, data.subarray(p.from, p.to))
+    for (const p of pieces) await this.writeData(p.hostOffset, data.subarray(p.from, p.to))
     this.dataDirty = true
     return true
   }
@@ -66,7 +66,7 @@ export class DataWriter extends WriterCore {
         const e = decoded.entry as Extract<L2Entry, { kind: 'normal' }>
         const pieceEnd = Math.min(end, (cluster + 1) * cs)
         if (g.extendedL2) await this.writeSubclusters(table, decoded, e.hostOffset, position, data.subarray(position - start, pieceEnd - start), readGuest)
-        else await this.data.write(e.hostOffset + (position % cs), data.subarray(position - start, pieceEnd - start))
+        else await this.writeData(e.hostOffset + (position % cs), data.subarray(position - start, pieceEnd - start))
         this.dataDirty = true
         position = pieceEnd
         continue
@@ -89,7 +89,7 @@ export class DataWriter extends WriterCore {
         if (decoded.entry.kind === 'normal' || decoded.entry.kind === 'compressed') {
           // Old data must move: copy the whole cluster's current content into the new one.
           const old = await readGuest(cluster * cs, Math.min(cs, this.ctx.virtualSize - cluster * cs))
-          await this.data.write(hostOffset, old)
+          await this.writeData(hostOffset, old)
           fresh.allocated = ALL_SUBCLUSTERS
         } else {
           fresh.zero = keepZero
@@ -103,14 +103,14 @@ export class DataWriter extends WriterCore {
         const piece = data.subarray(position - start, runEnd - start)
         if (headLength === 0 && runEnd === lastClusterEnd) {
           // Whole clusters: the caller's bytes go straight to their new place.
-          await this.data.write(hostOffset, piece)
+          await this.writeData(hostOffset, piece)
         } else {
           // Copy-on-write: the untouched head and tail come from the current content.
           const buffer = new Uint8Array(count * cs)
           if (headLength > 0) buffer.set(await readGuest(runStart, headLength), 0)
           if (runEnd < lastClusterEnd) buffer.set(await readGuest(runEnd, lastClusterEnd - runEnd), runEnd - runStart)
           buffer.set(piece, headLength)
-          await this.data.write(hostOffset, buffer)
+          await this.writeData(hostOffset, buffer)
         }
         for (let i = 0; i < count; i++) {
           this.setEntry(table, l2Index(g, runStart + i * cs), { kind: 'normal', hostOffset: hostOffset + i * cs, copied: true })
@@ -141,9 +141,9 @@ export class DataWriter extends WriterCore {
     if ((position > spanStart && needsFill(first)) || (position + data.length < spanEnd && needsFill(last))) {
       const buffer = await readGuest(spanStart, spanEnd - spanStart)
       buffer.set(data, position - spanStart)
-      await this.data.write(hostOffset + first * sc, buffer)
+      await this.writeData(hostOffset + first * sc, buffer)
     } else {
-      await this.data.write(hostOffset + (position - clusterStart), data)
+      await this.writeData(hostOffset + (position - clusterStart), data)
     }
     for (let i = first; i <= last; i++) {
       allocated = (allocated | (1 << i)) >>> 0
@@ -170,7 +170,7 @@ export class DataWriter extends WriterCore {
         throw new ImageError('INVALID_ARGUMENT', `${this.storage.name}: compression can't overwrite anything (cluster at ${guestOffset} is allocated)`)
       }
       const hostOffset = await this.refcounts.allocateBytes(compressed.length)
-      await this.data.write(hostOffset, compressed)
+      await this.writeData(hostOffset, compressed)
       this.dataDirty = true
       const sectorCount = Math.floor((hostOffset + compressed.length - 1) / 512) - Math.floor(hostOffset / 512) + 1
       this.setEntry(table, index, { kind: 'compressed', hostOffset, sectorCount }, { allocated: 0, zero: 0 })

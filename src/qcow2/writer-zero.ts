@@ -98,7 +98,7 @@ export class ZeroingWriter extends DataWriter {
   protected async zeroRawDataFile(start: number, end: number): Promise<void> {
     if (!this.rawDataFile) return
     const zeros = new Uint8Array(Math.min(end - start, 1024 * 1024))
-    for (let at = start; at < end; at += zeros.length) await this.data.write(at, zeros.subarray(0, Math.min(zeros.length, end - at)))
+    for (let at = start; at < end; at += zeros.length) await this.writeData(at, zeros.subarray(0, Math.min(zeros.length, end - at)))
     this.dataDirty = true
   }
 
@@ -160,7 +160,7 @@ export class ZeroingWriter extends DataWriter {
         const hostOffset = await this.allocateData(position / cs, count)
         if (mode === 'full') {
           const zeros = new Uint8Array(Math.min(count * cs, 4 * 1024 * 1024))
-          for (let at = 0; at < count * cs; at += zeros.length) await this.data.write(hostOffset + at, zeros.subarray(0, Math.min(zeros.length, count * cs - at)))
+          for (let at = 0; at < count * cs; at += zeros.length) await this.writeData(hostOffset + at, zeros.subarray(0, Math.min(zeros.length, count * cs - at)))
           this.dataDirty = true
         }
         // Extended L2: the subclusters stay unallocated (QEMU leaves the bitmap alone for

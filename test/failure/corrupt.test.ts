@@ -216,8 +216,8 @@ test('a write that a corrupt L2 entry sends far past the end of a memory storage
 })
 
 // QEMU refuses data writes that would land on metadata (qcow2_pre_write_overlap_check) and marks
-// the image corrupt; qimg's writer has no overlap check yet, so this documents the gap.
-test('a guest write through an L2 entry pointing at the L1 table is refused', { todo: 'writer overlap checks' }, async () => {
+// the image corrupt; so does qimg's writer.
+test('a guest write through an L2 entry pointing at the L1 table is refused', async () => {
   const img = plainImage()
   poke(img.bytes, l2EntryOffset(img, 0), 8, (1n << 63n) | BigInt(img.layout.l1TableOffset))
   const l1Before = img.bytes.slice(img.layout.l1TableOffset, img.layout.l1TableOffset + 16)
@@ -229,5 +229,7 @@ test('a guest write through an L2 entry pointing at the L1 table is refused', { 
     await device.close().catch(() => undefined)
   }
   assert.deepEqual(storage.bytes().slice(img.layout.l1TableOffset, img.layout.l1TableOffset + 16), l1Before)
+  const incompatible = new DataView(storage.bytes().buffer, storage.bytes().byteOffset).getBigUint64(72)
+  assert.equal(incompatible & 2n, 2n, 'the corrupt bit is set')
 })
 
