@@ -5,13 +5,16 @@
 //   plain.qcow2  qemu-img convert -O qcow2 disk.raw
 //   zlib.qcow2   qemu-img convert -c -O qcow2 disk.raw (zlib-compressed clusters)
 // Then times each benchmark (BENCHMARKS below) for qimg and qemu-img side by side: one unmeasured
-// warm-up run each, then RUNS measured runs each in alternating order; wall time (median) and
-// peak RSS (max). Needs qemu-img, mke2fs (e2fsprogs) and a built qimg (npm run build).
+// warm-up run each, then RUNS measured runs each in alternating order; wall time (median, and
+// best), CPU time (user + system, median) and peak RSS (max). Wall times swing a lot on a busy
+// or virtualised machine: the load average is printed, compare CPU times and best runs too.
+// Needs qemu-img, mke2fs (e2fsprogs) and a built qimg (npm run build).
 //
 //   QIMG_BENCH_RUNS=N       measured runs per tool (default 3)
 //   QIMG_BENCH_ONLY=TEXT    only benchmarks whose name contains TEXT
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs'
+import { availableParallelism, loadavg } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -134,12 +137,13 @@ const BENCHMARKS = [
 const gnuTime = existsSync('/usr/bin/time') && spawnSync('/usr/bin/time', ['-f', '%M', 'true'], { encoding: 'utf8' }).status === 0
 
 /**
- * Runs a command; resolves to { seconds, peakMiB }. Peak RSS comes from GNU time (the kernel's
- * maxrss of the child) when /usr/bin/time exists, else from polling /proc/PID/status VmHWM.
+ * Runs a command; resolves to { seconds, cpu, peakMiB }. Peak RSS and CPU seconds (user + system)
+ * come from GNU time (the kernel's rusage of the child) when /usr/bin/time exists; else peak RSS
+ * is polled from /proc/PID/status VmHWM and CPU time is unknown (NaN).
  */
 function measure(cmd, args) {
   return new Promise((resolve, reject) => {
-    const argv = gnuTime ? ['/usr/bin/time', '-f', 'PEAK_KIB %M', cmd, ...args] : [cmd, ...args]
+    const argv = gnuTime ? ['/usr/bin/time', '-f', 'RUSAGE %M %U %S', cmd, ...args] : [cmd, ...args]
     const t0 = performance.now()
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
@@ -155,9 +159,9 @@ function measure(cmd, args) {
     child.on('close', (code) => {
       const seconds = (performance.now() - t0) / 1000
       clearInterval(poll)
-      const m = /PEAK_KIB (\d+)/.exec(stderr)
+      const m = /RUSAGE (\d+) ([\d.]+) ([\d.]+)/.exec(stderr)
       if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}):\n${stderr}`))
-      resolve({ seconds, peakMiB: (m ? Number(m[1]) : polledKiB) / 1024 })
+      resolve({ seconds, cpu: m ? Number(m[2]) + Number(m[3]) : NaN, peakMiB: (m ? Number(m[1]) : polledKiB) / 1024 })
     })
   })
 }
@@ -184,7 +188,7 @@ async function runBenchmark(bench) {
     for (const name of i % 2 === 0 ? ['qimg', 'qemu'] : ['qemu', 'qimg']) {
       const r = await once(name)
       results[name].push(r)
-      console.log(`  ${name.padEnd(4)} run ${i + 1}: ${r.seconds.toFixed(2)} s, peak ${r.peakMiB.toFixed(0)} MiB`)
+      console.log(`  ${name.padEnd(4)} run ${i + 1}: ${r.seconds.toFixed(2)} s, cpu ${r.cpu.toFixed(2)} s, peak ${r.peakMiB.toFixed(0)} MiB, load ${loadavg()[0].toFixed(1)}`)
     }
   }
   const verdict = bench.verify(tools.qimg.out, tools.qemu.out)
@@ -193,6 +197,10 @@ async function runBenchmark(bench) {
     name: bench.name,
     qimg: median(results.qimg.map((r) => r.seconds)),
     qemu: median(results.qemu.map((r) => r.seconds)),
+    qimgBest: Math.min(...results.qimg.map((r) => r.seconds)),
+    qemuBest: Math.min(...results.qemu.map((r) => r.seconds)),
+    qimgCpu: median(results.qimg.map((r) => r.cpu)),
+    qemuCpu: median(results.qemu.map((r) => r.cpu)),
     qimgPeak: Math.max(...results.qimg.map((r) => r.peakMiB)),
     qemuPeak: Math.max(...results.qemu.map((r) => r.peakMiB)),
     verdict,
@@ -227,16 +235,27 @@ function statfsFreeGiB(dir) {
 }
 
 console.log(`qimg vs ${spawnSync('qemu-img', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0]}; node ${process.version}; peak RSS via ${gnuTime ? '/usr/bin/time' : '/proc VmHWM polling'}`)
+const loadNote = () => {
+  const load = loadavg()[0]
+  const cpus = availableParallelism()
+  return `load average ${load.toFixed(1)} on ${cpus} CPUs${load > cpus / 2 ? ' (busy machine: wall times are noisy)' : ''}`
+}
+console.log(loadNote())
 const rows = []
 for (const bench of BENCHMARKS.filter((b) => b.name.includes(ONLY))) rows.push(await runBenchmark(bench))
 
 const table = [
-  ['benchmark', 'qimg s', 'qemu-img s', 'ratio', 'qimg peak MiB', 'qemu peak MiB', 'outputs'],
-  ...rows.map((r) => [r.name, r.qimg.toFixed(2), r.qemu.toFixed(2), (r.qimg / r.qemu).toFixed(2), r.qimgPeak.toFixed(0), r.qemuPeak.toFixed(0), r.verdict]),
+  ['benchmark', 'qimg s', 'qemu-img s', 'ratio', 'qimg peak MiB', 'qemu peak MiB', 'best qimg/qemu s', 'cpu qimg/qemu s', 'outputs'],
+  ...rows.map((r) => [
+    r.name, r.qimg.toFixed(2), r.qemu.toFixed(2), (r.qimg / r.qemu).toFixed(2), r.qimgPeak.toFixed(0), r.qemuPeak.toFixed(0),
+    `${r.qimgBest.toFixed(2)}/${r.qemuBest.toFixed(2)}`, `${r.qimgCpu.toFixed(2)}/${r.qemuCpu.toFixed(2)}`, r.verdict,
+  ]),
 ]
 const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)))
 console.log()
-for (const row of table) console.log(row.map((cell, c) => (c === 0 || c === 6 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '))
+const last = table[0].length - 1
+for (const row of table) console.log(row.map((cell, c) => (c === 0 || c === last ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '))
+console.log(`(times: median of ${RUNS} runs; ${loadNote()})`)
 console.log()
 for (const r of rows) {
   const ratioOk = r.qimg / r.qemu <= MAX_RATIO

@@ -22,6 +22,14 @@ const SIZE: OptionDesc = { name: 'size', type: 'size', help: 'Virtual disk size'
 const FORMAT_OPTIONS: Record<string, OptionDesc[]> = {
   qcow2: [
     { name: 'encryption', type: 'bool', help: "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)" },
+    { name: 'encrypt.format', type: 'string', help: "Encrypt the image, format choices: 'aes', 'luks'" },
+    { name: 'encrypt.key-secret', type: 'string', help: 'ID of secret providing qcow AES key or LUKS passphrase' },
+    { name: 'encrypt.cipher-alg', type: 'string', help: 'Name of encryption cipher algorithm' },
+    { name: 'encrypt.cipher-mode', type: 'string', help: 'Name of encryption cipher mode' },
+    { name: 'encrypt.ivgen-alg', type: 'string', help: 'Name of IV generator algorithm' },
+    { name: 'encrypt.ivgen-hash-alg', type: 'string', help: 'Name of IV generator hash algorithm' },
+    { name: 'encrypt.hash-alg', type: 'string', help: 'Name of encryption hash algorithm' },
+    { name: 'encrypt.iter-time', type: 'number', help: 'Time to spend in PBKDF in milliseconds' },
     { name: 'cluster_size', type: 'size', help: 'qcow2 cluster size', default: '65536' },
     { name: 'extended_l2', type: 'bool', help: 'Extended L2 tables', default: 'off' },
     { name: 'preallocation', type: 'string', help: 'Preallocation mode (allowed values: off, metadata, falloc, full)' },
@@ -32,14 +40,6 @@ const FORMAT_OPTIONS: Record<string, OptionDesc[]> = {
     { name: 'backing_fmt', type: 'string', help: 'Image format of the base image' },
     { name: 'data_file', type: 'string', help: 'File name of an external data file' },
     { name: 'data_file_raw', type: 'bool', help: 'The external data file must stay valid as a raw image' },
-    { name: 'encrypt.format', type: 'string', help: "Encrypt the image, format choices: 'aes', 'luks'" },
-    { name: 'encrypt.key-secret', type: 'string', help: 'ID of secret providing qcow AES key or LUKS passphrase' },
-    { name: 'encrypt.cipher-alg', type: 'string', help: 'Name of encryption cipher algorithm' },
-    { name: 'encrypt.cipher-mode', type: 'string', help: 'Name of encryption cipher mode' },
-    { name: 'encrypt.ivgen-alg', type: 'string', help: 'Name of IV generator algorithm' },
-    { name: 'encrypt.ivgen-hash-alg', type: 'string', help: 'Name of IV generator hash algorithm' },
-    { name: 'encrypt.hash-alg', type: 'string', help: 'Name of encryption hash algorithm' },
-    { name: 'encrypt.iter-time', type: 'number', help: 'Time to spend in PBKDF in milliseconds' },
     { name: 'lazy_refcounts', type: 'bool', help: 'Postpone refcount updates', default: 'off' },
     { name: 'refcount_bits', type: 'number', help: 'Width of a reference count entry in bits', default: '16' },
   ],
@@ -125,10 +125,6 @@ export function parseCreateOptions(format: string, texts: readonly string[]): Ma
       else if (desc.type === 'size') parseOptionSize(key, value)
       merged.set(key, value)
     }
-  }
-  const encryption = merged.get('encryption')
-  if ((encryption !== undefined && parseBool('encryption', encryption)) || [...merged.keys()].some((k) => k.startsWith('encrypt.'))) {
-    throw new ImageError('UNSUPPORTED', 'Encrypted images are not supported yet')
   }
   return merged
 }

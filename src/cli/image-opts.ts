@@ -36,6 +36,8 @@ export interface ImageOptions {
   filename: string
   format: string | undefined
   snapshot: { id?: string; name?: string } | undefined
+  /** encrypt.key-secret: the ID of the --object secret holding the passphrase. */
+  keySecret: string | undefined
 }
 
 /** Reads the image options qimg understands from an --image-opts string. */
@@ -49,5 +51,6 @@ export function parseImageOpts(text: string): ImageOptions {
     filename,
     format: opts.get('driver'),
     snapshot: id === undefined && name === undefined ? undefined : { ...(id === undefined ? {} : { id }), ...(name === undefined ? {} : { name }) },
+    keySecret: opts.get('encrypt.key-secret'),
   }
 }

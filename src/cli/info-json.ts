@@ -1,5 +1,5 @@
 // ImageInfo → QEMU 7.2 QAPI ImageInfo object (block-core.json), ready for toQemuJson.
-import type { ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from '../format/info.js'
+import type { ImageInfo, LuksInfo, Qcow2SpecificInfo, SnapshotInfo } from '../format/info.js'
 import type { QValue } from './qjson.js'
 
 // Members are inserted in QAPI declaration order (base fields first), which together with the
@@ -33,13 +33,33 @@ export function qcow2SpecificToQValue(spec: Qcow2SpecificInfo): QValue {
     'lazy-refcounts': spec.lazyRefcounts,
     corrupt: spec.corrupt,
     'refcount-bits': spec.refcountBits,
-    encrypt: spec.encryptFormat === undefined ? undefined : { format: spec.encryptFormat },
+    encrypt: spec.encryptFormat === undefined ? undefined : { format: spec.encryptFormat, ...(spec.luks ? luksToQValue(spec.luks) : {}) },
     bitmaps: bitmaps?.map((bitmap) => ({
       name: bitmap.name,
       granularity: bitmap.granularity,
       flags: [...bitmap.flags],
     })),
     'compression-type': spec.compressionType,
+  }
+}
+
+/** The LUKS members of qcow2 `encrypt` (QCryptoBlockInfoLUKS, QEMU 7.2: no detached-header). */
+export function luksToQValue(luks: LuksInfo): { [key: string]: QValue | undefined } {
+  return {
+    'cipher-alg': luks.cipherAlg,
+    'cipher-mode': luks.cipherMode,
+    'ivgen-alg': luks.ivgenAlg,
+    'ivgen-hash-alg': luks.ivgenHashAlg,
+    'hash-alg': luks.hashAlg,
+    'payload-offset': luks.payloadOffset,
+    'master-key-iters': luks.masterKeyIters,
+    uuid: luks.uuid,
+    slots: luks.slots.map((slot) => ({
+      active: slot.active,
+      iters: slot.iters,
+      stripes: slot.stripes,
+      'key-offset': slot.keyOffset,
+    })),
   }
 }
 

@@ -52,7 +52,7 @@ export async function amendImage(open: () => Promise<BlockDevice>, storageOf: ()
     const h = driver.layout.header
     const targetV3 = o.compat === undefined ? h.version >= 3 : o.compat === '1.1'
     if (!targetV3 && o.lazyRefcounts) throw new ImageError('INVALID_ARGUMENT', 'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)')
-    if (!targetV3 && o.refcountBits !== undefined && o.refcountBits !== 16) throw new ImageError('INVALID_ARGUMENT', 'Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)')
+    if (!targetV3 && o.refcountBits !== undefined && o.refcountBits !== 16) throw new ImageError('INVALID_ARGUMENT', 'Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)')
     if (o.dataFile !== undefined && !driver.layout.hasDataFile) throw new ImageError('INVALID_ARGUMENT', 'data-file can only be set for images that use an external data file')
     if (o.dataFileRaw === true && !(h.autoclearFeatures & spec.AUTOCLEAR_DATA_FILE_RAW)) throw new ImageError('INVALID_ARGUMENT', 'data-file-raw cannot be set on existing images')
     // 1. upgrade

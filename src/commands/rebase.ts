@@ -57,5 +57,9 @@ export async function rebaseImage(image: BlockDevice, options: RebaseOptions): P
     }
     progress.end()
   }
+  // As qemu-img: the data is copied, then a backing name without a format is refused.
+  if (options.name !== undefined && options.format === undefined) {
+    throw new ImageError('INVALID_ARGUMENT', `Could not change the backing file to '${options.name}': backing format must be specified`)
+  }
   await driver.setBacking(options.name, options.format)
 }

@@ -1,6 +1,7 @@
 // The crypto provider on Node: block ciphers, hashes, PBKDF2 and randomness from node:crypto
 // (OpenSSL). No cipher is written here; XTS for key sizes OpenSSL lacks (aes-192) is built on
 // its ECB mode as QEMU builds XTS (qcow2/crypto/xts.ts).
+import * as nodeCryptoModule from 'node:crypto'
 import { createCipheriv, createDecipheriv, createHash, getCiphers, getHashes, pbkdf2, pbkdf2Sync, randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { ImageError } from '../errors.js'
@@ -9,6 +10,7 @@ import { CIPHER_KEY_LENGTH } from '../qcow2/crypto/provider.js'
 import { xtsFromEcb } from '../qcow2/crypto/xts.js'
 
 const pbkdf2Async = promisify(pbkdf2)
+const oneShotHash = (nodeCryptoModule as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash
 const CIPHERS = new Set(getCiphers())
 const HASHES = new Set(getHashes())
 
@@ -64,6 +66,8 @@ export const nodeCrypto: CryptoProvider = {
     return nativeCipher(opensslName(algorithm, mode), key)
   },
   hash(hash: HashAlgorithm, parts) {
+    // One-shot hashing (Node ≥ 20.12) is several times cheaper for the small AF blocks.
+    if (oneShotHash) return plain(oneShotHash(hash, parts.length === 1 ? parts[0]! : Buffer.concat(parts), 'buffer'))
     const h = createHash(hash)
     for (const part of parts) h.update(part)
     return plain(h.digest())

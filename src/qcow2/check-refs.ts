@@ -89,7 +89,9 @@ async function checkL2(ctx: RefContext, l2Offset: number, active: boolean): Prom
     const at = i * g.l2EntrySize
     const hi = view.getUint32(at)
     const lo = view.getUint32(at + 4)
-    const bitmap = g.extendedL2 ? view.getUint32(at + 8) * 2 ** 32 + view.getUint32(at + 12) : 0
+    // Extended L2 subcluster bitmap as two words (a u64 in a double would round): zero bits 32-63, allocation bits 0-31.
+    const zeroBits = g.extendedL2 ? view.getUint32(at + 8) : 0
+    const allocBits = g.extendedL2 ? view.getUint32(at + 12) : 0
     if (hi & 0x4000_0000) {
       if (hi & 0x8000_0000) {
         const x = 70 - g.clusterBits
@@ -101,7 +103,7 @@ async function checkL2(ctx: RefContext, l2Offset: number, active: boolean): Prom
         ctx.counts.corruptions++
         continue
       }
-      if (bitmap) {
+      if (zeroBits || allocBits) {
         ctx.report(`ERROR compressed cluster ${i} with non-zero subcluster allocation bitmap, entry=0x${hexOf(hi, lo)}`)
         ctx.counts.corruptions++
         continue
@@ -125,8 +127,8 @@ async function checkL2(ctx: RefContext, l2Offset: number, active: boolean): Prom
     }
     const normal = offset !== 0 || (hasDataFile && (hi & 0x8000_0000) !== 0)
     if (!normal) {
-      if (g.extendedL2 && (bitmap % 2 ** 32) !== 0 && !zeroFlag) {
-        ctx.report(`ERROR invalid cluster entry, entry=0x${hexOf(hi, lo)} bitmap=0x${bitmap.toString(16)}`)
+      if (g.extendedL2 && allocBits !== 0 && !zeroFlag) {
+        ctx.report(`ERROR invalid cluster entry, entry=0x${hexOf(hi, lo)} bitmap=0x${hexOf(zeroBits, allocBits)}`)
         ctx.counts.corruptions++
       }
       continue
@@ -138,13 +140,13 @@ async function checkL2(ctx: RefContext, l2Offset: number, active: boolean): Prom
     }
     if (offset % g.clusterSize !== 0) {
       ctx.counts.corruptions++
-      const containsData = g.extendedL2 ? bitmap % 2 ** 32 !== 0 : !zeroFlag
+      const containsData = g.extendedL2 ? allocBits !== 0 : !zeroFlag
       ctx.report(containsData
         ? `ERROR offset=${offset.toString(16)}: Data cluster is not properly aligned; L2 entry corrupted.`
         : `ERROR offset=${offset.toString(16)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`)
     }
-    if (g.extendedL2 && Math.floor(bitmap / 2 ** 32) & (bitmap % 2 ** 32)) {
-      ctx.report(`ERROR invalid cluster entry, entry=0x${hexOf(hi, lo)} bitmap=0x${bitmap.toString(16)}`)
+    if (g.extendedL2 && (zeroBits & allocBits) !== 0) {
+      ctx.report(`ERROR invalid cluster entry, entry=0x${hexOf(hi, lo)} bitmap=0x${hexOf(zeroBits, allocBits)}`)
       ctx.counts.corruptions++
     }
     if (!hasDataFile) incRefs(ctx, offset, g.clusterSize)

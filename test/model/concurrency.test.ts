@@ -13,15 +13,15 @@ import type { BlockDevice } from '../../src/format/device.js'
 import { createQcow2 } from '../../src/node/create.js'
 import { openImage } from '../../src/node/open.js'
 import type { Qcow2CreateOptions } from '../../src/qcow2/create.js'
-import { needTools, run, tempDir } from '../helpers/oracle.js'
-import { DiskModel, describeOp, firstDifference, type Op } from './model.js'
+import { needTools, run } from '../helpers/oracle.js'
+import { DiskModel, describeOp, firstDifference, scratchDir, type Op } from './model.js'
 import { Prng } from './prng.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
 const SEED = process.env['QIMG_MODEL_SEED'] === undefined ? undefined : Number(process.env['QIMG_MODEL_SEED']) >>> 0
 
-const root = tempDir('qimg-model-conc-')
+const root = scratchDir('qimg-model-conc-')
 after(() => root.cleanup())
 
 function dataOf(o: Extract<Op, { op: 'write' }>): Uint8Array {

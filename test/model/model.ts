@@ -11,6 +11,9 @@
 //   through again; without a backing file it reads as zeros.
 // * raw: discard punches a hole, which reads as zeros.
 // Zero writes always read back as zeros, whatever the format does underneath.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 /** What discard means for the image under test. */
 export type ModelFormat =
@@ -106,4 +109,15 @@ export function firstDifference(a: Uint8Array, b: Uint8Array): number {
   while (lo + block < n && ba.subarray(lo, lo + block).equals(bb.subarray(lo, lo + block))) lo += block
   for (let i = lo; i < n; i++) if (a[i] !== b[i]) return i
   return n
+}
+
+/**
+ * A scratch directory for model tests, removed by `cleanup`: in RAM (/dev/shm) when the host has
+ * it, since the tests flush and delete many files and a busy disk would dominate their runtime.
+ * QIMG_MODEL_TMP overrides the parent directory.
+ */
+export function scratchDir(prefix: string): { path: string; cleanup(): void } {
+  const parent = process.env['QIMG_MODEL_TMP'] ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir())
+  const path = mkdtempSync(join(parent, prefix))
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) }
 }

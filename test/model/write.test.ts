@@ -20,8 +20,8 @@ import type { Storage } from '../../src/io/storage.js'
 import { createQcow2, createRaw } from '../../src/node/create.js'
 import { openImage } from '../../src/node/open.js'
 import type { Qcow2CreateOptions } from '../../src/qcow2/create.js'
-import { needTools, run, runOk, tempDir } from '../helpers/oracle.js'
-import { DiskModel, describeOp, firstDifference, type Op } from './model.js'
+import { needTools, run, runOk } from '../helpers/oracle.js'
+import { DiskModel, describeOp, firstDifference, scratchDir, type Op } from './model.js'
 import { Prng } from './prng.js'
 
 const KiB = 1024
@@ -54,7 +54,7 @@ interface Scenario {
   /** Passed to openImage (bytes of L2 tables to cache). */
   l2CacheSize?: number
   weights?: Partial<Record<OpKind, number>>
-  /** Upper bound of one op's length (default 1 MiB). */
+  /** Upper bound of one op's length (default 256 KiB). */
   maxLength?: number
   /** Runs after the sequence with the closed image's path (extra assertions). */
   extra?: (path: string, tag: string) => Promise<void>
@@ -75,7 +75,7 @@ interface Setup {
   rawDataFile: string | undefined
 }
 
-const root = tempDir('qimg-model-write-')
+const root = scratchDir('qimg-model-write-')
 after(() => {
   if (process.env['QIMG_MODEL_KEEP']) console.log(`# images kept in ${root.path}`)
   else root.cleanup()
@@ -201,9 +201,9 @@ function genOp(rng: Prng, st: Setup, weights: Record<OpKind, number>, maxLength:
   }
 }
 
-async function applyOp(device: BlockDevice, o: Op): Promise<void> {
+async function applyOp(device: BlockDevice, o: Op, data = o.op === 'write' ? dataOf(o) : undefined): Promise<void> {
   switch (o.op) {
-    case 'write': await device.write(o.offset, dataOf(o)); break
+    case 'write': await device.write(o.offset, data!); break
     case 'zero': await device.writeZeroes(o.offset, o.length, { unmap: o.unmap }); break
     case 'discard': await device.discard(o.offset, o.length); break
     case 'flush': await device.flush(); break
@@ -291,7 +291,7 @@ async function runScenario(s: Scenario): Promise<void> {
   const st = await prepare(s, seed, dir)
   const rng = new Prng(seed)
   const weights = { ...DEFAULT_WEIGHTS, ...s.weights }
-  const maxLength = s.maxLength ?? MiB
+  const maxLength = s.maxLength ?? 256 * KiB
   const ops = Math.max(1, Math.round(s.ops * SCALE))
   const open = () => openImage(st.path, { writable: true, format: st.format, l2CacheSize: s.l2CacheSize })
   let device: BlockDevice | undefined = await open()
@@ -300,13 +300,15 @@ async function runScenario(s: Scenario): Promise<void> {
     for (let i = 0; i < ops; i++) {
       const o = genOp(rng, st, weights, maxLength)
       history.push(o)
+      const data = o.op === 'write' ? dataOf(o) : undefined
       const what = `${tag} op #${i} ${describeOp(o)} (before it: ${history.slice(-6, -1).map(describeOp).join('; ') || 'nothing'})`
+      // The model first: it copies the data, so an engine that changed the caller's buffer shows.
+      st.model.apply(o, () => data!)
       try {
-        await applyOp(device, o)
+        await applyOp(device, o, data)
       } catch (e) {
         assert.fail(`${what}: threw ${(e as Error).stack ?? String(e)}`)
       }
-      st.model.apply(o, dataOf)
       if (o.op !== 'flush') {
         const margin = st.clusterSize + 512
         await verifyRange(device, st.model, Math.max(0, o.offset - margin), Math.min(st.model.size, o.offset + o.length + margin), what)

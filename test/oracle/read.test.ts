@@ -3,7 +3,7 @@
 // and both are compared byte for byte with `qemu-img convert -O raw` of the same image.
 import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { openImage } from '../../src/node/open.js'
 import { needTools, tempDir } from '../helpers/oracle.js'
@@ -51,10 +51,20 @@ describe('read matrix: library and qimg convert equal qemu-img convert', { concu
 })
 
 describe('internal snapshots', () => {
+  const dir = join(root.path, 'snapshots')
+  let built: Promise<ImageRef> | undefined
+  /** The snapshot image, built once for both tests. */
+  const snapshotImage = (): Promise<ImageRef> => {
+    if (!built) {
+      mkdirSync(dir)
+      built = buildImage(SNAPSHOT_CASE, dir)
+    }
+    return built
+  }
+
   it('each snapshot reads like qemu-img convert -l, through every way of naming it', async (t) => {
     if (!needTools(t, 'qemu-img', 'qemu-io')) return
-    const dir = mkdtempSync(join(root.path, 'snap-'))
-    const ref = await buildImage(SNAPSHOT_CASE, dir)
+    const ref = await snapshotImage()
     const ids: Record<string, string> = { s1: '1', s2: '2' }
     const seen: Buffer[] = []
     for (const name of SNAPSHOT_CASE.snapshots ?? []) {
@@ -80,8 +90,7 @@ describe('internal snapshots', () => {
 
   it('a snapshot that does not exist fails in qimg as in qemu-img', async (t) => {
     if (!needTools(t, 'qemu-img', 'qemu-io')) return
-    const dir = mkdtempSync(join(root.path, 'nosnap-'))
-    const ref = await buildImage(SNAPSHOT_CASE, dir)
+    const ref = await snapshotImage()
     for (const spelling of ['s3', 'snapshot.id=1,snapshot.name=s2']) {
       const theirs = await qemuImgFor(ref, ['convert', '-l', spelling, '-O', 'raw', ref.file, join(dir, 'qemu-out.raw')])
       const ours = await qimgFor(ref, ['convert', '-l', spelling, '-O', 'raw', ref.file, join(dir, 'qimg-out.raw')])

@@ -29,7 +29,8 @@ export const amend: Command = async (args, ctx) => {
     if (CREATE_ONLY.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'\nThis option is only supported for image creation`)
     if (!AMENDABLE.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
   }
-  const open = () => openImage(filename, { format, writable: true, fileReferences: 'ignore' })
+  // Opened as qemu-img amend opens it: with its backing chain and its external data file.
+  const open = () => openImage(filename, { format, writable: true })
   const current = await openImage(filename, { format, fileReferences: 'ignore' })
   const backing = current.driver.backing
   await current.close()
@@ -37,7 +38,7 @@ export const amend: Command = async (args, ctx) => {
     throw new ImageError('INVALID_ARGUMENT', "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.")
   }
   const compat = opts.get('compat')
-  if (compat !== undefined && !['0.10', 'v2', '1.1', 'v3'].includes(compat)) throw new ImageError('INVALID_ARGUMENT', `Invalid compatibility level: '${compat}'`)
+  if (compat !== undefined && !['0.10', 'v2', '1.1', 'v3'].includes(compat)) throw new ImageError('INVALID_ARGUMENT', `Unknown compatibility level ${compat}`)
   await amendImage(open, () => FileStorage.open(filename, { writable: true }), {
     compat: compat === undefined ? undefined : compat === '0.10' || compat === 'v2' ? '0.10' : '1.1',
     lazyRefcounts: opts.has('lazy_refcounts') ? parseBool('lazy_refcounts', opts.get('lazy_refcounts')!) : undefined,

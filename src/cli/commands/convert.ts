@@ -11,6 +11,8 @@ import { parseCreateOptions, toQcow2Options } from '../create-options.js'
 import { parseOptionString } from '../image-opts.js'
 import { parseSize } from '../size.js'
 import { openOperand, parseArgs, type Command } from '../context.js'
+import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
+import { lookupSecret, secretsOf } from '../secrets.js'
 
 /** qemu-img's -l: "snapshot.id=ID,snapshot.name=NAME" or a bare ID or name. */
 function snapshotOption(text: string | undefined): string | { id?: string; name?: string } | undefined {
@@ -61,12 +63,15 @@ export const convert: Command = async (args, ctx) => {
   const optionTexts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
   if (noCreate && optionTexts.length > 0) throw new ImageError('INVALID_ARGUMENT', '-o cannot be used together with -n')
   const opts = parseCreateOptions(targetFormat, optionTexts)
+  const encrypted = opts.has('encrypt.format') || (opts.has('encryption') && opts.get('encryption') !== 'off')
+  if (compress && encrypted) throw new ImageError('INVALID_ARGUMENT', 'Compression and encryption not supported at the same time')
   if (compress && (opts.get('preallocation') ?? 'off') !== 'off') throw new ImageError('INVALID_ARGUMENT', 'Compression and preallocation not supported at the same time')
   const backing = stringOption(parsed, 'backing') ?? opts.get('backing_file')
   const backingFormat = stringOption(parsed, 'backing-format') ?? opts.get('backing_fmt')
   if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
 
   const device = await openOperand(source, parsed, { snapshot: snapshotOption(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) })
+  let targetSecret: Uint8Array | undefined
   try {
     if (!noCreate) {
       if (targetFormat === 'raw') {
@@ -78,10 +83,14 @@ export const convert: Command = async (args, ctx) => {
           opts.set('backing_file', backing)
           opts.set('backing_fmt', backingFormat)
         }
-        await createQcow2(output, toQcow2Options(opts, Math.ceil(device.size / 512) * 512))
+        const encrypt = toEncryptOptions(opts)
+        const secretId = encryptionSecretId(opts)
+        targetSecret = encrypt && secretId !== undefined ? lookupSecret(await secretsOf(parsed), secretId) : undefined
+        await createQcow2(output, { ...toQcow2Options(opts, Math.ceil(device.size / 512) * 512), encrypt }, { secret: targetSecret })
       }
     }
-    const target = await openImage(output, { format: targetFormat, writable: true, cache: cache === 'unsafe' ? 'unsafe' : 'writeback' })
+    const secret = targetSecret
+    const target = await openImage(output, { format: targetFormat, writable: true, cache: cache === 'unsafe' ? 'unsafe' : 'writeback', ...(secret ? { secret: async () => secret } : {}) })
     if (noCreate && target.size < device.size) {
       await target.close()
       throw new ImageError('INVALID_ARGUMENT', 'output file is smaller than input file')

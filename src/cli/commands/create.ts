@@ -8,6 +8,8 @@ import { flag, stringOption, type Parsed } from '../getopt.js'
 import { formattingLine, hasHelpOption, optionHelp, parseCreateOptions, parseOptionSize, toQcow2Options } from '../create-options.js'
 import { parseSize } from '../size.js'
 import { parseArgs, type CliContext, type Command } from '../context.js'
+import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
+import { lookupSecret, secretsOf } from '../secrets.js'
 
 /** qemu-img's message for a size it cannot parse. */
 export function parseImageSize(text: string): number {
@@ -34,9 +36,10 @@ export const create: Command = async (args, ctx) => {
     ctx.out(optionHelp(format, filename))
     return 0
   }
-  if (filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'Expecting image file name')
+  const tryHelp = "\nTry 'qimg --help' for more information"
+  if (filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'Expecting image file name' + tryHelp)
   const size = sizeText !== undefined ? parseImageSize(sizeText) : undefined
-  if (extra !== undefined) throw new ImageError('INVALID_ARGUMENT', `Unexpected argument: ${extra}`)
+  if (extra !== undefined) throw new ImageError('INVALID_ARGUMENT', `Unexpected argument: ${extra}` + tryHelp)
   // Like bdrv_img_create's errors, every later one names the image.
   try {
     await createImage(filename, format, optionTexts, size, parsed, ctx)
@@ -51,6 +54,7 @@ export const create: Command = async (args, ctx) => {
 async function createImage(filename: string, format: string, optionTexts: string[], sizeArgument: number | undefined, parsed: Parsed, ctx: CliContext): Promise<void> {
   if (format !== 'qcow2' && format !== 'raw') throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg creates qcow2 and raw)`)
   const opts = parseCreateOptions(format, optionTexts)
+  const secrets = await secretsOf(parsed) // --object is checked before anything is created
   let size = sizeArgument
   if (opts.has('size')) {
     if (size !== undefined) throw new ImageError('INVALID_ARGUMENT', 'The image size must be specified only once')
@@ -96,6 +100,9 @@ async function createImage(filename: string, format: string, optionTexts: string
     await createRaw(filename, size, prealloc as 'off' | 'falloc' | 'full')
   } else {
     // QEMU rounds qcow2 sizes up to whole sectors.
-    await createQcow2(filename, toQcow2Options(opts, Math.ceil(size / 512) * 512))
+    const encrypt = toEncryptOptions(opts)
+    const secretId = encryptionSecretId(opts)
+    const secret = encrypt && secretId !== undefined ? lookupSecret(secrets, secretId) : undefined
+    await createQcow2(filename, { ...toQcow2Options(opts, Math.ceil(size / 512) * 512), encrypt }, { secret })
   }
 }

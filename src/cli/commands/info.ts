@@ -17,7 +17,7 @@ export const info: Command = async (args, ctx) => {
   const chain = flag(parsed, 'backing-chain')
   const infos: ImageInfo[] = []
   // qemu-img info opens the image without its backing file unless asked for the chain.
-  const device = await openOperand(operand, parsed, { fileReferences: chain ? 'follow' : 'ignore' })
+  const device = await openOperand(operand, parsed, { fileReferences: chain ? 'follow' : 'ignore', metadataOnly: true })
   try {
     for (const layer of device.chain) infos.push(await describeLayer(layer))
   } finally {

@@ -19,22 +19,20 @@ export const rebase: Command = async (args, ctx) => {
   ])
   const filename = oneOperand(parsed)
   const backing = stringOption(parsed, 'backing')
-  if (backing === undefined) throw new ImageError('INVALID_ARGUMENT', 'Must specify backing file (-b) or use unsafe mode (-u)')
+  if (backing === undefined) throw new ImageError('INVALID_ARGUMENT', "Must specify backing file (-b) or use unsafe mode (-u)\nTry 'qimg --help' for more information")
   if (flag(parsed, 'compress')) throw new ImageError('UNSUPPORTED', 'rebase -c: compressed writes are not supported yet')
   const unsafe = flag(parsed, 'unsafe')
-  let format = stringOption(parsed, 'backing-format')
+  const format = stringOption(parsed, 'backing-format')
   const name = backing === '' ? undefined : backing
   const image = await openOperand(filename, parsed, { writable: true, fileReferences: unsafe ? 'ignore' : 'follow' })
   try {
     let newBacking
     if (name !== undefined) {
-      if (format === undefined && unsafe) throw new ImageError('INVALID_ARGUMENT', 'Could not change the backing file: the backing format must be given with -F in unsafe mode')
       try {
         newBacking = unsafe ? undefined : await openImage(pathCombine(filename, name), { format })
       } catch (e) {
         throw new ImageError('INVALID_ARGUMENT', `Could not open new backing file '${pathCombine(filename, name)}': ${(e as Error).message}`, { cause: e })
       }
-      format ??= newBacking?.driver.format
     }
     try {
       await rebaseImage(image, {

@@ -33,10 +33,10 @@ function xor(a: Uint8Array, b: Uint8Array, out: Uint8Array): void {
 export function afSplit(key: Uint8Array, stripes: number, hash: HashFunction, digestLength: number, random: (length: number) => Uint8Array): Uint8Array {
   const blockLength = key.length
   const out = new Uint8Array(blockLength * stripes)
+  out.set(random(blockLength * (stripes - 1)), 0) // every stripe but the last is random
   const block = new Uint8Array(blockLength)
   for (let i = 0; i < stripes - 1; i++) {
     const stripe = out.subarray(i * blockLength, (i + 1) * blockLength)
-    stripe.set(random(blockLength))
     xor(stripe, block, block)
     diffuse(block, hash, digestLength)
   }

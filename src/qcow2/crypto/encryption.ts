@@ -1,7 +1,10 @@
 // Encryption of a QCOW2 image (qcow2.rst "crypt_method", "Full disk encryption header
 // pointer"): opening LUKS (the header area the FDE extension points at) or legacy AES, reading
 // encrypted clusters, and giving a new image a LUKS header as qcow2_set_up_encryption does.
+import type { Extent } from '../../format/extent.js'
 import type { ReadableStorage, Storage } from '../../io/storage.js'
+import { getExtent, type LookupContext } from '../lookup.js'
+import { encryptedStorage } from './encrypted-storage.js'
 import { ImageError, hex } from '../../errors.js'
 import type { Qcow2Header } from '../header.js'
 import type { Qcow2Image } from '../image.js'
@@ -23,13 +26,14 @@ export interface Qcow2Encryption {
   luks: LuksVolume | undefined
 }
 
-/** Where the secret and the crypto come from when an encrypted image is opened. */
-export interface EncryptionOpenOptions {
-  crypto: CryptoProvider | undefined
-  /** Asked only for encrypted images: the LUKS passphrase or legacy AES key. */
-  secret: (() => Promise<Uint8Array | undefined>) | undefined
-  /** Open without the secret (qemu-img info's BDRV_O_NO_IO): reading encrypted data then fails. */
-  metadataOnly: boolean
+/** Open options of an image that concern encryption. */
+export interface EncryptionOptions {
+  /** Ciphers, hashes and PBKDF2 for encrypted images (Node: node/crypto.ts). */
+  crypto?: CryptoProvider | undefined
+  /** The LUKS passphrase or legacy AES key, asked for only when the image is encrypted. */
+  secret?: (() => Promise<Uint8Array | undefined>) | undefined
+  /** Open to describe only (qemu-img info's BDRV_O_NO_IO): no secret needed, reading encrypted data fails. */
+  metadataOnly?: boolean | undefined
 }
 
 /** The error for an encrypted image opened without its secret (QEMU's wording first). */
@@ -71,7 +75,7 @@ async function loadLuksVolume(storage: ReadableStorage, area: { offset: number; 
  * secret is required and checked (LUKS); BAD_KEY when it is missing, wrong, or the header is
  * damaged.
  */
-export async function openEncryption(storage: ReadableStorage, header: Qcow2Header, options: EncryptionOpenOptions): Promise<Qcow2Encryption | undefined> {
+export async function openEncryption(storage: ReadableStorage, header: Qcow2Header, options: EncryptionOptions & { writable?: boolean | undefined }): Promise<Qcow2Encryption | undefined> {
   const file = storage.name
   if (header.cryptMethod === spec.CRYPT_NONE) return undefined
   let luks: LuksVolume | undefined
@@ -81,7 +85,7 @@ export async function openEncryption(storage: ReadableStorage, header: Qcow2Head
     luks = await loadLuksVolume(storage, area, file)
   }
   const encryption: Qcow2Encryption = { format: luks ? 'luks' : 'aes', physicalOffsets: luks !== undefined, cipher: undefined, luks }
-  if (options.metadataOnly) return encryption
+  if (options.metadataOnly && !options.writable) return encryption
   const secret = await options.secret?.()
   if (secret === undefined) throw missingSecretError(file)
   const provider = options.crypto
@@ -134,18 +138,45 @@ export async function readEncrypted(encryption: Qcow2Encryption, storage: Readab
 }
 
 /**
- * The writer's hook: encrypts sector-aligned data bound for `hostOffset` (LUKS only: legacy
- * AES images are read-only in qimg).
+ * What the write engine writes guest data to: for LUKS a view that encrypts at host offsets.
+ * Legacy AES images are refused (qimg only reads them, to rescue them).
  */
-export function dataEncryptor(encryption: Qcow2Encryption): (hostOffset: number, data: Uint8Array) => Promise<Uint8Array> {
-  const cipher = encryption.cipher
-  if (!cipher || !encryption.physicalOffsets) throw new ImageError('UNSUPPORTED', 'only LUKS images with an unlocked key can be written')
-  return (hostOffset, data) => {
-    if (hostOffset % SECTOR_SIZE !== 0 || data.length % SECTOR_SIZE !== 0) {
-      throw new ImageError('INVALID_ARGUMENT', `encrypted write of ${data.length} bytes at host ${hex(hostOffset)} is not sector aligned`)
+export function dataForWriting(encryption: Qcow2Encryption | undefined, data: Storage): Storage {
+  if (!encryption) return data
+  if (encryption.format === 'aes') throw new ImageError('UNSUPPORTED', `${data.name}: legacy AES encrypted images are read-only in qimg. ${LEGACY_AES_REFUSAL}`, { file: data.name })
+  if (!encryption.cipher) throw missingSecretError(data.name)
+  return encryptedStorage(data, encryption.cipher)
+}
+
+/**
+ * An extent of an encrypted image as the generic layer sees it: data must be decrypted by
+ * readEncoded ('compressed'), and no host offset is shown (QEMU's block status for crypto).
+ */
+export function hideEncryptedData(extent: Extent): Extent {
+  if (extent.kind === 'data') return { kind: 'compressed', length: extent.length }
+  if (extent.kind === 'zero') return { kind: 'zero', length: extent.length, hostOffset: undefined }
+  if (extent.kind === 'unallocated') return { kind: 'unallocated', length: extent.length }
+  return extent
+}
+
+/**
+ * Decrypted guest bytes `[guestOffset, guestOffset+length)` when they are encrypted data in
+ * this layer (one or more host runs); undefined when the range starts in a compressed cluster
+ * (never encrypted) so the caller decompresses it.
+ */
+export async function readDecrypted(encryption: Qcow2Encryption, ctx: LookupContext, guestOffset: number, length: number): Promise<Uint8Array | undefined> {
+  const out = new Uint8Array(length)
+  let done = 0
+  while (done < length) {
+    const extent = await getExtent(ctx, guestOffset + done, length - done)
+    if (extent.kind !== 'data') {
+      if (done === 0) return undefined
+      throw new ImageError('INVALID_ARGUMENT', `${ctx.storage.name}: encrypted read at ${guestOffset} of ${length} bytes crosses unencrypted data`)
     }
-    return cipher.encrypt(data, hostOffset / SECTOR_SIZE)
+    out.set(await readEncrypted(encryption, extent.storage, extent.hostOffset, guestOffset + done, extent.length), done)
+    done += extent.length
   }
+  return out
 }
 
 /** Why qimg does not create legacy AES images (QEMU's words, block/qcow2.c and qemu-img.rst). */

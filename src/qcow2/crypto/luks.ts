@@ -10,7 +10,7 @@ import {
 } from './provider.js'
 import { createSectorCipher, essivCipher, masterKeyLength, SECTOR_SIZE } from './sector-cipher.js'
 import {
-  LUKS_DIGEST_LENGTH, LUKS_HEADER_LENGTH, LUKS_KEY_SLOT_AREA_OFFSET, LUKS_KEY_SLOT_COUNT, LUKS_KEY_SLOT_DISABLED,
+  LUKS_DIGEST_LENGTH, LUKS_KEY_SLOT_AREA_OFFSET, LUKS_KEY_SLOT_COUNT, LUKS_KEY_SLOT_DISABLED,
   LUKS_KEY_SLOT_ENABLED, LUKS_MAGIC, LUKS_MIN_ITERATIONS, LUKS_SALT_LENGTH, LUKS_STRIPES,
   encodeLuksHeader, keySlotSectors, luksCipherStrings,
   type LuksCipherSpec, type LuksHeader, type LuksKeySlot,

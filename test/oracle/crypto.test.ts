@@ -1,0 +1,312 @@
+// Oracle: encrypted QCOW2 both ways. Images qemu-img encrypts (LUKS with several cipher, mode, IV
+// generator and hash choices; legacy AES) read bit-exact through qimg, with the same `info` and
+// `map`; images qimg encrypts (every AES size × mode × IV generator) pass `qemu-img check` and
+// `qemu-img compare` with the secret; bad keys fail with BAD_KEY and change nothing.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { copyFileSync, existsSync, openSync, readFileSync, closeSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+import { run as runCli } from '../../src/cli/main.js'
+import { openImage } from '../../src/node/open.js'
+import { isImageError } from '../../src/errors.js'
+import { hasTool, needTools, run, tempDir, type RunResult } from '../helpers/oracle.js'
+import { firstDifference, qemuImg, writePatternedRaw } from './images.js'
+
+/** Runs `jobs` with at most `limit` in flight; results in order. */
+async function pool<T>(limit: number, jobs: readonly (() => Promise<T>)[]): Promise<T[]> {
+  const results: T[] = new Array(jobs.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < jobs.length) {
+      const index = next++
+      results[index] = await jobs[index]!()
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker))
+  return results
+}
+
+const root = tempDir('qimg-oracle-crypto-')
+after(() => root.cleanup())
+const at = (name: string) => join(root.path, name)
+
+const PASS = 'Tr0ub4dor&3 passphrase'
+const OBJECT = ['--object', `secret,id=sec0,data=${PASS}`]
+/** `--image-opts` string opening `file` with the secret. */
+const keyed = (file: string) => `driver=qcow2,file.filename=${file},encrypt.key-secret=sec0`
+const LUKS = (extra = '') => `encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10${extra ? ',' + extra : ''}`
+
+/** The qimg CLI in this process. */
+async function qimg(args: readonly string[]): Promise<RunResult> {
+  let stdout = ''
+  let stderr = ''
+  const code = await runCli(args, { out: (t) => { stdout += t }, err: (t) => { stderr += t } })
+  return { stdout, stderr, code }
+}
+
+async function qimgOk(args: readonly string[]): Promise<RunResult> {
+  const r = await qimg(args)
+  assert.equal(r.code, 0, `qimg ${args.join(' ')}: ${r.stderr}`)
+  return r
+}
+
+const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex')
+
+/** No secret in anything a command printed. */
+function assertNoSecret(r: RunResult): void {
+  assert.ok(!r.stdout.includes(PASS) && !r.stderr.includes(PASS), 'the passphrase must never be printed')
+}
+
+/** Guest content of `file` through qimg (with the secret) equals `expected`. */
+async function assertReads(file: string, expected: Buffer): Promise<void> {
+  const out = file + '.qimg.raw'
+  assertNoSecret(await qimgOk(['convert', ...OBJECT, '--image-opts', keyed(file), '-O', 'raw', out]))
+  const got = readFileSync(out)
+  assert.equal(firstDifference(got, expected), -1, `${file}: first difference`)
+}
+
+// A source with data, text, single-byte runs and zero blocks, ending in a partial cluster.
+const SOURCE_SIZE = 3 * 1024 * 1024 + 1536
+const SMALL_SIZE = 256 * 1024 + 1536
+let source: Buffer
+let ready = false
+
+before(async () => {
+  if (!hasTool('qemu-img') || !hasTool('qemu-io')) return
+  writePatternedRaw(at('src.raw'), SOURCE_SIZE, 7)
+  writePatternedRaw(at('small.raw'), SMALL_SIZE, 9)
+  source = readFileSync(at('src.raw'))
+  ready = true
+})
+
+/** LUKS variants qemu-img makes (each costs QEMU's ~1 s PBKDF2 benchmark, so a chosen few). */
+const QEMU_LUKS: [name: string, options: string][] = [
+  ['default', LUKS()],
+  ['aes128-cbc-essiv-sha1', LUKS('encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.hash-alg=sha1')],
+  ['aes192-xts-ripemd160', LUKS('encrypt.cipher-alg=aes-192,encrypt.hash-alg=ripemd160,cluster_size=4096')],
+  ['aes192-ctr-plain-sha512', LUKS('encrypt.cipher-alg=aes-192,encrypt.cipher-mode=ctr,encrypt.ivgen-alg=plain,encrypt.hash-alg=sha512')],
+  ['aes256-ecb-md5-v2', LUKS('encrypt.cipher-mode=ecb,encrypt.hash-alg=md5,compat=0.10')],
+  ['aes128-xts-essiv-md5-sha224', LUKS('encrypt.cipher-alg=aes-128,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=md5,encrypt.hash-alg=sha224')],
+  ['aes256-cbc-plain-sha384', LUKS('encrypt.cipher-alg=aes-256,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=plain,encrypt.hash-alg=sha384,extended_l2=on')],
+]
+
+describe('images qemu-img encrypts, read by qimg', () => {
+  const built = new Map<string, Promise<string>>()
+  before(() => {
+    if (!ready) return
+    const jobs = [...QEMU_LUKS, ['aes', 'encrypt.format=aes,encrypt.key-secret=sec0'] as [string, string]].map(([name, options]) => async () => {
+      const file = at(`qemu-${name}.qcow2`)
+      await qemuImg(['convert', ...OBJECT, '-O', 'qcow2', '-o', options, at('src.raw'), file])
+      return file
+    })
+    const all = pool(3, jobs)
+    ;[...QEMU_LUKS.map(([n]) => n), 'aes'].forEach((name, i) => built.set(name, all.then((files) => files[i]!)))
+  })
+
+  for (const [name] of [...QEMU_LUKS, ['aes']]) {
+    it(`${name}: guest content bit-exact, info the same as qemu-img's`, async (t) => {
+      if (!needTools(t, 'qemu-img', 'qemu-io')) return
+      const file = await built.get(name!)!
+      await assertReads(file, source)
+      for (const output of ['json', 'human']) {
+        const theirs = await run('qemu-img', ['info', `--output=${output}`, file])
+        const ours = await qimg(['info', `--output=${output}`, file])
+        assert.equal(ours.code, 0, ours.stderr)
+        assert.equal(ours.stdout, theirs.stdout, `info --output=${output}`)
+      }
+    })
+  }
+
+  it('map through the secret is the same as qemu-img map (data without offsets)', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const file = at('map.qcow2')
+    copyFileSync(await built.get('default')!, file)
+    await run('qemu-io', [...OBJECT, '--image-opts', keyed(file), '-c', 'write -z 64k 64k', '-c', 'discard 1M 128k'])
+    for (const output of ['json', 'human']) {
+      const args = ['map', `--output=${output}`, ...OBJECT, '--image-opts', keyed(file)]
+      const [theirs, ours] = [await run('qemu-img', args), await qimg(args)]
+      assert.equal(ours.stdout, theirs.stdout, `map --output=${output}`)
+      assert.equal(ours.code, theirs.code, `map --output=${output} exit code (${ours.stderr})`)
+    }
+  })
+
+  it('qimg writes into a qemu-made LUKS image: qemu-io reads the pattern, check is clean', async (t) => {
+    if (!needTools(t, 'qemu-img', 'qemu-io')) return
+    const file = at('write-into.qcow2')
+    copyFileSync(await built.get('aes128-cbc-essiv-sha1')!, file)
+    // Unaligned in place, across clusters, into unallocated space, zeros: all through the secret.
+    await qimgOk(['io', ...OBJECT, '--image-opts', keyed(file), '-c', 'write -P 0x5a 1000 3000', '-c', 'write -P 0xa5 65000 70000', '-c', 'write -P 0x3c 3145800 700', '-c', 'write -z 2M 4096'])
+    const expected = Buffer.from(source)
+    expected.fill(0x5a, 1000, 4000).fill(0xa5, 65000, 135000).fill(0x3c, 3145800, 3146500).fill(0, 2 * 1024 * 1024, 2 * 1024 * 1024 + 4096)
+    await qemuImg(['convert', ...OBJECT, '--image-opts', keyed(file), '-O', 'raw', file + '.qemu.raw'])
+    assert.equal(firstDifference(readFileSync(file + '.qemu.raw'), expected), -1)
+    const check = await run('qemu-img', ['check', ...OBJECT, '--image-opts', keyed(file)])
+    assert.equal(check.code, 0, check.stdout + check.stderr)
+  })
+
+  it('legacy AES: readable for rescue, never written, never created', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const file = await built.get('aes')!
+    const before = sha(file)
+    const write = await qimg(['io', ...OBJECT, '--image-opts', keyed(file), '-c', 'write 0 512'])
+    assert.equal(write.code, 1)
+    assert.match(write.stderr, /legacy AES encrypted images are read-only in qimg\. Use of AES-CBC encrypted qcow2 images is no longer supported/)
+    assert.equal(sha(file), before)
+    // Rescue: convert out of it to LUKS, which qemu-img finds identical.
+    const luks = at('rescued.qcow2')
+    await qimgOk(['convert', ...OBJECT, '--image-opts', keyed(file), '-O', 'qcow2', '-o', LUKS(), luks])
+    const cmp = await run('qemu-img', ['compare', ...OBJECT, '--image-opts', keyed(file), keyed(luks)])
+    assert.equal(cmp.stdout, 'Images are identical.\n', cmp.stderr)
+    const created = await qimg(['create', '-f', 'qcow2', ...OBJECT, '-o', 'encrypt.format=aes,encrypt.key-secret=sec0', at('new-aes.qcow2'), '1M'])
+    assert.equal(created.code, 1)
+    assert.match(created.stderr, /Use of AES-CBC encrypted qcow2 images is no longer supported in system emulators/)
+    assert.ok(!existsSync(at('new-aes.qcow2')), 'nothing is created')
+  })
+})
+
+describe('images qimg encrypts, checked by qemu-img', () => {
+  const hashes = ['sha256', 'sha1', 'sha512', 'md5', 'sha224', 'sha384', 'ripemd160']
+  const combos: string[] = []
+  for (const alg of ['aes-128', 'aes-192', 'aes-256']) {
+    for (const mode of ['xts', 'cbc', 'ecb', 'ctr']) {
+      for (const ivgen of ['plain', 'plain64', 'essiv']) combos.push(`encrypt.cipher-alg=${alg},encrypt.cipher-mode=${mode},encrypt.ivgen-alg=${ivgen},encrypt.hash-alg=${hashes[combos.length % hashes.length]}`)
+    }
+  }
+
+  it(`every AES size × mode × IV generator (${combos.length}): qemu-img check and compare pass`, async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const failures: string[] = []
+    await pool(3, combos.map((combo, i) => async () => {
+      const file = at(`matrix-${i}.qcow2`)
+      const r = await qimg(['convert', ...OBJECT, '-f', 'raw', '-O', 'qcow2', '-o', LUKS(combo), at('small.raw'), file])
+      if (r.code !== 0) return void failures.push(`${combo}: convert: ${r.stderr}`)
+      const [check, cmp] = await Promise.all([
+        run('qemu-img', ['check', ...OBJECT, '--image-opts', keyed(file)]),
+        run('qemu-img', ['compare', ...OBJECT, '--image-opts', `driver=raw,file.filename=${at('small.raw')}`, keyed(file)]),
+      ])
+      if (check.code !== 0) failures.push(`${combo}: check: ${check.stdout}${check.stderr}`)
+      if (cmp.code !== 0 || cmp.stdout !== 'Images are identical.\n') failures.push(`${combo}: compare: ${cmp.stdout}${cmp.stderr}`)
+    }))
+    assert.deepEqual(failures, [])
+  })
+
+  const LAYOUTS: [string, string][] = [
+    ['default layout', ''],
+    ['extended L2', 'extended_l2=on,cluster_size=32768'],
+    ['512-byte clusters', 'cluster_size=512'],
+    ['v2', 'compat=0.10'],
+    ['external data file', `data_file=${'qimg-data.raw'}`],
+  ]
+  for (const [name, extra] of LAYOUTS) {
+    it(`${name}: create, write, convert; qemu-img agrees, info is the same`, async (t) => {
+      if (!needTools(t, 'qemu-img', 'qemu-io')) return
+      const slug = name.replace(/\W+/g, '-')
+      const file = at(`qimg-${slug}.qcow2`)
+      const created = await qimgOk(['create', '-f', 'qcow2', ...OBJECT, '-o', LUKS(extra), file, String(SOURCE_SIZE)])
+      assertNoSecret(created)
+      await qimgOk(['io', ...OBJECT, '--image-opts', keyed(file), '-c', 'write -P 0x11 0 100000', '-c', 'write -P 0x22 99999 3', '-c', 'write -z 4096 1000'])
+      const expected = Buffer.alloc(SOURCE_SIZE)
+      expected.fill(0x11, 0, 100000).fill(0x22, 99999, 100002).fill(0, 4096, 5096)
+      const io = await run('qemu-io', [...OBJECT, '--image-opts', keyed(file), '-c', 'read -P 0x11 0 4096', '-c', 'read -P 0 4096 1000', '-c', 'read -P 0x11 5096 94903', '-c', 'read -P 0x22 99999 3', '-c', 'read -P 0 100002 4096'])
+      assert.doesNotMatch(io.stdout, /verification failed/, io.stdout)
+      assert.equal(io.code, 0, io.stderr)
+      const check = await run('qemu-img', ['check', ...OBJECT, '--image-opts', keyed(file)])
+      assert.equal(check.code, 0, check.stdout + check.stderr)
+      const info = await run('qemu-img', ['info', '--output=json', file])
+      assert.equal((await qimg(['info', '--output=json', file])).stdout, info.stdout)
+      // convert into this layout from the source: qemu-img compare finds them identical.
+      const converted = at(`qimg-${slug}-converted.qcow2`)
+      await qimgOk(['convert', ...OBJECT, '-f', 'raw', '-O', 'qcow2', '-o', LUKS(extra.replace('qimg-data', 'qimg-data2')), at('src.raw'), converted])
+      const cmp = await run('qemu-img', ['compare', ...OBJECT, '--image-opts', `driver=raw,file.filename=${at('src.raw')}`, keyed(converted)])
+      assert.equal(cmp.stdout, 'Images are identical.\n', cmp.stderr)
+      await assertReads(converted, source)
+    })
+  }
+
+  it('create prints the Formatting line qemu-img prints', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const options = LUKS('encrypt.hash-alg=sha1,encrypt.ivgen-hash-alg=sha256,encrypt.ivgen-alg=essiv,encrypt.cipher-mode=cbc,encrypt.cipher-alg=aes-128,lazy_refcounts=on')
+    const [theirs, ours] = await Promise.all([
+      run('qemu-img', ['create', '-f', 'qcow2', ...OBJECT, '-o', options, 'formatting.qcow2', '1M'], { cwd: root.path }),
+      qimg(['create', '-f', 'qcow2', ...OBJECT, '-o', options, at('formatting-qimg.qcow2'), '1M']),
+    ])
+    assert.equal(ours.stdout, theirs.stdout.replace("'formatting.qcow2'", `'${at('formatting-qimg.qcow2')}'`))
+  })
+})
+
+describe('keys: wrong, missing, damaged', () => {
+  let image = ''
+  before(async () => {
+    if (!ready) return
+    image = at('keys.qcow2')
+    await qimgOk(['convert', ...OBJECT, '-f', 'raw', '-O', 'qcow2', '-o', LUKS(), at('small.raw'), image])
+  })
+
+  it('a wrong passphrase is BAD_KEY, exit 1, and writes nothing', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const before = sha(image)
+    const wrong = ['--object', 'secret,id=sec0,data=not the passphrase']
+    const r = await qimg(['io', ...wrong, '--image-opts', keyed(image), '-c', 'write -P 0x77 0 64k'])
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /Invalid password, cannot unlock any keyslot/)
+    assert.ok(!r.stderr.includes('not the passphrase'))
+    assert.equal(sha(image), before)
+    await assert.rejects(openImage(image, { writable: true, secret: async () => new TextEncoder().encode('nope') }), (e) => isImageError(e, 'BAD_KEY'))
+    assert.equal(sha(image), before)
+    // qemu-img agrees it is the wrong key.
+    const theirs = await run('qemu-img', ['convert', ...wrong, '--image-opts', keyed(image), '-O', 'raw', at('never.raw')])
+    assert.match(theirs.stderr, /Invalid password, cannot unlock any keyslot/)
+  })
+
+  it('a missing secret is BAD_KEY; info still works without it', async () => {
+    if (!ready) return
+    const before = sha(image)
+    for (const args of [['io', '-c', 'write 0 512', image], ['convert', '-O', 'raw', image, at('never.raw')], ['map', image]]) {
+      const r = await qimg(args)
+      assert.equal(r.code, 1, args.join(' '))
+      assert.match(r.stderr, /Parameter 'encrypt.key-secret' is required for cipher/)
+    }
+    const unknown = await qimg(['io', ...OBJECT, '--image-opts', image.replace(/^/, 'driver=qcow2,file.filename=') + ',encrypt.key-secret=sec9', '-c', 'write 0 512'])
+    assert.match(unknown.stderr, /No secret with id 'sec9'/)
+    assert.ok(!existsSync(at('never.raw')))
+    assert.equal(sha(image), before)
+    await assert.rejects(openImage(image), (e) => isImageError(e, 'BAD_KEY'))
+    assert.equal((await qimg(['info', image])).code, 0)
+  })
+
+  it('a damaged LUKS header is BAD_KEY, as qemu-img refuses it', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const file = at('damaged.qcow2')
+    copyFileSync(image, file)
+    const fd = openSync(file, 'r+')
+    try {
+      writeSync(fd, Buffer.from('XUKS'), 0, 4, 4 * 65536) // the LUKS area follows the L1 table
+    } finally {
+      closeSync(fd)
+    }
+    const before = sha(file)
+    const r = await qimg(['convert', ...OBJECT, '--image-opts', keyed(file), '-O', 'raw', at('damaged.raw')])
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /LUKS header at 0x40000: Volume is not in LUKS format/)
+    await assert.rejects(openImage(file, { secret: async () => new TextEncoder().encode(PASS) }), (e) => isImageError(e, 'BAD_KEY'))
+    const theirs = await run('qemu-img', ['info', file])
+    assert.equal(theirs.code, 1)
+    assert.match(theirs.stderr, /Volume is not in LUKS format/)
+    assert.equal(sha(file), before)
+  })
+
+  it('compression and preallocation with encryption are refused', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const args = ['convert', '-c', ...OBJECT, '-f', 'raw', '-O', 'qcow2', '-o', LUKS(), at('small.raw'), at('compressed.qcow2')]
+    const [theirs, ours] = [await run('qemu-img', args), await qimg(args)]
+    assert.equal(ours.code, 1)
+    assert.equal(theirs.code, 1)
+    assert.equal(ours.stderr.replace(/^qimg: /, ''), theirs.stderr.replace(/^qemu-img: /, ''))
+    const io = await qimg(['io', ...OBJECT, '--image-opts', keyed(image), '-c', 'write -c 0 64k'])
+    assert.match(io.stdout, /Compression and encryption not supported at the same time/)
+    const prealloc = await qimg(['create', '-f', 'qcow2', ...OBJECT, '-o', LUKS('preallocation=full'), at('prealloc.qcow2'), '1M'])
+    assert.equal(prealloc.code, 1)
+    assert.match(prealloc.stderr, /Preallocation and encryption not supported at the same time/)
+  })
+})
