@@ -19,9 +19,12 @@ export class RawImage implements WritableFormatDriver {
   /** True when opened for writing. */
   writable = false
 
-  /** Opens `storage` as a raw image of its current length. */
+  /**
+   * Opens `storage` as a raw image of its current length, rounded up to whole 512-byte sectors
+   * as QEMU's block layer sizes every node (bdrv_getlength); the tail past EOF reads as zeros.
+   */
   static async open(storage: ReadableStorage, options: { writable?: boolean } = {}): Promise<RawImage> {
-    const image = new RawImage(storage, await storage.size())
+    const image = new RawImage(storage, Math.ceil((await storage.size()) / 512) * 512)
     if (options.writable) {
       if (!isWritable(storage)) throw new ImageError('READ_ONLY', `${storage.name}: storage is not writable`)
       image.writable = true

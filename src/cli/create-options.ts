@@ -156,6 +156,14 @@ export function toQcow2Options(opts: Map<string, string>, size: number): Qcow2Cr
   }
 }
 
+/** The preallocation of a raw image (file-posix's checks and messages). */
+export function rawPreallocation(opts: Map<string, string>): 'off' | 'falloc' | 'full' {
+  const mode = opts.get('preallocation') ?? 'off'
+  if (!['off', 'metadata', 'falloc', 'full'].includes(mode)) throw new ImageError('INVALID_ARGUMENT', `invalid parameter value: ${mode}`)
+  if (mode === 'metadata') throw new ImageError('INVALID_ARGUMENT', `Unsupported preallocation mode: ${mode}`)
+  return mode as 'off' | 'falloc' | 'full'
+}
+
 /** QEMU doubles commas inside option values when printing them. */
 function value(text: string): string {
   return text.replaceAll(',', ',,')

@@ -1,5 +1,6 @@
 // Sizes as qemu-img reads them (qemu_strtosz): a number with an optional suffix B, K, M, G,
-// T, P, E (powers of 1024, either case); fractions only with a suffix; 0x hexadecimal.
+// T, P, E (powers of 1024, either case); fractions only with a suffix; 0x hexadecimal; an
+// optional leading '+'.
 import { ImageError } from '../errors.js'
 
 const SUFFIXES = 'BKMGTPE'
@@ -7,9 +8,9 @@ const SUFFIXES = 'BKMGTPE'
 /** Parses `text` into bytes; `defaultSuffix` applies to bare numbers (qemu-img uses B). */
 export function parseSize(text: string, defaultSuffix = 'B'): number {
   // Hexadecimal ("0x1000") is taken too, without fraction or suffix.
-  const hexMatch = /^\s*0[xX]([0-9a-fA-F]+)$/.exec(text)
+  const hexMatch = /^\s*\+?0[xX]([0-9a-fA-F]+)$/.exec(text)
   if (hexMatch) return checked(text, Number.parseInt(hexMatch[1]!, 16))
-  const match = /^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]?)$/.exec(text)
+  const match = /^\s*\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]?)$/.exec(text)
   if (!match) throw new ImageError('INVALID_ARGUMENT', `invalid size '${text}'`)
   const numberText = match[1]!
   const suffix = (match[2] || defaultSuffix).toUpperCase()

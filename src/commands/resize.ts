@@ -4,6 +4,7 @@ import { ImageError } from '../errors.js'
 import type { BlockDevice } from '../format/device.js'
 import { Qcow2Image } from '../qcow2/image.js'
 import { l1EntriesFor } from '../qcow2/geometry.js'
+import { MAX_L1_BYTES } from '../qcow2/spec.js'
 import { RawImage } from '../raw.js'
 
 /** Options of {@link resizeImage}. */
@@ -17,11 +18,12 @@ export async function resizeImage(device: BlockDevice, size: number, options: Re
   const driver = device.driver
   const oldSize = driver.virtualSize
   if (size <= 0) throw new ImageError('INVALID_ARGUMENT', 'New image size must be positive')
+  // qemu-img checks preallocation first: it needs the image to grow (the same size will not do).
+  const prealloc = options.preallocation ?? 'off'
+  if (prealloc !== 'off' && size <= oldSize) throw new ImageError('INVALID_ARGUMENT', 'Preallocation can only be used for growing images')
   if (size < oldSize && !options.shrink) {
     throw new ImageError('INVALID_ARGUMENT', "Use the --shrink option to perform a shrink operation.\nqimg: warning: Shrinking an image will delete all data beyond the shrunken image's end. Before performing such an operation, make sure there is no important data there.")
   }
-  const prealloc = options.preallocation ?? 'off'
-  if (prealloc !== 'off' && size < oldSize) throw new ImageError('INVALID_ARGUMENT', 'Preallocation can only be used for growing images')
   if (driver instanceof RawImage) {
     if (prealloc === 'metadata') throw new ImageError('INVALID_ARGUMENT', 'Unsupported preallocation mode: metadata')
     await driver.setVirtualSize(size)
@@ -36,6 +38,7 @@ export async function resizeImage(device: BlockDevice, size: number, options: Re
   const cs = driver.layout.geometry.clusterSize
   if (size > oldSize) {
     const entries = l1EntriesFor(driver.layout.geometry, size)
+    if (entries * 8 > MAX_L1_BYTES) throw new ImageError('INVALID_ARGUMENT', 'Failed to grow the L1 table: File too large')
     if (entries > header.l1Size) await writer.growL1(entries)
     await driver.setVirtualSize(size)
     if (prealloc !== 'off') await writer.preallocate(oldSize, size - oldSize, prealloc)

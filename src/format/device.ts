@@ -120,6 +120,8 @@ export class BlockDevice {
           const fileSize = await this.#storageSize(extent.storage, extent.hostOffset + extent.length)
           if (extent.hostOffset >= fileSize) {
             status.zero = true // past the end of the file: QEMU's BDRV_BLOCK_EOF reads as zero
+            // A raw layer passes the file's answer through: file-posix calls it a trailing hole.
+            if (this.driver.format === 'raw') status.data = false
           } else if (extent.storage.holeStatus) {
             const hole = await extent.storage.holeStatus(extent.hostOffset, Math.min(extent.length, fileSize - extent.hostOffset))
             status.length = hole.length

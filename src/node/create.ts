@@ -9,6 +9,7 @@ import { Qcow2Image } from '../qcow2/image.js'
 import { nodeCodecs } from './codecs.js'
 import { nodeCrypto } from './crypto.js'
 import { setUpLuksEncryption } from '../qcow2/crypto/encryption.js'
+import { resolveLuksOptions } from '../qcow2/crypto/luks.js'
 import type { CryptoProvider } from '../qcow2/crypto/provider.js'
 
 /**
@@ -45,6 +46,8 @@ export interface CreateSecret {
 export async function createQcow2(path: string, options: Qcow2CreateOptions, encryption: CreateSecret = { secret: undefined }): Promise<void> {
   const o = resolveCreateOptions(options)
   if (o.encrypt && encryption.secret === undefined) throw new ImageError('BAD_KEY', `${path}: Parameter 'encrypt.key-secret' is required for cipher`)
+  // Nothing is written for a cipher or hash this host cannot run.
+  if (o.encrypt) resolveLuksOptions(o.encrypt, encryption.crypto ?? nodeCrypto)
   // QEMU creates the data file with the image's size (and its preallocation, metadata aside).
   if (o.dataFile !== undefined) await createRaw(pathCombine(path, o.dataFile), o.size, o.preallocation === 'metadata' ? 'off' : o.preallocation)
   const skeleton = await FileStorage.create(path)

@@ -128,10 +128,14 @@ async function checkL2(ctx: RefContext, l2Offset: number, active: boolean): Prom
     const normal = offset !== 0 || (hasDataFile && (hi & 0x8000_0000) !== 0)
     if (!normal) {
       if (g.extendedL2 && allocBits !== 0 && !zeroFlag) {
-        ctx.report(`ERROR invalid cluster entry, entry=0x${hexOf(hi, lo)} bitmap=0x${hexOf(zeroBits, allocBits)}`)
+        ctx.report('ERROR: Unallocated cluster has non-zero subcluster allocation map')
         ctx.counts.corruptions++
       }
       continue
+    }
+    if (g.extendedL2 && (zeroBits & allocBits) !== 0) {
+      ctx.counts.corruptions++
+      ctx.report(`ERROR offset=${offset.toString(16)}: Allocated cluster has corrupted subcluster allocation bitmap`)
     }
     if (active) {
       ctx.counts.allocatedClusters++
@@ -144,10 +148,6 @@ async function checkL2(ctx: RefContext, l2Offset: number, active: boolean): Prom
       ctx.report(containsData
         ? `ERROR offset=${offset.toString(16)}: Data cluster is not properly aligned; L2 entry corrupted.`
         : `ERROR offset=${offset.toString(16)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`)
-    }
-    if (g.extendedL2 && (zeroBits & allocBits) !== 0) {
-      ctx.report(`ERROR invalid cluster entry, entry=0x${hexOf(hi, lo)} bitmap=0x${hexOf(zeroBits, allocBits)}`)
-      ctx.counts.corruptions++
     }
     if (!hasDataFile) incRefs(ctx, offset, g.clusterSize)
   }

@@ -5,6 +5,7 @@ import { ImageError } from '../errors.js'
 import type { Storage } from '../io/storage.js'
 import type { Qcow2Header } from './header.js'
 import { encodeHeaderCluster } from './header-encode.js'
+import { l1EntriesFor, makeGeometry } from './geometry.js'
 import { setRefcountEntry } from './refcount.js'
 import * as spec from './spec.js'
 import { LEGACY_AES_REFUSAL } from './crypto/encryption.js'
@@ -60,6 +61,10 @@ export function resolveCreateOptions(o: Qcow2CreateOptions): Required<Omit<Qcow2
   const preallocation = o.preallocation ?? (o.dataFileRaw ? 'metadata' : 'off')
   if (!v3 && o.dataFile !== undefined) throw bad(`External data files are only supported with compatibility level 1.1 and above ${useV3}`)
   if ((o.compressionType ?? 'zlib') !== 'zlib' && !v3) throw bad(`Non-zlib compression type is only supported with compatibility level 1.1 and above ${useV3}`)
+  // Growing the L1 table past QCOW_MAX_L1_SIZE fails (EFBIG), which qemu-img create reports so.
+  if (l1EntriesFor(makeGeometry(clusterBits, o.extendedL2 ?? false), o.size) * 8 > spec.MAX_L1_BYTES) {
+    throw bad("The image size is too large for file format 'qcow2' (try using a larger cluster size)")
+  }
   return {
     size: o.size, compat, clusterSize, refcountBits, lazyRefcounts: o.lazyRefcounts ?? false, extendedL2: o.extendedL2 ?? false,
     preallocation, backingFile: o.backingFile, backingFormat: o.backingFormat, compressionType: o.compressionType ?? 'zlib',

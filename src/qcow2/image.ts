@@ -121,10 +121,8 @@ export class Qcow2Image implements FormatDriver {
     }
     const image = new Qcow2Image(storage, layout, snapshots, ctx, options.codecs ?? {})
     image.#compressors = options.compressors
-    image.#encryption = await openEncryption(storage, header, options).catch(async (e: unknown) => {
-      if (dataStorage !== storage) await dataStorage.close().catch(() => undefined)
-      throw e
-    })
+    // The secret is checked now (BAD_KEY before anything is written); a data file opened is closed on failure.
+    image.#encryption = await openEncryption(storage, header, options).catch(async (e: unknown) => { if (dataStorage !== storage) await dataStorage.close().catch(() => undefined); throw e })
     if (options.writable) {
       if (options.snapshot !== undefined) throw new ImageError('READ_ONLY', `${storage.name}: a snapshot can only be opened read-only`, { file: storage.name })
       await image.#openForWriting()
@@ -377,10 +375,7 @@ export class Qcow2Image implements FormatDriver {
     return this.#encryption ? hideEncryptedData(extent) : extent
   }
 
-  /**
-   * Decompresses the cluster holding `guestOffset` and returns `length` bytes of it; in an
-   * encrypted image, decrypts a data run (compressed clusters are never encrypted).
-   */
+  /** Decompresses the cluster holding `guestOffset` (or decrypts encrypted data) and returns `length` bytes of it. */
   async readEncoded(guestOffset: number, length: number): Promise<Uint8Array> {
     const decrypted = this.#encryption && await readDecrypted(this.#encryption, this.#ctx, guestOffset, length)
     if (decrypted) return decrypted

@@ -50,6 +50,37 @@ export interface TableAccess {
 }
 
 /** Writes to one QCOW2 layer. All metadata changes run under one mutex. */
+/**
+ * Where metadata lives, for the overlap check: single clusters (L2 tables, refcount blocks) in
+ * a map, ranges (L1 tables, refcount table, snapshot table) as intervals — sizes read from a
+ * hostile image never turn into per-cluster entries.
+ */
+export class OverlapMap {
+  #clusters = new Map<number, string>()
+  #ranges: { start: number; end: number; what: string }[] = []
+  addCluster(cluster: number, what: string): void {
+    if (!this.#clusters.has(cluster)) this.#clusters.set(cluster, what)
+  }
+  addRange(offset: number, length: number, what: string): void {
+    if (length > 0) this.#ranges.push({ start: offset, end: offset + length, what })
+  }
+  /** The first metadata structure in the clusters of `[offset, offset+length)`, if any. */
+  find(offset: number, length: number, clusterSize: number): { what: string; cluster: number } | undefined {
+    const first = Math.floor(offset / clusterSize)
+    const last = Math.floor((offset + length - 1) / clusterSize)
+    for (let c = first; c <= last; c++) {
+      const what = this.#clusters.get(c)
+      if (what) return { what, cluster: c }
+    }
+    const start = first * clusterSize
+    const end = (last + 1) * clusterSize
+    for (const r of this.#ranges) {
+      if (r.start < end && r.end > start) return { what: r.what, cluster: Math.floor(Math.max(r.start, start) / clusterSize) }
+    }
+    return undefined
+  }
+}
+
 /** Counts operations in progress and lets others wait until none is. */
 export class InFlight {
   #count = 0
@@ -93,7 +124,7 @@ export class WriterCore {
 
   protected started = false
   /** Host cluster → metadata structure, for the overlap check; rebuilt after metadata moves. */
-  protected overlaps: Map<number, string> | undefined
+  protected overlaps: OverlapMap | undefined
   protected overlapsEpoch = 0
   protected corrupt = false
   /** Lock-free in-place writes in progress; frees and flushes wait for them. */
@@ -242,21 +273,18 @@ export class WriterCore {
   }
 
   /** Which clusters hold metadata ("cached" overlap template of QEMU, plus snapshot L1s). */
-  protected async buildOverlaps(): Promise<Map<number, string>> {
+  protected async buildOverlaps(): Promise<OverlapMap> {
     const cs = this.ctx.geometry.clusterSize
-    const map = new Map<number, string>()
-    const add = (offset: number, length: number, what: string) => {
-      for (let c = Math.floor(offset / cs); c * cs < offset + length; c++) if (!map.has(c)) map.set(c, what)
-    }
-    add(0, cs, 'qcow2_header')
-    add(this.l1Offset, Math.max(8, this.ctx.l1.byteLength), 'active L1 table')
+    const map = new OverlapMap()
+    map.addRange(0, cs, 'qcow2_header')
+    map.addRange(this.l1Offset, Math.max(8, this.ctx.l1.byteLength), 'active L1 table')
     for (let i = 0; i < this.ctx.l1.byteLength / 8; i++) {
       const offset = (this.ctx.l1.getUint32(i * 8) & 0x00ff_ffff) * 2 ** 32 + ((this.ctx.l1.getUint32(i * 8 + 4) & 0xffff_fe00) >>> 0)
-      if (offset) add(offset, cs, 'active L2 table')
+      if (offset) map.addCluster(Math.floor(offset / cs), 'active L2 table')
     }
-    add(this.refcounts.layout.reftableOffset, this.refcounts.layout.reftableClusters * cs, 'refcount table')
-    for (const offset of this.refcounts.blockOffsets()) add(offset, cs, 'refcount block')
-    for (const r of this.host.metadataRanges()) add(r.offset, r.length, r.what)
+    map.addRange(this.refcounts.layout.reftableOffset, this.refcounts.layout.reftableClusters * cs, 'refcount table')
+    for (const offset of this.refcounts.blockOffsets()) map.addCluster(Math.floor(offset / cs), 'refcount block')
+    for (const r of this.host.metadataRanges()) map.addRange(r.offset, r.length, r.what)
     return map
   }
 
@@ -271,13 +299,12 @@ export class WriterCore {
       if (this.overlapsEpoch !== this.refcounts.metadataEpoch) this.overlaps = undefined
       this.overlapsEpoch = this.refcounts.metadataEpoch
       this.overlaps ??= await this.buildOverlaps()
-      for (let c = Math.floor(hostOffset / cs); c * cs < hostOffset + bytes.length; c++) {
-        const what = this.overlaps.get(c)
-        if (what) {
-          this.corrupt = true
-          await this.host.markCorrupt()
-          throw new ImageError('CORRUPT', `${this.storage.name}: Marking image as corrupt: Preventing invalid write on metadata (overlaps with ${what}) at ${'0x' + (c * cs).toString(16)}`, { offset: c * cs, file: this.storage.name })
-        }
+      const hit = this.overlaps.find(hostOffset, bytes.length, cs)
+      if (hit) {
+        const at = hit.cluster * cs
+        this.corrupt = true
+        await this.host.markCorrupt()
+        throw new ImageError('CORRUPT', `${this.storage.name}: Marking image as corrupt: Preventing invalid write on metadata (overlaps with ${hit.what}) at 0x${at.toString(16)}`, { offset: at, file: this.storage.name })
       }
     }
     await this.data.write(hostOffset, bytes)

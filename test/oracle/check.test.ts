@@ -233,6 +233,17 @@ const CASES: DamageCase[] = [
     setU64(p, l2EntryAt(p, 3 * MiB), u64(p, l2EntryAt(p, 3 * MiB)) & ~COPIED)
   }, { extended_l2: 'on' }),
   {
+    name: 'extended_l2=on: subcluster both allocated and zero; allocation bits on an unallocated cluster (2/64 = 3.125% allocated)',
+    async build(dir) {
+      await create(dir, 'img.qcow2', 4 * MiB, { extended_l2: 'on' })
+      await qemuIo('img.qcow2', ['write -P 1 0 64k', 'write -P 2 128k 4k'], { cwd: dir })
+    },
+    damage(p) {
+      setU64(p, l2EntryAt(p, 0) + 8, 0x1_ffff_ffffn)
+      setU64(p, l2EntryAt(p, 64 * KiB) + 8, 0x1n)
+    },
+  },
+  {
     name: 'lazy_refcounts=on left dirty by an aborted qemu-io',
     async build(dir) {
       await create(dir, 'img.qcow2', 4 * MiB, { lazy_refcounts: 'on' })
@@ -342,7 +353,8 @@ describe('check on damaged images equals qemu-img check', { concurrency: 2 }, ()
       }
 
       for (const mode of ['leaks', 'all']) {
-        for (const output of [[], ['--output=json']]) {
+        // Human output of a repair once (-r all); JSON for both modes, with the repaired copies compared.
+        for (const output of mode === 'all' ? [[], ['--output=json']] : [['--output=json']]) {
           const what = `check -r ${mode} ${output.join(' ')}`
           const theirsDir = join(dir, `qemu-${mode}${output.length}`)
           const oursDir = join(dir, `qimg-${mode}${output.length}`)

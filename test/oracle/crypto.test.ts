@@ -11,7 +11,7 @@ import { run as runCli } from '../../src/cli/main.js'
 import { openImage } from '../../src/node/open.js'
 import { isImageError } from '../../src/errors.js'
 import { hasTool, needTools, run, tempDir, type RunResult } from '../helpers/oracle.js'
-import { firstDifference, qemuImg, writePatternedRaw } from './images.js'
+import { firstDifference, writePatternedRaw } from './images.js'
 
 /** Runs `jobs` with at most `limit` in flight; results in order. */
 async function pool<T>(limit: number, jobs: readonly (() => Promise<T>)[]): Promise<T[]> {
@@ -36,6 +36,17 @@ const OBJECT = ['--object', `secret,id=sec0,data=${PASS}`]
 /** `--image-opts` string opening `file` with the secret. */
 const keyed = (file: string) => `driver=qcow2,file.filename=${file},encrypt.key-secret=sec0`
 const LUKS = (extra = '') => `encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10${extra ? ',' + extra : ''}`
+
+/**
+ * qemu-img with a LUKS target, retried when QEMU's PBKDF2 benchmark reads no CPU time
+ * ("Unable to get accurate CPU usage": coarse thread clocks on a busy machine).
+ */
+async function qemuImgLuks(args: readonly string[], cwd?: string): Promise<RunResult> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await run('qemu-img', args, cwd === undefined ? {} : { cwd })
+    if (r.code === 0 || attempt === 5 || !r.stderr.includes('Unable to get accurate CPU usage')) return r
+  }
+}
 
 /** The qimg CLI in this process. */
 async function qimg(args: readonly string[]): Promise<RunResult> {
@@ -66,10 +77,21 @@ async function assertReads(file: string, expected: Buffer): Promise<void> {
   assert.equal(firstDifference(got, expected), -1, `${file}: first difference`)
 }
 
+/** LUKS variants qemu-img makes (each costs QEMU's ~1 s PBKDF2 benchmark, so a chosen few). */
+const QEMU_LUKS: [name: string, options: string][] = [
+  ['default', LUKS()],
+  ['aes128-cbc-essiv-md5-sha1-extl2', LUKS('encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=md5,encrypt.hash-alg=sha1,extended_l2=on')],
+  ['aes192-xts-ripemd160-4k', LUKS('encrypt.cipher-alg=aes-192,encrypt.hash-alg=ripemd160,cluster_size=4096')],
+  ['aes128-ctr-plain-sha512', LUKS('encrypt.cipher-alg=aes-128,encrypt.cipher-mode=ctr,encrypt.ivgen-alg=plain,encrypt.hash-alg=sha512')],
+  ['aes256-ecb-md5-v2', LUKS('encrypt.cipher-mode=ecb,encrypt.hash-alg=md5,compat=0.10')],
+]
+
 // A source with data, text, single-byte runs and zero blocks, ending in a partial cluster.
 const SOURCE_SIZE = 3 * 1024 * 1024 + 1536
 const SMALL_SIZE = 256 * 1024 + 1536
 let source: Buffer
+/** qemu-img's images by case name (see QEMU_LUKS), being built in the background. */
+const qemuMade = new Map<string, Promise<string>>()
 let ready = false
 
 before(async () => {
@@ -78,92 +100,18 @@ before(async () => {
   writePatternedRaw(at('small.raw'), SMALL_SIZE, 9)
   source = readFileSync(at('src.raw'))
   ready = true
+  // QEMU spends ~1 s of CPU benchmarking PBKDF2 per LUKS image: start them now, in the background.
+  const jobs = [...QEMU_LUKS, ['aes', 'encrypt.format=aes,encrypt.key-secret=sec0'] as [string, string]].map(([name, options]) => async () => {
+    const file = at(`qemu-${name}.qcow2`)
+    const r = await qemuImgLuks(['convert', ...OBJECT, '-O', 'qcow2', '-o', options, at('src.raw'), file])
+    if (r.code !== 0) throw new Error(`qemu-img convert -o ${options}: ${r.stderr}`)
+    return file
+  })
+  const all = pool(2, jobs)
+  all.catch(() => undefined) // awaited by the tests
+  ;[...QEMU_LUKS.map(([n]) => n), 'aes'].forEach((name, i) => qemuMade.set(name, all.then((files) => files[i]!)))
 })
 
-/** LUKS variants qemu-img makes (each costs QEMU's ~1 s PBKDF2 benchmark, so a chosen few). */
-const QEMU_LUKS: [name: string, options: string][] = [
-  ['default', LUKS()],
-  ['aes128-cbc-essiv-sha1', LUKS('encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.hash-alg=sha1')],
-  ['aes192-xts-ripemd160', LUKS('encrypt.cipher-alg=aes-192,encrypt.hash-alg=ripemd160,cluster_size=4096')],
-  ['aes192-ctr-plain-sha512', LUKS('encrypt.cipher-alg=aes-192,encrypt.cipher-mode=ctr,encrypt.ivgen-alg=plain,encrypt.hash-alg=sha512')],
-  ['aes256-ecb-md5-v2', LUKS('encrypt.cipher-mode=ecb,encrypt.hash-alg=md5,compat=0.10')],
-  ['aes128-xts-essiv-md5-sha224', LUKS('encrypt.cipher-alg=aes-128,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=md5,encrypt.hash-alg=sha224')],
-  ['aes256-cbc-plain-sha384', LUKS('encrypt.cipher-alg=aes-256,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=plain,encrypt.hash-alg=sha384,extended_l2=on')],
-]
-
-describe('images qemu-img encrypts, read by qimg', () => {
-  const built = new Map<string, Promise<string>>()
-  before(() => {
-    if (!ready) return
-    const jobs = [...QEMU_LUKS, ['aes', 'encrypt.format=aes,encrypt.key-secret=sec0'] as [string, string]].map(([name, options]) => async () => {
-      const file = at(`qemu-${name}.qcow2`)
-      await qemuImg(['convert', ...OBJECT, '-O', 'qcow2', '-o', options, at('src.raw'), file])
-      return file
-    })
-    const all = pool(3, jobs)
-    ;[...QEMU_LUKS.map(([n]) => n), 'aes'].forEach((name, i) => built.set(name, all.then((files) => files[i]!)))
-  })
-
-  for (const [name] of [...QEMU_LUKS, ['aes']]) {
-    it(`${name}: guest content bit-exact, info the same as qemu-img's`, async (t) => {
-      if (!needTools(t, 'qemu-img', 'qemu-io')) return
-      const file = await built.get(name!)!
-      await assertReads(file, source)
-      for (const output of ['json', 'human']) {
-        const theirs = await run('qemu-img', ['info', `--output=${output}`, file])
-        const ours = await qimg(['info', `--output=${output}`, file])
-        assert.equal(ours.code, 0, ours.stderr)
-        assert.equal(ours.stdout, theirs.stdout, `info --output=${output}`)
-      }
-    })
-  }
-
-  it('map through the secret is the same as qemu-img map (data without offsets)', async (t) => {
-    if (!needTools(t, 'qemu-img')) return
-    const file = at('map.qcow2')
-    copyFileSync(await built.get('default')!, file)
-    await run('qemu-io', [...OBJECT, '--image-opts', keyed(file), '-c', 'write -z 64k 64k', '-c', 'discard 1M 128k'])
-    for (const output of ['json', 'human']) {
-      const args = ['map', `--output=${output}`, ...OBJECT, '--image-opts', keyed(file)]
-      const [theirs, ours] = [await run('qemu-img', args), await qimg(args)]
-      assert.equal(ours.stdout, theirs.stdout, `map --output=${output}`)
-      assert.equal(ours.code, theirs.code, `map --output=${output} exit code (${ours.stderr})`)
-    }
-  })
-
-  it('qimg writes into a qemu-made LUKS image: qemu-io reads the pattern, check is clean', async (t) => {
-    if (!needTools(t, 'qemu-img', 'qemu-io')) return
-    const file = at('write-into.qcow2')
-    copyFileSync(await built.get('aes128-cbc-essiv-sha1')!, file)
-    // Unaligned in place, across clusters, into unallocated space, zeros: all through the secret.
-    await qimgOk(['io', ...OBJECT, '--image-opts', keyed(file), '-c', 'write -P 0x5a 1000 3000', '-c', 'write -P 0xa5 65000 70000', '-c', 'write -P 0x3c 3145800 700', '-c', 'write -z 2M 4096'])
-    const expected = Buffer.from(source)
-    expected.fill(0x5a, 1000, 4000).fill(0xa5, 65000, 135000).fill(0x3c, 3145800, 3146500).fill(0, 2 * 1024 * 1024, 2 * 1024 * 1024 + 4096)
-    await qemuImg(['convert', ...OBJECT, '--image-opts', keyed(file), '-O', 'raw', file + '.qemu.raw'])
-    assert.equal(firstDifference(readFileSync(file + '.qemu.raw'), expected), -1)
-    const check = await run('qemu-img', ['check', ...OBJECT, '--image-opts', keyed(file)])
-    assert.equal(check.code, 0, check.stdout + check.stderr)
-  })
-
-  it('legacy AES: readable for rescue, never written, never created', async (t) => {
-    if (!needTools(t, 'qemu-img')) return
-    const file = await built.get('aes')!
-    const before = sha(file)
-    const write = await qimg(['io', ...OBJECT, '--image-opts', keyed(file), '-c', 'write 0 512'])
-    assert.equal(write.code, 1)
-    assert.match(write.stderr, /legacy AES encrypted images are read-only in qimg\. Use of AES-CBC encrypted qcow2 images is no longer supported/)
-    assert.equal(sha(file), before)
-    // Rescue: convert out of it to LUKS, which qemu-img finds identical.
-    const luks = at('rescued.qcow2')
-    await qimgOk(['convert', ...OBJECT, '--image-opts', keyed(file), '-O', 'qcow2', '-o', LUKS(), luks])
-    const cmp = await run('qemu-img', ['compare', ...OBJECT, '--image-opts', keyed(file), keyed(luks)])
-    assert.equal(cmp.stdout, 'Images are identical.\n', cmp.stderr)
-    const created = await qimg(['create', '-f', 'qcow2', ...OBJECT, '-o', 'encrypt.format=aes,encrypt.key-secret=sec0', at('new-aes.qcow2'), '1M'])
-    assert.equal(created.code, 1)
-    assert.match(created.stderr, /Use of AES-CBC encrypted qcow2 images is no longer supported in system emulators/)
-    assert.ok(!existsSync(at('new-aes.qcow2')), 'nothing is created')
-  })
-})
 
 describe('images qimg encrypts, checked by qemu-img', () => {
   const hashes = ['sha256', 'sha1', 'sha512', 'md5', 'sha224', 'sha384', 'ripemd160']
@@ -174,19 +122,25 @@ describe('images qimg encrypts, checked by qemu-img', () => {
     }
   }
 
-  it(`every AES size × mode × IV generator (${combos.length}): qemu-img check and compare pass`, async (t) => {
+  it(`every AES size × mode × IV generator (${combos.length}): qemu-img compare (and check) pass`, async (t) => {
     if (!needTools(t, 'qemu-img')) return
     const failures: string[] = []
     await pool(3, combos.map((combo, i) => async () => {
       const file = at(`matrix-${i}.qcow2`)
-      const r = await qimg(['convert', ...OBJECT, '-f', 'raw', '-O', 'qcow2', '-o', LUKS(combo), at('small.raw'), file])
+      // iter-time 0: the minimum 1000 iterations, no benchmark (the result QEMU would reach too).
+      const r = await qimg(['convert', ...OBJECT, '-f', 'raw', '-O', 'qcow2', '-o', LUKS(combo).replace('iter-time=10', 'iter-time=0'), at('small.raw'), file])
+      // QEMU 7.2 aborts on key material that ends mid-sector (aes-192 outside XTS): refused.
+      if (/aes-192,encrypt.cipher-mode=(cbc|ecb|ctr)/.test(combo)) {
+        if (r.code !== 1 || !/qemu-img 7\.2 cannot create or open/.test(r.stderr)) failures.push(`${combo}: not refused: ${r.stderr}`)
+        return
+      }
       if (r.code !== 0) return void failures.push(`${combo}: convert: ${r.stderr}`)
-      const [check, cmp] = await Promise.all([
-        run('qemu-img', ['check', ...OBJECT, '--image-opts', keyed(file)]),
-        run('qemu-img', ['compare', ...OBJECT, '--image-opts', `driver=raw,file.filename=${at('small.raw')}`, keyed(file)]),
-      ])
-      if (check.code !== 0) failures.push(`${combo}: check: ${check.stdout}${check.stderr}`)
+      const cmp = await run('qemu-img', ['compare', ...OBJECT, '--image-opts', `driver=raw,file.filename=${at('small.raw')}`, keyed(file)])
       if (cmp.code !== 0 || cmp.stdout !== 'Images are identical.\n') failures.push(`${combo}: compare: ${cmp.stdout}${cmp.stderr}`)
+      if (i % 4 === 0) {
+        const check = await run('qemu-img', ['check', ...OBJECT, '--image-opts', keyed(file)])
+        if (check.code !== 0) failures.push(`${combo}: check: ${check.stdout}${check.stderr}`)
+      }
     }))
     assert.deepEqual(failures, [])
   })
@@ -196,14 +150,14 @@ describe('images qimg encrypts, checked by qemu-img', () => {
     ['extended L2', 'extended_l2=on,cluster_size=32768'],
     ['512-byte clusters', 'cluster_size=512'],
     ['v2', 'compat=0.10'],
-    ['external data file', `data_file=${'qimg-data.raw'}`],
+    ['external data file', 'data_file=DATA'],
   ]
   for (const [name, extra] of LAYOUTS) {
     it(`${name}: create, write, convert; qemu-img agrees, info is the same`, async (t) => {
       if (!needTools(t, 'qemu-img', 'qemu-io')) return
       const slug = name.replace(/\W+/g, '-')
       const file = at(`qimg-${slug}.qcow2`)
-      const created = await qimgOk(['create', '-f', 'qcow2', ...OBJECT, '-o', LUKS(extra), file, String(SOURCE_SIZE)])
+      const created = await qimgOk(['create', '-f', 'qcow2', ...OBJECT, '-o', LUKS(extra.replace('DATA', at(`${slug}-data.raw`))), file, String(SOURCE_SIZE)])
       assertNoSecret(created)
       await qimgOk(['io', ...OBJECT, '--image-opts', keyed(file), '-c', 'write -P 0x11 0 100000', '-c', 'write -P 0x22 99999 3', '-c', 'write -z 4096 1000'])
       const expected = Buffer.alloc(SOURCE_SIZE)
@@ -217,21 +171,23 @@ describe('images qimg encrypts, checked by qemu-img', () => {
       assert.equal((await qimg(['info', '--output=json', file])).stdout, info.stdout)
       // convert into this layout from the source: qemu-img compare finds them identical.
       const converted = at(`qimg-${slug}-converted.qcow2`)
-      await qimgOk(['convert', ...OBJECT, '-f', 'raw', '-O', 'qcow2', '-o', LUKS(extra.replace('qimg-data', 'qimg-data2')), at('src.raw'), converted])
-      const cmp = await run('qemu-img', ['compare', ...OBJECT, '--image-opts', `driver=raw,file.filename=${at('src.raw')}`, keyed(converted)])
+      await qimgOk(['convert', ...OBJECT, '-f', 'raw', '-O', 'qcow2', '-o', LUKS(extra.replace('DATA', at(`${slug}-converted-data.raw`))), at('small.raw'), converted])
+      const cmp = await run('qemu-img', ['compare', ...OBJECT, '--image-opts', `driver=raw,file.filename=${at('small.raw')}`, keyed(converted)])
       assert.equal(cmp.stdout, 'Images are identical.\n', cmp.stderr)
-      await assertReads(converted, source)
+      await assertReads(converted, readFileSync(at('small.raw')))
     })
   }
 
   it('create prints the Formatting line qemu-img prints', async (t) => {
     if (!needTools(t, 'qemu-img')) return
-    const options = LUKS('encrypt.hash-alg=sha1,encrypt.ivgen-hash-alg=sha256,encrypt.ivgen-alg=essiv,encrypt.cipher-mode=cbc,encrypt.cipher-alg=aes-128,lazy_refcounts=on')
-    const [theirs, ours] = await Promise.all([
-      run('qemu-img', ['create', '-f', 'qcow2', ...OBJECT, '-o', options, 'formatting.qcow2', '1M'], { cwd: root.path }),
-      qimg(['create', '-f', 'qcow2', ...OBJECT, '-o', options, at('formatting-qimg.qcow2'), '1M']),
-    ])
-    assert.equal(ours.stdout, theirs.stdout.replace("'formatting.qcow2'", `'${at('formatting-qimg.qcow2')}'`))
+    // An unknown secret fails right after the line: no PBKDF2 benchmark is needed to compare it.
+    const options = LUKS('encrypt.hash-alg=sha1,encrypt.ivgen-hash-alg=sha256,encrypt.ivgen-alg=essiv,encrypt.cipher-mode=cbc,encrypt.cipher-alg=aes-128,lazy_refcounts=on').replace('key-secret=sec0', 'key-secret=nosuch')
+    const args = ['create', '-f', 'qcow2', ...OBJECT, '-o', options, at('formatting.qcow2'), '1M']
+    const [theirs, ours] = [await run('qemu-img', args), await qimg(args)]
+    assert.match(theirs.stdout, /^Formatting '.*formatting\.qcow2', fmt=qcow2 encrypt\.format=luks encrypt\.key-secret=nosuch encrypt\.cipher-alg=aes-128 /)
+    assert.equal(ours.stdout, theirs.stdout)
+    assert.equal(ours.code, theirs.code)
+    assert.equal(ours.stderr.replace(/^qimg: /, ''), theirs.stderr.replace(/^qemu-img: /, ''))
   })
 })
 
@@ -296,7 +252,7 @@ describe('keys: wrong, missing, damaged', () => {
     assert.equal(sha(file), before)
   })
 
-  it('compression and preallocation with encryption are refused', async (t) => {
+  it('compression, preallocation and unavailable ciphers are refused with encryption', async (t) => {
     if (!needTools(t, 'qemu-img')) return
     const args = ['convert', '-c', ...OBJECT, '-f', 'raw', '-O', 'qcow2', '-o', LUKS(), at('small.raw'), at('compressed.qcow2')]
     const [theirs, ours] = [await run('qemu-img', args), await qimg(args)]
@@ -308,5 +264,73 @@ describe('keys: wrong, missing, damaged', () => {
     const prealloc = await qimg(['create', '-f', 'qcow2', ...OBJECT, '-o', LUKS('preallocation=full'), at('prealloc.qcow2'), '1M'])
     assert.equal(prealloc.code, 1)
     assert.match(prealloc.stderr, /Preallocation and encryption not supported at the same time/)
+    // Ciphers node:crypto lacks (QEMU has serpent, twofish, cast5): refused before any file exists.
+    const twofish = await qimg(['create', '-f', 'qcow2', ...OBJECT, '-o', LUKS('encrypt.cipher-alg=twofish-256'), at('twofish.qcow2'), '1M'])
+    assert.equal(twofish.code, 1)
+    assert.match(twofish.stderr, /cipher twofish-256 in xts mode is not available in Node\.js crypto/)
+    assert.ok(!existsSync(at('twofish.qcow2')) && !existsSync(at('prealloc.qcow2')))
+  })
+})
+
+describe('images qemu-img encrypts, read by qimg', () => {
+  const built = qemuMade
+  for (const [name] of [...QEMU_LUKS, ['aes']]) {
+    it(`${name}: guest content bit-exact, info the same as qemu-img's`, async (t) => {
+      if (!needTools(t, 'qemu-img', 'qemu-io')) return
+      const file = await built.get(name!)!
+      await assertReads(file, source)
+      for (const output of ['json', 'human']) {
+        const theirs = await run('qemu-img', ['info', `--output=${output}`, file])
+        const ours = await qimg(['info', `--output=${output}`, file])
+        assert.equal(ours.code, 0, ours.stderr)
+        assert.equal(ours.stdout, theirs.stdout, `info --output=${output}`)
+      }
+    })
+  }
+
+  it('map through the secret is the same as qemu-img map (data without offsets)', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const file = at('map.qcow2')
+    copyFileSync(await built.get('default')!, file)
+    await run('qemu-io', [...OBJECT, '--image-opts', keyed(file), '-c', 'write -z 64k 64k', '-c', 'discard 1M 128k'])
+    for (const output of ['json', 'human']) {
+      const args = ['map', `--output=${output}`, ...OBJECT, '--image-opts', keyed(file)]
+      const [theirs, ours] = [await run('qemu-img', args), await qimg(args)]
+      assert.equal(ours.stdout, theirs.stdout, `map --output=${output}`)
+      assert.equal(ours.code, theirs.code, `map --output=${output} exit code (${ours.stderr})`)
+    }
+  })
+
+  it('qimg writes into a qemu-made LUKS image: qemu-io reads the pattern, check is clean', async (t) => {
+    if (!needTools(t, 'qemu-img', 'qemu-io')) return
+    const file = at('write-into.qcow2')
+    copyFileSync(await built.get('aes128-cbc-essiv-md5-sha1-extl2')!, file)
+    // Unaligned in place, across clusters, into unallocated space, zeros: all through the secret.
+    await qimgOk(['io', ...OBJECT, '--image-opts', keyed(file), '-c', 'write -P 0x5a 1000 3000', '-c', 'write -P 0xa5 65000 70000', '-c', 'write -P 0x3c 3145800 700', '-c', 'write -z 2M 4096'])
+    const expected = Buffer.from(source)
+    expected.fill(0x5a, 1000, 4000).fill(0xa5, 65000, 135000).fill(0x3c, 3145800, 3146500).fill(0, 2 * 1024 * 1024, 2 * 1024 * 1024 + 4096)
+    assert.equal((await run('qemu-img', ['convert', ...OBJECT, '--image-opts', keyed(file), '-O', 'raw', file + '.qemu.raw'])).code, 0)
+    assert.equal(firstDifference(readFileSync(file + '.qemu.raw'), expected), -1)
+    const check = await run('qemu-img', ['check', ...OBJECT, '--image-opts', keyed(file)])
+    assert.equal(check.code, 0, check.stdout + check.stderr)
+  })
+
+  it('legacy AES: readable for rescue, never written, never created', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const file = await built.get('aes')!
+    const before = sha(file)
+    const write = await qimg(['io', ...OBJECT, '--image-opts', keyed(file), '-c', 'write 0 512'])
+    assert.equal(write.code, 1)
+    assert.match(write.stderr, /legacy AES encrypted images are read-only in qimg\. Use of AES-CBC encrypted qcow2 images is no longer supported/)
+    assert.equal(sha(file), before)
+    // Rescue: convert out of it to LUKS, which qemu-img finds identical.
+    const luks = at('rescued.qcow2')
+    await qimgOk(['convert', ...OBJECT, '--image-opts', keyed(file), '-O', 'qcow2', '-o', LUKS(), luks])
+    const cmp = await run('qemu-img', ['compare', ...OBJECT, '--image-opts', keyed(file), keyed(luks)])
+    assert.equal(cmp.stdout, 'Images are identical.\n', cmp.stderr)
+    const created = await qimg(['create', '-f', 'qcow2', ...OBJECT, '-o', 'encrypt.format=aes,encrypt.key-secret=sec0', at('new-aes.qcow2'), '1M'])
+    assert.equal(created.code, 1)
+    assert.match(created.stderr, /Use of AES-CBC encrypted qcow2 images is no longer supported in system emulators/)
+    assert.ok(!existsSync(at('new-aes.qcow2')), 'nothing is created')
   })
 })

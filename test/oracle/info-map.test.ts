@@ -24,7 +24,7 @@ describe('info and map equal qemu-img on the read matrix', { concurrency: 3 }, (
   for (const image of imageMatrix()) {
     it(image.name, async (t) => {
       if (!needTools(t, 'qemu-img', 'qemu-io')) return
-      const ref = await buildImage(image, mkdtempSync(join(root.path, 'case-')))
+      const ref = await buildImage(image, mkdtempSync(join(root.path, 'case-')), { sync: true })
       // actual-size is compared too: both programs stat the same file (st_blocks × 512).
       const json = await assertSameOutput(ref, ['info', '--output=json'])
       for (const pattern of image.expect ?? []) assert.match(json, pattern, 'the builder made the intended image')

@@ -8,6 +8,17 @@ import { flag, stringOption } from '../getopt.js'
 import { toQemuJson } from '../qjson.js'
 import { oneOperand, outputFormat, parseArgs, type Command } from '../context.js'
 
+/** printf's %0.2f: toFixed(2) breaks an exact tie upwards, printf to the even digit (3.125 → 3.12). */
+function fixed2(x: number): string {
+  const scaled = x * 100
+  // Only multiples of 1/8 can be exact ties at two decimals.
+  if (Number.isInteger(x * 8) && scaled - Math.floor(scaled) === 0.5) {
+    const down = Math.floor(scaled)
+    return ((down % 2 === 0 ? down : down + 1) / 100).toFixed(2)
+  }
+  return x.toFixed(2)
+}
+
 function human(r: CheckResult): string {
   let out = ''
   if (!(r.corruptions || r.leaks || r.checkErrors)) out += 'No errors were found on the image.\n'
@@ -17,7 +28,7 @@ function human(r: CheckResult): string {
     if (r.checkErrors) out += `\n${r.checkErrors} internal errors have occurred during the check.\n`
   }
   if (r.totalClusters !== 0 && r.allocatedClusters !== 0) {
-    const pct = (n: number, d: number) => ((n * 100) / d).toFixed(2)
+    const pct = (n: number, d: number) => fixed2((n * 100) / d)
     out += `${r.allocatedClusters}/${r.totalClusters} = ${pct(r.allocatedClusters, r.totalClusters)}% allocated, ${pct(r.fragmentedClusters, r.allocatedClusters)}% fragmented, ${pct(r.compressedClusters, r.allocatedClusters)}% compressed clusters\n`
   }
   if (r.imageEndOffset) out += `Image end offset: ${r.imageEndOffset}\n`

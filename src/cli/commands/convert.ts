@@ -1,13 +1,13 @@
 // qimg convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] [-n] [-l SNAPSHOT]
 //              [-S SIZE] [-p] [-t CACHE] [-m N] [-q] IN OUT
 import { convertImage } from '../../commands/convert.js'
-import { ImageError } from '../../errors.js'
+import { ImageError, isImageError } from '../../errors.js'
 import { createQcow2, createRaw } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
 import { FileStorage } from '../../io/file.js'
 import { CodecPool } from '../../node/pool.js'
 import { flag, stringOption } from '../getopt.js'
-import { parseCreateOptions, toQcow2Options } from '../create-options.js'
+import { parseCreateOptions, rawPreallocation, toQcow2Options } from '../create-options.js'
 import { parseOptionString } from '../image-opts.js'
 import { parseSize } from '../size.js'
 import { openOperand, parseArgs, type Command } from '../context.js'
@@ -53,7 +53,7 @@ export const convert: Command = async (args, ctx) => {
   const sparseText = stringOption(parsed, 'sparse')
   const sparseSize = sparseText === undefined ? 4096 : parseSize(sparseText)
   if (sparseSize % 512 !== 0 || sparseSize > 16 * 1024 * 1024) {
-    throw new ImageError('INVALID_ARGUMENT', `Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 up to 16MiB`)
+    throw new ImageError('INVALID_ARGUMENT', 'Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 up to 16777216. Select 0 to disable sparse detection (fully allocates output).')
   }
   const parallelText = stringOption(parsed, 'parallel')
   const parallel = parallelText === undefined ? 8 : Number(parallelText)
@@ -61,7 +61,7 @@ export const convert: Command = async (args, ctx) => {
   const cache = stringOption(parsed, 'cache') ?? 'unsafe'
   const noCreate = flag(parsed, 'no-create')
   const optionTexts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
-  if (noCreate && optionTexts.length > 0) throw new ImageError('INVALID_ARGUMENT', '-o cannot be used together with -n')
+  if (noCreate && optionTexts.length > 0) throw new ImageError('INVALID_ARGUMENT', '-o has no effect when skipping image creation')
   const opts = parseCreateOptions(targetFormat, optionTexts)
   const encrypted = opts.has('encrypt.format') || (opts.has('encryption') && opts.get('encryption') !== 'off')
   if (compress && encrypted) throw new ImageError('INVALID_ARGUMENT', 'Compression and encryption not supported at the same time')
@@ -70,13 +70,24 @@ export const convert: Command = async (args, ctx) => {
   const backingFormat = stringOption(parsed, 'backing-format') ?? opts.get('backing_fmt')
   if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
 
-  const device = await openOperand(source, parsed, { snapshot: snapshotOption(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) })
+  const device = await openOperand(source, parsed, { snapshot: snapshotOption(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) }).catch((e: unknown) => {
+    throw isImageError(e, 'NO_SUCH_SNAPSHOT') ? new ImageError(e.code, "Failed to load snapshot: Can't find snapshot", { cause: e }) : e
+  })
+  /** Creating the target (bdrv_create): its errors are reported as img_convert does. */
+  const creating = async (create: () => Promise<void>): Promise<void> => {
+    try {
+      await create()
+    } catch (e) {
+      if (isImageError(e)) throw new ImageError(e.code, `${output}: error while converting ${targetFormat}: ${e.message}`, { cause: e })
+      throw e
+    }
+  }
   let targetSecret: Uint8Array | undefined
   try {
     if (!noCreate) {
       if (targetFormat === 'raw') {
         if (backing !== undefined) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format 'raw'`)
-        await createRaw(output, device.size, (opts.get('preallocation') as 'off' | 'falloc' | 'full' | undefined) ?? 'off')
+        await creating(() => createRaw(output, device.size, rawPreallocation(opts)))
       } else {
         if (backing !== undefined) {
           if (backingFormat === undefined) throw new ImageError('INVALID_ARGUMENT', 'Use of backing file requires explicit backing format')
@@ -86,7 +97,7 @@ export const convert: Command = async (args, ctx) => {
         const encrypt = toEncryptOptions(opts)
         const secretId = encryptionSecretId(opts)
         targetSecret = encrypt && secretId !== undefined ? lookupSecret(await secretsOf(parsed), secretId) : undefined
-        await createQcow2(output, { ...toQcow2Options(opts, Math.ceil(device.size / 512) * 512), encrypt }, { secret: targetSecret })
+        await creating(() => createQcow2(output, { ...toQcow2Options(opts, Math.ceil(device.size / 512) * 512), encrypt }, { secret: targetSecret }))
       }
     }
     const secret = targetSecret

@@ -5,7 +5,7 @@ import { createQcow2, createRaw } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
 import { resolve } from 'node:path'
 import { flag, stringOption, type Parsed } from '../getopt.js'
-import { formattingLine, hasHelpOption, optionHelp, parseCreateOptions, parseOptionSize, toQcow2Options } from '../create-options.js'
+import { formattingLine, hasHelpOption, optionHelp, parseCreateOptions, parseOptionSize, rawPreallocation, toQcow2Options } from '../create-options.js'
 import { parseSize } from '../size.js'
 import { parseArgs, type CliContext, type Command } from '../context.js'
 import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
@@ -94,10 +94,7 @@ async function createImage(filename: string, format: string, optionTexts: string
   if (size === undefined) throw new ImageError('INVALID_ARGUMENT', 'Image creation needs a size parameter')
   if (!flag(parsed, 'quiet')) ctx.out(formattingLine(filename, format, opts, size) + '\n')
   if (format === 'raw') {
-    const prealloc = opts.get('preallocation') ?? 'off'
-    if (!['off', 'metadata', 'falloc', 'full'].includes(prealloc)) throw new ImageError('INVALID_ARGUMENT', `invalid parameter value: ${prealloc}`)
-    if (prealloc === 'metadata') throw new ImageError('INVALID_ARGUMENT', `Unsupported preallocation mode: ${prealloc}`)
-    await createRaw(filename, size, prealloc as 'off' | 'falloc' | 'full')
+    await createRaw(filename, size, rawPreallocation(opts))
   } else {
     // QEMU rounds qcow2 sizes up to whole sectors.
     const encrypt = toEncryptOptions(opts)

@@ -28,7 +28,8 @@ function pattern(parsed: Parsed): number | undefined {
 function offsetAndLength(parsed: Parsed, device: BlockDevice): { offset: number; length: number } {
   const offset = number(parsed.operands[0], 'offset')
   const length = number(parsed.operands[1], 'length')
-  if (offset + length > device.size) throw new ImageError('OUT_OF_RANGE', `${offset + length > device.size ? 'request' : 'offset'} out of range`)
+  // The block layer refuses a request past the end with EIO, which qemu-io reports.
+  if (offset + length > device.size) throw new ImageError('OUT_OF_RANGE', 'Input/output error')
   return { offset, length }
 }
 

@@ -46,8 +46,10 @@ export const measure: Command = async (args, ctx) => {
   const sizeText = stringOption(parsed, 'size')
   const size = sizeText === undefined ? undefined : parseImageSize(sizeText)
   const [filename, extra] = parsed.operands
-  if (size !== undefined && stringOption(parsed, 'snapshot') !== undefined) throw new ImageError('INVALID_ARGUMENT', '--size N cannot be used together with -l.')
-  if (extra !== undefined) throw new ImageError('INVALID_ARGUMENT', 'Too many arguments')
+  if (extra !== undefined) throw new ImageError('INVALID_ARGUMENT', 'At most one filename argument is allowed.')
+  if (filename === undefined && ['image-opts', 'format', 'snapshot'].some((key) => parsed.options.has(key))) {
+    throw new ImageError('INVALID_ARGUMENT', '--image-opts, -f, and -l require a filename argument.')
+  }
   if (size !== undefined && filename !== undefined) throw new ImageError('INVALID_ARGUMENT', '--size N cannot be used together with a filename.')
   if (size === undefined && filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'Either --size N or one filename must be specified.')
   // As qemu-img: the source opens first, then the target's options are read.

@@ -55,6 +55,11 @@ export function resolveLuksOptions(options: LuksCreateOptions, provider?: Crypto
     essivCipher(spec.cipherAlg, spec.ivgenHashAlg)
   }
   if (spec.cipherMode === 'xts' && spec.cipherAlg === 'cast5-128') throw new ImageError('UNSUPPORTED', 'Unsupported cipher mode xts')
+  const materialLength = masterKeyLength(spec.cipherAlg, spec.cipherMode) * LUKS_STRIPES
+  if (materialLength % SECTOR_SIZE !== 0) {
+    // Valid LUKS (cryptsetup pads the last sector), but QEMU 7.2 asserts on it when creating or opening.
+    throw new ImageError('UNSUPPORTED', `${spec.cipherAlg} in ${spec.cipherMode} mode: its LUKS key material (${materialLength} bytes) is not a whole number of ${SECTOR_SIZE}-byte sectors, which qemu-img 7.2 cannot create or open (it aborts); qimg reads such images but does not create them`)
+  }
   const iterTime = options.iterTime ?? 2000
   if (!Number.isSafeInteger(iterTime) || iterTime < 0) throw new ImageError('INVALID_ARGUMENT', `encrypt.iter-time must be a non-negative number of milliseconds (got ${iterTime})`)
   if (provider) {
@@ -63,6 +68,16 @@ export function resolveLuksOptions(options: LuksCreateOptions, provider?: Crypto
     if (spec.ivgenHashAlg) requireHash(provider, spec.ivgenHashAlg)
   }
   return { ...spec, iterTime }
+}
+
+/**
+ * Bytes of the LUKS header area a volume with these options takes (payload offset × 512), as
+ * qcrypto_block_calculate_payload_offset computes it for qcow2_measure.
+ */
+export function luksPayloadLength(options: LuksCreateOptions): number {
+  const { cipherAlg, cipherMode } = resolveLuksOptions(options)
+  const firstSlotSector = LUKS_KEY_SLOT_AREA_OFFSET / SECTOR_SIZE
+  return (firstSlotSector + LUKS_KEY_SLOT_COUNT * keySlotSectors(masterKeyLength(cipherAlg, cipherMode))) * SECTOR_SIZE
 }
 
 /** A random version 4 UUID in lower case (qemu_uuid_generate + qemu_uuid_unparse). */
@@ -76,11 +91,12 @@ function randomUuid(provider: CryptoProvider): string {
 
 /**
  * PBKDF2 iterations taking `iterTime` ms here: the measured rate × iterTime / 1000 (QEMU
- * measures for at least 500 ms; qimg measures for min(500, max(20, iterTime)) ms, so small
+ * measures for at least 500 ms; qimg measures for min(500, max(10, iterTime)) ms, so small
  * iter-times format quickly), divided by `divisor`, at least 1000, at most 2^32 − 1.
  */
 async function iterationsFor(provider: CryptoProvider, hash: HashAlgorithm, passwordLength: number, outputLength: number, iterTime: number, divisor: number): Promise<number> {
-  const rate = await provider.pbkdf2Rate(hash, passwordLength, LUKS_SALT_LENGTH, outputLength, Math.min(500, Math.max(20, iterTime)))
+  if (iterTime === 0) return LUKS_MIN_ITERATIONS // rate × 0 is 0 whatever the rate: no benchmark needed
+  const rate = await provider.pbkdf2Rate(hash, passwordLength, LUKS_SALT_LENGTH, outputLength, Math.min(500, Math.max(10, iterTime)))
   const iterations = Math.floor(Math.floor((rate * iterTime) / 1000) / divisor)
   if (iterations > 0xffff_ffff) throw new ImageError('INVALID_ARGUMENT', `PBKDF iterations ${iterations} too large for LUKS (encrypt.iter-time ${iterTime} is too long)`)
   return Math.max(iterations, LUKS_MIN_ITERATIONS)

@@ -27,3 +27,14 @@ test('writes land encrypted at their host sectors; unaligned writes keep their n
   assert.notDeepEqual(raw, model.subarray(1024, 1536))
   assert.deepEqual(await cipher.decrypt(raw, 2), model.subarray(1024, 1536))
 })
+
+test('concurrent unaligned writes to one sector all land (read-modify-write is serialized)', async () => {
+  const inner = new MemoryStorage(new Uint8Array(1024))
+  const cipher = createSectorCipher(nodeCrypto, { cipherAlg: 'aes-128', cipherMode: 'cbc', ivgenAlg: 'plain64', ivgenHashAlg: undefined }, nodeCrypto.randomBytes(16))
+  const view = encryptedStorage(inner, cipher)
+  await view.write(0, new Uint8Array(1024))
+  await Promise.all(Array.from({ length: 64 }, (_, i) => view.write(i * 8, new Uint8Array(8).fill(i + 1))))
+  const expected = new Uint8Array(1024)
+  for (let i = 0; i < 64; i++) expected.fill(i + 1, i * 8, i * 8 + 8)
+  assert.deepEqual(await view.read(0, 1024), expected)
+})

@@ -1,7 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { formatLuks, luksInfo, resolveLuksOptions, unlockLuks, type AreaReader } from '../../../src/qcow2/crypto/luks.js'
+import { formatLuks, luksInfo, luksPayloadLength, resolveLuksOptions, unlockLuks, type AreaReader } from '../../../src/qcow2/crypto/luks.js'
 import { decodeLuksHeader, parseLuksCipher, validateLuksHeader } from '../../../src/qcow2/crypto/luks-header.js'
+import { afSplit } from '../../../src/qcow2/crypto/af.js'
+import { createSectorCipher } from '../../../src/qcow2/crypto/sector-cipher.js'
 import { nodeCrypto } from '../../../src/node/crypto.js'
 import { isImageError } from '../../../src/errors.js'
 
@@ -28,20 +30,39 @@ test('a formatted volume decodes, validates and unlocks with its passphrase only
 })
 
 test('options other than the defaults shape the header as QEMU does', async () => {
-  const { volume, area, masterKey } = await formatLuks(nodeCrypto, { cipherAlg: 'aes-192', cipherMode: 'cbc', ivgenAlg: 'essiv', hashAlg: 'sha1', iterTime: 0 }, secret)
+  const { volume, area, masterKey } = await formatLuks(nodeCrypto, { cipherAlg: 'aes-128', cipherMode: 'cbc', ivgenAlg: 'essiv', hashAlg: 'sha1', iterTime: 0 }, secret)
   const h = volume.header
   assert.equal(h.cipherName, 'aes')
   assert.equal(h.cipherMode, 'cbc-essiv:sha256')
   assert.equal(h.hashSpec, 'sha1')
-  assert.equal(h.masterKeyLength, 24)
-  assert.equal(h.payloadOffsetSector, 8 + 8 * 192)
-  assert.deepEqual(h.keySlots.map((s) => s.keyOffsetSector), [8, 200, 392, 584, 776, 968, 1160, 1352])
+  assert.equal(h.masterKeyLength, 16)
+  assert.equal(h.payloadOffsetSector, 8 + 8 * 128)
+  assert.deepEqual(h.keySlots.map((s) => s.keyOffsetSector), [8, 136, 264, 392, 520, 648, 776, 904])
   assert.deepEqual(await unlockLuks(nodeCrypto, volume, reader(area), secret), masterKey)
   const info = luksInfo(volume)
   assert.equal(info.ivgenHashAlg, 'sha256')
   assert.equal(info.payloadOffset, h.payloadOffsetSector * 512)
   assert.deepEqual(info.slots[0], { active: true, iters: 1000, stripes: 4000, keyOffset: 4096 })
-  assert.deepEqual(info.slots[1], { active: false, iters: undefined, stripes: undefined, keyOffset: 200 * 512 })
+  assert.deepEqual(info.slots[1], { active: false, iters: undefined, stripes: undefined, keyOffset: 136 * 512 })
+})
+
+test('key material ending mid-sector (aes-192 cbc, as cryptsetup pads it) unlocks, though qimg does not create it', async () => {
+  assert.throws(() => resolveLuksOptions({ cipherAlg: 'aes-192', cipherMode: 'cbc' }), (e) => isImageError(e, 'UNSUPPORTED') && /96000 bytes.*qemu-img 7\.2 cannot create or open/.test(e.message))
+  // Build the volume by hand: slot 0 holds 96000 bytes, cryptsetup encrypts 188 sectors (zero padded).
+  const template = await formatLuks(nodeCrypto, { cipherAlg: 'aes-128', cipherMode: 'cbc', iterTime: 0 }, secret)
+  const spec = { cipherAlg: 'aes-192', cipherMode: 'cbc', ivgenAlg: 'plain64', ivgenHashAlg: undefined, hashAlg: 'sha256' } as const
+  const masterKey = nodeCrypto.randomBytes(24)
+  const header = { ...template.volume.header, masterKeyLength: 24, masterKeyIterations: 1000 }
+  header.masterKeyDigest = await nodeCrypto.pbkdf2('sha256', masterKey, header.masterKeySalt, 1000, 20)
+  const slot = { ...header.keySlots[0]!, iterations: 1000 }
+  header.keySlots = [slot, ...header.keySlots.slice(1)]
+  const slotKey = await nodeCrypto.pbkdf2('sha256', secret, slot.salt, 1000, 24)
+  const padded = new Uint8Array(188 * 512)
+  padded.set(afSplit(masterKey, 4000, (p) => nodeCrypto.hash('sha256', p), 32, (n) => nodeCrypto.randomBytes(n)))
+  const material = await createSectorCipher(nodeCrypto, spec, slotKey).encrypt(padded, 0)
+  const area = new Uint8Array(slot.keyOffsetSector * 512 + material.length)
+  area.set(material, slot.keyOffsetSector * 512)
+  assert.deepEqual(await unlockLuks(nodeCrypto, { header, spec }, reader(area), secret), masterKey)
 })
 
 test('PBKDF2 iterations scale with iter-time (master key digest gets an eighth)', async () => {
@@ -58,4 +79,9 @@ test('invalid combinations are refused before anything is written', () => {
   assert.throws(() => resolveLuksOptions({ cipherAlg: 'cast5-128' }), /Unsupported cipher mode xts/)
   assert.throws(() => resolveLuksOptions({ cipherAlg: 'serpent-256' }, nodeCrypto), (e) => isImageError(e, 'UNSUPPORTED'))
   assert.throws(() => resolveLuksOptions({ iterTime: -1 }), /iter-time/)
+})
+
+test('the header area length is what qemu-img measure adds (before rounding to clusters)', () => {
+  assert.equal(luksPayloadLength({}), 2068480)
+  assert.equal(luksPayloadLength({ cipherAlg: 'aes-128', cipherMode: 'cbc' }), (8 + 8 * 128) * 512)
 })
