@@ -294,7 +294,8 @@ export class WriterCore {
    */
   protected async writeData(hostOffset: number, bytes: Uint8Array): Promise<void> {
     if (this.corrupt) throw new ImageError('CORRUPT', `${this.storage.name}: image is marked corrupt; no more writes`, { file: this.storage.name })
-    if (this.data === this.storage && bytes.length > 0) {
+    // Data in the image file itself (`data` may be an encrypting view of it: compare by data file).
+    if (!this.ctx.hasDataFile && bytes.length > 0) {
       const cs = this.ctx.geometry.clusterSize
       if (this.overlapsEpoch !== this.refcounts.metadataEpoch) this.overlaps = undefined
       this.overlapsEpoch = this.refcounts.metadataEpoch
@@ -315,7 +316,7 @@ export class WriterCore {
     const refs = this.refcounts
     await this.inFlight.drained()
     // 1. Guest data before anything points to it.
-    if (this.dataDirty && this.data !== this.storage) await this.data.flush()
+    if (this.dataDirty && this.ctx.hasDataFile) await this.data.flush()
     // 2. Refcount increments before the tables that use the clusters.
     const refsDirty = refs.cache.dirtyCount > 0 || refs.reftableDirty
     if (refsDirty) {
