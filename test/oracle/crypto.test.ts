@@ -4,13 +4,14 @@
 // `qemu-img compare` with the secret; bad keys fail with BAD_KEY and change nothing.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { copyFileSync, existsSync, openSync, readFileSync, closeSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { run as runCli } from '../../src/cli/main.js'
 import { openImage } from '../../src/node/open.js'
 import { isImageError } from '../../src/errors.js'
-import { hasTool, needTools, run, tempDir, type RunResult } from '../helpers/oracle.js'
+import { QIMG, hasTool, needTools, run, tempDir, type RunResult } from '../helpers/oracle.js'
 import { firstDifference, writePatternedRaw } from './images.js'
 
 /** Runs `jobs` with at most `limit` in flight; results in order. */
@@ -28,7 +29,12 @@ async function pool<T>(limit: number, jobs: readonly (() => Promise<T>)[]): Prom
 }
 
 const root = tempDir('qimg-oracle-crypto-')
-after(() => root.cleanup())
+/** qemu-img jobs started in the background: settled before the directory goes. */
+let background: Promise<unknown> = Promise.resolve()
+after(async () => {
+  await background.catch(() => undefined)
+  root.cleanup()
+})
 const at = (name: string) => join(root.path, name)
 
 const PASS = 'Tr0ub4dor&3 passphrase'
@@ -108,8 +114,12 @@ before(async () => {
     return file
   })
   const all = pool(2, jobs)
-  all.catch(() => undefined) // awaited by the tests
-  ;[...QEMU_LUKS.map(([n]) => n), 'aes'].forEach((name, i) => qemuMade.set(name, all.then((files) => files[i]!)))
+  background = all
+  for (const [i, name] of [...QEMU_LUKS.map(([n]) => n), 'aes'].entries()) {
+    const file = all.then((files) => files[i]!)
+    file.catch(() => undefined) // awaited (and reported) by the tests that use it
+    qemuMade.set(name, file)
+  }
 })
 
 
@@ -229,6 +239,27 @@ describe('keys: wrong, missing, damaged', () => {
     assert.equal(sha(image), before)
     await assert.rejects(openImage(image), (e) => isImageError(e, 'BAD_KEY'))
     assert.equal((await qimg(['info', image])).code, 0)
+  })
+
+  it('on a terminal, a passphrase is asked for (without echo) when no secret is given', async (t) => {
+    if (!needTools(t, 'script')) return
+    // script(1) gives qimg a pseudo-terminal; the passphrase is typed once the prompt shows.
+    const out = at('prompted.raw')
+    const child = spawn('script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(QIMG)} convert -O raw ${JSON.stringify(image)} ${JSON.stringify(out)}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let transcript = ''
+    let typed = false
+    child.stdout.on('data', (chunk: Buffer) => {
+      transcript += chunk.toString()
+      if (!typed && transcript.includes('Passphrase: ')) {
+        typed = true
+        child.stdin.write(PASS + '\r')
+      }
+    })
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+    assert.equal(code, 0, transcript)
+    assert.match(transcript, /Disk image '.*keys\.qcow2' is encrypted\.\r?\nPassphrase: /)
+    assert.ok(!transcript.includes(PASS), 'the passphrase is not echoed')
+    assert.equal(firstDifference(readFileSync(out), readFileSync(at('small.raw'))), -1)
   })
 
   it('a damaged LUKS header is BAD_KEY, as qemu-img refuses it', async (t) => {
