@@ -43,6 +43,8 @@ let caseNumber = 0
 /**
  * Runs `qemu-img ARGS` and `qimg ARGS` ('@' in ARGS stands for each one's own directory, where
  * qemu-img also runs) after the `setup` qemu-img commands have prepared both directories alike.
+ * (qemu-img creates a relative data_file in its working directory but the image looks for it
+ * next to itself; qimg creates it next to the image. In the image's directory both agree.)
  */
 async function both(args: readonly string[], setup: readonly string[][] = []): Promise<{ theirs: Outcome; ours: Outcome }> {
   const base = join(root.path, `case${++caseNumber}`)
@@ -154,7 +156,7 @@ const GOOD: Good[] = [
   { name: 'defaults', args: qcow2('') },
   ...['0.10', 'v2', '1.1', 'v3'].map((compat) => ({ name: `compat=${compat}`, args: qcow2(`compat=${compat}`) })),
   ...['512', '4k', '2M'].map((cs) => ({ name: `cluster_size=${cs}`, args: qcow2(`cluster_size=${cs}`, '5M') })),
-  ...[1, 8, 64].map((bits) => ({ name: `refcount_bits=${bits}`, args: qcow2(`refcount_bits=${bits}`) })),
+  ...[1, 2, 4, 8, 32, 64].map((bits) => ({ name: `refcount_bits=${bits}`, args: qcow2(`refcount_bits=${bits}`) })),
   { name: 'compat=0.10 with refcount_bits=16', args: qcow2('compat=0.10,refcount_bits=16') },
   { name: 'lazy_refcounts', args: qcow2('lazy_refcounts=on') },
   { name: 'extended_l2', args: qcow2('extended_l2=on') },

@@ -2,6 +2,7 @@
 // qemu-img bench: COUNT requests of SIZE bytes, DEPTH in flight, offsets stepping by STEP.
 import { ImageError } from '../../errors.js'
 import { flag, stringOption } from '../getopt.js'
+import { parseOptionNumber } from '../create-options.js'
 import { parseSize } from '../size.js'
 import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
 
@@ -21,26 +22,56 @@ export const bench: Command = async (args, ctx) => {
     { long: 'no-drain', value: false },
   ])
   const filename = oneOperand(parsed)
-  const count = Number(stringOption(parsed, 'count') ?? 75000)
-  const depth = Number(stringOption(parsed, 'depth') ?? 64)
-  const offset = parseSize(stringOption(parsed, 'offset') ?? '0')
-  const size = parseSize(stringOption(parsed, 'size') ?? '4096')
-  const step = stringOption(parsed, 'step') === undefined ? size : parseSize(stringOption(parsed, 'step')!)
+  /** qemu_strtoul (decimal, 0x hexadecimal, 0 octal) up to `max`, else qemu-img's message. */
+  const integer = (key: string, fallback: number, what: string, max = 2 ** 31 - 1): number => {
+    const text = stringOption(parsed, key)
+    if (text === undefined) return fallback
+    let value: number
+    try {
+      value = parseOptionNumber(key, text)
+    } catch {
+      value = Number.NaN
+    }
+    if (!(value <= max)) throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified`)
+    return value
+  }
+  /** cvtnum_full: a size, with qemu-img's messages. */
+  const size = (key: string, fallback: number, what: string, max = Number.MAX_SAFE_INTEGER): number => {
+    const text = stringOption(parsed, key)
+    if (text === undefined) return fallback
+    let value: number
+    try {
+      value = parseSize(text)
+    } catch {
+      throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\nqimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`)
+    }
+    if (value > max) throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. Must be between 0 and ${max}.`)
+    return value
+  }
+  const count = integer('count', 75000, 'request count')
+  const depth = integer('depth', 64, 'queue depth')
+  const offset = size('offset', 0, 'offset')
+  const bufferSize = size('size', 4096, 'buffer size', 2 ** 31 - 1)
+  // -S 0 means the buffer size, as no -S does.
+  const step = size('step', 0, 'step_size', 2 ** 31 - 1) || bufferSize
   const write = flag(parsed, 'write')
-  const patternByte = Number(stringOption(parsed, 'pattern') ?? 0)
-  const flushIntervalText = stringOption(parsed, 'flush-interval')
-  const flushInterval = flushIntervalText === undefined ? 0 : Number(flushIntervalText)
-  if (!Number.isInteger(count) || count < 1) throw new ImageError('INVALID_ARGUMENT', 'Invalid request count specified')
-  if (!Number.isInteger(depth) || depth < 1) throw new ImageError('INVALID_ARGUMENT', 'Invalid queue depth specified')
+  const patternByte = integer('pattern', 0, 'pattern byte', 0xff)
+  const flushInterval = integer('flush-interval', 0, 'flush interval')
+  // (qemu-img 7.2 accepts a depth of 0 and then waits forever; qimg refuses it.)
+  if (depth < 1) throw new ImageError('INVALID_ARGUMENT', 'Invalid queue depth specified')
   if (flushInterval && !write) throw new ImageError('INVALID_ARGUMENT', '--flush-interval is only available in write tests')
   if (flushInterval && flushInterval < depth) throw new ImageError('INVALID_ARGUMENT', 'Flush interval can\'t be smaller than depth')
+  const cache = stringOption(parsed, 'cache')
+  if ((flag(parsed, 'native') || stringOption(parsed, 'aio') === 'native') && cache !== 'none' && cache !== 'directsync') {
+    throw new ImageError('INVALID_ARGUMENT', `Could not open '${filename}': aio=native was specified, but it requires cache.direct=on, which was not specified.`)
+  }
   const device = await openOperand(filename, parsed, { writable: write })
   try {
-    if (size > device.size) throw new ImageError('INVALID_ARGUMENT', 'Buffer size exceeds image size')
     if (!flag(parsed, 'quiet')) {
-      ctx.out(`Sending ${count} ${write ? 'write' : 'read'} requests, ${size} bytes each, ${depth} in parallel (starting at offset ${offset}, step size ${step})\n`)
+      ctx.out(`Sending ${count} ${write ? 'write' : 'read'} requests, ${bufferSize} bytes each, ${depth} in parallel (starting at offset ${offset}, step size ${step})\n`)
+      if (flushInterval) ctx.out(`Sending flush every ${flushInterval} requests\n`)
     }
-    const buffer = new Uint8Array(size).fill(patternByte)
+    const buffer = new Uint8Array(bufferSize).fill(patternByte)
     const started = performance.now()
     let issued = 0
     let position = offset
@@ -55,12 +86,12 @@ export const bench: Command = async (args, ctx) => {
       while (issued < count) {
         issued++
         const at = nextOffset()
-        if (at + size > device.size) throw new ImageError('IO', 'Failed request: Input/output error')
+        if (at + bufferSize > device.size) throw new ImageError('IO', 'Failed request: Input/output error')
         if (write) {
           await device.write(at, buffer)
           if (flushInterval && issued % flushInterval === 0) await device.flush()
         } else {
-          await device.read(at, size)
+          await device.read(at, bufferSize)
         }
       }
     }
