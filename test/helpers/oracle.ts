@@ -68,6 +68,15 @@ export function qimg(args: readonly string[], options: { cwd?: string } = {}): P
   return run(process.execPath, [QIMG, ...args], options)
 }
 
+/** Runs the qimg CLI in this process (the same code as bin/qimg.js, without a process start). */
+export async function qimgInProcess(args: readonly string[]): Promise<RunResult> {
+  const { run: runCli } = await import('../../src/cli/main.js')
+  let stdout = ''
+  let stderr = ''
+  const code = await runCli(args, { out: (text) => { stdout += text }, err: (text) => { stderr += text } })
+  return { stdout, stderr, code }
+}
+
 /** A fresh temporary directory, removed by the returned cleanup. */
 export function tempDir(prefix = 'qimg-test-'): { path: string; file(name: string): string; cleanup(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix))

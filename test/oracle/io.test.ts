@@ -5,22 +5,13 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { run as runCli } from '../../src/cli/main.js'
-import { hasTool, needTools, qimg, run, runOk, tempDir, type RunResult } from '../helpers/oracle.js'
+import { hasTool, needTools, qimg, run, runOk, tempDir, type RunResult, qimgInProcess as qimgHere } from '../helpers/oracle.js'
 import { prng } from './images.js'
 
 const root = tempDir('qimg-oracle-io-')
 after(() => root.cleanup())
 const dir = join(root.path, 'work')
 const at = (name: string): string => join(dir, name)
-
-/** Runs the qimg CLI in this process (the same code as bin/qimg.js, without a process start). */
-async function qimgHere(args: readonly string[]): Promise<RunResult> {
-  let stdout = ''
-  let stderr = ''
-  const code = await runCli(args, { out: (text) => { stdout += text }, err: (text) => { stderr += text } })
-  return { stdout, stderr, code }
-}
 
 /** The second line of each report is timing: "64 KiB, 1 ops; 00.00 sec (…/sec and … ops/sec)". */
 const withoutTimes = (transcript: string): string => transcript.replace(/^\S.*ops; .*$/gm, '<statistics>')

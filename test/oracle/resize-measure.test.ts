@@ -5,21 +5,12 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { run as runCli } from '../../src/cli/main.js'
-import { hasTool, needTools, run, runOk, tempDir, type RunResult } from '../helpers/oracle.js'
+import { hasTool, needTools, run, runOk, tempDir, type RunResult, qimgInProcess as qimgHere } from '../helpers/oracle.js'
 
 const root = tempDir('qimg-oracle-resize-measure-')
 after(() => root.cleanup())
 const dir = join(root.path, 'work')
 const at = (name: string): string => join(dir, name)
-
-/** Runs the qimg CLI in this process (the same code as bin/qimg.js, without a process start). */
-async function qimgHere(args: readonly string[]): Promise<RunResult> {
-  let stdout = ''
-  let stderr = ''
-  const code = await runCli(args, { out: (text) => { stdout += text }, err: (text) => { stderr += text } })
-  return { stdout, stderr, code }
-}
 
 const quote = (arg: string): string => `'${arg.replaceAll("'", "'\\''")}'`
 const MARK = '@@exited '
