@@ -4,6 +4,7 @@
 // `op I` before operation I starts, `flushed I` once a flush covering operations 0..I completed
 // (written with write(2) before going on, so a line read happened before the kill).
 // Usage: node writer-process.js IMAGE SEED
+import { prng } from '../helpers/prng.js'
 import { writeSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { openImage } from '../../src/node/open.js'
@@ -16,17 +17,6 @@ export interface Op {
   pattern: number
 }
 
-/** mulberry32, as in the oracle tests. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * The operations of a run, in order, and after which ones the child flushes: the same for the

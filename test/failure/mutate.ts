@@ -1,19 +1,9 @@
 // Mutation of valid images for fuzzing: a seeded PRNG, the metadata regions and typed fields of
 // a built image, boundary values, pointers retargeted at other structures, cut and grown files.
 import type { BuiltImage } from '../helpers/build-qcow2.js'
+export { mulberry32 } from '../helpers/prng.js'
 import { HEADER_FIELDS, SNAPSHOT_FIELDS, peek, poke } from '../helpers/poke.js'
 
-/** mulberry32: a tiny seeded PRNG returning uint32s. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
-}
 
 /** Regions of metadata bytes, typed fields inside metadata, and where structures start. */
 export interface Target { regions: [number, number][]; fields: [number, 1 | 2 | 4 | 8][]; structures: number[] }

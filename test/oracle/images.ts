@@ -1,5 +1,7 @@
 // Image builders for the oracle tests: every kind of QCOW2 image QEMU makes, built with the real
 // qemu-img / qemu-io (the oracle), plus helpers to get qemu-img's view of an image.
+import { prng } from '../helpers/prng.js'
+export { prng }
 import { closeSync, fsyncSync, openSync, readdirSync, readSync, writeFileSync, writeSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { isAbsolute, join } from 'node:path'
@@ -124,17 +126,6 @@ export async function create(dir: string, file: string, size: number | undefined
   await qemuImg(args, dir)
 }
 
-/** A deterministic PRNG (mulberry32) so patterned data is the same on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * A raw image mixing what compression meets in practice: 4 KiB blocks of random bytes (stored
