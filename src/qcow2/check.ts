@@ -2,12 +2,12 @@
 // from every reference, compare with the stored ones, classify corruptions and leaks as
 // qemu-img does, and repair (-r leaks | all) by fixing refcounts, rebuilding the refcount
 // structure when it is itself broken, and fixing COPIED flags.
-import { setU64 } from '../binary/bytes.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { ImageError } from '../errors.js'
 import { countReferences, hexOf, incRefs, type CheckCounts, type RefContext } from './check-refs.js'
 import { getRefcountEntry } from './refcount-read.js'
 import { setRefcountEntry } from './refcount.js'
+import { writeHeaderPointer } from './header-encode.js'
 import { rebuildRefcountStructure } from './refcount-rebuild.js'
 import { loadLayout, type Qcow2Layout } from './open.js'
 import { loadSnapshotTable } from './snapshot.js'
@@ -153,12 +153,7 @@ async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: R
 async function rebuildRefcounts(ctx: RefContext, storage: Storage): Promise<void> {
   const cs = ctx.layout.geometry.clusterSize
   const { tableOffset, tableClusters } = await rebuildRefcountStructure(storage, ctx.refs, cs, ctx.layout.header.refcountOrder)
-  const header = new Uint8Array(12)
-  const hv = new DataView(header.buffer)
-  setU64(hv, 0, tableOffset)
-  hv.setUint32(8, tableClusters)
-  await storage.write(48, header)
-  await storage.flush()
+  await writeHeaderPointer(storage, { field: 'reftable', offset: tableOffset, clusters: tableClusters })
 }
 
 /** check_oflag_copied: COPIED must be set exactly when the stored refcount is 1. */

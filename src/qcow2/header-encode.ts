@@ -3,6 +3,7 @@
 // marker, and the backing file name right after it.
 import { setU64, viewOf } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
+import type { Storage } from '../io/storage.js'
 import { HEADER_V2, type Qcow2Header } from './header.js'
 import * as spec from './spec.js'
 
@@ -90,4 +91,31 @@ export function encodeHeaderCluster(header: Qcow2Header): Uint8Array {
     at += p.length
   }
   return out
+}
+
+/**
+ * The header pointer pairs that move a table (qcow2.rst "Header"): written as one 12-byte
+ * write, then flushed, so the count and the offset always change together.
+ */
+export type HeaderPointer =
+  | { field: 'l1'; entries: number; offset: number } // bytes 36-47: l1_size, l1_table_offset
+  | { field: 'reftable'; offset: number; clusters: number } // bytes 48-59: offset, clusters
+  | { field: 'snapshots'; count: number; offset: number } // bytes 60-71: nb_snapshots, offset
+
+/** Writes one header pointer pair durably. */
+export async function writeHeaderPointer(storage: Storage, pointer: HeaderPointer): Promise<void> {
+  const bytes = new Uint8Array(12)
+  const view = viewOf(bytes)
+  let at: number
+  if (pointer.field === 'reftable') {
+    setU64(view, 0, pointer.offset)
+    view.setUint32(8, pointer.clusters)
+    at = 48
+  } else {
+    view.setUint32(0, pointer.field === 'l1' ? pointer.entries : pointer.count)
+    setU64(view, 4, pointer.offset)
+    at = pointer.field === 'l1' ? 36 : 60
+  }
+  await storage.write(at, bytes)
+  await storage.flush()
 }

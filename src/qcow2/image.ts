@@ -18,7 +18,7 @@ import { detectMetadataPreallocation } from './refcount-read.js'
 import { findSnapshot, loadSnapshotTable, type Snapshot } from './snapshot.js'
 import { applySnapshot, createSnapshot, deleteSnapshot, snapshotTableSize, type SnapshotTarget } from './snapshot-ops.js'
 import { checkQcow2 } from './check.js'
-import { encodeHeaderCluster } from './header-encode.js'
+import { encodeHeaderCluster, writeHeaderPointer } from './header-encode.js'
 import * as spec from './spec.js'
 import { dataForWriting, encryptionInfo, hideEncryptedData, openEncryption, readDecrypted, type EncryptionOptions, type Qcow2Encryption } from './crypto/encryption.js'
 
@@ -150,24 +150,14 @@ export class Qcow2Image implements FormatDriver {
     const layout = { clusterSize: cs, refcountOrder: h.refcountOrder, reftableOffset: h.refcountTableOffset, reftableClusters: h.refcountTableClusters }
     const refcounts = new RefcountManager(storage, layout, reftable, this.layout.fileSize, 64, {
       switchReftable: async (offset, clusters) => {
-        const bytes = new Uint8Array(12)
-        const view = new DataView(bytes.buffer)
-        setU64(view, 0, offset)
-        view.setUint32(8, clusters)
-        await storage.write(48, bytes)
-        await storage.flush()
+        await writeHeaderPointer(storage, { field: 'reftable', offset, clusters })
         h.refcountTableOffset = offset
         h.refcountTableClusters = clusters
       },
     })
     this.#writer = new Qcow2Writer(this.#ctx, storage, dataForWriting(this.#encryption, this.dataStorage as Storage), refcounts, {
       switchL1: async (offset, entries) => {
-        const bytes = new Uint8Array(12)
-        const view = new DataView(bytes.buffer)
-        view.setUint32(0, entries)
-        setU64(view, 4, offset)
-        await storage.write(36, bytes)
-        await storage.flush()
+        await writeHeaderPointer(storage, { field: 'l1', entries, offset })
         h.l1TableOffset = offset
         h.l1Size = entries
         this.#ctx.l1TableOffset = offset

@@ -4,6 +4,7 @@
 // the snapshot table is always rewritten elsewhere before the header switches to it.
 import { setU64 } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
+import { writeHeaderPointer } from './header-encode.js'
 import { compressedClusters } from './compressed.js'
 import { decodeL1Entry } from './entries.js'
 import { loadL2, readL2Entry } from './lookup.js'
@@ -96,12 +97,7 @@ async function switchTable(a: TableAccess, snapshots: readonly Snapshot[], oldOf
     await a.storage.write(offset, bytes)
   }
   await a.flush()
-  const header = new Uint8Array(12)
-  const view = new DataView(header.buffer)
-  view.setUint32(0, snapshots.length)
-  setU64(view, 4, offset)
-  await a.storage.write(60, header)
-  await a.storage.flush()
+  await writeHeaderPointer(a.storage, { field: 'snapshots', count: snapshots.length, offset })
   if (oldOffset !== 0 && oldSize > 0) a.refcounts.free(oldOffset, Math.ceil(oldSize / cs))
   return offset
 }
