@@ -23,6 +23,7 @@ const work = path.join(root, 'bench-work')
 const qimgBin = path.join(root, 'bin', 'qimg.js')
 const RUNS = Number(process.env.QIMG_BENCH_RUNS ?? 3)
 const ONLY = process.env.QIMG_BENCH_ONLY ?? ''
+const SETTLE_MS = Number(process.env.QIMG_BENCH_SETTLE_MS ?? 2000)
 const GiB = 1024 ** 3
 const MiB = 1024 ** 2
 
@@ -178,6 +179,7 @@ async function runBenchmark(bench) {
     const tool = tools[name]
     rmSync(tool.out, { force: true })
     spawnSync('sync') // don't let the previous run's writeback land in this one
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS)) // nor the freeing of its pages
     return tool.run(tool.out)
   }
   console.log(`\n${bench.name}: warm-up, then ${RUNS} runs each`)

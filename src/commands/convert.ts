@@ -15,6 +15,12 @@ export interface ConvertOptions {
   chunkSize?: number
   /** Copy tasks in flight (qemu-img -m; default 8). */
   parallel?: number
+  /**
+   * Let chunks be written in any order (qemu-img -W). By default reads run ahead in parallel but
+   * writes land in guest order, like qemu-img: the target's layout is deterministic (a qcow2
+   * target allocates clusters in guest order) and the file grows sequentially.
+   */
+  outOfOrder?: boolean
   /** Sink for the progress line (-p). */
   progress?: ((text: string) => void) | undefined
   /** The target starts out reading as zeros (a fresh image), so zero areas need no write. */
@@ -34,7 +40,7 @@ async function writeSparse(target: BlockDevice, offset: number, data: Uint8Array
   const flushRun = async (end: number) => {
     if (runZero === undefined || end === runStart) return
     if (!runZero) await target.write(offset + runStart, data.subarray(runStart, end))
-    else if (!targetIsZero) await target.writeZeroes(offset + runStart, end - runStart)
+    else if (!targetIsZero) await target.writeZeroes(offset + runStart, end - runStart, { unmap: true })
   }
   while (position < data.length) {
     // Pieces are aligned to sparseSize in guest offsets, as qemu-img scans them.
@@ -62,16 +68,21 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
   const targetIsZero = options.targetIsZero ?? true
   let next = 0
   /** Copies `[offset, offset+length)` run by run of the source's block status. */
-  const copyRange = async (offset: number, length: number, buffer: Uint8Array): Promise<void> => {
+  const copyRange = async (offset: number, length: number, buffer: Uint8Array, turn?: Promise<void>): Promise<void> => {
     const end = offset + length
     while (offset < end) {
       const status = await source.blockStatus(offset, end - offset)
       if (status.zero && sparseSize !== 0) {
-        if (!targetIsZero || options.topLayerOnly) await target.writeZeroes(offset, status.length)
+        if (!targetIsZero || options.topLayerOnly) {
+          await turn
+          // As qemu-img (BDRV_REQ_MAY_UNMAP): clusters the target had may be freed.
+          await target.writeZeroes(offset, status.length, { unmap: true })
+        }
       } else {
         // One buffer per worker, reused: fresh large buffers cost page faults on every chunk.
         const data = buffer.subarray(0, status.length)
         await source.readInto(data, offset)
+        await turn
         // Over a backing file, zero runs must be written as zeros (else the backing shows through).
         await writeSparse(target, offset, data, sparseSize, targetIsZero && !options.topLayerOnly)
       }
@@ -79,7 +90,7 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
     }
   }
   /** -c: whole clusters, compressed concurrently, written in order within the chunk. */
-  const compressRange = async (start: number, end: number, buffer: Uint8Array): Promise<void> => {
+  const compressRange = async (start: number, end: number, buffer: Uint8Array, turn?: Promise<void>): Promise<void> => {
     const cs = target.clusterSize
     if (!cs) throw new ImageError('UNSUPPORTED', 'compressed output needs a qcow2 target')
     const data = buffer.subarray(0, end - start)
@@ -89,26 +100,47 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
       const bytes = data.subarray(at - start, Math.min(end, at + cs) - start)
       if (!isZero(bytes)) clusters.push({ offset: at, bytes: bytes.slice() })
     }
-    // Compression of the chunk's clusters runs in parallel; writes go in guest order.
-    const writes = clusters.map((c) => target.writeCompressed(c.offset, c.bytes, options.compress?.compressors))
+    // Compression of the chunk's clusters runs in parallel; each write waits for the one before
+    // (the first for the previous chunk), so compressed streams are packed in guest order.
+    let previous: Promise<unknown> | undefined = turn
+    const writes = clusters.map((c) => {
+      const write = target.writeCompressed(c.offset, c.bytes, options.compress?.compressors, previous)
+      previous = write.catch(() => {})
+      return write
+    })
     await Promise.all(writes)
   }
+  // Write ordering: chunk k may start writing once chunk k-1 has finished writing.
+  const ordered = !options.outOfOrder
+  let lastWritten: Promise<void> = Promise.resolve()
   const worker = async (): Promise<void> => {
     const buffer = allocUninitialized(chunkSize)
     while (next < size) {
       const start = next
       const end = Math.min(size, start + chunkSize)
       next = end
-      if (options.compress) {
-        await compressRange(start, end, buffer)
-      } else if (options.topLayerOnly) {
-        for (let offset = start; offset < end;) {
-          const { allocated, length } = await source.isAllocated(offset, end - offset)
-          if (allocated) await copyRange(offset, length, buffer)
-          offset += length
+      let release = (): void => {}
+      const previous = lastWritten
+      if (ordered) {
+        lastWritten = new Promise<void>((resolve) => { release = resolve })
+      }
+      const turn = ordered ? previous : undefined
+      try {
+        if (options.compress) {
+          await compressRange(start, end, buffer, turn)
+        } else if (options.topLayerOnly) {
+          for (let offset = start; offset < end;) {
+            const { allocated, length } = await source.isAllocated(offset, end - offset)
+            if (allocated) await copyRange(offset, length, buffer, turn)
+            offset += length
+          }
+        } else {
+          await copyRange(start, end - start, buffer, turn)
         }
-      } else {
-        await copyRange(start, end - start, buffer)
+      } finally {
+        // Also on failure, so later chunks do not wait forever (the error still rejects below).
+        if (turn) await turn
+        release()
       }
       progress.add(end - start)
     }

@@ -177,10 +177,10 @@ export class BlockDevice {
   }
 
   /** Writes whole clusters compressed (formats that support it: qcow2). */
-  async writeCompressed(offset: number, data: Uint8Array, compressors?: Compressors): Promise<void> {
-    const driver = this.#writable() as WritableFormatDriver & { writeCompressed?: (o: number, d: Uint8Array, r: GuestReader, c?: Compressors) => Promise<void> }
+  async writeCompressed(offset: number, data: Uint8Array, compressors?: Compressors, after?: Promise<unknown>): Promise<void> {
+    const driver = this.#writable() as WritableFormatDriver & { writeCompressed?: (o: number, d: Uint8Array, r: GuestReader, c?: Compressors, a?: Promise<unknown>) => Promise<void> }
     if (!driver.writeCompressed) throw new ImageError('UNSUPPORTED', `${driver.storage.name}: format '${driver.format}' has no compressed clusters`)
-    await driver.writeCompressed(offset, data, this.#readGuest, compressors)
+    await driver.writeCompressed(offset, data, this.#readGuest, compressors, after)
   }
 
   /** Makes `[offset, offset+length)` read as zeros. */

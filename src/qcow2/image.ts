@@ -218,9 +218,10 @@ export class Qcow2Image implements FormatDriver {
   /**
    * Writes one whole cluster compressed with the image's compression type (QEMU's
    * pwrite_compressed): stored uncompressed when that is not smaller. `compress` defaults to
-   * the compressors given at open.
+   * the compressors given at open. The write waits for `after` (once compressed), so a caller
+   * compressing many clusters at once still allocates them in the order it chooses.
    */
-  async writeCompressed(offset: number, data: Uint8Array, readGuest: GuestReader, compressors?: Compressors): Promise<void> {
+  async writeCompressed(offset: number, data: Uint8Array, readGuest: GuestReader, compressors?: Compressors, after?: Promise<unknown>): Promise<void> {
     const cs = this.layout.geometry.clusterSize
     if (offset % cs !== 0 || (data.length !== cs && offset + data.length !== this.virtualSize)) {
       throw new ImageError('INVALID_ARGUMENT', `${this.storage.name}: compressed writes must cover whole clusters (offset ${offset}, ${data.length} bytes)`)
@@ -235,6 +236,7 @@ export class Qcow2Image implements FormatDriver {
     if (!compressor) throw new ImageError('UNSUPPORTED', `${this.storage.name}: no ${zstd ? 'zstd' : 'deflate'} compressor available`)
     if (this.encrypted) throw new ImageError('UNSUPPORTED', `${this.storage.name}: Compression and encryption not supported at the same time`)
     const compressed = await compressor(cluster, cs)
+    await after
     this.#decoded.clear()
     if (!compressed) return this.write(offset, data, readGuest)
     await this.#requireWriter().writeCompressed(offset, compressed)

@@ -111,6 +111,7 @@ export const convert: Command = async (args, ctx) => {
       await convertImage(device, target, {
         compress: pool ? { compressors: pool.compressors() } : undefined,
         sparseSize, parallel,
+        outOfOrder: flag(parsed, 'out-of-order'),
         targetIsZero: !noCreate || flag(parsed, 'target-is-zero'),
         topLayerOnly: backing !== undefined,
         progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,
