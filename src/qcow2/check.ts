@@ -4,7 +4,8 @@
 // structure when it is itself broken, and fixing COPIED flags.
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { ImageError } from '../errors.js'
-import { countReferences, hexOf, incRefs, type CheckCounts, type RefContext } from './check-refs.js'
+import { hexOf, incRefs, readAhead, refArrayFor, type CheckCounts, type RefArray, type RefContext } from './check-refs.js'
+import { countReferences } from './check-count.js'
 import { getRefcountEntry } from './refcount-read.js'
 import { setRefcountEntry } from './refcount.js'
 import { writeHeaderPointer } from './header-encode.js'
@@ -30,10 +31,9 @@ class StoredRefcounts {
   blocks = new Map<number, DataView>()
   constructor(readonly storage: ReadableStorage, readonly layout: Qcow2Layout, table: Uint8Array) {
     this.table = new DataView(table.buffer, table.byteOffset, table.byteLength)
+    this.perBlock = (layout.geometry.clusterSize * 8) >>> layout.header.refcountOrder
   }
-  get perBlock(): number {
-    return (this.layout.geometry.clusterSize * 8) >>> this.layout.header.refcountOrder
-  }
+  readonly perBlock: number
   blockOffset(index: number): number {
     if ((index + 1) * 8 > this.table.byteLength) return 0
     const hi = this.table.getUint32(index * 8)
@@ -51,8 +51,32 @@ class StoredRefcounts {
     return view
   }
   async get(cluster: number): Promise<number> {
+    return this.peek(cluster) ?? this.#load(cluster)
+  }
+  #lastIndex = -1
+  #lastView: DataView | undefined
+  /** Drops the blocks read so far: they are read again from the file. */
+  forget(): void {
+    this.blocks.clear()
+    this.#lastIndex = -1
+    this.#lastView = undefined
+  }
+  /** The stored refcount when its block is already loaded (no await on the hot paths). */
+  peek(cluster: number): number | undefined {
+    const perBlock = this.perBlock
+    const index = Math.floor(cluster / perBlock)
+    if (index !== this.#lastIndex) {
+      const offset = this.blockOffset(index)
+      if (offset === 0 || offset % this.layout.geometry.clusterSize !== 0) return 0
+      const view = this.blocks.get(offset)
+      if (!view) return undefined
+      this.#lastIndex = index
+      this.#lastView = view
+    }
+    return getRefcountEntry(this.#lastView!, cluster - index * perBlock, this.layout.header.refcountOrder)
+  }
+  async #load(cluster: number): Promise<number> {
     const offset = this.blockOffset(Math.floor(cluster / this.perBlock))
-    if (offset === 0 || offset % this.layout.geometry.clusterSize !== 0) return 0
     return getRefcountEntry(await this.block(offset), cluster % this.perBlock, this.layout.header.refcountOrder)
   }
   /** Sets a refcount in an existing block and writes the block back. */
@@ -124,7 +148,7 @@ async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: R
   for (let i = 0; i < clusters; i++) {
     let refcount1: number
     try {
-      refcount1 = await stored.get(i)
+      refcount1 = stored.peek(i) ?? await stored.get(i)
     } catch (e) {
       ctx.report(`Can't get refcount for cluster ${i}: ${(e as Error).message}`)
       ctx.counts.checkErrors++
@@ -163,11 +187,23 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
   if (h.l1Size === 0) return
   const l1Bytes = await ctx.storage.read(h.l1TableOffset, h.l1Size * 8)
   const l1 = new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength)
+  const tables: { index: number; l2Offset: number }[] = []
   for (let i = 0; i < h.l1Size; i++) {
     const hi = l1.getUint32(i * 8)
     const lo = l1.getUint32(i * 8 + 4)
     const l2Offset = (hi & 0x00ff_ffff) * 2 ** 32 + ((lo & 0xffff_fe00) >>> 0)
     if (!l2Offset || l2Offset % g.clusterSize || l2Offset + g.clusterSize > ctx.fileSize) continue
+    tables.push({ index: i, l2Offset })
+  }
+  const read = async (offset: number, buffer: Uint8Array) => {
+    if (ctx.storage.readInto) await ctx.storage.readInto(offset, buffer)
+    else buffer.set(await ctx.storage.read(offset, buffer.length))
+    return buffer
+  }
+  await readAhead(tables.map((t) => t.l2Offset), g.clusterSize, read, async (l2Bytes, n) => {
+    const { index: i, l2Offset } = tables[n]!
+    const hi = l1.getUint32(i * 8)
+    const lo = l1.getUint32(i * 8 + 4)
     const refcount = await stored.get(l2Offset / g.clusterSize)
     const copied = (hi & 0x8000_0000) !== 0
     if ((refcount === 1) !== copied) {
@@ -180,8 +216,8 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
         ctx.counts.corruptionsFixed++
       }
     }
-    const l2Bytes = await ctx.storage.read(l2Offset, g.clusterSize)
     const l2 = new DataView(l2Bytes.buffer, l2Bytes.byteOffset, l2Bytes.byteLength)
+    const hasDataFile = ctx.layout.hasDataFile
     let dirty = 0
     for (let j = 0; j < g.l2Entries; j++) {
       const at = j * g.l2EntrySize
@@ -189,9 +225,10 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
       const elo = l2.getUint32(at + 4)
       if (ehi & 0x4000_0000) continue // compressed
       const offset = (ehi & 0x00ff_ffff) * 2 ** 32 + ((elo & 0xffff_fe00) >>> 0)
-      const normal = offset !== 0 || (ctx.layout.hasDataFile && (ehi & 0x8000_0000) !== 0)
+      const normal = offset !== 0 || (hasDataFile && (ehi & 0x8000_0000) !== 0)
       if (!normal) continue
-      const rc = ctx.layout.hasDataFile ? 1 : await stored.get(Math.floor(offset / g.clusterSize))
+      const cluster = Math.floor(offset / g.clusterSize)
+      const rc = hasDataFile ? 1 : stored.peek(cluster) ?? await stored.get(cluster)
       const ecopied = (ehi & 0x8000_0000) !== 0
       if ((rc === 1) !== ecopied) {
         ctx.counts.corruptions++
@@ -207,14 +244,14 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
       ctx.counts.corruptions -= dirty
       ctx.counts.corruptionsFixed += dirty
     }
-  }
+  })
 }
 
 /**
  * References of every cluster in use except the refcount structure itself (for rewriting that
  * structure with another refcount width).
  */
-export async function computeReferences(storage: ReadableStorage): Promise<{ refs: Float64Array; layout: Qcow2Layout; counts: CheckCounts }> {
+export async function computeReferences(storage: ReadableStorage): Promise<{ refs: RefArray; layout: Qcow2Layout; counts: CheckCounts }> {
   const { layout, snapshots } = await loadState(storage)
   const cs = layout.geometry.clusterSize
   const ctx: RefContext = {
@@ -231,7 +268,7 @@ async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, 
   const cs = layout.geometry.clusterSize
   const fresh = (): RefContext => ({
     storage, layout, snapshots, fileSize: layout.fileSize, counts: emptyCounts(), report,
-    refs: new Float64Array(Math.ceil(layout.fileSize / cs)), rebuild: false, refcountMax: 2 ** (2 ** layout.header.refcountOrder) - 1,
+    refs: refArrayFor(layout.header.refcountOrder, Math.ceil(layout.fileSize / cs)), rebuild: false, refcountMax: 2 ** (2 ** layout.header.refcountOrder) - 1,
   })
   let ctx = fresh()
   await countReferences(ctx)
@@ -268,12 +305,12 @@ async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, 
     }
     if (ctx.counts.leaks || ctx.counts.corruptions) {
       ctx.counts = { ...preCompare }
-      stored.blocks.clear()
+      stored.forget()
       highest = await compareRefcounts(ctx, stored, fix)
     }
   }
   const repairCopied = fix === 'all' || (fix === 'leaks' && !ctx.counts.checkErrors && !ctx.counts.corruptions && !ctx.counts.leaks)
-  stored.blocks.clear()
+  stored.forget()
   await checkCopied(ctx, stored, repairCopied)
   return finish(ctx, layout, highest)
 }

@@ -3,13 +3,14 @@
 import { setU64 } from '../binary/bytes.js'
 import type { Storage } from '../io/storage.js'
 import { setRefcountEntry } from './refcount.js'
+import { newRefArray, type RefArray } from './check-refs.js'
 
 /**
  * Places new refcount blocks and a refcount table (entries `1 << refcountOrder` bits wide) at the
  * end of the file, describing `refs` plus themselves, writes and flushes them. The caller then
  * switches the header to the returned table.
  */
-export async function writeRefcountStructure(storage: Storage, refs: Float64Array, fileSize: number, clusterSize: number, refcountOrder: number): Promise<{ tableOffset: number; tableClusters: number }> {
+export async function writeRefcountStructure(storage: Storage, refs: RefArray, fileSize: number, clusterSize: number, refcountOrder: number): Promise<{ tableOffset: number; tableClusters: number }> {
   const cs = clusterSize
   const perBlock = (cs * 8) >>> refcountOrder
   let end = refs.length
@@ -52,7 +53,7 @@ export async function writeRefcountStructure(storage: Storage, refs: Float64Arra
  * the table changed them, then the table. `refs` is the in-memory refcount array (one entry per
  * host cluster); the result carries it grown by the new clusters. The caller switches the header.
  */
-export async function rebuildRefcountStructure(storage: Storage, refs: Float64Array, clusterSize: number, refcountOrder: number): Promise<{ tableOffset: number; tableClusters: number; refs: Float64Array }> {
+export async function rebuildRefcountStructure(storage: Storage, refs: RefArray, clusterSize: number, refcountOrder: number): Promise<{ tableOffset: number; tableClusters: number; refs: RefArray }> {
   const cs = clusterSize
   const perBlock = (cs * 8) >>> refcountOrder
   let counts = refs
@@ -73,9 +74,7 @@ export async function rebuildRefcountStructure(storage: Storage, refs: Float64Ar
       } else run = 0
     }
     if (run < count) {
-      const grown = new Float64Array(cluster + count - run)
-      grown.set(counts)
-      counts = grown
+      counts = newRefArray(counts, cluster + count - run)
     }
     cluster -= run
     for (let i = 0; i < count; i++) counts[cluster + i] = 1

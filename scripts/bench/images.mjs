@@ -1,0 +1,108 @@
+// Images the benchmarks run on, built once and cached in bench-work/ (delete a file to rebuild it).
+//   disk.raw     3 GiB ext4 filesystem filled with ~2 GiB of real files (/usr/share, /usr/lib…)
+//   plain.qcow2  qemu-img convert -O qcow2 disk.raw
+//   zlib.qcow2   qemu-img convert -c -O qcow2 disk.raw                    (zlib clusters)
+//   zstd.qcow2   qemu-img convert -c -O qcow2 -o compression_type=zstd disk.raw
+//   luks.qcow2   qemu-img convert -O qcow2 -o encrypt.format=luks,… disk.raw (secret LUKS_SECRET)
+//   snaps.qcow2  plain.qcow2 with four internal snapshots and 256 MiB of writes between them
+import { spawnSync } from 'node:child_process'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs'
+import path from 'node:path'
+
+export const GiB = 1024 ** 3
+const DISK_SIZE = '3G'
+const DATA_BUDGET = 2 * GiB // apparent bytes of files copied into the filesystem
+const DATA_SOURCES = ['/usr/share', '/usr/lib', '/usr/lib64', '/usr/libexec', '/usr/bin', '/opt']
+
+/** The passphrase of luks.qcow2 and of the LUKS benchmarks (given as --object secret,data=…). */
+export const LUKS_SECRET = 'qimg-bench'
+/** PBKDF2 time per key slot: short, so that the benchmark measures the data path, not PBKDF2. */
+export const LUKS_ITER_TIME_MS = 10
+
+export function sh(cmd, args, options = {}) {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', options.quiet ? 'ignore' : 'inherit', 'inherit'] })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`})`)
+}
+
+export function describeFile(file) {
+  const st = statSync(file)
+  return `${(st.size / GiB).toFixed(2)} GiB, ${(st.blocks * 512 / GiB).toFixed(2)} GiB allocated`
+}
+
+function duBytes(p) {
+  const r = spawnSync('du', ['-s', '--apparent-size', '-B1', p], { encoding: 'utf8' })
+  return Number(r.stdout.split('\t')[0]) || 0
+}
+
+/** The image cache of one work directory. */
+export function imageCache(work, root) {
+  const IMAGES = {
+    raw: { file: 'disk.raw', build: buildDisk },
+    plain: { file: 'plain.qcow2', build: (out) => sh('qemu-img', ['convert', '-O', 'qcow2', image('raw'), out]) },
+    zlib: { file: 'zlib.qcow2', build: (out) => sh('qemu-img', ['convert', '-c', '-O', 'qcow2', image('raw'), out]) },
+    zstd: { file: 'zstd.qcow2', build: (out) => sh('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', image('raw'), out]) },
+    luks: {
+      file: 'luks.qcow2',
+      build: (out) => sh('qemu-img', ['convert', '--object', `secret,id=sec0,data=${LUKS_SECRET}`, '-O', 'qcow2',
+        '-o', `encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=${LUKS_ITER_TIME_MS}`, image('raw'), out]),
+    },
+    snaps: { file: 'snaps.qcow2', build: buildSnapshots },
+  }
+
+  /** Path of a cached image, building it (and what it needs) on first use. */
+  function image(name) {
+    const { file, build } = IMAGES[name]
+    const target = path.join(work, file)
+    if (!existsSync(target)) {
+      const t0 = performance.now()
+      console.log(`building bench-work/${file} …`)
+      const tmp = `${target}.tmp`
+      rmSync(tmp, { force: true })
+      build(tmp)
+      renameSync(tmp, target)
+      console.log(`  done in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${describeFile(target)}`)
+    }
+    return target
+  }
+
+  /** A 3 GiB ext4 image filled from a staging directory of hard links (copies across devices). */
+  function buildDisk(out) {
+    const staging = path.join(work, 'staging')
+    rmSync(staging, { recursive: true, force: true })
+    mkdirSync(staging)
+    let budget = DATA_BUDGET
+    // Whole source trees when they fit, else their children one by one, until the budget is spent.
+    const add = (src, depth) => {
+      if (budget <= 0 || !existsSync(src) || src.startsWith(root)) return
+      const size = duBytes(src)
+      if (size <= budget) {
+        const dest = path.join(staging, src.replaceAll('/', '_').replace(/^_/, ''))
+        const linked = spawnSync('cp', ['-al', src, dest], { stdio: 'ignore' }).status === 0
+        if (!linked) {
+          rmSync(dest, { recursive: true, force: true })
+          sh('cp', ['-a', src, dest])
+        }
+        budget -= size
+      } else if (depth < 2 && statSync(src).isDirectory()) {
+        for (const child of readdirSync(src).sort()) add(path.join(src, child), depth + 1)
+      }
+    }
+    for (const src of DATA_SOURCES) add(src, 0)
+    console.log(`  staged ${((DATA_BUDGET - budget) / GiB).toFixed(2)} GiB of files`)
+    sh('mke2fs', ['-q', '-t', 'ext4', '-d', staging, '-F', out, DISK_SIZE])
+    rmSync(staging, { recursive: true, force: true })
+  }
+
+  /** plain.qcow2, then 4 × (snapshot, 64 MiB of writes spread over the disk): shared and COW'd clusters. */
+  function buildSnapshots(out) {
+    copyFileSync(image('plain'), out)
+    for (let s = 1; s <= 4; s++) {
+      sh('qemu-img', ['snapshot', '-c', `s${s}`, out])
+      const writes = []
+      for (let i = 0; i < 64; i++) writes.push('-c', `write -P ${s} ${(i * 47 + s * 13) % 3000}M 1M`)
+      sh('qemu-io', ['-f', 'qcow2', ...writes, out], { quiet: true })
+    }
+  }
+
+  return { image, files: Object.values(IMAGES).map((i) => i.file) }
+}
