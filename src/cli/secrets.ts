@@ -87,6 +87,22 @@ export function lookupSecret(registry: SecretRegistry, id: string): Uint8Array {
   return value
 }
 
+/**
+ * The secret with `id` as a passphrase: QEMU's qcrypto_secret_lookup_as_utf8 also refuses
+ * bytes that are not UTF-8 (and, as g_utf8_validate, any NUL byte).
+ */
+export function lookupSecretUtf8(registry: SecretRegistry, id: string): Uint8Array {
+  const value = lookupSecret(registry, id)
+  let valid = !value.includes(0)
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(value)
+  } catch {
+    valid = false
+  }
+  if (!valid) throw new ImageError('BAD_KEY', `Data from secret ${id} is not valid UTF-8`)
+  return value
+}
+
 /** Reads a line from the terminal without echo; undefined on end of input. */
 function readHidden(prompt: string): Promise<string | undefined> {
   const stdin = process.stdin

@@ -52,6 +52,11 @@ export interface Qcow2MeasureTarget {
   preallocation: 'off' | 'metadata' | 'falloc' | 'full'
   hasBackingFile: boolean
   version: number
+  /**
+   * Bytes of the LUKS header a LUKS-encrypted target starts with (0 or absent: none). Rounded
+   * up to whole clusters, it adds to both figures, as in qcow2_measure.
+   */
+  luksHeaderLength?: number | undefined
 }
 
 /** qcow2_measure: from a virtual size, or from a source image's allocation. */
@@ -88,7 +93,8 @@ export async function measureQcow2(target: Qcow2MeasureTarget, source: { size: n
     virtualSize = roundUp(roundUp(source.size, 512), cs)
   }
   if (target.preallocation === 'full' || target.preallocation === 'falloc') required = virtualSize
-  const fullyAllocated = qcow2PreallocSize(virtualSize, cs, Math.log2(target.refcountBits), target.extendedL2)
+  const luksPayload = roundUp(target.luksHeaderLength ?? 0, cs)
+  const fullyAllocated = luksPayload + qcow2PreallocSize(virtualSize, cs, Math.log2(target.refcountBits), target.extendedL2)
   return { required: fullyAllocated - virtualSize + required, fullyAllocated, bitmaps }
 }
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { toEncryptOptions } from '../../src/cli/encrypt-options.js'
+import { measureLuksHeader, toEncryptOptions } from '../../src/cli/encrypt-options.js'
 import { isImageError } from '../../src/errors.js'
 
 const opts = (text: string) => new Map(text.split(',').map((kv) => kv.split('=') as [string, string]))
@@ -27,5 +27,36 @@ test('qemu-img messages for bad encryption options', () => {
   ]
   for (const [text, message, code] of cases) {
     assert.throws(() => toEncryptOptions(opts(text)), (e) => isImageError(e) && e.code === code && message.test(e.message), text)
+  }
+})
+
+test('measure: the LUKS header length, from the master key length only', () => {
+  const secrets = new Map([['s', new TextEncoder().encode('pass')]])
+  const header = (text: string) => measureLuksHeader(opts(text), secrets)
+  // 4096 bytes of partition header + 8 key slots of key length × 4000 stripes, in 4 KiB steps.
+  assert.equal(header('encrypt.format=luks,encrypt.key-secret=s'), 4096 + 8 * 258048)
+  assert.equal(header('encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=aes-128'), 4096 + 8 * 131072)
+  assert.equal(header('encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=aes-192'), 4096 + 8 * 192512)
+  assert.equal(header('encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=cast5-128,encrypt.cipher-mode=cbc'), 4096 + 8 * 65536)
+  assert.equal(header('encrypt.format=luks,encrypt.key-secret=s,encrypt.hash-alg=sha512,encrypt.iter-time=0'), header('encrypt.format=luks,encrypt.key-secret=s'))
+  // qcow2_measure counts LUKS only; everything else is ignored, not refused.
+  for (const text of ['cluster_size=4096', 'encrypt.format=aes', 'encryption=on', 'encrypt.format=foo', 'encrypt.format=aes,encrypt.cipher-alg=foo', 'encrypt.key-secret=nosuch']) {
+    assert.equal(header(text), 0, text)
+  }
+})
+
+test('measure: qemu-img messages for LUKS options, in its order', () => {
+  const secrets = new Map([['s', new TextEncoder().encode('pass')], ['bad', Uint8Array.of(0xff)]])
+  const cases: [string, string, string][] = [
+    ['encrypt.format=luks,encrypt.cipher-alg=foo', "Parameter 'cipher-alg' does not accept value 'foo'", 'INVALID_ARGUMENT'],
+    ['encrypt.format=luks,encrypt.cipher-alg=3des', "Parameter 'encrypt.key-secret' is required for cipher", 'BAD_KEY'],
+    ['encrypt.format=luks,encrypt.key-secret=x,encrypt.cipher-alg=cast5-128', "No secret with id 'x'", 'BAD_KEY'],
+    ['encrypt.format=luks,encrypt.key-secret=bad,encrypt.cipher-alg=3des', 'Data from secret bad is not valid UTF-8', 'BAD_KEY'],
+    ['encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=des,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha512', "Algorithm 'des' not supported", 'UNSUPPORTED'],
+    ['encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=cast5-128', 'Unsupported cipher mode xts', 'UNSUPPORTED'],
+    ['encrypt.format=luks,encrypt.key-secret=s,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha512', 'No AES cipher with key size 64 available', 'UNSUPPORTED'],
+  ]
+  for (const [text, message, code] of cases) {
+    assert.throws(() => measureLuksHeader(opts(text), secrets), (e) => isImageError(e) && e.code === code && e.message === message, text)
   }
 })

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadSecrets, lookupSecret } from '../../src/cli/secrets.js'
+import { loadSecrets, lookupSecret, lookupSecretUtf8 } from '../../src/cli/secrets.js'
 import { isImageError } from '../../src/errors.js'
 
 const text = (b: Uint8Array) => Buffer.from(b).toString()
@@ -48,4 +48,13 @@ test('bad --object values get QEMU messages and never echo secret data', async (
       return true
     })
   }
+})
+
+test('a passphrase secret must be UTF-8 without NUL bytes (qcrypto_secret_lookup_as_utf8)', () => {
+  const secrets = new Map([['ok', new TextEncoder().encode('p\u00e4ss \u2713')], ['ff', Uint8Array.of(0xff)], ['nul', Uint8Array.of(0x61, 0)]])
+  assert.equal(text(lookupSecretUtf8(secrets, 'ok')), 'p\u00e4ss \u2713')
+  for (const id of ['ff', 'nul']) {
+    assert.throws(() => lookupSecretUtf8(secrets, id), (e) => isImageError(e, 'BAD_KEY') && e.message === `Data from secret ${id} is not valid UTF-8`)
+  }
+  assert.throws(() => lookupSecretUtf8(secrets, 'x'), (e) => isImageError(e, 'BAD_KEY') && e.message === "No secret with id 'x'")
 })

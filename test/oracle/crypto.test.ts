@@ -12,21 +12,7 @@ import { run as runCli } from '../../src/cli/main.js'
 import { openImage } from '../../src/node/open.js'
 import { isImageError } from '../../src/errors.js'
 import { QIMG, hasTool, needTools, run, tempDir, type RunResult } from '../helpers/oracle.js'
-import { firstDifference, writePatternedRaw } from './images.js'
-
-/** Runs `jobs` with at most `limit` in flight; results in order. */
-async function pool<T>(limit: number, jobs: readonly (() => Promise<T>)[]): Promise<T[]> {
-  const results: T[] = new Array(jobs.length)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < jobs.length) {
-      const index = next++
-      results[index] = await jobs[index]!()
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker))
-  return results
-}
+import { firstDifference, pool, writePatternedRaw } from './images.js'
 
 const root = tempDir('qimg-oracle-crypto-')
 /** qemu-img jobs started in the background: settled before the directory goes. */

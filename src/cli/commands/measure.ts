@@ -1,8 +1,11 @@
-// qimg measure [--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-l SNAPSHOT] IMG)
+// qimg measure [--output=human|json] [--object secret,...] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-l SNAPSHOT] IMG)
+// A LUKS target (-o encrypt.format=luks,encrypt.key-secret=ID) counts its header, as qemu-img does.
 import { measureQcow2, measureRaw } from '../../commands/measure.js'
 import { ImageError } from '../../errors.js'
 import { stringOption } from '../getopt.js'
 import { parseBool, parseCreateOptions, parseOptionNumber, parseOptionSize } from '../create-options.js'
+import { measureLuksHeader } from '../encrypt-options.js'
+import { secretsOf } from '../secrets.js'
 import { toQemuJson } from '../qjson.js'
 import { parseImageSize } from './create.js'
 import { openOperand, outputFormat, parseArgs, type Command } from '../context.js'
@@ -41,6 +44,7 @@ export const measure: Command = async (args, ctx) => {
     { long: 'size', value: true },
     { short: 'l', value: true, key: 'snapshot' },
   ])
+  const secrets = await secretsOf(parsed) // qemu-img creates the --object secrets first
   const output = outputFormat(parsed)
   const format = stringOption(parsed, 'target-format') ?? 'raw'
   const sizeText = stringOption(parsed, 'size')
@@ -69,7 +73,7 @@ export const measure: Command = async (args, ctx) => {
     if (format === 'raw') {
       result = measureRaw(source)
     } else {
-      const target = qcow2Target(opts)
+      const target = { ...qcow2Target(opts), luksHeaderLength: measureLuksHeader(opts, secrets) }
       if (!device) {
         // The L1 table must be able to address the size.
         const cs = target.clusterSize
