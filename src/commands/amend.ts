@@ -5,6 +5,7 @@
 import { ImageError } from '../errors.js'
 import type { Storage } from '../io/storage.js'
 import { computeReferences } from '../qcow2/check.js'
+import { expandZeroClusters } from '../qcow2/expand-zero.js'
 import { encodeHeaderCluster } from '../qcow2/header-encode.js'
 import { writeRefcountStructure } from '../qcow2/refcount-rebuild.js'
 import * as spec from '../qcow2/spec.js'
@@ -95,43 +96,33 @@ export async function amendImage(open: () => Promise<BlockDevice>, storageOf: ()
     // 5. resize
     if (o.size !== undefined && o.size !== image.virtualSize) await resizeImage(device, o.size, { shrink: true })
     // 6. downgrade
-    if (!targetV3 && header.version >= 3) await downgrade(device, image)
+    if (!targetV3 && header.version >= 3) await downgrade(image)
   } finally {
     await device.close()
   }
 }
 
-/** qcow2_downgrade: refuse v3-only features, expand zero clusters, write a v2 header. */
-async function downgrade(device: BlockDevice, image: Qcow2Image): Promise<void> {
+/**
+ * qcow2_downgrade: refuse what v2 cannot hold (in QEMU's order and words), expand the zero
+ * clusters of every L1 table, then write a v2 header. The snapshot table stays as it is: its
+ * v3 extra data (VM state size, disk size, icount) is kept, v2 readers skip it.
+ */
+async function downgrade(image: Qcow2Image): Promise<void> {
   const h = image.layout.header
+  if (h.refcountOrder !== 4) throw new ImageError('UNSUPPORTED', 'compat=0.10 requires refcount_bits=16')
+  if (image.layout.hasDataFile) throw new ImageError('UNSUPPORTED', 'Cannot downgrade an image with a data file')
+  // v2 readers would not know that a snapshot of another size, or with a VM state beyond
+  // 32 bits, needs its extra data.
+  for (const s of image.snapshots) {
+    if (s.vmStateSize > 0xffff_ffff || (s.diskSize ?? image.virtualSize) !== image.virtualSize) throw new ImageError('UNSUPPORTED', 'Internal snapshots prevent downgrade of image')
+  }
+  // The dirty bit (lazy refcounts) is cleared with the rest below; the refcounts are exact.
   const incompatible = h.incompatibleFeatures & ~(spec.INCOMPAT_COMPRESSION | spec.INCOMPAT_DIRTY)
   if (incompatible) throw new ImageError('UNSUPPORTED', `Cannot downgrade an image with incompatible features 0x${incompatible.toString(16)} set`)
-  if (h.refcountOrder !== 4) throw new ImageError('INVALID_ARGUMENT', 'compat=0.10 requires refcount_bits=16')
-  if (image.snapshots.length > 0) {
-    // Snapshot trees may hold zero clusters too; QEMU expands them, qimg refuses rather than guess.
-    throw new ImageError('UNSUPPORTED', 'Cannot downgrade an image with internal snapshots (qimg does not expand zero clusters inside snapshots yet)')
-  }
-  for (const s of image.snapshots) {
-    if ((s.diskSize ?? image.virtualSize) !== image.virtualSize) throw new ImageError('UNSUPPORTED', 'Internal snapshot disk size does not match the image size')
-  }
-  if (h.compressionType !== spec.COMPRESSION_ZLIB) {
-    for (let offset = 0; offset < image.virtualSize;) {
-      const extent = await image.getExtent(offset, image.virtualSize - offset)
-      if (extent.kind === 'compressed') throw new ImageError('UNSUPPORTED', 'Cannot downgrade an image with zstd compression type and existing compressed clusters')
-      offset += extent.length
-    }
-  }
-  // v2 has no zero flag: zero clusters become unallocated (no backing) or real zeros.
   const hasBacking = h.backingFile !== undefined
-  for (let offset = 0; offset < image.virtualSize;) {
-    const extent = await image.getExtent(offset, image.virtualSize - offset)
-    if (extent.kind === 'zero') {
-      if (hasBacking || extent.hostOffset !== undefined) await device.write(offset, new Uint8Array(extent.length))
-      else await image.writer.deallocate(offset, extent.length)
-    }
-    offset += extent.length
-  }
-  await image.flush()
+  const { compressed } = await image.writer.withTables((a) => expandZeroClusters(a, image.snapshots, hasBacking))
+  // As QEMU, only after the expansion (which stays done); unlike QEMU, snapshots count too.
+  if (h.incompatibleFeatures & spec.INCOMPAT_COMPRESSION && compressed) throw new ImageError('UNSUPPORTED', 'Cannot downgrade an image with zstd compression type and existing compressed clusters')
   h.version = 2
   h.incompatibleFeatures = 0n
   h.compatibleFeatures = 0n
@@ -140,4 +131,3 @@ async function downgrade(device: BlockDevice, image: Qcow2Image): Promise<void> 
   h.headerLength = spec.HEADER_V2_LENGTH
   await image.rewriteHeader()
 }
-

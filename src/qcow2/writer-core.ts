@@ -45,6 +45,8 @@ export interface TableAccess {
   /** Host offset of the active L1 table. */
   l1Offset: number
   markL1Dirty(): void
+  /** Writes guest data at a host offset (encrypted when the image is; overlap-checked). */
+  writeData(hostOffset: number, bytes: Uint8Array): Promise<void>
   /** The ordered write-back (data, refcounts, L2, L1, frees). */
   flush(): Promise<void>
 }
@@ -254,6 +256,10 @@ export class WriterCore {
         refcounts: this.refcounts,
         l1Offset: this.l1Offset,
         markL1Dirty: () => { this.l1Dirty = true },
+        writeData: async (hostOffset, bytes) => {
+          await this.writeData(hostOffset, bytes)
+          this.dataDirty = true
+        },
         flush: () => this.flushLocked(),
       })
       await this.flushLocked()

@@ -2,12 +2,10 @@
 import { amendImage } from '../../commands/amend.js'
 import { ImageError } from '../../errors.js'
 import { FileStorage } from '../../io/file.js'
-import { openImage } from '../../node/open.js'
-import { stringOption } from '../getopt.js'
 import { parseBool } from '../create-options.js'
-import { parseOptionString } from '../image-opts.js'
+import { parseImageOpts, parseOptionString } from '../image-opts.js'
 import { parseSize } from '../size.js'
-import { oneOperand, parseArgs, type Command } from '../context.js'
+import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
 
 const CREATE_ONLY = new Set(['cluster_size', 'preallocation', 'extended_l2', 'compression_type', 'encryption', 'encrypt.format'])
 const AMENDABLE = new Set(['compat', 'lazy_refcounts', 'refcount_bits', 'data_file', 'data_file_raw', 'size', 'backing_file', 'backing_fmt'])
@@ -22,7 +20,6 @@ export const amend: Command = async (args, ctx) => {
   const texts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
   if (texts.length === 0) throw new ImageError('INVALID_ARGUMENT', 'Must specify options (-o)')
   const filename = oneOperand(parsed)
-  const format = stringOption(parsed, 'format')
   const opts = new Map<string, string>()
   for (const text of texts) for (const [k, v] of parseOptionString(text)) opts.set(k, v)
   for (const key of opts.keys()) {
@@ -30,8 +27,10 @@ export const amend: Command = async (args, ctx) => {
     if (!AMENDABLE.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
   }
   // Opened as qemu-img amend opens it: with its backing chain and its external data file.
-  const open = () => openImage(filename, { format, writable: true })
-  const current = await openImage(filename, { format, fileReferences: 'ignore' })
+  // --image-opts and --object (an encrypted image's secret) as every image-opening command.
+  const open = () => openOperand(filename, parsed, { writable: true })
+  const path = parsed.options.has('image-opts') ? parseImageOpts(filename).filename : filename
+  const current = await openOperand(filename, parsed, { fileReferences: 'ignore' })
   const backing = current.driver.backing
   await current.close()
   if ((opts.has('backing_file') && opts.get('backing_file') !== backing?.name) || (opts.has('backing_fmt') && opts.get('backing_fmt') !== backing?.format)) {
@@ -39,7 +38,7 @@ export const amend: Command = async (args, ctx) => {
   }
   const compat = opts.get('compat')
   if (compat !== undefined && !['0.10', 'v2', '1.1', 'v3'].includes(compat)) throw new ImageError('INVALID_ARGUMENT', `Unknown compatibility level ${compat}`)
-  await amendImage(open, () => FileStorage.open(filename, { writable: true }), {
+  await amendImage(open, () => FileStorage.open(path, { writable: true }), {
     compat: compat === undefined ? undefined : compat === '0.10' || compat === 'v2' ? '0.10' : '1.1',
     lazyRefcounts: opts.has('lazy_refcounts') ? parseBool('lazy_refcounts', opts.get('lazy_refcounts')!) : undefined,
     refcountBits: opts.has('refcount_bits') ? Number(opts.get('refcount_bits')) : undefined,
