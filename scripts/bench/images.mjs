@@ -4,9 +4,10 @@
 //   zlib.qcow2   qemu-img convert -c -O qcow2 disk.raw                    (zlib clusters)
 //   zstd.qcow2   qemu-img convert -c -O qcow2 -o compression_type=zstd disk.raw
 //   luks.qcow2   qemu-img convert -O qcow2 -o encrypt.format=luks,… disk.raw (secret LUKS_SECRET)
-//   snaps.qcow2  plain.qcow2 with four internal snapshots and 256 MiB of writes between them
+//   snaps.qcow2  1 TiB, preallocation=metadata (16 Mi allocated clusters, a sparse file), with four
+//                internal snapshots and 64 MiB of writes after each (COW of shared tables)
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs'
 import path from 'node:path'
 
 export const GiB = 1024 ** 3
@@ -22,6 +23,11 @@ export const LUKS_ITER_TIME_MS = 10
 export function sh(cmd, args, options = {}) {
   const r = spawnSync(cmd, args, { stdio: ['ignore', options.quiet ? 'ignore' : 'inherit', 'inherit'] })
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`})`)
+}
+
+/** A copy of a (sparse) file that stays sparse. */
+export function copySparse(from, to) {
+  sh('cp', ['--sparse=always', from, to])
 }
 
 export function describeFile(file) {
@@ -93,13 +99,13 @@ export function imageCache(work, root) {
     rmSync(staging, { recursive: true, force: true })
   }
 
-  /** plain.qcow2, then 4 × (snapshot, 64 MiB of writes spread over the disk): shared and COW'd clusters. */
+  /** 1 TiB with every cluster allocated, then 4 × (snapshot, 64 MiB of writes spread over the disk). */
   function buildSnapshots(out) {
-    copyFileSync(image('plain'), out)
+    sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', out, '1T'])
     for (let s = 1; s <= 4; s++) {
       sh('qemu-img', ['snapshot', '-c', `s${s}`, out])
       const writes = []
-      for (let i = 0; i < 64; i++) writes.push('-c', `write -P ${s} ${(i * 47 + s * 13) % 3000}M 1M`)
+      for (let i = 0; i < 64; i++) writes.push('-c', `write -P ${s} ${(i * 10007 + s * 131) % 1_000_000}M 1M`)
       sh('qemu-io', ['-f', 'qcow2', ...writes, out], { quiet: true })
     }
   }

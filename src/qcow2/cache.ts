@@ -17,6 +17,7 @@ export class TableCache {
   #tables = new Map<number, CachedTable>()
   #loading = new Map<number, Promise<CachedTable>>()
   #dirtyCount = 0
+  #lastUsed = -1
   hits = 0
   misses = 0
 
@@ -29,9 +30,13 @@ export class TableCache {
     const cached = this.#tables.get(hostOffset)
     if (cached) {
       this.hits++
-      // Map keeps insertion order: re-inserting marks it most recently used.
-      this.#tables.delete(hostOffset)
-      this.#tables.set(hostOffset, cached)
+      // Map keeps insertion order: re-inserting marks it most recently used (not needed when
+      // it already is: runs of lookups in one table are the common case).
+      if (hostOffset !== this.#lastUsed) {
+        this.#tables.delete(hostOffset)
+        this.#tables.set(hostOffset, cached)
+        this.#lastUsed = hostOffset
+      }
       return cached
     }
     const pending = this.#loading.get(hostOffset)
@@ -42,6 +47,11 @@ export class TableCache {
       .finally(() => this.#loading.delete(hostOffset))
     this.#loading.set(hostOffset, promise)
     return promise
+  }
+
+  /** The table at `hostOffset` when cached (no load, no LRU update): for synchronous fast paths. */
+  peek(hostOffset: number): CachedTable | undefined {
+    return this.#tables.get(hostOffset)
   }
 
   /** Puts a freshly made table (e.g. a new L2 table) in the cache, dirty. */
@@ -67,6 +77,7 @@ export class TableCache {
       if (cached?.dirty) throw new Error(`table cache: two changed copies of the table at ${table.hostOffset}`)
       this.#tables.delete(table.hostOffset)
       this.#tables.set(table.hostOffset, table)
+      this.#lastUsed = table.hostOffset
       this.#evict()
     }
   }
@@ -109,6 +120,7 @@ export class TableCache {
     const table: CachedTable = { hostOffset, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), dirty }
     if (dirty) this.#dirtyCount++
     this.#tables.set(hostOffset, table)
+    this.#lastUsed = hostOffset
     this.#evict()
     return table
   }

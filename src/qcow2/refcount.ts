@@ -140,6 +140,34 @@ export class RefcountManager {
     if (value === 0 && cluster < this.#freeHint) this.#freeHint = cluster
   }
 
+  #hot: { index: number; offset: number; epoch: number; block: CachedTable } | undefined
+
+  /**
+   * Adds `delta` (0: only reads) to the refcount of `cluster` synchronously when its refcount
+   * block is cached; undefined when it is not, or when the result would be out of range (the
+   * caller then takes {@link add}, which loads the block or throws the right error). For the
+   * loops over every cluster of an image (snapshot create/delete).
+   */
+  addCached(cluster: number, delta: number): number | undefined {
+    const perBlock = this.entriesPerBlock
+    const index = Math.floor(cluster / perBlock)
+    let hot = this.#hot
+    if (!hot || hot.index !== index || hot.epoch !== this.metadataEpoch || this.cache.peek(hot.offset) !== hot.block) {
+      const offset = this.#blockOffset(index)
+      const block = offset === 0 ? undefined : this.cache.peek(offset)
+      if (!block) return undefined
+      hot = this.#hot = { index, offset, epoch: this.metadataEpoch, block }
+    }
+    const old = getRefcountEntry(hot.block.view, cluster - index * perBlock, this.layout.refcountOrder)
+    if (delta === 0) return old
+    const value = old + delta
+    if (value < 0 || value > this.maxRefcount) return undefined
+    setRefcountEntry(hot.block.view, cluster - index * perBlock, this.layout.refcountOrder, value)
+    this.cache.markDirty(hot.block)
+    if (value === 0 && cluster < this.#freeHint) this.#freeHint = cluster
+    return value
+  }
+
   /** Adds `delta` to the refcount of `cluster`; a result below zero is corruption. */
   async add(cluster: number, delta: number): Promise<number> {
     const value = (await this.get(cluster)) + delta

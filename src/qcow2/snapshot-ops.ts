@@ -55,28 +55,42 @@ export async function updateTreeRefcounts(a: TableAccess, l1: DataView, addend: 
     const entry = decodeL1Entry(l1.getUint32(i * 8), l1.getUint32(i * 8 + 4), cs, () => `${a.storage.name}: L1 entry ${i}`)
     if (entry.kind === 'unallocated') continue
     const table = await loadL2(ctx, entry.hostOffset, `L1 entry ${i}`)
+    const view = table.view
+    let tableChanged = false
+    const inline = !ctx.hasDataFile // with a data file, offset 0 can be a real cluster
     for (let j = 0; j < g.l2Entries; j++) {
-      const { entry: e } = readL2Entry(ctx, table, j)
-      if (e.kind === 'compressed') {
-        if (addend === 0) continue
-        const { firstCluster, lastCluster } = compressedClusters(e, cs)
-        for (let c = firstCluster; c <= lastCluster; c++) await refcounts.add(c, addend)
-        continue
-      }
-      const host = e.kind === 'normal' ? e.hostOffset : e.kind === 'zero' ? e.hostOffset : undefined
-      if (host === undefined) continue
-      let refcount = 1
-      if (!ctx.hasDataFile) refcount = addend === 0 ? await refcounts.get(host / cs) : await refcounts.add(host / cs, addend)
       const at = j * g.l2EntrySize
-      const hi = table.view.getUint32(at)
+      const hi = view.getUint32(at)
+      const lo = view.getUint32(at + 4)
+      // The common entry, decoded inline: unallocated or a plain, aligned data cluster.
+      let host = inline && (hi & 0x7f00_0000) === 0 && (lo & 0x1ff) === 0 ? (hi & 0x00ff_ffff) * 0x1_0000_0000 + lo : -1
+      if (host === 0) continue
+      if (host < 0 || host % cs !== 0) {
+        const { entry: e } = readL2Entry(ctx, table, j)
+        if (e.kind === 'compressed') {
+          if (addend === 0) continue
+          const { firstCluster, lastCluster } = compressedClusters(e, cs)
+          for (let c = firstCluster; c <= lastCluster; c++) await refcounts.add(c, addend)
+          continue
+        }
+        const found = e.kind === 'normal' ? e.hostOffset : e.kind === 'zero' ? e.hostOffset : undefined
+        if (found === undefined) continue
+        host = found
+      }
+      let refcount = 1
+      if (!ctx.hasDataFile) refcount = refcounts.addCached(host / cs, addend) ?? (addend === 0 ? await refcounts.get(host / cs) : await refcounts.add(host / cs, addend))
       const next = refcount === 1 ? (hi | 0x8000_0000) >>> 0 : (hi & 0x7fff_ffff) >>> 0
       if (next !== hi) {
-        table.view.setUint32(at, next)
-        ctx.l2Cache.markDirty(table)
+        view.setUint32(at, next)
+        if (!tableChanged) ctx.l2Cache.markDirty(table) // dirty tables stay cached
+        tableChanged = true
       }
     }
     const refcount = addend === 0 ? await refcounts.get(entry.hostOffset / cs) : await refcounts.add(entry.hostOffset / cs, addend)
     if (refcount === 0) ctx.l2Cache.forget(entry.hostOffset)
+    // Refcounts only rise before the snapshot table names the new L1, and only fall after it no
+    // longer names the old one: writing back midway leaves leaks at worst, never corruption.
+    await a.writeBackIfFull()
     const hi = l1.getUint32(i * 8)
     const next = refcount === 1 ? (hi | 0x8000_0000) >>> 0 : (hi & 0x7fff_ffff) >>> 0
     if (next !== hi) {

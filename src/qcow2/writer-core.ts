@@ -49,6 +49,8 @@ export interface TableAccess {
   writeData(hostOffset: number, bytes: Uint8Array): Promise<void>
   /** The ordered write-back (data, refcounts, L2, L1, frees). */
   flush(): Promise<void>
+  /** The same write-back when the caches hold too many changed tables (memory stays bounded). */
+  writeBackIfFull(): Promise<void>
 }
 
 /** Writes to one QCOW2 layer. All metadata changes run under one mutex. */
@@ -261,6 +263,7 @@ export class WriterCore {
           this.dataDirty = true
         },
         flush: () => this.flushLocked(),
+        writeBackIfFull: () => this.maybeWriteBack(),
       })
       await this.flushLocked()
       this.invalidateOverlaps()
