@@ -53,13 +53,24 @@ export async function runBenchmark(bench, { input, work, qimgBin, runs, settleMs
     qimg: { out: path.join(work, 'out-qimg'), run: (out) => measure(process.execPath, [qimgBin, ...bench.qimg(input, out)]) },
     qemu: { out: path.join(work, 'out-qemu'), run: (out) => measure(bench.qemuTool ?? 'qemu-img', bench.qemu(input, out)) },
   }
+  // qemu-img's LUKS key-slot setup times PBKDF2 with getrusage and now and then gives up on a
+  // busy machine ("Unable to get accurate CPU usage"): such a run is retried, not counted.
+  const flaky = /Unable to get accurate CPU usage/
   const once = async (name) => {
     const tool = tools[name]
     rmSync(tool.out, { force: true })
     if (bench.prepare) bench.prepare(tool.out)
     spawnSync('sync')
     await sleep(settleMs)
-    return tool.run(tool.out)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await tool.run(tool.out)
+      } catch (err) {
+        if (attempt >= 5 || !flaky.test(err.message)) throw err
+        rmSync(tool.out, { force: true })
+        if (bench.prepare) bench.prepare(tool.out)
+      }
+    }
   }
   console.log(`\n${bench.name}: warm-up, then ${runs} runs each`)
   await once('qimg')

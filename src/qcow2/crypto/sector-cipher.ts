@@ -2,6 +2,7 @@
 // into 512-byte sectors (the last may be shorter, as for LUKS key material), each encrypted on its
 // own with an IV from the sector number (crypto/ivgen-plain.c, ivgen-plain64.c, ivgen-essiv.c).
 import { ImageError } from '../../errors.js'
+import { xtsSectors } from './xts.js'
 import {
   CIPHER_KEY_LENGTH, HASH_DIGEST_LENGTH, cipherBlockSize, requireCipher, requireHash,
   type CipherAlgorithm, type CipherContext, type CipherMode, type CryptoProvider, type HashAlgorithm, type IvgenAlgorithm,
@@ -109,11 +110,21 @@ export function createSectorCipher(provider: CryptoProvider, spec: SectorCipherS
   const ivSize = ivLength(spec.cipherAlg, spec.cipherMode)
   const ivs = ivSize === 0 ? undefined : ivGenerator(provider, spec, key, ivSize)
   const block = cipherBlockSize(spec.cipherAlg)
+  // XTS over whole sectors goes through two ECB contexts in bulk (xtsSectors) when the provider
+  // has ECB for the cipher: the same bytes, without a cipher context per sector.
+  const half = CIPHER_KEY_LENGTH[spec.cipherAlg]
+  const bulk = spec.cipherMode === 'xts' && block === 16 && provider.hasCipher(spec.cipherAlg, 'ecb')
+    ? { data: provider.cipher(spec.cipherAlg, 'ecb', key.subarray(0, half)), tweak: provider.cipher(spec.cipherAlg, 'ecb', key.subarray(half)) }
+    : undefined
   const run = (data: Uint8Array, firstSector: number, encrypt: boolean): Uint8Array => {
     if (data.length % block !== 0) throw new ImageError('INVALID_ARGUMENT', `encrypted data of ${data.length} bytes is not a whole number of ${block}-byte blocks`)
     if (!ivs) return encrypt ? context.encrypt(data, undefined) : context.decrypt(data, undefined)
     const count = Math.ceil(data.length / SECTOR_SIZE)
     const allIvs = ivs(firstSector, count)
+    if (bulk && data.length % SECTOR_SIZE === 0) {
+      const out = xtsSectors(bulk.data, bulk.tweak, data, allIvs, SECTOR_SIZE, encrypt)
+      if (out) return out
+    }
     const out = new Uint8Array(data.length)
     for (let i = 0; i < count; i++) {
       const piece = data.subarray(i * SECTOR_SIZE, Math.min(data.length, (i + 1) * SECTOR_SIZE))
