@@ -1,6 +1,8 @@
-// Builds the optional native addon native/build/Release/qimg_seek.node (lseek SEEK_DATA/SEEK_HOLE)
-// with node-gyp. The addon is optional: qimg falls back to "no holes" without it, so this script
-// prints one line saying what happened and always exits 0, whatever goes wrong.
+// Builds the optional native addons with node-gyp:
+//   native/build/Release/qimg_seek.node       lseek SEEK_DATA/SEEK_HOLE (holes of sparse files)
+//   native/zlib/build/Release/qimg_zlib.node  raw deflate with the system zlib (QEMU's streams)
+// Both are optional: qimg falls back without them, so this script prints one line per addon
+// saying what happened and always exits 0, whatever goes wrong.
 //   QIMG_SKIP_NATIVE=1      skip the build
 //   QIMG_NATIVE_VERBOSE=1   show node-gyp's output
 import { spawnSync } from 'node:child_process'
@@ -9,13 +11,16 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const nativeDir = fileURLToPath(new URL('../native/', import.meta.url))
-const addon = path.join(nativeDir, 'build', 'Release', 'qimg_seek.node')
+const ADDONS = [
+  { dir: fileURLToPath(new URL('../native/', import.meta.url)), name: 'qimg_seek', without: 'sparse-file holes will not be reported' },
+  { dir: fileURLToPath(new URL('../native/zlib/', import.meta.url)), name: 'qimg_zlib', without: "compression uses Node's zlib (streams slightly larger than qemu-img's)" },
+]
 const verbose = Boolean(process.env.QIMG_NATIVE_VERBOSE)
 
+/** Thrown to end one addon's build with a message. */
+class Done extends Error {}
 function done(message) {
-  console.log(`qimg: ${message}`)
-  process.exit(0)
+  throw new Done(message)
 }
 
 /** The command (and leading arguments) that runs node-gyp, or undefined. */
@@ -47,16 +52,17 @@ function lastLine(text) {
   return (err.at(-1) ?? lines.at(-1) ?? '').slice(0, 200)
 }
 
-try {
-  if (process.env.QIMG_SKIP_NATIVE) done('optional native addon not built (QIMG_SKIP_NATIVE is set)')
-  if (process.platform === 'win32') done('optional native addon not built (not needed on Windows)')
-  if (!existsSync(path.join(nativeDir, 'binding.gyp'))) done('optional native addon not built (no native/binding.gyp)')
+function build({ dir, name, without }) {
+  const addon = path.join(dir, 'build', 'Release', `${name}.node`)
+  if (process.env.QIMG_SKIP_NATIVE) done(`optional native addon ${name} not built (QIMG_SKIP_NATIVE is set)`)
+  if (process.platform === 'win32') done(`optional native addon ${name} not built (not needed on Windows)`)
+  if (!existsSync(path.join(dir, 'binding.gyp'))) done(`optional native addon ${name} not built (no binding.gyp)`)
   const gyp = findNodeGyp()
-  if (!gyp) done('optional native addon not built (node-gyp not found); sparse-file holes will not be reported')
+  if (!gyp) done(`optional native addon ${name} not built (node-gyp not found); ${without}`)
   const [cmd, ...pre] = gyp
   const started = Date.now()
   const run = spawnSync(cmd, [...pre, 'rebuild', ...nodedirArgs()], {
-    cwd: nativeDir,
+    cwd: dir,
     stdio: verbose ? 'inherit' : 'pipe',
     encoding: 'utf8',
     timeout: 300_000,
@@ -65,10 +71,17 @@ try {
   const seconds = ((Date.now() - started) / 1000).toFixed(1)
   if (run.error || run.status !== 0) {
     const why = run.error ? run.error.message : lastLine(`${run.stdout ?? ''}\n${run.stderr ?? ''}`) || `exit ${run.status}`
-    done(`optional native addon not built (node-gyp failed: ${why}); sparse-file holes will not be reported`)
+    done(`optional native addon ${name} not built (node-gyp failed: ${why}); ${without}`)
   }
-  createRequire(import.meta.url)(addon)  // make sure it loads in this Node
-  done(`optional native addon built in ${seconds}s (native/build/Release/qimg_seek.node)`)
-} catch (err) {
-  done(`optional native addon not built (${err instanceof Error ? err.message : String(err)})`)
+  const loaded = createRequire(import.meta.url)(addon) // make sure it loads in this Node
+  if (Object.keys(loaded).length === 0) done(`optional native addon ${name} built but found nothing to use; ${without}`)
+  done(`optional native addon ${name} built in ${seconds}s (${path.relative(fileURLToPath(new URL('..', import.meta.url)), addon)})`)
+}
+
+for (const addon of ADDONS) {
+  try {
+    build(addon)
+  } catch (err) {
+    console.log(`qimg: ${err instanceof Done ? err.message : `optional native addon ${addon.name} not built (${err instanceof Error ? err.message : String(err)})`}`)
+  }
 }

@@ -2,40 +2,17 @@
 // lseek(SEEK_DATA / SEEK_HOLE) through the optional native addon native/build/Release/qimg_seek.node.
 // Without the addon (not built, Windows, browser) or on a filesystem that cannot tell, callers get
 // undefined and treat the whole range as data, as QEMU does when lseek gives no answer.
-import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
+import { loadAddon } from '../node/addon.js'
 
 interface SeekAddon {
   /** New offset; -1 on ENXIO (at/after EOF, or no data after offset); -2 when unsupported. */
   seek(fd: number, offset: number, whence: 'data' | 'hole'): number
 }
 
-/** Candidate locations, relative to this module: compiled (dist/src/io/) first, then source (src/io/). */
-const ADDON_PATHS = [
-  '../../../native/build/Release/qimg_seek.node',
-  '../../native/build/Release/qimg_seek.node',
-]
-
 let addon: SeekAddon | null | undefined  // undefined: not tried yet; null: unavailable
 
 function load(): SeekAddon | null {
-  if (addon !== undefined) return addon
-  addon = null
-  if (typeof process === 'undefined' || process.env['QIMG_NO_NATIVE']) return addon
-  let require: NodeJS.Require
-  try {
-    require = createRequire(import.meta.url)
-  } catch {
-    return addon
-  }
-  for (const rel of ADDON_PATHS) {
-    try {
-      const mod = require(fileURLToPath(new URL(rel, import.meta.url))) as Partial<SeekAddon>
-      if (typeof mod.seek === 'function') return (addon = mod as SeekAddon)
-    } catch {
-      // not built here, or built for another Node/platform: try the next, then fall back
-    }
-  }
+  if (addon === undefined) addon = loadAddon<SeekAddon>('', 'qimg_seek', (mod) => typeof mod.seek === 'function')
   return addon
 }
 
