@@ -15,10 +15,17 @@ const SECTOR = 512
 
 /** Offset of the first 512-byte sector that differs, or -1 (qemu-img's compare_buffers). */
 function firstDifferentSector(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < a.length; i += SECTOR) {
-    const end = Math.min(a.length, i + SECTOR)
-    for (let j = i; j < end; j++) if (a[j] !== b[j]) return i
+  // 4 bytes at a time where alignment allows (reads are), then the bytes from the first difference.
+  let from = 0
+  if ((a.byteOffset & 3) === 0 && (b.byteOffset & 3) === 0) {
+    const count = a.length >>> 2
+    const wordsA = new Uint32Array(a.buffer, a.byteOffset, count)
+    const wordsB = new Uint32Array(b.buffer, b.byteOffset, count)
+    let w = 0
+    while (w < count && wordsA[w] === wordsB[w]) w++
+    from = w << 2
   }
+  for (let j = from; j < a.length; j++) if (a[j] !== b[j]) return j - (j % SECTOR)
   return -1
 }
 

@@ -95,7 +95,8 @@ export class BlockDevice {
           out.fill(0, at, at + extent.length)
           break
         case 'compressed':
-          out.set(await this.driver.readEncoded(position, extent.length), at)
+          if (this.driver.readEncodedInto) await this.driver.readEncodedInto(position, out.subarray(at, at + extent.length))
+          else out.set(await this.driver.readEncoded(position, extent.length), at)
           break
         case 'unallocated': {
           const below = this.backing

@@ -31,6 +31,8 @@ export interface FormatDriver {
   getExtent(guestOffset: number, maxLength: number): Promise<Extent>
   /** Decodes bytes of a `compressed` extent (within one extent). */
   readEncoded(guestOffset: number, length: number): Promise<Uint8Array>
+  /** The same into `out` (every byte written), saving a copy; optional. */
+  readEncodedInto?(guestOffset: number, out: Uint8Array): Promise<void>
   /**
    * Whether `map` should ask the host file about holes under data extents, as QEMU's block
    * status does for raw images and for qcow2 images that look metadata-preallocated.

@@ -3,10 +3,12 @@
 import { createRequire } from 'node:module'
 import { constants, deflateRawSync, inflateRawSync } from 'node:zlib'
 import type { Codecs, Compressors } from '../codecs.js'
+import { systemDeflateRaw } from './system-zlib.js'
 
 interface ZstdBinding {
   DCtx: new () => { decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number]; reset(directive: number): void }
   CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number }
+  ResetDirective: { sessionOnly: number }
 }
 
 let zstdBinding: ZstdBinding | undefined | null
@@ -26,7 +28,8 @@ function loadZstd(): ZstdBinding | undefined {
 export function inflateCluster(input: Uint8Array, outputSize: number): Uint8Array {
   let out: Buffer
   try {
-    out = inflateRawSync(input, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: outputSize })
+    // One output chunk of the cluster size: no concatenation of 16 KiB pieces, no copy.
+    out = inflateRawSync(input, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: outputSize, chunkSize: outputSize })
   } catch (cause) {
     // maxOutputLength stops a stream that inflates past the cluster (ERR_BUFFER_TOO_LARGE).
     const tooLong = (cause as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
@@ -36,16 +39,21 @@ export function inflateCluster(input: Uint8Array, outputSize: number): Uint8Arra
   return out
 }
 
+let dctx: InstanceType<ZstdBinding['DCtx']> | undefined
+
 /** Zstd frames into exactly `outputSize` bytes, streaming like QEMU (trailing bytes ignored). */
 export function zstdCluster(input: Uint8Array, outputSize: number): Uint8Array {
   const binding = loadZstd()
   if (!binding) throw new Error('zstd support is not available (the zstd-napi package failed to load)')
-  const dctx = new binding.DCtx()
+  // One context per thread, reused: a fresh one costs as much as decompressing a cluster. The
+  // reset drops whatever a previous (failed) stream left in it.
+  const context = (dctx ??= new binding.DCtx())
+  context.reset(binding.ResetDirective.sessionOnly)
   const out = new Uint8Array(outputSize)
   let produced = 0
   let consumed = 0
   while (produced < outputSize && consumed < input.length) {
-    const [, written, read] = dctx.decompressStream(out.subarray(produced), input.subarray(consumed))
+    const [, written, read] = context.decompressStream(out.subarray(produced), input.subarray(consumed))
     if (written === 0 && read === 0) break
     produced += written
     consumed += read
@@ -56,9 +64,12 @@ export function zstdCluster(input: Uint8Array, outputSize: number): Uint8Array {
 
 /**
  * Raw deflate as QEMU writes it (level 6, window 2^12 so QEMU's inflate with windowBits -12 can
- * read it); undefined unless strictly smaller than `limit`.
+ * read it); undefined unless strictly smaller than `limit`. The system zlib when the optional
+ * addon has it (the very streams qemu-img writes), else Node's zlib (a little larger).
  */
 export function deflateCluster(input: Uint8Array, limit: number): Uint8Array | undefined {
+  const system = systemDeflateRaw(input, limit, 6, 12, 9)
+  if (system !== undefined) return system ?? undefined
   const out = deflateRawSync(input, { level: 6, windowBits: 12, memLevel: 9 })
   return out.length < limit ? out : undefined
 }

@@ -1,16 +1,27 @@
-// A codec pool worker: runs one (de)compression per message with the Node codecs.
+// A codec pool worker: runs the (de)compressions of each message with the Node codecs and
+// answers with their results in order.
 import { parentPort } from 'node:worker_threads'
 import { deflateCluster, inflateCluster, zstdCluster, zstdCompressCluster } from './codecs.js'
-import type { CodecTask } from './pool.js'
+import type { CodecResult, CodecTask } from './pool.js'
 
-parentPort?.on('message', (task: CodecTask) => {
-  try {
-    let output: Uint8Array | undefined
-    if (task.op === 'compress') output = task.codec === 'zstd' ? zstdCompressCluster(task.input, task.size) : deflateCluster(task.input, task.size)
-    else output = task.codec === 'zstd' ? zstdCluster(task.input, task.size) : inflateCluster(task.input, task.size)
-    const copy = output ? new Uint8Array(output) : null
-    parentPort!.postMessage({ output: copy }, copy ? [copy.buffer] : [])
-  } catch (e) {
-    parentPort!.postMessage({ error: (e as Error).message })
+function runTask(task: CodecTask): Uint8Array | undefined {
+  if (task.op === 'compress') return task.codec === 'zstd' ? zstdCompressCluster(task.input, task.size) : deflateCluster(task.input, task.size)
+  return task.codec === 'zstd' ? zstdCluster(task.input, task.size) : inflateCluster(task.input, task.size)
+}
+
+parentPort?.on('message', (tasks: CodecTask[]) => {
+  const results: CodecResult[] = []
+  const transfer: ArrayBuffer[] = []
+  for (const task of tasks) {
+    try {
+      const output = runTask(task)
+      // Transfer results; copy one first only when it is a view into larger (or pooled) memory.
+      const own = output && (output.byteOffset !== 0 || output.byteLength !== output.buffer.byteLength) ? new Uint8Array(output) : output
+      if (own) transfer.push(own.buffer as ArrayBuffer)
+      results.push({ output: own ?? null })
+    } catch (e) {
+      results.push({ error: (e as Error).message })
+    }
   }
+  parentPort!.postMessage(results, transfer)
 })

@@ -6,11 +6,11 @@ import type { BackingReference, FormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
 import type { ImageInfo } from '../format/info.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
-import { setU64 } from '../binary/bytes.js'
+import { allocUninitialized, setU64 } from '../binary/bytes.js'
 import { RefcountManager } from './refcount.js'
 import { Qcow2Writer, type GuestReader, type ZeroOptions } from './writer.js'
 import { TableCache } from './cache.js'
-import { decompressCluster } from './compressed.js'
+import { CompressedReader } from './compressed.js'
 import { loadBitmapInfo } from './bitmaps.js'
 import { getExtent, type LookupContext } from './lookup.js'
 import { loadL1Table, loadLayout, openWarnings, type Qcow2Layout } from './open.js'
@@ -58,8 +58,7 @@ export class Qcow2Image implements FormatDriver {
   readonly warnings: string[]
   readonly dataStorage: ReadableStorage
   readonly #ctx: LookupContext
-  readonly #codecs: Codecs
-  #decoded = new Map<number, Uint8Array>()
+  readonly #decoded: CompressedReader
   #preallocation: Promise<boolean> | undefined
   #writer: Qcow2Writer | undefined
   #compressors: Compressors | undefined
@@ -72,7 +71,7 @@ export class Qcow2Image implements FormatDriver {
     this.snapshots = snapshots
     this.#ctx = ctx
     this.dataStorage = ctx.dataStorage
-    this.#codecs = codecs
+    this.#decoded = new CompressedReader(ctx, codecs, layout.header.compressionType)
     this.warnings = openWarnings(layout)
   }
 
@@ -211,7 +210,7 @@ export class Qcow2Image implements FormatDriver {
 
   /** Writes guest bytes; `readGuest` gives the current content (with backing) for copy-on-write. */
   async write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
-    this.#decoded.clear()
+    this.#decoded.invalidate()
     await this.#requireWriter().write(offset, data, readGuest)
   }
 
@@ -237,20 +236,20 @@ export class Qcow2Image implements FormatDriver {
     if (this.encrypted) throw new ImageError('UNSUPPORTED', `${this.storage.name}: Compression and encryption not supported at the same time`)
     const compressed = await compressor(cluster, cs)
     await after
-    this.#decoded.clear()
+    this.#decoded.invalidate()
     if (!compressed) return this.write(offset, data, readGuest)
     await this.#requireWriter().writeCompressed(offset, compressed)
   }
 
   /** Makes a range read as zeros, using the zero flag where whole clusters are covered. */
   async writeZeroes(offset: number, length: number, readGuest: GuestReader, options: ZeroOptions = {}): Promise<void> {
-    this.#decoded.clear()
+    this.#decoded.invalidate()
     await this.#requireWriter().writeZeroes(offset, length, readGuest, options)
   }
 
   /** Deallocates whole clusters in the range. */
   async discard(offset: number, length: number): Promise<void> {
-    this.#decoded.clear()
+    this.#decoded.invalidate()
     await this.#requireWriter().discard(offset, length)
   }
 
@@ -295,7 +294,7 @@ export class Qcow2Image implements FormatDriver {
       await this.setVirtualSize(snapshot.diskSize)
     }
     const target = this.#snapshotTarget()
-    this.#decoded.clear()
+    this.#decoded.invalidate()
     await this.#requireWriter().withTables((a) => applySnapshot(a, target, key))
   }
 
@@ -367,20 +366,18 @@ export class Qcow2Image implements FormatDriver {
     return this.#encryption ? hideEncryptedData(extent) : extent
   }
 
-  /** Decompresses the cluster holding `guestOffset` (or decrypts encrypted data) and returns `length` bytes of it. */
+  /** Decompresses (or decrypts) `length` bytes of a `compressed` extent. */
   async readEncoded(guestOffset: number, length: number): Promise<Uint8Array> {
-    const decrypted = this.#encryption && await readDecrypted(this.#encryption, this.#ctx, guestOffset, length)
-    if (decrypted) return decrypted
-    const g = this.layout.geometry
-    const clusterStart = guestOffset - (guestOffset % g.clusterSize)
-    let cluster = this.#decoded.get(clusterStart)
-    if (!cluster) {
-      cluster = await decompressCluster(this.#ctx, this.#codecs, this.layout.header.compressionType, clusterStart)
-      this.#decoded.set(clusterStart, cluster)
-      if (this.#decoded.size > 8) this.#decoded.delete(this.#decoded.keys().next().value as number)
-    }
-    const from = guestOffset - clusterStart
-    return cluster.slice(from, from + length)
+    const out = allocUninitialized(length) // readEncodedInto writes every byte
+    await this.readEncodedInto(guestOffset, out)
+    return out
+  }
+
+  /** Fills `out` from a `compressed` extent: its clusters are decompressed concurrently. */
+  async readEncodedInto(guestOffset: number, out: Uint8Array): Promise<void> {
+    const decrypted = this.#encryption && await readDecrypted(this.#encryption, this.#ctx, guestOffset, out.length)
+    if (decrypted) out.set(decrypted)
+    else await this.#decoded.readInto(guestOffset, out)
   }
 
   consultHostHoles(): Promise<boolean> {

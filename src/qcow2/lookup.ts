@@ -82,7 +82,8 @@ function pieceOf(ctx: LookupContext, decoded: { entry: L2Entry; allocated: numbe
 }
 
 function follows(prev: Piece, next: Piece, step: number): boolean {
-  if (prev.kind !== next.kind || prev.kind === 'compressed') return false
+  if (prev.kind !== next.kind) return false
+  if (prev.kind === 'compressed') return true
   const a = prev.hostOffset
   const b = (next as typeof prev).hostOffset
   if (a === undefined || b === undefined) return a === b
@@ -91,7 +92,8 @@ function follows(prev: Piece, next: Piece, step: number): boolean {
 
 /**
  * The extent at `guestOffset` of at most `maxLength` bytes, merged across clusters (and
- * subclusters) of one L2 table. Compressed extents never span more than one cluster.
+ * subclusters) of one L2 table. A run of compressed clusters is one extent too (QEMU answers
+ * them one by one, and qemu-img map merges them again): reading it decodes them concurrently.
  */
 export async function getExtent(ctx: LookupContext, guestOffset: number, maxLength: number): Promise<Extent> {
   const g = ctx.geometry
@@ -130,15 +132,13 @@ export async function getExtent(ctx: LookupContext, guestOffset: number, maxLeng
       first = piece
       const inUnit = position % unit
       firstHost = 'hostOffset' in piece && piece.hostOffset !== undefined ? piece.hostOffset + inUnit : 0
-      if (piece.kind === 'compressed') {
-        const clusterEnd = (Math.floor(position / g.clusterSize) + 1) * g.clusterSize
-        return { kind: 'compressed', length: Math.min(end, clusterEnd) - guestOffset }
-      }
     } else if (!follows(prev, piece, unit)) {
       break
     }
     prev = piece
-    position = (Math.floor(position / unit) + 1) * unit
+    // A compressed cluster is one piece whatever its subclusters (it has no bitmap).
+    const step = piece.kind === 'compressed' ? g.clusterSize : unit
+    position = (Math.floor(position / step) + 1) * step
   }
   const length = Math.min(position, end) - guestOffset
   switch (first!.kind) {
@@ -148,7 +148,7 @@ export async function getExtent(ctx: LookupContext, guestOffset: number, maxLeng
       return { kind: 'zero', length, hostOffset: first!.hostOffset === undefined ? undefined : firstHost }
     case 'unallocated':
       return { kind: 'unallocated', length, ...(first!.hostOffset === undefined ? {} : { hostOffset: firstHost }) }
-    default:
-      throw new Error('unreachable')
+    case 'compressed':
+      return { kind: 'compressed', length }
   }
 }

@@ -1,6 +1,7 @@
 // qimg compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] A B — exit 0 same, 1 different, 2 open error
 import { compareImages } from '../../commands/compare.js'
 import { ImageError } from '../../errors.js'
+import { CodecPool } from '../../node/pool.js'
 import type { BlockDevice } from '../../format/device.js'
 import { flag } from '../getopt.js'
 import { openOperand, parseArgs, type Command } from '../context.js'
@@ -15,10 +16,12 @@ export const compare: Command = async (args, ctx) => {
   if (parsed.operands.length !== 2) throw new ImageError('INVALID_ARGUMENT', 'Expecting two image file names')
   const quiet = flag(parsed, 'quiet')
   const devices: BlockDevice[] = []
+  // Compressed clusters of either image are decompressed on worker threads (started on the first).
+  const pool = new CodecPool()
   try {
     try {
-      devices.push(await openOperand(parsed.operands[0]!, parsed))
-      devices.push(await openOperand(parsed.operands[1]!, parsed, {}, parsed.options.has('format2') ? 'format2' : 'format'))
+      devices.push(await openOperand(parsed.operands[0]!, parsed, { pool }))
+      devices.push(await openOperand(parsed.operands[1]!, parsed, { pool }, parsed.options.has('format2') ? 'format2' : 'format'))
     } catch (e) {
       ctx.err(`qimg: ${(e as Error).message}\n`)
       return 2
@@ -38,5 +41,6 @@ export const compare: Command = async (args, ctx) => {
     }
   } finally {
     for (const d of devices) await d.close()
+    await pool.close()
   }
 }

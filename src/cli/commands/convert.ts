@@ -70,7 +70,11 @@ export const convert: Command = async (args, ctx) => {
   const backingFormat = stringOption(parsed, 'backing-format') ?? opts.get('backing_fmt')
   if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
 
-  const device = await openOperand(source, parsed, { snapshot: snapshotOption(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) }).catch((e: unknown) => {
+  // Worker threads (de)compress: they start only when the source has a compressed cluster (or
+  // with -c), and stop when the command ends.
+  const pool = new CodecPool()
+  const device = await openOperand(source, parsed, { pool, snapshot: snapshotOption(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) }).catch(async (e: unknown) => {
+    await pool.close()
     throw isImageError(e, 'NO_SUCH_SNAPSHOT') ? new ImageError(e.code, "Failed to load snapshot: Can't find snapshot", { cause: e }) : e
   })
   /** Creating the target (bdrv_create): its errors are reported as img_convert does. */
@@ -106,10 +110,9 @@ export const convert: Command = async (args, ctx) => {
       await target.close()
       throw new ImageError('INVALID_ARGUMENT', 'output file is smaller than input file')
     }
-    const pool = compress ? new CodecPool() : undefined
     try {
       await convertImage(device, target, {
-        compress: pool ? { compressors: pool.compressors() } : undefined,
+        compress: compress ? { compressors: pool.compressors() } : undefined,
         sparseSize, parallel,
         outOfOrder: flag(parsed, 'out-of-order'),
         targetIsZero: !noCreate || flag(parsed, 'target-is-zero'),
@@ -124,11 +127,11 @@ export const convert: Command = async (args, ctx) => {
         if (length % 512) await file.truncate(Math.ceil(length / 512) * 512)
       }
     } finally {
-      await pool?.close()
       await target.close()
     }
   } finally {
     await device.close()
+    await pool.close()
   }
   return 0
 }
