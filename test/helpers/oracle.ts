@@ -44,8 +44,21 @@ export function needTools(t: TestContext, ...tools: string[]): boolean {
 /** Result of a finished process. */
 export interface RunResult { stdout: string; stderr: string; code: number }
 
-/** Runs a program to completion, never throwing on a non-zero exit. */
+/**
+ * qemu-img's LUKS code times PBKDF2 with the thread's CPU clock and gives up now and then on a busy
+ * machine. Nothing was written when it says so: such a run is repeated (by {@link run}).
+ */
+const QEMU_PBKDF_FLAKE = 'Unable to get accurate CPU usage'
+
+/** Runs a program to completion, never throwing on a non-zero exit (see QEMU_PBKDF_FLAKE). */
 export async function run(program: string, args: readonly string[], options: { cwd?: string; input?: string } = {}): Promise<RunResult> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await runOnce(program, args, options)
+    if (r.code === 0 || attempt === 8 || !r.stderr.includes(QEMU_PBKDF_FLAKE)) return r
+  }
+}
+
+async function runOnce(program: string, args: readonly string[], options: { cwd?: string; input?: string }): Promise<RunResult> {
   try {
     const { stdout, stderr } = await execFileAsync(program, args, { cwd: options.cwd, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' })
     return { stdout, stderr, code: 0 }
