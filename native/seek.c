@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <node_api.h>
 
 #define USAGE "seek(fd: number, offset: number, whence: 'data' | 'hole')"
@@ -77,9 +78,52 @@ static napi_value Seek(napi_env env, napi_callback_info info) {
 #endif
 }
 
+// allocate(fd, offset, length): reserves the range with fallocate(2) mode 0 (space allocated,
+// reading zeros, the file grows if needed), as QEMU's file-posix does for preallocation=falloc.
+// Returns 0, or -2 when the platform or filesystem cannot (no fallocate, EOPNOTSUPP); throws an
+// Error (message strerror, property errno) on any other failure (ENOSPC, …).
+static napi_value Allocate(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  int64_t offset, length;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "qimg_seek: allocate(fd: number, offset: number, length: number)");
+    return NULL;
+  }
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  CHECK(env, napi_get_value_int64(env, argv[1], &offset));
+  CHECK(env, napi_get_value_int64(env, argv[2], &length));
+  if (offset < 0 || length <= 0) {
+    napi_throw_range_error(env, NULL, "offset must not be negative and length must be positive");
+    return NULL;
+  }
+#if defined(__linux__)
+  int ret;
+  do ret = fallocate(fd, 0, (off_t)offset, (off_t)length);
+  while (ret != 0 && errno == EINTR);
+  if (ret == 0) return int64_value(env, 0);
+  int err = errno;
+  if (err == EOPNOTSUPP || err == ENOSYS) return int64_value(env, -2);
+  napi_value msg, error, errno_value;
+  CHECK(env, napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg));
+  CHECK(env, napi_create_error(env, NULL, msg, &error));
+  CHECK(env, napi_create_int32(env, err, &errno_value));
+  CHECK(env, napi_set_named_property(env, error, "errno", errno_value));
+  napi_throw(env, error);
+  return NULL;
+#else
+  (void)fd;
+  return int64_value(env, -2);
+#endif
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   CHECK(env, napi_create_function(env, "seek", NAPI_AUTO_LENGTH, Seek, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "seek", fn));
+  CHECK(env, napi_create_function(env, "allocate", NAPI_AUTO_LENGTH, Allocate, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "allocate", fn));
   return exports;
 }

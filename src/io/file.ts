@@ -1,7 +1,7 @@
 // Storage over a local file (node:fs/promises): loops on short reads, fdatasync on flush.
 import { open, type FileHandle } from 'node:fs/promises'
 import { ImageError, hex } from '../errors.js'
-import { findAllocation } from './holes.js'
+import { findAllocation, reserveSpace } from './holes.js'
 import type { Storage } from './storage.js'
 
 /** Wraps a Node fs error as an IO ImageError naming the file and what was being done. */
@@ -128,6 +128,15 @@ export class FileStorage implements Storage {
       await this.#handle.datasync()
     } catch (cause) {
       throw ioError(this.name, 'flush', cause)
+    }
+  }
+
+  /** Reserves space (fallocate) for a range, growing the file; false when not possible here. */
+  async reserve(offset: number, length: number): Promise<boolean> {
+    try {
+      return reserveSpace(this.#handle.fd, offset, length)
+    } catch (cause) {
+      throw ioError(this.name, `reserve ${length} bytes at ${hex(offset)} in`, cause)
     }
   }
 

@@ -7,6 +7,8 @@ import { loadAddon } from '../node/addon.js'
 interface SeekAddon {
   /** New offset; -1 on ENXIO (at/after EOF, or no data after offset); -2 when unsupported. */
   seek(fd: number, offset: number, whence: 'data' | 'hole'): number
+  /** fallocate(2) mode 0: 0, or -2 when unsupported; throws (errno) on failure. Newer addons only. */
+  allocate?(fd: number, offset: number, length: number): number
 }
 
 let addon: SeekAddon | null | undefined  // undefined: not tried yet; null: unavailable
@@ -53,4 +55,19 @@ export function findAllocation(fd: number, offset: number, length: number):
   if (hole === -1) return { hole: true, length }  // truncated under us: ENXIO, a trailing hole
   if (hole <= offset) return asData  // EIO / EBUSY in QEMU: no information
   return { hole: false, length: Math.min(hole - offset, length) }
+}
+
+/**
+ * Reserves `[offset, offset + length)` of the open file `fd` with fallocate (QEMU's
+ * preallocation=falloc): true when done, false when the addon or the filesystem cannot.
+ */
+export function reserveSpace(fd: number, offset: number, length: number): boolean {
+  const lib = load()
+  if (!lib?.allocate || length <= 0) return false
+  return lib.allocate(fd, offset, length) === 0
+}
+
+/** Whether {@link reserveSpace} can work here (the addon has fallocate). */
+export function reserveSupported(): boolean {
+  return typeof load()?.allocate === 'function'
 }

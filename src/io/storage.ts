@@ -32,6 +32,8 @@ export interface Storage extends ReadableStorage {
   flush(): Promise<void>
   /** Sets the length, cutting or extending with zeros. */
   truncate(length: number): Promise<void>
+  /** Optional: reserves space for a range (fallocate), growing the file; false when not possible. */
+  reserve?(offset: number, length: number): Promise<boolean>
 }
 
 /** Narrows a readable storage to a writable one when it has the methods. */

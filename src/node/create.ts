@@ -25,7 +25,9 @@ export async function createRaw(path: string, size: number, preallocation: 'off'
       const zeros = new Uint8Array(Math.min(size, 4 * 1024 * 1024))
       for (let at = 0; at < size; at += zeros.length) await storage.write(at, zeros.subarray(0, Math.min(zeros.length, size - at)))
     }
-    await storage.truncate(size)
+    // falloc: the whole file reserved (QEMU's file-posix fallocate), else only its length set.
+    const reserved = preallocation === 'falloc' && size > 0 && await storage.reserve(0, size)
+    if (!reserved) await storage.truncate(size)
     if (preallocation !== 'full' && size > 0) await storage.write(0, new Uint8Array(size < 4096 ? 512 : 4096))
     await storage.flush()
   } finally {

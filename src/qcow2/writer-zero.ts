@@ -173,7 +173,11 @@ export class ZeroingWriter extends DataWriter {
     })
     await this.mutex.run(async () => {
       const dataEnd = this.ctx.hasDataFile ? end : this.refcounts.endCluster * cs
-      if ((await this.data.size()) < dataEnd) await this.data.truncate(dataEnd)
+      const fileSize = await this.data.size()
+      // falloc: the file grows with its new space reserved, as QEMU truncates its data file with
+      // PREALLOC_MODE_FALLOC; where the host cannot reserve, it only grows.
+      const reserved = mode === 'falloc' && fileSize < dataEnd && this.data.reserve !== undefined && await this.data.reserve(fileSize, dataEnd - fileSize)
+      if (!reserved && fileSize < dataEnd) await this.data.truncate(dataEnd)
       await this.flushLocked()
     })
   }
