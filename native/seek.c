@@ -36,6 +36,17 @@ static napi_value int64_value(napi_env env, int64_t value) {
   return out;
 }
 
+// Throws an Error with strerror(err) as its message and the number as its errno property.
+static napi_value throw_errno(napi_env env, int err) {
+  napi_value msg, error, errno_value;
+  CHECK(env, napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg));
+  CHECK(env, napi_create_error(env, NULL, msg, &error));
+  CHECK(env, napi_create_int32(env, err, &errno_value));
+  CHECK(env, napi_set_named_property(env, error, "errno", errno_value));
+  napi_throw(env, error);
+  return NULL;
+}
+
 static napi_value Seek(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -65,13 +76,7 @@ static napi_value Seek(napi_env env, napi_callback_info info) {
   int err = errno;
   if (err == ENXIO) return int64_value(env, -1);
   if (err == EINVAL || err == EOPNOTSUPP || err == ENOTSUP) return int64_value(env, -2);
-  napi_value msg, error, errno_value;
-  CHECK(env, napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg));
-  CHECK(env, napi_create_error(env, NULL, msg, &error));
-  CHECK(env, napi_create_int32(env, err, &errno_value));
-  CHECK(env, napi_set_named_property(env, error, "errno", errno_value));
-  napi_throw(env, error);
-  return NULL;
+  return throw_errno(env, err);
 #else
   (void)fd;
   return int64_value(env, -2);
@@ -106,13 +111,7 @@ static napi_value Allocate(napi_env env, napi_callback_info info) {
   if (ret == 0) return int64_value(env, 0);
   int err = errno;
   if (err == EOPNOTSUPP || err == ENOSYS) return int64_value(env, -2);
-  napi_value msg, error, errno_value;
-  CHECK(env, napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg));
-  CHECK(env, napi_create_error(env, NULL, msg, &error));
-  CHECK(env, napi_create_int32(env, err, &errno_value));
-  CHECK(env, napi_set_named_property(env, error, "errno", errno_value));
-  napi_throw(env, error);
-  return NULL;
+  return throw_errno(env, err);
 #else
   (void)fd;
   return int64_value(env, -2);
