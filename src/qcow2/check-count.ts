@@ -11,6 +11,17 @@
 import { hexOf, incRefs, readOrCount, TableReader, type RefContext } from './check-refs.js'
 import { MAX_BITMAP_PHYS_BYTES, MAX_BITMAP_TABLE_ENTRIES, MAX_L1_BYTES, SNAPSHOT_HEADER_LENGTH } from './spec.js'
 
+/**
+ * Host bytes a compressed L2 entry (given as two u32 halves) references, as check counts them:
+ * from its offset to the end of its last sector (spec: "Compressed Clusters Descriptor").
+ */
+function compressedRegion(hi: number, lo: number, clusterBits: number): { hostOffset: number; length: number } {
+  const x = 70 - clusterBits
+  const hostOffset = ((hi & 0x3fff_ffff) % 2 ** (x - 32)) * 2 ** 32 + lo
+  const sectors = Math.floor((hi & 0x3fff_ffff) / 2 ** (x - 32)) % 2 ** (clusterBits - 8) + 1
+  return { hostOffset, length: sectors * 512 - (hostOffset % 512) }
+}
+
 /** L2 tables counted without any report, and the extra visits deferred for each. */
 interface SharedTables {
   clean: Set<number>
@@ -70,15 +81,13 @@ function checkL2(ctx: RefContext, view: DataView, active: boolean): void {
         ctx.counts.corruptions++
         continue
       }
-      const x = 70 - g.clusterBits
-      const hostOffset = ((hi & 0x3fff_ffff) % 2 ** (x - 32)) * 2 ** 32 + lo
-      const sectors = Math.floor((hi & 0x3fff_ffff) / 2 ** (x - 32)) % 2 ** (g.clusterBits - 8) + 1
+      const { hostOffset, length } = compressedRegion(hi, lo, g.clusterBits)
       if (active) {
         ctx.counts.allocatedClusters++
         ctx.counts.compressedClusters++
         ctx.counts.fragmentedClusters++
       }
-      incRefs(ctx, hostOffset, sectors * 512 - (hostOffset % 512))
+      incRefs(ctx, hostOffset, length)
       continue
     }
     const zeroFlag = !g.extendedL2 && (lo & 1) !== 0
@@ -173,10 +182,8 @@ function addTableRefs(ctx: RefContext, view: DataView, times: number): void {
     const hi = view.getUint32(at)
     const lo = view.getUint32(at + 4)
     if (hi & 0x4000_0000) {
-      const x = 70 - g.clusterBits
-      const hostOffset = ((hi & 0x3fff_ffff) % 2 ** (x - 32)) * 2 ** 32 + lo
-      const sectors = Math.floor((hi & 0x3fff_ffff) / 2 ** (x - 32)) % 2 ** (g.clusterBits - 8) + 1
-      for (let n = 0; n < times; n++) incRefs(ctx, hostOffset, sectors * 512 - (hostOffset % 512))
+      const { hostOffset, length } = compressedRegion(hi, lo, g.clusterBits)
+      for (let n = 0; n < times; n++) incRefs(ctx, hostOffset, length)
       continue
     }
     const offset = (hi & 0x00ff_ffff) * 2 ** 32 + ((lo & 0xffff_fe00) >>> 0)
