@@ -4,9 +4,10 @@
 /**
  * Decompresses one compressed cluster. `input` may carry trailing bytes (QEMU rounds the
  * stored length up to whole sectors); the result must be exactly `outputSize` bytes, or the
- * codec throws.
+ * codec throws. `into` (`outputSize` bytes), when given, is where the caller wants the bytes: a
+ * codec may write them there and return it (saving the caller a copy), or return other memory.
  */
-export type Decompressor = (input: Uint8Array, outputSize: number) => Uint8Array | Promise<Uint8Array>
+export type Decompressor = (input: Uint8Array, outputSize: number, into?: Uint8Array) => Uint8Array | Promise<Uint8Array>
 
 /** The codecs an image may need, by QCOW2 compression type name. */
 export interface Codecs {

@@ -98,7 +98,8 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
     const clusters: { offset: number; bytes: Uint8Array }[] = []
     for (let at = start; at < end; at += cs) {
       const bytes = data.subarray(at - start, Math.min(end, at + cs) - start)
-      if (!isZero(bytes)) clusters.push({ offset: at, bytes: bytes.slice() })
+      // A view: the chunk's buffer is not reused before every write below has finished.
+      if (!isZero(bytes)) clusters.push({ offset: at, bytes })
     }
     // Compression of the chunk's clusters runs in parallel; each write waits for the one before
     // (the first for the previous chunk), so compressed streams are packed in guest order.

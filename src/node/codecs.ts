@@ -24,8 +24,12 @@ function loadZstd(): ZstdBinding | undefined {
   return zstdBinding ?? undefined
 }
 
-/** Raw deflate into exactly `outputSize` bytes; trailing input after the stream is ignored. */
-export function inflateCluster(input: Uint8Array, outputSize: number): Uint8Array {
+/**
+ * Raw deflate into exactly `outputSize` bytes; trailing input after the stream is ignored.
+ * `into` is not used: Node's inflate (Chromium's zlib, faster than the system's) allocates its
+ * output, and copying that into `into` would only add a copy.
+ */
+export function inflateCluster(input: Uint8Array, outputSize: number, _into?: Uint8Array): Uint8Array {
   let out: Buffer
   try {
     // One output chunk of the cluster size: no concatenation of 16 KiB pieces, no copy.
@@ -41,15 +45,18 @@ export function inflateCluster(input: Uint8Array, outputSize: number): Uint8Arra
 
 let dctx: InstanceType<ZstdBinding['DCtx']> | undefined
 
-/** Zstd frames into exactly `outputSize` bytes, streaming like QEMU (trailing bytes ignored). */
-export function zstdCluster(input: Uint8Array, outputSize: number): Uint8Array {
+/**
+ * Zstd frames into exactly `outputSize` bytes, streaming like QEMU (trailing bytes ignored);
+ * written into `into` when it is given (and `outputSize` long).
+ */
+export function zstdCluster(input: Uint8Array, outputSize: number, into?: Uint8Array): Uint8Array {
   const binding = loadZstd()
   if (!binding) throw new Error('zstd support is not available (the zstd-napi package failed to load)')
   // One context per thread, reused: a fresh one costs as much as decompressing a cluster. The
   // reset drops whatever a previous (failed) stream left in it.
   const context = (dctx ??= new binding.DCtx())
   context.reset(binding.ResetDirective.sessionOnly)
-  const out = new Uint8Array(outputSize)
+  const out = into?.length === outputSize ? into : new Uint8Array(outputSize)
   let produced = 0
   let consumed = 0
   while (produced < outputSize && consumed < input.length) {
@@ -65,10 +72,11 @@ export function zstdCluster(input: Uint8Array, outputSize: number): Uint8Array {
 /**
  * Raw deflate as QEMU writes it (level 6, window 2^12 so QEMU's inflate with windowBits -12 can
  * read it); undefined unless strictly smaller than `limit`. The system zlib when the optional
- * addon has it (the very streams qemu-img writes), else Node's zlib (a little larger).
+ * addon has it (the very streams qemu-img writes), else Node's zlib (a little larger). `into`
+ * (limit - 1 bytes), when given, may receive the stream.
  */
-export function deflateCluster(input: Uint8Array, limit: number): Uint8Array | undefined {
-  const system = systemDeflateRaw(input, limit, 6, 12, 9)
+export function deflateCluster(input: Uint8Array, limit: number, into?: Uint8Array): Uint8Array | undefined {
+  const system = systemDeflateRaw(input, limit, 6, 12, 9, into)
   if (system !== undefined) return system ?? undefined
   const out = deflateRawSync(input, { level: 6, windowBits: 12, memLevel: 9 })
   return out.length < limit ? out : undefined
@@ -76,12 +84,15 @@ export function deflateCluster(input: Uint8Array, limit: number): Uint8Array | u
 
 let cctx: InstanceType<ZstdBinding['CCtx']> | undefined
 
-/** A zstd frame at QEMU's level 3; undefined unless strictly smaller than `limit`. */
-export function zstdCompressCluster(input: Uint8Array, limit: number): Uint8Array | undefined {
+/**
+ * A zstd frame at QEMU's level 3; undefined unless strictly smaller than `limit`. Written into
+ * `into` (limit - 1 bytes) when it is given.
+ */
+export function zstdCompressCluster(input: Uint8Array, limit: number, into?: Uint8Array): Uint8Array | undefined {
   const binding = loadZstd()
   if (!binding) throw new Error('zstd support is not available (the zstd-napi package failed to load)')
   cctx ??= new binding.CCtx()
-  const out = new Uint8Array(limit - 1)
+  const out = into?.length === limit - 1 ? into : new Uint8Array(limit - 1)
   try {
     const length = cctx.compress(out, input, 3)
     return out.subarray(0, length)

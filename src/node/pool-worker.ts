@@ -5,8 +5,9 @@ import { deflateCluster, inflateCluster, zstdCluster, zstdCompressCluster } from
 import type { CodecResult, CodecTask } from './pool.js'
 
 function runTask(task: CodecTask): Uint8Array | undefined {
-  if (task.op === 'compress') return task.codec === 'zstd' ? zstdCompressCluster(task.input, task.size) : deflateCluster(task.input, task.size)
-  return task.codec === 'zstd' ? zstdCluster(task.input, task.size) : inflateCluster(task.input, task.size)
+  const { input, size, output } = task
+  if (task.op === 'compress') return task.codec === 'zstd' ? zstdCompressCluster(input, size, output) : deflateCluster(input, size, output)
+  return task.codec === 'zstd' ? zstdCluster(input, size, output) : inflateCluster(input, size, output)
 }
 
 parentPort?.on('message', (tasks: CodecTask[]) => {
@@ -15,6 +16,12 @@ parentPort?.on('message', (tasks: CodecTask[]) => {
   for (const task of tasks) {
     try {
       const output = runTask(task)
+      if (task.output) {
+        // Into the task's shared memory (the codec may already have written it there).
+        if (output && output.buffer !== task.output.buffer) task.output.set(output)
+        results.push({ length: output ? output.length : null })
+        continue
+      }
       // Transfer results; copy one first only when it is a view into larger (or pooled) memory.
       const own = output && (output.byteOffset !== 0 || output.byteLength !== output.buffer.byteLength) ? new Uint8Array(output) : output
       if (own) transfer.push(own.buffer as ArrayBuffer)

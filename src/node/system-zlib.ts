@@ -28,11 +28,12 @@ export function systemZlibVersion(): string | undefined {
 /**
  * Raw deflate of `input` with the system zlib; the stream when it is shorter than `limit` bytes,
  * null when it is not (store uncompressed), undefined when the system zlib is not available.
+ * The stream is written into `into` when it is given (limit - 1 bytes long).
  */
-export function systemDeflateRaw(input: Uint8Array, limit: number, level: number, windowBits: number, memLevel: number): Uint8Array | null | undefined {
+export function systemDeflateRaw(input: Uint8Array, limit: number, level: number, windowBits: number, memLevel: number, into?: Uint8Array): Uint8Array | null | undefined {
   const zlib = load()
   if (!zlib) return undefined
-  const out = new Uint8Array(limit - 1)
+  const out = into?.length === limit - 1 ? into : new Uint8Array(limit - 1)
   const length = zlib.deflateRaw(input, out, level, windowBits, memLevel)
   return length < 0 ? null : out.subarray(0, length)
 }

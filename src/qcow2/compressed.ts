@@ -69,8 +69,11 @@ export class CompressedReader {
       if (cached) decoded.set(c, cached)
       else missing.push(c)
     }
+    // A cluster this read covers whole is decoded straight into `out` where the codec can.
+    const into = new Map<number, Uint8Array>()
+    for (const c of missing) if (c >= guestOffset && c + cs <= end) into.set(c, out.subarray(c - guestOffset, c - guestOffset + cs))
     // Claimed before any await, so a concurrent read of the same cluster shares the decoding.
-    const plan = this.#decode(missing)
+    const plan = this.#decode(missing, into)
     missing.forEach((c, i) => {
       const promise = plan.then((fresh) => fresh[i]!)
       decoded.set(c, promise)
@@ -81,6 +84,7 @@ export class CompressedReader {
     for (const [i, result] of results.entries()) {
       if (result.status === 'rejected') throw result.reason
       const c = starts[i]!
+      if (result.value === into.get(c)) continue // decoded in place
       const from = Math.max(guestOffset, c)
       const to = Math.min(end, c + cs)
       out.set(result.value.subarray(from - c, to - c), from - guestOffset)
@@ -95,8 +99,8 @@ export class CompressedReader {
     if (this.#cache.size > CACHED_CLUSTERS) this.#cache.delete(this.#cache.keys().next().value as number)
   }
 
-  /** Starts decoding the clusters at `starts` (guest order): one promise each. */
-  async #decode(starts: number[]): Promise<Promise<Uint8Array>[]> {
+  /** Starts decoding the clusters at `starts` (guest order): one promise each; `into`: targets. */
+  async #decode(starts: number[], into: Map<number, Uint8Array>): Promise<Promise<Uint8Array>[]> {
     const cs = this.#ctx.geometry.clusterSize
     const file = this.#ctx.storage.name
     const located = await Promise.all(starts.map((c) => this.#locate(c).catch((error: unknown): Located => ({ error }))))
@@ -125,7 +129,7 @@ export class CompressedReader {
           const codec = this.#codec(stream.where)
           const input = bytes.subarray(stream.hostOffset - head.hostOffset, stream.hostOffset - head.hostOffset + stream.length)
           try {
-            return await codec(input, cs)
+            return await codec(input, cs, into.get(stream.guestOffset))
           } catch (cause) {
             throw new ImageError('CORRUPT', `${stream.where}: ${(cause as Error).message}`, { offset: stream.hostOffset, file, cause })
           }

@@ -7,7 +7,7 @@ import { openChain, type OpenChainOptions } from '../../src/format/chain.js'
 import { MemoryStorage } from '../../src/io/memory.js'
 import { nodeCodecs, nodeCompressors } from '../../src/node/codecs.js'
 import { openImage } from '../../src/node/open.js'
-import { CodecPool } from '../../src/node/pool.js'
+import { CodecPool, decodeThreads } from '../../src/node/pool.js'
 import { convertImage } from '../../src/commands/convert.js'
 import { writeSkeleton } from '../../src/qcow2/create.js'
 import { Qcow2Image } from '../../src/qcow2/image.js'
@@ -163,4 +163,41 @@ test('zlib and zstd images written by qimg read back the same through the pool a
   } finally {
     await pool.close()
   }
+})
+
+test('pool compressors give the inline compressors\' streams, and the caller may reuse its input at once', async () => {
+  const pool = new CodecPool(2)
+  try {
+    const compressors = pool.compressors()
+    const inputs = [diskLike(65536, 1), diskLike(65536, 2), pattern(65536, 3), new Uint8Array(65536).fill(7)]
+    for (const codec of ['deflate', 'zstd'] as const) {
+      const scratch = new Uint8Array(65536)
+      const pending = inputs.map((input) => {
+        scratch.set(input)
+        const result = compressors[codec]!(scratch, 65536) // the pool copies before returning
+        scratch.fill(0xee)
+        return result
+      })
+      const results = await Promise.all(pending)
+      results.forEach((result, i) => {
+        const expected = nodeCompressors[codec]!(inputs[i]!, 65536) as Uint8Array | undefined
+        if (expected === undefined) assert.equal(result, undefined, `${codec} input ${i}: not smaller`)
+        else same(result!, expected, `${codec} input ${i}`)
+      })
+    }
+    // Noise does not compress: stored as it is, as QEMU does.
+    const noise = new Uint8Array(65536)
+    const random = prng(5)
+    for (let i = 0; i < noise.length; i++) noise[i] = Math.floor(random() * 256)
+    assert.equal(await compressors.zstd!(noise, 65536), undefined)
+    assert.equal(await compressors.deflate!(noise, 65536), undefined)
+  } finally {
+    await pool.close()
+  }
+})
+
+test('decodeThreads leaves a core to the calling thread, and never gives less than one', () => {
+  assert.equal(decodeThreads(1), 1)
+  assert.equal(decodeThreads(2), 1)
+  assert.equal(decodeThreads(8), 7)
 })

@@ -1,7 +1,7 @@
 // qimg compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] A B — exit 0 same, 1 different, 2 open error
 import { compareImages } from '../../commands/compare.js'
 import { ImageError } from '../../errors.js'
-import { CodecPool } from '../../node/pool.js'
+import { CodecPool, decodeThreads } from '../../node/pool.js'
 import type { BlockDevice } from '../../format/device.js'
 import { flag } from '../getopt.js'
 import { openOperand, parseArgs, type Command } from '../context.js'
@@ -17,7 +17,7 @@ export const compare: Command = async (args, ctx) => {
   const quiet = flag(parsed, 'quiet')
   const devices: BlockDevice[] = []
   // Compressed clusters of either image are decompressed on worker threads (started on the first).
-  const pool = new CodecPool()
+  const pool = new CodecPool(decodeThreads())
   try {
     try {
       devices.push(await openOperand(parsed.operands[0]!, parsed, { pool }))

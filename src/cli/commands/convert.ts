@@ -5,7 +5,7 @@ import { ImageError, isImageError } from '../../errors.js'
 import { createQcow2, createRaw } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
 import { FileStorage } from '../../io/file.js'
-import { CodecPool } from '../../node/pool.js'
+import { CodecPool, decodeThreads } from '../../node/pool.js'
 import { flag, stringOption } from '../getopt.js'
 import { parseCreateOptions, rawPreallocation, toQcow2Options } from '../create-options.js'
 import { parseOptionString } from '../image-opts.js'
@@ -71,10 +71,13 @@ export const convert: Command = async (args, ctx) => {
   if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
 
   // Worker threads (de)compress: they start only when the source has a compressed cluster (or
-  // with -c), and stop when the command ends.
-  const pool = new CodecPool()
+  // with -c), and stop when the command ends. Decompression leaves a core to this thread, which
+  // reads and writes; compression, the heavy part of -c, gets every core.
+  const pool = new CodecPool(decodeThreads())
+  const compressPool = new CodecPool()
   const device = await openOperand(source, parsed, { pool, snapshot: snapshotOption(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) }).catch(async (e: unknown) => {
     await pool.close()
+    await compressPool.close()
     throw isImageError(e, 'NO_SUCH_SNAPSHOT') ? new ImageError(e.code, "Failed to load snapshot: Can't find snapshot", { cause: e }) : e
   })
   /** Creating the target (bdrv_create): its errors are reported as img_convert does. */
@@ -112,7 +115,7 @@ export const convert: Command = async (args, ctx) => {
     }
     try {
       await convertImage(device, target, {
-        compress: compress ? { compressors: pool.compressors() } : undefined,
+        compress: compress ? { compressors: compressPool.compressors() } : undefined,
         sparseSize, parallel,
         outOfOrder: flag(parsed, 'out-of-order'),
         targetIsZero: !noCreate || flag(parsed, 'target-is-zero'),
@@ -132,6 +135,7 @@ export const convert: Command = async (args, ctx) => {
   } finally {
     await device.close()
     await pool.close()
+    await compressPool.close()
   }
   return 0
 }
