@@ -40,6 +40,14 @@ export function allocUninitialized(length: number): Uint8Array {
   return nodeBuffer ? new Uint8Array(nodeBuffer.allocUnsafeSlow(length).buffer, 0, length) : new Uint8Array(length)
 }
 
+/**
+ * A long-lived buffer that (de)compression workers can read and write in place: shared memory
+ * where the runtime has it (Node; browsers only when cross-origin isolated), else a plain one.
+ */
+export function allocShareable(length: number): Uint8Array {
+  return typeof SharedArrayBuffer === 'function' ? new Uint8Array(new SharedArrayBuffer(length)) : new Uint8Array(length)
+}
+
 /** True when every byte of `bytes` is zero. */
 export function isZero(bytes: Uint8Array): boolean {
   // Compare 4 bytes at a time where alignment allows; this runs over every byte convert reads.

@@ -1,7 +1,7 @@
 // `convert`: copy the guest content of one image into another, in parallel chunks with bounded
 // memory. Zero runs of at least `sparseSize` bytes are not written to a target that already
 // reads as zeros; with a target backing file only what the source's top layer holds is copied.
-import { allocUninitialized, isZero } from '../binary/bytes.js'
+import { allocShareable, isZero } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import type { Compressors } from '../codecs.js'
 import type { BlockDevice } from '../format/device.js'
@@ -115,7 +115,8 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
   const ordered = !options.outOfOrder
   let lastWritten: Promise<void> = Promise.resolve()
   const worker = async (): Promise<void> => {
-    const buffer = allocUninitialized(chunkSize)
+    // Shared memory: codec workers read (-c) or fill (a compressed source) it in place.
+    const buffer = allocShareable(chunkSize)
     while (next < size) {
       const start = next
       const end = Math.min(size, start + chunkSize)

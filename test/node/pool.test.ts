@@ -165,22 +165,19 @@ test('zlib and zstd images written by qimg read back the same through the pool a
   }
 })
 
-test('pool compressors give the inline compressors\' streams, and the caller may reuse its input at once', async () => {
+test('pool compressors give the inline compressors\' streams, from plain and from shared memory', async () => {
   const pool = new CodecPool(2)
   try {
     const compressors = pool.compressors()
     const inputs = [diskLike(65536, 1), diskLike(65536, 2), pattern(65536, 3), new Uint8Array(65536).fill(7)]
+    // The same inputs again in one shared buffer (as convert's chunk buffer): read in place.
+    const shared = new Uint8Array(new SharedArrayBuffer(inputs.length * 65536))
+    inputs.forEach((input, i) => shared.set(input, i * 65536))
+    const sharedInputs = inputs.map((_, i) => shared.subarray(i * 65536, (i + 1) * 65536))
     for (const codec of ['deflate', 'zstd'] as const) {
-      const scratch = new Uint8Array(65536)
-      const pending = inputs.map((input) => {
-        scratch.set(input)
-        const result = compressors[codec]!(scratch, 65536) // the pool copies before returning
-        scratch.fill(0xee)
-        return result
-      })
-      const results = await Promise.all(pending)
+      const results = await Promise.all([...inputs, ...sharedInputs].map((input) => compressors[codec]!(input, 65536)))
       results.forEach((result, i) => {
-        const expected = nodeCompressors[codec]!(inputs[i]!, 65536) as Uint8Array | undefined
+        const expected = nodeCompressors[codec]!(inputs[i % inputs.length]!, 65536) as Uint8Array | undefined
         if (expected === undefined) assert.equal(result, undefined, `${codec} input ${i}: not smaller`)
         else same(result!, expected, `${codec} input ${i}`)
       })
@@ -191,6 +188,28 @@ test('pool compressors give the inline compressors\' streams, and the caller may
     for (let i = 0; i < noise.length; i++) noise[i] = Math.floor(random() * 256)
     assert.equal(await compressors.zstd!(noise, 65536), undefined)
     assert.equal(await compressors.deflate!(noise, 65536), undefined)
+  } finally {
+    await pool.close()
+  }
+})
+
+test('pool decompressors write into the caller\'s buffer: in place when it is shared, copied when not', async () => {
+  const pool = new CodecPool(2)
+  try {
+    for (const codec of ['deflate', 'zstd'] as const) {
+      const decompress = pool.decompressor(codec)
+      const clusters = [diskLike(65536, 11), diskLike(65536, 12)]
+      const streams = clusters.map((c) => nodeCompressors[codec]!(c, 65536) as Uint8Array)
+      const shared = new Uint8Array(new SharedArrayBuffer(2 * 65536))
+      const intos = [shared.subarray(0, 65536), shared.subarray(65536)]
+      const results = await Promise.all(streams.map((s, i) => decompress(s, 65536, intos[i])))
+      results.forEach((r, i) => assert.equal(r, intos[i], `${codec} cluster ${i}: the very view given`))
+      same(shared, new Uint8Array([...clusters[0]!, ...clusters[1]!]), `${codec}: both clusters in place`)
+      const plain = new Uint8Array(65536)
+      assert.equal(await decompress(streams[1]!, 65536, plain), plain)
+      same(plain, clusters[1]!, `${codec}: copied into a plain buffer`)
+      same(await decompress(streams[0]!, 65536), clusters[0]!, `${codec}: no buffer given`)
+    }
   } finally {
     await pool.close()
   }

@@ -1,0 +1,65 @@
+// FileStorage: writes land in the order they were issued, whether they run on the calling thread
+// (small, nothing queued) or on the thread pool (large), and every failure is a typed IO error.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { isImageError } from '../../src/errors.js'
+import { FileStorage } from '../../src/io/file.js'
+import { prng } from '../helpers/prng.js'
+
+const KiB = 1024
+
+function withDir(run: (dir: string) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qimg-file-'))
+    try {
+      await run(dir)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+test('overlapping small and large writes issued at once end as if applied in order', withDir(async (dir) => {
+  const random = prng(42)
+  const size = 2048 * KiB
+  const model = new Uint8Array(size)
+  const storage = await FileStorage.create(join(dir, 'f.img'))
+  const writes: Promise<void>[] = []
+  let fileEnd = 0
+  for (let i = 0; i < 300; i++) {
+    // Mostly small (written at once), some large (queued on the pool): small ones issued while a
+    // large one is queued must wait behind it.
+    const length = random() < 0.2 ? Math.floor(random() * 600 * KiB) + 65 * KiB : Math.floor(random() * 64 * KiB) + 1
+    const offset = Math.floor(random() * (size - length))
+    const data = new Uint8Array(length).fill(i % 251 + 1)
+    model.set(data, offset)
+    fileEnd = Math.max(fileEnd, offset + length)
+    writes.push(storage.write(offset, data))
+  }
+  await Promise.all(writes)
+  await storage.flush()
+  await storage.close()
+  const bytes = readFileSync(join(dir, 'f.img'))
+  assert.equal(bytes.length, fileEnd)
+  assert.equal(Buffer.compare(bytes, model.subarray(0, fileEnd)), 0, 'the file holds the writes in issue order')
+}))
+
+test('a write to a file opened read-only fails with an IO error naming the file, size and offset', withDir(async (dir) => {
+  const path = join(dir, 'ro.img')
+  writeFileSync(path, new Uint8Array(8192))
+  const storage = await FileStorage.open(path)
+  try {
+    for (const length of [512, 1024 * KiB]) {
+      await assert.rejects(storage.write(4096, new Uint8Array(length)), (e: unknown) => {
+        assert.ok(isImageError(e, 'IO'), String(e))
+        assert.match(e.message, new RegExp(`^Could not write ${length} bytes at 0x1000 to '${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}': `))
+        return true
+      })
+    }
+  } finally {
+    await storage.close()
+  }
+}))
