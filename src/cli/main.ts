@@ -1,6 +1,7 @@
 // The qimg command line: qemu-img's subcommands and options; every error is one line on
 // stderr ("qimg: …") and a non-zero exit code.
 import { isImageError } from '../errors.js'
+import { FileStorage } from '../io/file.js'
 import type { CliContext, Command } from './context.js'
 
 /** Each command's module is loaded only when it runs: start-up stays short. */
@@ -72,6 +73,8 @@ export async function run(argv: readonly string[], ctx: CliContext): Promise<num
 
 /** Entry point for bin/qimg.js. */
 export async function main(argv: readonly string[]): Promise<number> {
+  // A process of its own: nothing else waits on this event loop (see FileStorage.inlineWriteBytes).
+  if (process.env['QIMG_SYNC_WRITE'] === undefined) FileStorage.inlineWriteBytes = Number.POSITIVE_INFINITY
   return run(argv, {
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),

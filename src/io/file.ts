@@ -23,17 +23,24 @@ export function ioError(name: string, doing: string, cause: unknown): ImageError
  */
 const WRITE_PIECE_BYTES = Number(process.env['QIMG_WRITE_PIECE'] ?? 256 * 1024)
 
-/**
- * Writes of at most this many bytes run on the calling thread (pwrite into the page cache) when
- * no other write is queued. Handing a small write to libuv's thread pool costs more than the
- * write: 20,000 writes of 30 KB took 37 µs each through the pool (futex wake-ups, context
- * switches, a promise) against 10 µs each called directly, and compressed clusters and metadata
- * are written that way one by one. QIMG_SYNC_WRITE overrides it (0: never) for measurements.
- */
-const SYNC_WRITE_BYTES = Number(process.env['QIMG_SYNC_WRITE'] ?? 64 * 1024)
+/** See FileStorage.inlineWriteBytes. */
+const INLINE_WRITE_BYTES = 64 * 1024
 
 /** A file opened for reading (and writing when `writable`). */
 export class FileStorage implements Storage {
+  /**
+   * Writes of at most this many bytes are made on the calling thread (pwrite into the page cache,
+   * in pieces) when no other write is queued; larger ones go to libuv's thread pool. Handing a
+   * small write to the pool costs more than the write: 20,000 writes of 30 KB took 37 µs each
+   * through the pool (futex wake-ups, context switches, a promise) against 10 µs each made
+   * directly, and compressed clusters and metadata are written that way, one by one. The default,
+   * 64 KiB, keeps a library user's event loop responsive. The qimg command line, a process with
+   * nothing else on its event loop, makes every write directly (cli/main.ts): convert -O raw then
+   * reads ahead on the pool while this thread writes, measured 25-40 % faster than both on the
+   * pool. QIMG_SYNC_WRITE sets it for measurements.
+   */
+  static inlineWriteBytes = Number(process.env['QIMG_SYNC_WRITE'] ?? INLINE_WRITE_BYTES)
+
   readonly name: string
   readonly writable: boolean
   /** False for cache=unsafe: flush returns without syncing (qemu-img convert's default target mode). */
@@ -116,7 +123,7 @@ export class FileStorage implements Storage {
    * third of convert's CPU time. Reads are not queued.
    */
   write(offset: number, data: Uint8Array): Promise<void> {
-    if (data.length <= SYNC_WRITE_BYTES && this.#queued === 0) {
+    if (data.length <= FileStorage.inlineWriteBytes && this.#queued === 0) {
       // Nothing ahead of it: written now, in order.
       try {
         this.#writeHere(offset, data)
@@ -135,7 +142,7 @@ export class FileStorage implements Storage {
     let done = 0
     while (done < data.length) {
       try {
-        done += writeSync(this.#handle.fd, data, done, data.length - done, offset + done)
+        done += writeSync(this.#handle.fd, data, done, Math.min(data.length - done, WRITE_PIECE_BYTES), offset + done)
       } catch (cause) {
         throw ioError(this.name, `write ${data.length} bytes at ${hex(offset)} to`, cause)
       }

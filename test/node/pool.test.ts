@@ -220,3 +220,19 @@ test('decodeThreads leaves a core to the calling thread, and never gives less th
   assert.equal(decodeThreads(2), 1)
   assert.equal(decodeThreads(8), 7)
 })
+
+test('closing a pool settles every task it holds, queued or running: none is left waiting', async () => {
+  const pool = new CodecPool(1)
+  const decompress = pool.decompressor('deflate')
+  const stream = nodeCompressors.deflate!(diskLike(65536, 21), 65536) as Uint8Array
+  // More than DEPTH batches: some run, some wait in the worker's port, the rest in the queue.
+  const tasks = Promise.allSettled(Array.from({ length: 200 }, () => decompress(stream, 65536)))
+  await new Promise((resolve) => setTimeout(resolve, 5))
+  await pool.close()
+  const settled = await tasks
+  for (const result of settled) {
+    if (result.status === 'rejected') assert.match(String(result.reason), /codec pool is closed/)
+    else same(result.value, diskLike(65536, 21), 'a task that finished before the close')
+  }
+  assert.ok(settled.some((r) => r.status === 'rejected'), 'the close came before the end')
+})
