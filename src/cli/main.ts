@@ -2,6 +2,7 @@
 // stderr ("qimg: …") and a non-zero exit code.
 import { isImageError } from '../errors.js'
 import { FileStorage } from '../io/file.js'
+import { hideSecretData } from './secrets.js'
 import type { CliContext, Command } from './context.js'
 
 /** Each command's module is loaded only when it runs: start-up stays short. */
@@ -75,6 +76,9 @@ export async function run(argv: readonly string[], ctx: CliContext): Promise<num
 export async function main(argv: readonly string[]): Promise<number> {
   // A process of its own: nothing else waits on this event loop (see FileStorage.inlineWriteBytes).
   if (process.env['QIMG_SYNC_WRITE'] === undefined) FileStorage.inlineWriteBytes = Number.POSITIVE_INFINITY
+  // Secret data given on the command line must not stay readable by other users in `ps`.
+  const shown = hideSecretData(argv)
+  if (shown) process.title = ['qimg', ...shown].join(' ')
   return run(argv, {
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),

@@ -149,3 +149,23 @@ export function promptedSecret(file: string): (() => Promise<Uint8Array | undefi
     return text === undefined ? undefined : new TextEncoder().encode(text)
   }
 }
+
+/**
+ * The command line with the values of `data=` in `--object` options hidden, for the process
+ * title (what `ps` and /proc/PID/cmdline show to every user of the machine); undefined when
+ * there is nothing to hide. qemu-img leaves them visible. Commas inside a value are doubled, as
+ * in every QEMU option string.
+ */
+export function hideSecretData(argv: readonly string[]): string[] | undefined {
+  let hidden = false
+  const hide = (spec: string): string => spec.replace(/(^|,)data=(?:[^,]|,,)*/g, (_match, lead: string) => {
+    hidden = true
+    return `${lead}data=***`
+  })
+  const out = argv.map((arg, i) => {
+    if (argv[i - 1] === '--object') return hide(arg)
+    if (arg.startsWith('--object=')) return `--object=${hide(arg.slice('--object='.length))}`
+    return arg
+  })
+  return hidden ? out : undefined
+}

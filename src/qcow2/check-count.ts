@@ -41,6 +41,7 @@ function checkL2(ctx: RefContext, view: DataView, active: boolean): void {
   const cs = g.clusterSize
   const fileSize = ctx.fileSize
   const refcountMax = ctx.refcountMax
+  const flags = active && !hasDataFile ? ctx.copiedFlags : undefined
   let allocated = 0
   let fragmented = 0
   for (let i = 0; i < g.l2Entries; i++) {
@@ -57,6 +58,7 @@ function checkL2(ctx: RefContext, view: DataView, active: boolean): void {
           allocated++
           if (contiguous.next && offset !== contiguous.next) fragmented++
           contiguous.next = offset + cs
+          flags?.record(k, hi >= 0x8000_0000)
         }
         refs[k]! += 1
         continue
@@ -112,6 +114,7 @@ function checkL2(ctx: RefContext, view: DataView, active: boolean): void {
       ctx.counts.allocatedClusters++
       if (contiguous.next && offset !== contiguous.next) ctx.counts.fragmentedClusters++
       contiguous.next = offset + g.clusterSize
+      flags?.record(offset / g.clusterSize, (hi & 0x8000_0000) !== 0)
     }
     if (offset % g.clusterSize !== 0) {
       ctx.counts.corruptions++

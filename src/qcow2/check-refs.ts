@@ -48,6 +48,45 @@ export interface RefContext {
   /** True when the refcount structure itself is broken and must be rebuilt. */
   rebuild: boolean
   refcountMax: number
+  /** When set, the OFLAG_COPIED state of the active L2 entries is gathered while counting. */
+  copiedFlags?: CopiedFlags | undefined
+}
+
+/**
+ * The COPIED flags of the active state's data clusters, by host cluster: set for clusters some
+ * active L2 entry names with OFLAG_COPIED, and for clusters one names without it. Comparing
+ * them with the stored refcounts as those are compared anyway (COPIED must be set exactly when
+ * the refcount is 1) spares check_oflag_copied a second read of every L2 table when nothing is
+ * wrong; on any doubt (`unknown`) or mismatch that pass runs in full and reports as QEMU does.
+ */
+export class CopiedFlags {
+  readonly copied: Uint32Array
+  readonly plain: Uint32Array
+  /** An entry could not be recorded (unaligned, beyond the arrays): the full pass must look. */
+  unknown = false
+  /** Some recorded flag disagrees with the stored refcount of its cluster. */
+  mismatch = false
+  constructor(readonly clusters: number) {
+    this.copied = new Uint32Array(Math.ceil(clusters / 32))
+    this.plain = new Uint32Array(Math.ceil(clusters / 32))
+  }
+
+  /** Records an active L2 entry naming host cluster `k` (COPIED or not). */
+  record(k: number, copied: boolean): void {
+    if (!(k >= 0 && k < this.clusters) || !Number.isInteger(k)) {
+      this.unknown = true
+      return
+    }
+    const words = copied ? this.copied : this.plain
+    words[k >>> 5]! |= 1 << (k & 31)
+  }
+
+  /** Notes a mismatch when cluster `k`, with stored refcount `refcount`, breaks the rule. */
+  compare(k: number, refcount: number): void {
+    if (k >= this.clusters) return
+    const bit = 1 << (k & 31)
+    if (refcount === 1 ? (this.plain[k >>> 5]! & bit) !== 0 : (this.copied[k >>> 5]! & bit) !== 0) this.mismatch = true
+  }
 }
 
 /** A u64 given as two u32 halves in hex, as printf's PRIx64 prints it (no float rounding). */

@@ -4,7 +4,7 @@
 // structure when it is itself broken, and fixing COPIED flags.
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { ImageError } from '../errors.js'
-import { hexOf, incRefs, readAhead, refArrayFor, type CheckCounts, type RefArray, type RefContext } from './check-refs.js'
+import { CopiedFlags, hexOf, incRefs, readAhead, refArrayFor, type CheckCounts, type RefArray, type RefContext } from './check-refs.js'
 import { countReferences } from './check-count.js'
 import { getRefcountEntry } from './refcount-read.js'
 import { setRefcountEntry } from './refcount.js'
@@ -144,6 +144,7 @@ async function countRefblocks(ctx: RefContext, stored: StoredRefcounts, fix: Rep
 async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: RepairMode | 'leaks-only' | undefined): Promise<number> {
   const cs = ctx.layout.geometry.clusterSize
   const clusters = Math.max(Math.ceil(ctx.fileSize / cs), ctx.refs.length)
+  const flags = fix === undefined ? ctx.copiedFlags : undefined
   let highest = 0
   for (let i = 0; i < clusters; i++) {
     let refcount1: number
@@ -152,9 +153,11 @@ async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: R
     } catch (e) {
       ctx.report(`Can't get refcount for cluster ${i}: ${(e as Error).message}`)
       ctx.counts.checkErrors++
+      if (flags) flags.unknown = true
       continue
     }
     const refcount2 = ctx.refs[i] ?? 0
+    flags?.compare(i, refcount1)
     if (refcount1 > 0 || refcount2 > 0) highest = i
     if (refcount1 === refcount2) continue
     let fixed: 'leaks' | 'corruptions' | undefined
@@ -181,7 +184,7 @@ async function rebuildRefcounts(ctx: RefContext, storage: Storage): Promise<void
 }
 
 /** check_oflag_copied: COPIED must be set exactly when the stored refcount is 1. */
-async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boolean): Promise<void> {
+async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boolean, dataEntriesChecked = false): Promise<void> {
   const h = ctx.layout.header
   const g = ctx.layout.geometry
   if (h.l1Size === 0) return
@@ -200,8 +203,8 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
     else buffer.set(await ctx.storage.read(offset, buffer.length))
     return buffer
   }
-  await readAhead(tables.map((t) => t.l2Offset), g.clusterSize, read, async (l2Bytes, n) => {
-    const { index: i, l2Offset } = tables[n]!
+  /** The L1 entry's own flag: its L2 table's refcount. */
+  const checkTableFlag = async ({ index: i, l2Offset }: { index: number; l2Offset: number }) => {
     const hi = l1.getUint32(i * 8)
     const lo = l1.getUint32(i * 8 + 4)
     const refcount = await stored.get(l2Offset / g.clusterSize)
@@ -216,6 +219,14 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
         ctx.counts.corruptionsFixed++
       }
     }
+  }
+  if (dataEntriesChecked) {
+    // The data entries' flags were found right while counting (CopiedFlags): tables only.
+    for (const table of tables) await checkTableFlag(table)
+    return
+  }
+  await readAhead(tables.map((t) => t.l2Offset), g.clusterSize, read, async (l2Bytes, n) => {
+    await checkTableFlag(tables[n]!)
     const l2 = new DataView(l2Bytes.buffer, l2Bytes.byteOffset, l2Bytes.byteLength)
     const hasDataFile = ctx.layout.hasDataFile
     let dirty = 0
@@ -240,7 +251,7 @@ async function checkCopied(ctx: RefContext, stored: StoredRefcounts, repair: boo
       }
     }
     if (dirty > 0) {
-      await (ctx.storage as Storage).write(l2Offset, l2Bytes)
+      await (ctx.storage as Storage).write(tables[n]!.l2Offset, l2Bytes)
       ctx.counts.corruptions -= dirty
       ctx.counts.corruptionsFixed += dirty
     }
@@ -270,7 +281,8 @@ async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, 
     storage, layout, snapshots, fileSize: layout.fileSize, counts: emptyCounts(), report,
     refs: refArrayFor(layout.header.refcountOrder, Math.ceil(layout.fileSize / cs)), rebuild: false, refcountMax: 2 ** (2 ** layout.header.refcountOrder) - 1,
   })
-  let ctx = fresh()
+  // With an external data file every data entry must carry COPIED (refcount 1): the full pass.
+  let ctx: RefContext = { ...fresh(), copiedFlags: layout.hasDataFile ? undefined : new CopiedFlags(Math.ceil(layout.fileSize / cs)) }
   await countReferences(ctx)
   await countRefblocks(ctx, stored, fix)
   const preCompare = { ...ctx.counts }
@@ -297,6 +309,7 @@ async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, 
     await checkCopied(ctx, again.stored, true)
     return finish(ctx, layout, highest)
   }
+  let repaired = false // stored refcounts changed
   if (fix) {
     if (ctx.rebuild) {
       report('ERROR need to rebuild refcount structures')
@@ -307,11 +320,16 @@ async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, 
       ctx.counts = { ...preCompare }
       stored.forget()
       highest = await compareRefcounts(ctx, stored, fix)
+      repaired = true
     }
   }
   const repairCopied = fix === 'all' || (fix === 'leaks' && !ctx.counts.checkErrors && !ctx.counts.corruptions && !ctx.counts.leaks)
+  // The flags gathered while counting were compared with the refcounts as stored before any
+  // repair: they settle the data entries when nothing was repaired and none disagreed.
+  const flags = ctx.copiedFlags
+  const dataEntriesChecked = flags !== undefined && !flags.unknown && !flags.mismatch && !repaired
   stored.forget()
-  await checkCopied(ctx, stored, repairCopied)
+  await checkCopied(ctx, stored, repairCopied, dataEntriesChecked)
   return finish(ctx, layout, highest)
 }
 

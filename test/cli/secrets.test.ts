@@ -1,9 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadSecrets, lookupSecret, lookupSecretUtf8 } from '../../src/cli/secrets.js'
+import { hideSecretData, loadSecrets, lookupSecret, lookupSecretUtf8 } from '../../src/cli/secrets.js'
 import { isImageError } from '../../src/errors.js'
 
 const text = (b: Uint8Array) => Buffer.from(b).toString()
@@ -57,4 +58,36 @@ test('a passphrase secret must be UTF-8 without NUL bytes (qcrypto_secret_lookup
     assert.throws(() => lookupSecretUtf8(secrets, id), (e) => isImageError(e, 'BAD_KEY') && e.message === `Data from secret ${id} is not valid UTF-8`)
   }
   assert.throws(() => lookupSecretUtf8(secrets, 'x'), (e) => isImageError(e, 'BAD_KEY') && e.message === "No secret with id 'x'")
+})
+
+test('the process title hides the data= of every --object, commas and all', () => {
+  assert.deepEqual(
+    hideSecretData(['convert', '--object', 'secret,id=s,data=hunter2', '--object=secret,data=a,,b,,c,id=t', '-O', 'qcow2', 'data=x.raw', 'out']),
+    ['convert', '--object', 'secret,id=s,data=***', '--object=secret,data=***,id=t', '-O', 'qcow2', 'data=x.raw', 'out'],
+  )
+  assert.deepEqual(hideSecretData(['info', '--object', 'data=zzz,qom-type=secret,id=s', 'x']), ['info', '--object', 'data=***,qom-type=secret,id=s', 'x'])
+  assert.equal(hideSecretData(['info', '--object', 'secret,id=s,file=/run/key', 'x']), undefined, 'nothing to hide: the title is left alone')
+})
+
+test('qimg with a secret on its command line shows other users no secret in /proc/PID/cmdline', (t) => {
+  if (process.platform !== 'linux') {
+    t.skip('/proc/PID/cmdline is Linux only')
+    return
+  }
+  const main = new URL('../../src/cli/main.js', import.meta.url).href
+  // The child runs qimg's main() (an info that fails: no such file), then prints its own cmdline.
+  const dir = mkdtempSync(join(tmpdir(), 'qimg-title-'))
+  const script = join(dir, 'child.mjs')
+  writeFileSync(script, [
+    `import { readFileSync } from 'node:fs'`,
+    `const { main } = await import(${JSON.stringify(main)})`,
+    `await main(process.argv.slice(2))`,
+    `process.stdout.write(readFileSync('/proc/self/cmdline'))`,
+  ].join('\n'))
+  const child = spawnSync(process.execPath, [script, 'info', '--object', 'secret,id=s,data=TopSecret42', '/nonexistent/x.qcow2'], { encoding: 'utf8' })
+  rmSync(dir, { recursive: true, force: true })
+  assert.equal(child.status, 0, child.stderr)
+  assert.match(child.stderr, /x\.qcow2/, 'the command ran')
+  assert.doesNotMatch(child.stdout, /TopSecret42/)
+  assert.match(child.stdout, /data=\*\*\*/)
 })
