@@ -74,8 +74,10 @@ export async function run(argv: readonly string[], ctx: CliContext): Promise<num
 
 /** Entry point for bin/qimg.js. */
 export async function main(argv: readonly string[]): Promise<number> {
-  // A process of its own: nothing else waits on this event loop (see FileStorage.inlineWriteBytes).
+  // A process of its own: nothing else waits on this event loop (see FileStorage.inlineWriteBytes
+  // and inlineReadBytes).
   if (process.env['QIMG_SYNC_WRITE'] === undefined) FileStorage.inlineWriteBytes = Number.POSITIVE_INFINITY
+  if (process.env['QIMG_SYNC_READ'] === undefined) FileStorage.inlineReadBytes = 64 * 1024
   // Secret data given on the command line must not stay readable by other users in `ps`.
   const shown = hideSecretData(argv)
   if (shown) process.title = ['qimg', ...shown].join(' ')

@@ -63,3 +63,30 @@ test('a write to a file opened read-only fails with an IO error naming the file,
     await storage.close()
   }
 }))
+
+test('reads give the same bytes and the same errors on the calling thread and on the pool', withDir(async (dir) => {
+  const path = join(dir, 'r.img')
+  const content = new Uint8Array(200 * KiB)
+  const random = prng(7)
+  for (let i = 0; i < content.length; i++) content[i] = Math.floor(random() * 256)
+  writeFileSync(path, content)
+  const saved = FileStorage.inlineReadBytes
+  const storage = await FileStorage.open(path)
+  try {
+    for (const inline of [0, 64 * KiB]) {
+      FileStorage.inlineReadBytes = inline
+      for (const [offset, length] of [[0, 4096], [12345, 60000], [100 * KiB, 100 * KiB]] as const) {
+        const bytes = await storage.read(offset, length)
+        assert.equal(Buffer.compare(bytes, content.subarray(offset, offset + length)), 0, `inline ${inline}: ${length} bytes at ${offset}`)
+      }
+      await assert.rejects(storage.read(200 * KiB - 100, 4096), (e: unknown) => {
+        assert.ok(isImageError(e, 'SHORT_READ'), String(e))
+        assert.equal(e.message, `${path}: read of 4096 bytes at 0x31f9c ends past end of file`)
+        return true
+      })
+    }
+  } finally {
+    FileStorage.inlineReadBytes = saved
+    await storage.close()
+  }
+}))
