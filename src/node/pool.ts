@@ -33,9 +33,10 @@ interface Pending { resolve(value: Uint8Array | number | undefined): void; rejec
 
 /**
  * A queued task. `copyOut`: the result goes to a slot of the batch and is copied out when it
- * arrives (else into the caller's shared `task.output`, or transferred).
+ * arrives, into `into` when given (else it goes into the caller's shared `task.output`, or is
+ * transferred).
  */
-interface Job { task: CodecTask; copyOut: boolean; transfer: ArrayBuffer[]; pending: Pending }
+interface Job { task: CodecTask; copyOut: boolean; into?: Uint8Array | undefined; transfer: ArrayBuffer[]; pending: Pending }
 
 /** Tasks sent to one worker, and the slots they use. */
 interface Batch { jobs: Job[]; tasks: CodecTask[]; slots: Uint8Array[] }
@@ -116,7 +117,8 @@ export class CodecPool {
         else if ('error' in result) job.pending.reject(new Error(result.error))
         else if (!('length' in result)) job.pending.resolve(result.output ?? undefined)
         else if (result.length === null) job.pending.resolve(undefined)
-        else job.pending.resolve(job.copyOut ? batch.tasks[i]!.output!.slice(0, result.length) : result.length)
+        else if (!job.copyOut) job.pending.resolve(result.length)
+        else job.pending.resolve(copyOut(batch.tasks[i]!.output!.subarray(0, result.length), job.into))
       })
       this.#release(batch)
     })
@@ -198,10 +200,10 @@ export class CodecPool {
     for (const slot of batch?.slots ?? []) this.#slots?.give(slot)
   }
 
-  #submit(task: CodecTask, copyOut: boolean, transfer: ArrayBuffer[] = []): Promise<Uint8Array | number | undefined> {
+  #submit(task: CodecTask, copyOut: boolean, transfer: ArrayBuffer[] = [], into?: Uint8Array): Promise<Uint8Array | number | undefined> {
     if (this.#closed) return Promise.reject(new Error('codec pool is closed'))
     return new Promise((resolve, reject) => {
-      this.#queue.push({ task, copyOut, transfer, pending: { resolve, reject } })
+      this.#queue.push({ task, copyOut, into, transfer, pending: { resolve, reject } })
       this.#dispatch()
     })
   }
@@ -237,11 +239,13 @@ export class CodecPool {
         await this.#submit({ ...task, output: into }, false)
         return into
       }
-      const out = await this.run(task)
+      const target = into?.length === outputSize ? into : undefined
+      // From the batch's slot straight into the caller's buffer, when there is one.
+      const out = this.#slots ? await this.#submit(task, true, [], target) as Uint8Array | undefined : await this.run(task)
       if (!out) throw new Error(`${codec} stream gave no output`)
-      if (into?.length !== outputSize) return out
-      into.set(out)
-      return into
+      if (!target || out === target) return out
+      target.set(out)
+      return target
     }
   }
 
@@ -259,6 +263,13 @@ export class CodecPool {
     for (const worker of workers) this.#fail(worker, closed)
     await Promise.all(workers.map((w) => w.terminate()))
   }
+}
+
+/** A result in a batch's slot, copied into `into` (exactly as long), or into memory of its own. */
+function copyOut(result: Uint8Array, into: Uint8Array | undefined): Uint8Array {
+  if (!into) return result.slice()
+  into.set(result)
+  return into
 }
 
 /** Bytes a task's result may take: compress, less than its limit; decompress, the cluster. */
