@@ -25,11 +25,11 @@ function loadZstd(): ZstdBinding | undefined {
 }
 
 /**
- * Raw deflate into exactly `outputSize` bytes; trailing input after the stream is ignored.
- * `into` is not used: Node's inflate (Chromium's zlib, faster than the system's) allocates its
- * output, and copying that into `into` would only add a copy.
+ * Raw deflate into exactly `outputSize` bytes; trailing input after the stream is ignored. It
+ * takes no `into` (see Decompressor): Node's inflate (Chromium's zlib, faster than the system's)
+ * allocates its output, and copying that into `into` would only add a copy.
  */
-export function inflateCluster(input: Uint8Array, outputSize: number, _into?: Uint8Array): Uint8Array {
+export function inflateCluster(input: Uint8Array, outputSize: number): Uint8Array {
   let out: Buffer
   try {
     // One output chunk of the cluster size: no concatenation of 16 KiB pieces, no copy.

@@ -7,7 +7,7 @@ import type { CodecResult, CodecTask } from './pool.js'
 function runTask(task: CodecTask): Uint8Array | undefined {
   const { input, size, output } = task
   if (task.op === 'compress') return task.codec === 'zstd' ? zstdCompressCluster(input, size, output) : deflateCluster(input, size, output)
-  return task.codec === 'zstd' ? zstdCluster(input, size, output) : inflateCluster(input, size, output)
+  return task.codec === 'zstd' ? zstdCluster(input, size, output) : inflateCluster(input, size)
 }
 
 parentPort?.on('message', (tasks: CodecTask[]) => {

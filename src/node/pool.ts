@@ -209,14 +209,17 @@ export class CodecPool {
   }
 
   /**
-   * Runs a task on the next free worker; the result's bytes, undefined when a compressed form was
-   * not smaller. The input must stay unchanged until the promise settles (it is read when the
-   * task leaves the queue).
+   * Runs a task on the next free worker; the result's bytes (in `into` when given, exactly as
+   * long as the result), undefined when a compressed form was not smaller. The input must stay
+   * unchanged until the promise settles (it is read when the task leaves the queue).
    */
-  async run(task: Omit<CodecTask, 'output'>): Promise<Uint8Array | undefined> {
-    if (this.#slots) return await this.#submit(task, true) as Uint8Array | undefined
+  async run(task: Omit<CodecTask, 'output'>, into?: Uint8Array): Promise<Uint8Array | undefined> {
+    if (this.#slots) return await this.#submit(task, true, [], into) as Uint8Array | undefined
     const input = new Uint8Array(task.input) // a copy of its own, transferred
-    return await this.#submit({ ...task, input }, false, [input.buffer as ArrayBuffer]) as Uint8Array | undefined
+    const out = await this.#submit({ ...task, input }, false, [input.buffer as ArrayBuffer]) as Uint8Array | undefined
+    if (!into || !out) return out
+    into.set(out)
+    return into
   }
 
   /** Compressors that run in the pool. */
@@ -239,13 +242,10 @@ export class CodecPool {
         await this.#submit({ ...task, output: into }, false)
         return into
       }
-      const target = into?.length === outputSize ? into : undefined
       // From the batch's slot straight into the caller's buffer, when there is one.
-      const out = this.#slots ? await this.#submit(task, true, [], target) as Uint8Array | undefined : await this.run(task)
+      const out = await this.run(task, into?.length === outputSize ? into : undefined)
       if (!out) throw new Error(`${codec} stream gave no output`)
-      if (!target || out === target) return out
-      target.set(out)
-      return target
+      return out
     }
   }
 
