@@ -11,6 +11,26 @@ import { lookupSecret, promptedSecret, secretsOf } from './secrets.js'
 export interface CliContext {
   out(text: string): void
   err(text: string): void
+  /**
+   * The name messages start with: 'qimg', or 'qemu-img' / 'qemu-io' when qimg was invoked through
+   * a link of that name, so scripts that match qemu-img's messages keep working.
+   */
+  program?: string
+}
+
+/** The name this invocation's messages start with. */
+export function programName(ctx: CliContext): string {
+  return ctx.program ?? 'qimg'
+}
+
+/**
+ * Prints an error as qemu's error_report does: `PROGRAM: message`. A message that stands for
+ * several reports holds "\nqimg: " before each further one; hints (other lines) are unprefixed.
+ */
+export function reportError(ctx: CliContext, message: string): void {
+  const program = programName(ctx)
+  const text = program === 'qimg' ? message : message.replaceAll('\nqimg: ', `\n${program}: `).replaceAll("'qimg --help'", `'${program} --help'`)
+  ctx.err(`${program}: ${text}\n`)
 }
 
 /** A subcommand: runs with its own arguments and returns the exit code. */

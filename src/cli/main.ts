@@ -3,7 +3,7 @@
 import { isImageError } from '../errors.js'
 import { FileStorage } from '../io/file.js'
 import { hideSecretData } from './secrets.js'
-import type { CliContext, Command } from './context.js'
+import { reportError, type CliContext, type Command } from './context.js'
 
 /** Each command's module is loaded only when it runs: start-up stays short. */
 const COMMANDS: Record<string, () => Promise<Command>> = {
@@ -56,7 +56,7 @@ export async function run(argv: readonly string[], ctx: CliContext): Promise<num
   }
   const load = COMMANDS[name]
   if (!load) {
-    ctx.err(`qimg: Command not found: ${name}\n`)
+    reportError(ctx, `Command not found: ${name}`)
     return 1
   }
   try {
@@ -64,25 +64,31 @@ export async function run(argv: readonly string[], ctx: CliContext): Promise<num
     return await command(args, ctx)
   } catch (e) {
     if (isImageError(e)) {
-      ctx.err(`qimg: ${e.message}\n`)
+      reportError(ctx, e.message)
       return 1
     }
-    ctx.err(`qimg: internal error: ${(e as Error).stack ?? String(e)}\n`)
+    reportError(ctx, `internal error: ${(e as Error).stack ?? String(e)}`)
     return 1
   }
 }
 
-/** Entry point for bin/qimg.js. */
-export async function main(argv: readonly string[]): Promise<number> {
+/**
+ * Entry point for bin/qimg.js. `invokedAs` is the name the program was started by: through a link
+ * named `qemu-img` qimg answers as qemu-img (messages start with "qemu-img:"), through one named
+ * `qemu-io` as qemu-io (`qimg io`), so scripts and test suites written for QEMU's tools run as is.
+ */
+export async function main(argv: readonly string[], invokedAs = 'qimg'): Promise<number> {
   // A process of its own: nothing else waits on this event loop (see FileStorage.inlineWriteBytes
   // and inlineReadBytes).
   if (process.env['QIMG_SYNC_WRITE'] === undefined) FileStorage.inlineWriteBytes = Number.POSITIVE_INFINITY
   if (process.env['QIMG_SYNC_READ'] === undefined) FileStorage.inlineReadBytes = 64 * 1024
   // Secret data given on the command line must not stay readable by other users in `ps`.
+  const program = invokedAs === 'qemu-img' || invokedAs === 'qemu-io' ? invokedAs : 'qimg'
   const shown = hideSecretData(argv)
-  if (shown) process.title = ['qimg', ...shown].join(' ')
-  return run(argv, {
+  if (shown) process.title = [program, ...shown].join(' ')
+  return run(program === 'qemu-io' ? ['io', ...argv] : argv, {
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),
+    program,
   })
 }

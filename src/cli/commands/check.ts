@@ -6,7 +6,7 @@ import { FileStorage } from '../../io/file.js'
 import { checkQcow2, type CheckResult } from '../../qcow2/check.js'
 import { flag, stringOption } from '../getopt.js'
 import { toQemuJson } from '../qjson.js'
-import { oneOperand, outputFormat, parseArgs, type Command } from '../context.js'
+import { oneOperand, outputFormat, parseArgs, reportError, type Command } from '../context.js'
 
 /** printf's %0.2f: toFixed(2) breaks an exact tie upwards, printf to the even digit (3.125 → 3.12). */
 function fixed2(x: number): string {
@@ -61,13 +61,13 @@ export const check: Command = async (args, ctx) => {
   try {
     const format = stringOption(parsed, 'format') ?? await probeFormat(storage)
     if (format !== 'qcow2') {
-      ctx.err(`qimg: This image format does not support checks\n`)
+      reportError(ctx, 'This image format does not support checks')
       return 63
     }
     const report = (line: string) => ctx.err(line + '\n')
     let result = await checkQcow2(storage, { fix: repair as 'leaks' | 'all' | undefined, report })
     if (result.failed) {
-      ctx.err(`qimg: Check failed: ${result.failed}\n`)
+      reportError(ctx, `Check failed: ${result.failed}`)
       return 1
     }
     if (result.corruptionsFixed || result.leaksFixed) {

@@ -4,7 +4,7 @@ import { ImageError } from '../../errors.js'
 import { CodecPool, decodeThreads } from '../../node/pool.js'
 import type { BlockDevice } from '../../format/device.js'
 import { flag } from '../getopt.js'
-import { openOperand, parseArgs, type Command } from '../context.js'
+import { openOperand, parseArgs, reportError, type Command } from '../context.js'
 
 export const compare: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
@@ -23,7 +23,7 @@ export const compare: Command = async (args, ctx) => {
       devices.push(await openOperand(parsed.operands[0]!, parsed, { pool }))
       devices.push(await openOperand(parsed.operands[1]!, parsed, { pool }, parsed.options.has('format2') ? 'format2' : 'format'))
     } catch (e) {
-      ctx.err(`qimg: ${(e as Error).message}\n`)
+      reportError(ctx, (e as Error).message)
       return 2
     }
     try {
@@ -36,7 +36,7 @@ export const compare: Command = async (args, ctx) => {
       if (progress) ctx.out('\n') // qemu_progress_end, after the verdict
       return result.exitCode
     } catch (e) {
-      ctx.err(`qimg: ${(e as Error).message}\n`)
+      reportError(ctx, (e as Error).message)
       return 4
     }
   } finally {
