@@ -68,11 +68,11 @@ export class BitmapSet {
   }
 
   /** qcow2_co_can_store_new_dirty_bitmap and bdrv_create_dirty_bitmap. */
-  add(name: string, granularity: number): DirtyBitmap {
+  add(name: string, granularity: number, index = this.bitmaps.length): DirtyBitmap {
     const { layout } = this.#host
     if (this.find(name)) throw new ImageError('INVALID_ARGUMENT', `Bitmap already exists: ${name}`)
     const bitmap = new DirtyBitmap(name, granularity, layout.header.size, true)
-    this.bitmaps.push(bitmap)
+    this.bitmaps.splice(index, 0, bitmap)
     return bitmap
   }
 

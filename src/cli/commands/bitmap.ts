@@ -36,8 +36,11 @@ function lookup(bitmaps: readonly DirtyBitmap[], name: string): DirtyBitmap {
   return found
 }
 
-/** qmp_block_dirty_bitmap_add's checks, then the qcow2 driver's (qcow2_co_can_store_new_dirty_bitmap). */
-function add(device: BlockDevice, name: string, granularityOption: number): void {
+/**
+ * qmp_block_dirty_bitmap_add's checks, then the qcow2 driver's (qcow2_co_can_store_new_dirty_bitmap);
+ * the new bitmap goes at `index` of the image's list (the end by default).
+ */
+export function addBitmap(device: BlockDevice, name: string, granularityOption: number, options: { enabled?: boolean; index?: number } = {}): DirtyBitmap {
   if (name === '') throw fail('Bitmap name cannot be empty')
   const image = device.driver
   let granularity: number
@@ -62,17 +65,19 @@ function add(device: BlockDevice, name: string, granularityOption: number): void
   if (set.bitmaps.length + 1 > MAX_BITMAPS) throw cannot('Maximum number of persistent bitmaps is already reached')
   const directoryBytes = [...set.bitmaps.map((b) => b.name), name].reduce((n, b) => n + entrySize(b), 0)
   if (directoryBytes > MAX_BITMAP_DIRECTORY_BYTES) throw cannot('Not enough space in the bitmap directory')
-  set.add(name, granularity)
+  const added = set.add(name, granularity, options.index)
+  added.enabled = options.enabled ?? true
+  return added
 }
 
 /** bdrv_merge_dirty_bitmap's checks, then the merge. */
-function merge(dest: DirtyBitmap, src: DirtyBitmap): void {
+export function mergeBitmap(dest: DirtyBitmap, src: DirtyBitmap): void {
   if (dest.inconsistent || src.inconsistent) throw inconsistentError(dest.inconsistent ? dest.name : src.name)
   if (src.size !== dest.size) throw fail(`Bitmaps are of different sizes (destination size is ${dest.size}, source size is ${src.size}) and can't be merged`)
   dest.merge(src)
 }
 
-async function bitmapsOf(device: BlockDevice): Promise<DirtyBitmap[]> {
+export async function bitmapsOf(device: BlockDevice): Promise<DirtyBitmap[]> {
   return device.driver instanceof Qcow2Image ? device.driver.readBitmaps() : []
 }
 
@@ -107,10 +112,10 @@ export const bitmap: Command = async (args) => {
       try {
         const bitmaps = await bitmapsOf(device)
         const image = device.driver as Qcow2Image
-        if (action.key === 'add') add(device, name, granularity)
+        if (action.key === 'add') addBitmap(device, name, granularity)
         else if (action.key === 'merge') {
           const dest = lookup(bitmaps, name)
-          merge(dest, lookup(source ? await bitmapsOf(source) : bitmaps, action.value as string))
+          mergeBitmap(dest, lookup(source ? await bitmapsOf(source) : bitmaps, action.value as string))
         } else {
           const target = lookup(bitmaps, name)
           if (action.key === 'remove') await image.removeBitmap(name)
