@@ -2,7 +2,7 @@
 // form (qcow2.txt "Bitmap data": bit n covers guest bytes [n*g, (n+1)*g), byte n/8, LSB first),
 // and its bitmap table and data clusters read and written as QEMU's load_bitmap_data and
 // store_bitmap_data do: a data cluster per table entry with a dirty bit, zero entries otherwise.
-import { getU64, setU64, viewOf } from '../binary/bytes.js'
+import { setU64, viewOf } from '../binary/bytes.js'
 import { ImageError, hex } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { bitmapBytes, type BitmapEntry } from './bitmaps.js'
@@ -91,7 +91,8 @@ export async function readBitmapTable(storage: ReadableStorage, entry: BitmapEnt
   for (let i = 0; i < entry.tableSize; i++) {
     const hi = view.getUint32(i * 8)
     const lo = view.getUint32(i * 8 + 4)
-    const offset = getU64(viewOf(bytes), i * 8, 'bitmap table entry') - (lo & 0x1ff)
+    // Bits 9-55 (past 2^53 only multiples of 512: exact in a double).
+    const offset = (hi & 0x00ff_ffff) * 2 ** 32 + ((lo & 0xffff_fe00) >>> 0)
     const bad = (hi & RESERVED_HI) !== 0 || (lo & RESERVED_LO) !== 0 || (offset !== 0 && ((lo & FLAG_ALL_ONES) !== 0 || offset % clusterSize !== 0))
     if (bad) {
       throw new ImageError('CORRUPT', `${file}: Could not read bitmap_table table from image for bitmap '${entry.name}': entry ${i} at ${hex(entry.tableOffset + i * 8)} is invalid`, { file, offset: entry.tableOffset + i * 8 })

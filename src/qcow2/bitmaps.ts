@@ -63,7 +63,7 @@ export async function loadBitmapDirectory(storage: ReadableStorage, layout: Qcow
   const file = storage.name
   const broken = (message: string, at = ext.directoryOffset) => new ImageError('CORRUPT', `${file}: bitmap directory at ${hex(ext.directoryOffset)}: ${message}`, { offset: at, file })
   if (ext.directorySize === 0) throw broken('Requested bitmap directory size is zero')
-  if (ext.directoryOffset + ext.directorySize > layout.fileSize) throw broken(`runs past end of file (${layout.fileSize} bytes)`)
+  if (ext.directoryOffset + ext.directorySize > layout.fileSize) throw new ImageError('CORRUPT', `${file}: bitmap directory at ${hex(ext.directoryOffset)} runs past end of file`, { offset: ext.directoryOffset, file })
   const bytes = await storage.read(ext.directoryOffset, ext.directorySize)
   const view = viewOf(bytes)
   const entries: BitmapEntry[] = []
@@ -75,13 +75,20 @@ export async function loadBitmapDirectory(storage: ReadableStorage, layout: Qcow
     const extraSize = view.getUint32(offset + 20)
     if (extraSize !== 0) throw broken('Bitmap extra data is not supported', ext.directoryOffset + offset)
     const nameAt = offset + ENTRY_HEADER
-    if (nameAt + nameSize > bytes.length) throw broken(`entry ${entries.length}: name runs past the directory`, ext.directoryOffset + offset)
+    const where = `${file}: bitmap directory entry ${entries.length}`
+    if (nameAt + nameSize > bytes.length) throw new ImageError('CORRUPT', `${where} name runs past the directory`, { offset: ext.directoryOffset + offset, file })
+    const granularityBits = view.getUint8(offset + 17)
+    if (granularityBits < MIN_GRANULARITY_BITS || granularityBits > MAX_GRANULARITY_BITS) {
+      throw new ImageError('CORRUPT', `${where}: granularity 2^${granularityBits} out of range (2^${MIN_GRANULARITY_BITS}..2^${MAX_GRANULARITY_BITS})`, { offset: ext.directoryOffset + offset, file })
+    }
+    // Offsets past 2^53 are no cluster of any file: the entry breaks the constraints.
+    const tableOffsetHi = view.getUint32(offset)
     const entry: BitmapEntry = {
       name: decodeText(bytes.subarray(nameAt, nameAt + nameSize)),
-      tableOffset: getU64(view, offset, 'bitmap table offset'),
+      tableOffset: tableOffsetHi > 0x1f_ffff ? 1 : getU64(view, offset, 'bitmap table offset'),
       tableSize: view.getUint32(offset + 8),
       flags: view.getUint32(offset + 12),
-      granularityBits: view.getUint8(offset + 17),
+      granularityBits,
     }
     if (!entryValid(entry, view.getUint8(offset + 16), nameSize, layout.geometry.clusterSize, layout.header.size)) {
       throw broken(`Bitmap '${entry.name}' doesn't satisfy the constraints`, ext.directoryOffset + offset)
