@@ -15,6 +15,8 @@ export interface OptionSpec {
 export interface Parsed {
   options: Map<string, string | true>
   all: Map<string, (string | true)[]>
+  /** Every option in command-line order (for commands whose actions apply in order). */
+  order: { key: string; value: string | true }[]
   operands: string[]
 }
 
@@ -28,8 +30,10 @@ export function getopt(args: readonly string[], specs: readonly OptionSpec[], me
   const options = new Map<string, string | true>()
   const all = new Map<string, (string | true)[]>()
   const operands: string[] = []
+  const order: { key: string; value: string | true }[] = []
   const set = (spec: OptionSpec, value: string | true) => {
     const key = spec.key ?? spec.long ?? spec.short!
+    order.push({ key, value })
     options.set(key, value)
     all.set(key, [...(all.get(key) ?? []), value])
   }
@@ -71,7 +75,7 @@ export function getopt(args: readonly string[], specs: readonly OptionSpec[], me
     }
     operands.push(arg)
   }
-  return { options, all, operands }
+  return { options, all, order, operands }
 }
 
 /** A string option's value, or undefined. */

@@ -9,8 +9,10 @@ import { reportError, type CliContext, type Command } from './context.js'
 const COMMANDS: Record<string, () => Promise<Command>> = {
   amend: async () => (await import('./commands/amend.js')).amend,
   bench: async () => (await import('./commands/bench.js')).bench,
+  bitmap: async () => (await import('./commands/bitmap.js')).bitmap,
   check: async () => (await import('./commands/check.js')).check,
   commit: async () => (await import('./commands/commit.js')).commit,
+  dd: async () => (await import('./commands/dd.js')).dd,
   compare: async () => (await import('./commands/compare.js')).compare,
   convert: async () => (await import('./commands/convert.js')).convert,
   create: async () => (await import('./commands/create.js')).create,
@@ -29,6 +31,7 @@ usage: qimg [--version] [--help] COMMAND [command options]
 Commands:
   amend [-f FMT] -o OPTIONS [-q] FILENAME
   bench [-w] [-c COUNT] [-d DEPTH] [-o OFFSET] [-s SIZE] [-S STEP] [-f FMT] [-q] FILENAME
+  bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b SOURCE_FILE [-F SOURCE_FMT]] [-g GRANULARITY] [--image-opts | -f FMT] FILENAME BITMAP
   create [-f FMT] [-o OPTIONS] [-b BACKING -F BACKING_FMT] [-u] [-q] FILENAME [SIZE]
   info [-f FMT] [--output=human|json] [--backing-chain] [-U] FILENAME
   measure [--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-l SNAPSHOT] FILENAME)
@@ -40,6 +43,7 @@ Commands:
   convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT
   check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILENAME
   commit [-f FMT] [-b BASE] [-d] [-p] [-q] FILENAME
+  dd [--image-opts] [-U] [-f FMT] [-O OUTPUT_FMT] [bs=BLOCK_SIZE] [count=BLOCKS] [skip=BLOCKS] if=INPUT of=OUTPUT
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] FILENAME1 FILENAME2
 `
 

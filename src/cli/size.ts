@@ -24,3 +24,22 @@ function checked(text: string, value: number): number {
   if (!Number.isFinite(value) || value > Number.MAX_SAFE_INTEGER) throw new ImageError('INVALID_ARGUMENT', `size '${text}' is too large`)
   return value
 }
+
+const INT64_MAX = '9223372036854775807'
+
+/**
+ * qemu-img's cvtnum_full: a size between `min` and `max` (INT64_MAX by default), with its two
+ * messages: one for text that is not a size, one for a value out of range.
+ */
+export function cvtnum(what: string, text: string, min = 0, max?: number): number {
+  let value: number
+  try {
+    if (text.trim().startsWith('-')) throw new Error('negative') // qemu_strtosz takes no sign
+    value = parseSize(text)
+  } catch (e) {
+    if (e instanceof ImageError && e.message.endsWith('is too large')) value = Number.POSITIVE_INFINITY
+    else throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\nqimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`)
+  }
+  if (value < min || value > (max ?? Number.MAX_SAFE_INTEGER)) throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. Must be between ${min} and ${max ?? INT64_MAX}.`)
+  return value
+}

@@ -12,6 +12,8 @@ import { Qcow2Writer, type GuestReader, type ZeroOptions } from './writer.js'
 import { TableCache } from './cache.js'
 import { CompressedReader } from './compressed.js'
 import { loadBitmapInfo } from './bitmaps.js'
+import { BitmapSet, loadBitmaps } from './bitmaps-store.js'
+import type { DirtyBitmap } from './bitmap-data.js'
 import { getExtent, type LookupContext } from './lookup.js'
 import { loadL1Table, loadLayout, openWarnings, type Qcow2Layout } from './open.js'
 import { detectMetadataPreallocation } from './refcount-read.js'
@@ -64,6 +66,7 @@ export class Qcow2Image implements FormatDriver {
   #compressors: Compressors | undefined
   #setDirtyBit = false
   #encryption: Qcow2Encryption | undefined
+  #bitmaps: BitmapSet | undefined
 
   private constructor(storage: ReadableStorage, layout: Qcow2Layout, snapshots: Snapshot[], ctx: LookupContext, codecs: Codecs) {
     this.storage = storage
@@ -141,9 +144,11 @@ export class Qcow2Image implements FormatDriver {
     const reftableBytes = h.refcountTableClusters * cs
     if (h.refcountTableOffset + reftableBytes > this.layout.fileSize) throw new ImageError('CORRUPT', `${file}: refcount table at ${hex(h.refcountTableOffset)} runs past end of file`, { file, offset: h.refcountTableOffset })
     const reftable = await storage.read(h.refcountTableOffset, reftableBytes)
-    // The spec: a writer must clear autoclear bits it does not keep up to date (bitmaps here).
-    if (h.autoclearFeatures & ~spec.AUTOCLEAR_DATA_FILE_RAW) {
-      h.autoclearFeatures &= spec.AUTOCLEAR_DATA_FILE_RAW
+    // The spec: a writer must clear autoclear bits it does not keep up to date. Bitmaps are
+    // kept (v3 only: v2 has no autoclear bits, QEMU drops them there too).
+    const kept = spec.AUTOCLEAR_DATA_FILE_RAW | (h.version >= 3 ? spec.AUTOCLEAR_BITMAPS : 0n)
+    if (h.autoclearFeatures & ~kept) {
+      h.autoclearFeatures &= kept
       await this.#writeHeaderU64(88, h.autoclearFeatures)
     }
     const layout = { clusterSize: cs, refcountOrder: h.refcountOrder, reftableOffset: h.refcountTableOffset, reftableClusters: h.refcountTableClusters }
@@ -188,6 +193,32 @@ export class Qcow2Image implements FormatDriver {
       rawDataFile: this.layout.hasDataFile && (h.autoclearFeatures & spec.AUTOCLEAR_DATA_FILE_RAW) !== 0n,
     })
     this.#writer.setL1Offset(h.l1TableOffset)
+    if (h.version >= 3) this.#bitmaps = await BitmapSet.open({ storage: storage as Storage, layout: this.layout, writeHeader: () => this.#writeHeaderCluster() })
+  }
+
+  /** The whole header cluster from the in-memory header, durably (QEMU's qcow2_update_header). */
+  async #writeHeaderCluster(): Promise<void> {
+    const bytes = new Uint8Array(this.layout.geometry.clusterSize)
+    bytes.set(encodeHeaderCluster(this.layout.header))
+    const storage = this.storage as Storage
+    await storage.write(0, bytes)
+    await storage.flush()
+  }
+
+  /** Persistent bitmaps of an image open for writing (loaded at open, stored at close). */
+  get bitmaps(): BitmapSet | undefined {
+    return this.#bitmaps
+  }
+
+  /** Reads the persistent bitmaps without changing the image (those in use come back inconsistent, without data). */
+  async readBitmaps(): Promise<DirtyBitmap[]> {
+    return this.#bitmaps?.bitmaps ?? (await loadBitmaps(this.storage, this.layout)).bitmaps
+  }
+
+  /** Deletes a persistent bitmap from the image now (block-dirty-bitmap-remove). */
+  async removeBitmap(name: string): Promise<void> {
+    const set = this.#bitmaps
+    if (set) await this.#requireWriter().withTables((a) => set.remove(a, name))
   }
 
   async #writeHeaderU64(offset: number, value: bigint): Promise<void> {
@@ -211,6 +242,7 @@ export class Qcow2Image implements FormatDriver {
   /** Writes guest bytes; `readGuest` gives the current content (with backing) for copy-on-write. */
   async write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
     this.#decoded.invalidate()
+    this.#bitmaps?.markDirty(offset, data.length)
     await this.#requireWriter().write(offset, data, readGuest)
   }
 
@@ -238,18 +270,21 @@ export class Qcow2Image implements FormatDriver {
     await after
     this.#decoded.invalidate()
     if (!compressed) return this.write(offset, data, readGuest)
+    this.#bitmaps?.markDirty(offset, data.length)
     await this.#requireWriter().writeCompressed(offset, compressed)
   }
 
   /** Makes a range read as zeros, using the zero flag where whole clusters are covered. */
   async writeZeroes(offset: number, length: number, readGuest: GuestReader, options: ZeroOptions = {}): Promise<void> {
     this.#decoded.invalidate()
+    this.#bitmaps?.markDirty(offset, length)
     await this.#requireWriter().writeZeroes(offset, length, readGuest, options)
   }
 
   /** Deallocates whole clusters in the range. */
   async discard(offset: number, length: number): Promise<void> {
     this.#decoded.invalidate()
+    this.#bitmaps?.markDirty(offset, length)
     await this.#requireWriter().discard(offset, length)
   }
 
@@ -338,6 +373,7 @@ export class Qcow2Image implements FormatDriver {
 
   /** Changes the virtual size kept in memory and the header (resize). */
   async setVirtualSize(size: number): Promise<void> {
+    this.#bitmaps?.checkResizable()
     const bytes = new Uint8Array(8)
     setU64(new DataView(bytes.buffer), 0, size)
     const storage = this.storage as Storage
@@ -345,6 +381,7 @@ export class Qcow2Image implements FormatDriver {
     await storage.flush()
     this.layout.header.size = size
     this.#ctx.virtualSize = size
+    this.#bitmaps?.resize(size)
   }
 
   /** Guest-visible size in bytes (of the snapshot when reading one). */
@@ -423,6 +460,8 @@ export class Qcow2Image implements FormatDriver {
 
   async close(): Promise<void> {
     if (this.#writer) {
+      const set = this.#bitmaps
+      if (set) await this.#writer.withTables((a) => set.store(a))
       await this.#writer.flush()
       if (this.#setDirtyBit && this.layout.header.version >= 3) {
         this.layout.header.incompatibleFeatures &= ~spec.INCOMPAT_DIRTY

@@ -10,7 +10,10 @@ import { flag, stringOption } from '../getopt.js'
 import { parseCreateOptions, rawPreallocation, toQcow2Options } from '../create-options.js'
 import { parseOptionString } from '../image-opts.js'
 import { parseSize } from '../size.js'
-import { openOperand, parseArgs, type Command } from '../context.js'
+import { openOperand, parseArgs, reportError, type CliContext, type Command } from '../context.js'
+import type { BlockDevice } from '../../format/device.js'
+import { Qcow2Image } from '../../qcow2/image.js'
+import { addBitmap, bitmapsOf, mergeBitmap } from './bitmap.js'
 import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
 import { lookupSecret, secretsOf } from '../secrets.js'
 
@@ -22,6 +25,48 @@ function snapshotOption(text: string | undefined): string | { id?: string; name?
   const id = opts.get('snapshot.id')
   const name = opts.get('snapshot.name')
   return { ...(id === undefined ? {} : { id }), ...(name === undefined ? {} : { name }) }
+}
+
+function supportsBitmaps(device: BlockDevice): boolean {
+  return device.driver instanceof Qcow2Image && device.driver.layout.header.version >= 3
+}
+
+/** convert_check_bitmaps: a source that has bitmaps, none inconsistent (unless skipped). */
+async function checkSourceBitmaps(source: BlockDevice, skipBroken: boolean): Promise<void> {
+  if (!supportsBitmaps(source)) throw new ImageError('UNSUPPORTED', 'Source lacks bitmap support')
+  // QEMU walks its bitmap list, newest first: the last directory entry comes first.
+  for (const b of (await bitmapsOf(source)).slice().reverse()) {
+    if (!skipBroken && b.inconsistent) throw new ImageError('INVALID_ARGUMENT', `Cannot copy inconsistent bitmap '${b.name}'\nTry --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it`)
+  }
+}
+
+/**
+ * convert_copy_bitmaps: each source bitmap created in the target with its granularity and
+ * state, then merged from the source. Created newest first, each ahead of the ones before, so
+ * the target's directory keeps the source's order.
+ */
+async function copyBitmapsTo(source: BlockDevice, target: BlockDevice, skipBroken: boolean, ctx: CliContext): Promise<void> {
+  const index = (target.driver as Qcow2Image).bitmaps?.bitmaps.length ?? 0
+  for (const b of (await bitmapsOf(source)).slice().reverse()) {
+    if (skipBroken && b.inconsistent) {
+      reportError(ctx, `warning: Skipping inconsistent bitmap '${b.name}'`)
+      continue
+    }
+    let added
+    try {
+      added = addBitmap(target, b.name, b.granularity, { enabled: b.enabled, index })
+    } catch (e) {
+      if (e instanceof ImageError) throw new ImageError(e.code, `Failed to create bitmap ${b.name}: ${e.message}`, { cause: e })
+      throw e
+    }
+    try {
+      mergeBitmap(added, b)
+    } catch (e) {
+      await (target.driver as Qcow2Image).removeBitmap(b.name)
+      if (e instanceof ImageError) throw new ImageError(e.code, `Failed to populate bitmap ${b.name}: ${e.message}`, { cause: e })
+      throw e
+    }
+  }
 }
 
 export const convert: Command = async (args, ctx) => {
@@ -42,8 +87,13 @@ export const convert: Command = async (args, ctx) => {
     { short: 'n', value: false, key: 'no-create' },
     { short: 'c', value: false, key: 'compress' },
     { long: 'target-is-zero', value: false },
+    { long: 'bitmaps', value: false },
+    { long: 'skip-broken-bitmaps', value: false },
   ])
   const targetFormat = stringOption(parsed, 'target-format') ?? 'raw'
+  const copyBitmaps = flag(parsed, 'bitmaps')
+  const skipBroken = flag(parsed, 'skip-broken-bitmaps')
+  if (skipBroken && !copyBitmaps) throw new ImageError('INVALID_ARGUMENT', 'Use of --skip-broken-bitmaps requires --bitmaps')
   if (targetFormat !== 'raw' && targetFormat !== 'qcow2') throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat}: qimg writes raw and qcow2`)
   const compress = flag(parsed, 'compress')
   if (compress && targetFormat !== 'qcow2') throw new ImageError('INVALID_ARGUMENT', `Compression not supported for format '${targetFormat}'`)
@@ -91,6 +141,7 @@ export const convert: Command = async (args, ctx) => {
   }
   let targetSecret: Uint8Array | undefined
   try {
+    if (copyBitmaps) await checkSourceBitmaps(device, skipBroken)
     if (!noCreate) {
       if (targetFormat === 'raw') {
         if (backing !== undefined) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format 'raw'`)
@@ -114,6 +165,7 @@ export const convert: Command = async (args, ctx) => {
       throw new ImageError('INVALID_ARGUMENT', 'output file is smaller than input file')
     }
     try {
+      if (copyBitmaps && !supportsBitmaps(target)) throw new ImageError('UNSUPPORTED', `Format driver '${targetFormat}' does not support bitmaps`)
       await convertImage(device, target, {
         compress: compress ? { compressors: compressPool.compressors() } : undefined,
         sparseSize, parallel,
@@ -123,6 +175,7 @@ export const convert: Command = async (args, ctx) => {
         progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,
       })
       await target.flush()
+      if (copyBitmaps) await copyBitmapsTo(device, target, skipBroken, ctx)
       if (compress) {
         // QEMU ends a compressed convert by padding the file to a whole sector.
         const file = target.driver.storage as FileStorage
