@@ -15,7 +15,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   convert: async () => (await import('./commands/convert.js')).convert,
   create: async () => (await import('./commands/create.js')).create,
   info: async () => (await import('./commands/info.js')).info,
-  io: async () => (await import('./commands/io.js')).io,
+  io: async () => (await import('./io/main.js')).io,
   map: async () => (await import('./commands/map.js')).map,
   measure: async () => (await import('./commands/measure.js')).measure,
   rebase: async () => (await import('./commands/rebase.js')).rebase,
