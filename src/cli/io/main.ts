@@ -131,6 +131,7 @@ export const io: Command = async (args, ctx) => {
       const readLine = ctx.readLine ?? fdLineReader(0)
       while (!session.quit) {
         session.out(prompt)
+        session.completeRequests()
         session.flushStdout()
         const line = readLine()
         if (line === undefined) break
@@ -139,6 +140,7 @@ export const io: Command = async (args, ctx) => {
       }
     }
   } finally {
+    session.completeRequests()
     await closeImage(session)
   }
   return exit(lastError < 0 ? 1 : 0)

@@ -29,9 +29,9 @@ async function copyOnRead(session: Session, offset: number, length: number, data
 }
 
 /** "Pattern verification failed …" unless `data` is all `pattern`; true when it matched. */
-function verify(session: Session, data: Uint8Array, pattern: number, offset: number): boolean {
+function verify(print: (text: string) => void, data: Uint8Array, pattern: number, offset: number): boolean {
   if (data.every((b) => b === pattern)) return true
-  session.out(`Pattern verification failed at offset ${offset}, ${data.length} bytes\n`)
+  print(`Pattern verification failed at offset ${offset}, ${data.length} bytes\n`)
   return false
 }
 
@@ -116,7 +116,7 @@ const read: CommandInfo = {
     }
     const seconds = elapsed()
     let ret = 0
-    if (flags.has('P') && !verify(session, data.subarray(patternOffset, patternOffset + patternCount), pattern, offset + patternOffset)) ret = -EINVAL
+    if (flags.has('P') && !verify((text) => session.out(text), data.subarray(patternOffset, patternOffset + patternCount), pattern, offset + patternOffset)) ret = -EINVAL
     if (flags.has('q')) return ret
     if (flags.has('v')) session.out(hexDump(data, offset))
     session.out(report('read', seconds, offset, count, count, 1, flags.has('C')))
@@ -128,8 +128,9 @@ const read: CommandInfo = {
  * The shared part of readv and aio_read: options, then the read and its report. The result is
  * the return code and whether the request was submitted (aio_read then succeeds whatever came).
  */
-async function vectoredRead(session: Session, words: string[], command: CommandInfo, spec: string, failure: string): Promise<[number, boolean]> {
+async function vectoredRead(session: Session, words: string[], command: CommandInfo, spec: string, aio: boolean): Promise<[number, boolean]> {
   const refused = (code: number): [number, boolean] => [code, false]
+  const print = (text: string): void => (aio ? session.outOnCompletion(text) : session.out(text))
   const options = new CommandOptions(session, words, spec)
   const flags = new Set<string>()
   let pattern = 0
@@ -156,14 +157,14 @@ async function vectoredRead(session: Session, words: string[], command: CommandI
   try {
     data = await readBytes(session, offset, size)
   } catch (e) {
-    session.out(`${failure}: ${strerror(e)}\n`)
+    print(`readv failed: ${strerror(e)}\n`)
     return [-5, true]
   }
   const seconds = elapsed()
-  const ret = flags.has('P') && !verify(session, data, pattern, offset) ? -EINVAL : 0
+  const ret = flags.has('P') && !verify(print, data, pattern, offset) ? -EINVAL : 0
   if (flags.has('q')) return [ret, true]
-  if (flags.has('v')) session.out(hexDump(data, offset))
-  session.out(report('read', seconds, offset, size, size, 1, flags.has('C')))
+  if (flags.has('v')) print(hexDump(data, offset))
+  print(report('read', seconds, offset, size, size, 1, flags.has('C')))
   return [ret, true]
 }
 
@@ -186,7 +187,7 @@ const readv: CommandInfo = {
 
 `,
   run: async (session, words) => {
-    return (await vectoredRead(session, words, readv, 'CP:qv', 'readv failed'))[0]
+    return (await vectoredRead(session, words, readv, 'CP:qv', false))[0]
   },
 }
 
@@ -216,7 +217,7 @@ const aioRead: CommandInfo = {
   // qimg completes the request before the next command: its report comes where qemu-io's
   // completion prints it once the request is done (at the latest at aio_flush).
   run: async (session, words) => {
-    const [ret, submitted] = await vectoredRead(session, words, aioRead, 'CP:iqv', 'readv failed')
+    const [ret, submitted] = await vectoredRead(session, words, aioRead, 'CP:iqv', true)
     // Submitted is success: a failed or mismatching read only prints.
     return submitted ? 0 : ret
   },

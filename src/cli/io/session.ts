@@ -43,6 +43,7 @@ export class Session {
   readonly objects: readonly string[]
   readonly ctx: CliContext
   readonly #stdout: BufferedOut
+  #completions = ''
 
   constructor(ctx: CliContext, stdout: BufferedOut, imageOpts: boolean, objects: readonly string[]) {
     this.ctx = ctx
@@ -54,6 +55,21 @@ export class Session {
   /** printf to stdout (buffered). */
   out(text: string): void {
     this.#stdout.write(text)
+  }
+
+  /**
+   * What an aio request prints when it completes. qimg completes it at once, qemu-io when its
+   * main loop next runs: during the next command, or (reading standard input) after the next
+   * prompt. The text waits for {@link completeRequests}.
+   */
+  outOnCompletion(text: string): void {
+    this.#completions += text
+  }
+
+  /** Prints what completed aio requests report (see {@link outOnCompletion}). */
+  completeRequests(): void {
+    this.#stdout.write(this.#completions)
+    this.#completions = ''
   }
 
   /** fprintf(stderr, …): unbuffered, so it can come before stdout text printed earlier. */

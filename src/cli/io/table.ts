@@ -74,6 +74,7 @@ function argumentCountError(name: string, given: number, min: number, max: numbe
 
 /** qemuio_command: runs one command line; 0 or a negative errno (the exit code depends on it). */
 export async function runCommandLine(session: Session, line: string): Promise<number> {
+  session.completeRequests()
   const words = line.split(' ').filter((w) => w !== '')
   if (words.length === 0) return 0
   const command = findCommand(words[0]!)

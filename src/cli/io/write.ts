@@ -155,15 +155,16 @@ const writev: CommandInfo = {
  -q, -- quiet mode, do not show I/O statistics
 
 `,
-  run: async (session, words) => (await vectoredWrite(session, words, writev, 'CfqP:', 'writev failed'))[0],
+  run: async (session, words) => (await vectoredWrite(session, words, writev, 'CfqP:', false))[0],
 }
 
 /**
  * The shared part of writev and aio_write: the return code and whether the request was
  * submitted (aio_write then succeeds whatever came of it).
  */
-async function vectoredWrite(session: Session, words: string[], command: CommandInfo, spec: string, failure: string): Promise<[number, boolean]> {
+async function vectoredWrite(session: Session, words: string[], command: CommandInfo, spec: string, aio: boolean): Promise<[number, boolean]> {
   const refused = (code: number): [number, boolean] => [code, false]
+  const print = (text: string): void => (aio ? session.outOnCompletion(text) : session.out(text))
   const options = new CommandOptions(session, words, spec)
   const flags = new Set<string>()
   let pattern = 0xcd
@@ -204,10 +205,10 @@ async function vectoredWrite(session: Session, words: string[], command: Command
   try {
     await writeBytes(session, offset, size, payload, flags.has('f'))
   } catch (e) {
-    session.out(`${failure}: ${strerror(e)}\n`)
+    print(`${aio ? 'aio_write' : 'writev'} failed: ${strerror(e)}\n`)
     return [-5, true]
   }
-  if (!flags.has('q')) session.out(report('wrote', elapsed(), offset, size, size, 1, flags.has('C')))
+  if (!flags.has('q')) print(report('wrote', elapsed(), offset, size, size, 1, flags.has('C')))
   return [0, true]
 }
 
@@ -239,7 +240,7 @@ const aioWrite: CommandInfo = {
 `,
   // Completed before the next command, as aio_read (see there).
   run: async (session, words) => {
-    const [ret, submitted] = await vectoredWrite(session, words, aioWrite, 'CfiqP:uz', 'aio_write failed')
+    const [ret, submitted] = await vectoredWrite(session, words, aioWrite, 'CfiqP:uz', true)
     return submitted ? 0 : ret
   },
 }
