@@ -34,7 +34,7 @@ Commands:
   measure [--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-l SNAPSHOT] FILENAME)
   rebase [-f FMT] [-u] -b BACKING [-F BACKING_FMT] [-p] [-q] FILENAME
   resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] FILENAME [+|-]SIZE
-  io [-f FMT] [-r] [-c CMD]... FILENAME   (qemu-io: read, write, discard, flush, map)
+  io [-f FMT] [-r] [-t CACHE] [--image-opts] [-c CMD]... [FILENAME]   (qemu-io 7.2; commands from stdin without -c)
   snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-q] FILENAME
   map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILENAME
   convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT
