@@ -166,3 +166,30 @@ describe('qimg as qemu-io: the same transcripts, exit codes and images as qemu-i
     }
   }
 })
+
+/** Command lines qemu-io refuses (or answers without commands); `@` is a copy of plain.qcow2. */
+const COMMAND_LINES: string[][] = [
+  ['--bogus'], ['-x', '@'], ['-c'], ['-h'], ['a', 'b'], ['-t', 'bogus', '@'], ['-i', 'bogus', '@'], ['-d', 'bogus', '@'],
+  ['--image-opts', '-f', 'qcow2', '@'], ['-c', 'length', 'missing.qcow2'], ['-f', 'raw', '-c', 'quit', 'missing.qcow2'],
+  ['-f', 'qcow2', '-i', 'native', '-c', 'quit', '@'], ['-f', 'qcow2', '-n', '-i', 'native', '-c', 'length', '@'],
+  ['-f', 'qcow2', '-k', '-c', 'quit', '@'], ['-f', 'qcow2', '--cache', 'writeback', '--aio', 'threads', '-U', '-m', '-c', 'read -P 0 0 512', '@'], ['-f', 'qcow2', '-t', 'none', '-r', '-U', '-c', 'read -P 0 0 512', '@'],
+  ['--image-opts', '-c', 'length', '-c', 'info', 'driver=qcow2,file.filename=@'], ['-c', 'open -o driver=qcow2 @', '-c', 'length'],
+]
+
+describe('qimg as qemu-io: its command line', { concurrency: 1 }, () => {
+  for (const line of COMMAND_LINES) {
+    it(line.join(' '), async (t) => {
+      if (!needTools(t, 'qemu-img', 'qemu-io')) return
+      assert.ok(ready)
+      const n = ++copies
+      const args = (which: string): string[] => {
+        copyFileSync(at('plain.qcow2'), at(`${which}${n}.qcow2`))
+        return line.map((arg) => arg.replaceAll('@', `${which}${n}.qcow2`))
+      }
+      const theirs = await runMerged('qemu-io', args('q'), '')
+      const ours = await runMerged(process.execPath, [QIMG_AS_QEMU_IO, ...args('o')], '')
+      assert.equal(filtered(ours.output).replaceAll(`o${n}.qcow2`, '@'), filtered(theirs.output).replaceAll(`q${n}.qcow2`, '@'))
+      assert.equal(ours.code, theirs.code, 'exit code')
+    })
+  }
+})

@@ -6,7 +6,7 @@ import { getopt, type OptionSpec, type Parsed } from '../getopt.js'
 import { parseOptionString } from '../image-opts.js'
 import { programName, type Command } from '../context.js'
 import { fdLineReader } from './input.js'
-import { isAioMode, closeImage, openFile, parseCacheMode, parseDiscardMode } from './open.js'
+import { parseAioMode, closeImage, openFile, parseCacheMode, parseDiscardMode } from './open.js'
 import { BufferedOut } from './output.js'
 import { defaultOpenFlags, Session } from './session.js'
 import { runCommandLine } from './table.js'
@@ -61,9 +61,8 @@ QEMU Disk exerciser
 
 See '${name} -c help' for information on available commands.
 
-QEMU home page: <https://www.qemu.org>
-Report bugs to <https://gitlab.com/qemu-project/qemu/-/issues>
-
+See <https://qemu.org/contribute/report-a-bug> for how to report bugs.
+More information on the QEMU project at <https://qemu.org>.
 `
 }
 
@@ -97,8 +96,10 @@ export const io: Command = async (args, ctx) => {
   flags.readOnly = parsed.options.has('r')
   flags.snapshot = parsed.options.has('s')
   flags.copyOnRead = parsed.options.has('C')
-  if (parsed.options.has('n')) flags.writethrough = false
-  for (const [key, parse, what] of [['d', parseDiscardMode, 'discard'], ['i', (m: string) => isAioMode(m), 'aio'], ['t', parseCacheMode, 'cache']] as const) {
+  flags.forceShare = parsed.options.has('U')
+  if (parsed.options.has('n')) Object.assign(flags, { writethrough: false, cacheDirect: true })
+  if (parsed.options.has('k')) flags.nativeAio = true
+  for (const [key, parse, what] of [['d', parseDiscardMode, 'discard'], ['i', parseAioMode, 'aio'], ['t', parseCacheMode, 'cache']] as const) {
     for (const value of values(parsed, key)) {
       if (!parse(value, flags)) return session.report(`Invalid ${what} option: ${value}`), 1
     }

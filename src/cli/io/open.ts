@@ -12,20 +12,23 @@ import { CommandOptions, EINVAL } from './args.js'
 import { usage, type CommandInfo } from './command.js'
 import { defaultOpenFlags, type OpenFlags, type OpenImage, type Session } from './session.js'
 
-/**
- * bdrv_parse_cache_mode: sets `flags.writethrough` as the mode says; false for an unknown mode.
- * O_DIRECT (none, directsync) changes nothing qimg shows.
- */
+/** bdrv_parse_cache_mode: sets the writethrough and O_DIRECT flags; false for an unknown mode. */
 export function parseCacheMode(mode: string, flags: OpenFlags): boolean {
-  const writethrough: Record<string, boolean> = { off: false, none: false, directsync: true, writeback: false, unsafe: false, writethrough: true }
-  if (!(mode in writethrough)) return false
-  flags.writethrough = writethrough[mode]!
+  const modes: Record<string, [writethrough: boolean, direct: boolean]> = {
+    off: [false, true], none: [false, true], directsync: [true, true], writeback: [false, false], unsafe: [false, false], writethrough: [true, false],
+  }
+  const chosen = modes[mode]
+  if (!chosen) return false
+  flags.writethrough = chosen[0]
+  flags.cacheDirect = chosen[1]
   return true
 }
 
-/** bdrv_parse_aio: the AIO modes QEMU 7.2 on Linux knows (how requests are issued: invisible). */
-export function isAioMode(mode: string): boolean {
-  return mode === 'threads' || mode === 'native' || mode === 'io_uring'
+/** bdrv_parse_aio: the AIO modes of QEMU 7.2 on Linux (how requests are issued: invisible here). */
+export function parseAioMode(mode: string, flags: OpenFlags): boolean {
+  if (mode !== 'threads' && mode !== 'native' && mode !== 'io_uring') return false
+  flags.nativeAio = mode === 'native'
+  return true
 }
 
 /** bdrv_parse_discard_flags: sets `flags.discardUnmap`; false for an unknown mode. */
@@ -66,6 +69,9 @@ export async function openFile(session: Session, name: string | undefined, flags
   const filename = name ?? options.get('file.filename') ?? options.get('filename') ?? options.get('file')
   try {
     if (filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'A block device must be specified for "file"')
+    // bdrv_open_common's check, then file-posix's (raw_open_common).
+    if (flags.forceShare && !flags.readOnly) throw new ImageError('INVALID_ARGUMENT', 'force-share=on can only be used with read-only images')
+    if (flags.nativeAio && !flags.cacheDirect) throw new ImageError('INVALID_ARGUMENT', 'aio=native was specified, but it requires cache.direct=on, which was not specified.')
     session.image = await openDevice(session, filename, options.get('driver'), options, flags)
     return 0
   } catch (e) {
@@ -126,14 +132,14 @@ const open: CommandInfo = {
     for (let o = parser.next(); o; o = parser.next()) {
       const [letter, value] = o
       if (letter === 's') flags.snapshot = true
-      else if (letter === 'n') flags.writethrough = false
+      else if (letter === 'n') Object.assign(flags, { writethrough: false, cacheDirect: true })
       else if (letter === 'C') flags.copyOnRead = true
       else if (letter === 'r') flags.readOnly = true
       else if (letter === 'U') flags.forceShare = true
-      else if (letter === 'k') continue
+      else if (letter === 'k') flags.nativeAio = true
       else if (letter === 't' && !parseCacheMode(value, flags)) return session.report(`Invalid cache option: ${value}`), -EINVAL
       else if (letter === 'd' && !parseDiscardMode(value, flags)) return session.report(`Invalid discard option: ${value}`), -EINVAL
-      else if (letter === 'i' && !isAioMode(value)) return session.report(`Invalid aio option: ${value}`), -EINVAL
+      else if (letter === 'i' && !parseAioMode(value, flags)) return session.report(`Invalid aio option: ${value}`), -EINVAL
       else if (letter === 'o') {
         if (session.imageOpts) return session.out("--image-opts and 'open -o' are mutually exclusive\n"), -EINVAL
         if (!optionString(session, value, options)) return -EINVAL

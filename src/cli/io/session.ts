@@ -13,6 +13,10 @@ export interface OpenFlags {
   copyOnRead: boolean
   /** Cache mode writethrough (-t writethrough/directsync): every write is flushed. */
   writethrough: boolean
+  /** O_DIRECT (-n, -t none/directsync): qimg's I/O is the same, but aio=native needs it. */
+  cacheDirect: boolean
+  /** aio=native (-k, -i native). */
+  nativeAio: boolean
   /** -d unmap (default) or ignore: whether discard does anything. */
   discardUnmap: boolean
   forceShare: boolean
@@ -20,7 +24,7 @@ export interface OpenFlags {
 
 /** Defaults of qemu-io: read-write, writethrough, discard=unmap (BDRV_O_UNMAP). */
 export function defaultOpenFlags(): OpenFlags {
-  return { readOnly: false, snapshot: false, copyOnRead: false, writethrough: true, discardUnmap: true, forceShare: false }
+  return { readOnly: false, snapshot: false, copyOnRead: false, writethrough: true, cacheDirect: false, nativeAio: false, discardUnmap: true, forceShare: false }
 }
 
 /** An open image as qemu-io holds it. */
