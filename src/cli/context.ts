@@ -16,6 +16,8 @@ export interface CliContext {
    * a link of that name, so scripts that match qemu-img's messages keep working.
    */
   program?: string
+  /** Lines of standard input, for qemu-io's commands without -c (default: file descriptor 0). */
+  readLine?: () => string | undefined
 }
 
 /** The name this invocation's messages start with. */

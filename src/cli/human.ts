@@ -156,8 +156,11 @@ export function formatInfoHuman(info: ImageInfo): string {
   }
   let text = lines.map((line) => line + '\n').join('')
   text += formatSnapshotTable(info.snapshots ?? [])
-  if (info.formatSpecific !== undefined) {
-    text += 'Format specific information:\n' + dumpQValue(1, qcow2SpecificToQValue(info.formatSpecific))
-  }
-  return text
+  return text + formatSpecificHuman(info)
+}
+
+/** The "Format specific information:" section (bdrv_image_info_specific_dump), or ''. */
+export function formatSpecificHuman(info: ImageInfo): string {
+  if (info.formatSpecific === undefined) return ''
+  return 'Format specific information:\n' + dumpQValue(1, qcow2SpecificToQValue(info.formatSpecific))
 }

@@ -1,4 +1,4 @@
-// qemu-io's output helpers: cvtstr sizes, the statistics line, and read -v hex dumps.
+// qemu-io's output helpers: cvtstr sizes and read -v hex dumps (the reports: cli/io/report.ts).
 
 /** qemu-io's cvtstr: "4 KiB", "1.500 KiB", "32 bytes" (%.3f, or %f for bytes, ".000…" cut). */
 export function cvtstr(value: number): string {
@@ -23,13 +23,6 @@ export function printfFixed(value: number, digits: number): string {
   if (digits === 0 || fraction.length !== digits + 1 || !fraction.endsWith('5')) return text
   // A tie: toFixed went up; printf keeps the even one of the two neighbours.
   return Number(text[text.length - 1]) % 2 === 0 ? text : exact.slice(0, exact.length - 1)
-}
-
-/** The statistics line qemu-io prints after an I/O command. */
-export function statsLine(bytes: number, ops: number, seconds: number): string {
-  const secs = Math.max(seconds, 1e-6)
-  const time = `${seconds.toFixed(2).padStart(5, '0')} sec`
-  return `${cvtstr(bytes)}, ${ops} ops; ${time} (${cvtstr(bytes / secs)}/sec and ${(ops / secs).toFixed(4)} ops/sec)`
 }
 
 /** qemu-io's dump_buffer for read -v: offset, 16 hex bytes, alphanumerics. */

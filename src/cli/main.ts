@@ -17,7 +17,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   convert: async () => (await import('./commands/convert.js')).convert,
   create: async () => (await import('./commands/create.js')).create,
   info: async () => (await import('./commands/info.js')).info,
-  io: async () => (await import('./commands/io.js')).io,
+  io: async () => (await import('./io/main.js')).io,
   map: async () => (await import('./commands/map.js')).map,
   measure: async () => (await import('./commands/measure.js')).measure,
   rebase: async () => (await import('./commands/rebase.js')).rebase,
@@ -37,7 +37,7 @@ Commands:
   measure [--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-l SNAPSHOT] FILENAME)
   rebase [-f FMT] [-u] -b BACKING [-F BACKING_FMT] [-p] [-q] FILENAME
   resize [-f FMT] [--shrink] [--preallocation=MODE] [-q] FILENAME [+|-]SIZE
-  io [-f FMT] [-r] [-c CMD]... FILENAME   (qemu-io: read, write, discard, flush, map)
+  io [-f FMT] [-r] [-t CACHE] [--image-opts] [-c CMD]... [FILENAME]   (qemu-io 7.2; commands from stdin without -c)
   snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-q] FILENAME
   map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILENAME
   convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT

@@ -1,0 +1,224 @@
+// qemu-io's open, close and reopen, and openfile(): how an image is opened from a name, an
+// option string (-o, --image-opts) and the BDRV_O_* flags; -s puts a temporary overlay on top.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ImageError } from '../../errors.js'
+import { createQcow2 } from '../../node/create.js'
+import { openImage } from '../../node/open.js'
+import { parseOptionString } from '../image-opts.js'
+import { loadSecrets, lookupSecret, promptedSecret } from '../secrets.js'
+import { CommandOptions, EINVAL } from './args.js'
+import { usage, type CommandInfo } from './command.js'
+import { defaultOpenFlags, type OpenFlags, type OpenImage, type Session } from './session.js'
+
+/** bdrv_parse_cache_mode: sets the writethrough and O_DIRECT flags; false for an unknown mode. */
+export function parseCacheMode(mode: string, flags: OpenFlags): boolean {
+  const modes: Record<string, [writethrough: boolean, direct: boolean]> = {
+    off: [false, true], none: [false, true], directsync: [true, true], writeback: [false, false], unsafe: [false, false], writethrough: [true, false],
+  }
+  const chosen = modes[mode]
+  if (!chosen) return false
+  flags.writethrough = chosen[0]
+  flags.cacheDirect = chosen[1]
+  return true
+}
+
+/** bdrv_parse_aio: the AIO modes of QEMU 7.2 on Linux (how requests are issued: invisible here). */
+export function parseAioMode(mode: string, flags: OpenFlags): boolean {
+  if (mode !== 'threads' && mode !== 'native' && mode !== 'io_uring') return false
+  flags.nativeAio = mode === 'native'
+  return true
+}
+
+/** bdrv_parse_discard_flags: sets `flags.discardUnmap`; false for an unknown mode. */
+export function parseDiscardMode(mode: string, flags: OpenFlags): boolean {
+  if (mode === 'off' || mode === 'ignore') flags.discardUnmap = false
+  else if (mode === 'on' || mode === 'unmap') flags.discardUnmap = true
+  else return false
+  return true
+}
+
+/** Opens the device of `name` (or of the options) with `flags`: the overlay of -s on top. */
+async function openDevice(session: Session, filename: string, format: string | undefined, options: Map<string, string>, flags: OpenFlags): Promise<OpenImage> {
+  const keySecret = options.get('encrypt.key-secret')
+  const secrets = await loadSecrets(session.objects)
+  const secret = keySecret === undefined ? promptedSecret(filename) : async () => lookupSecret(secrets, keySecret)
+  if (!flags.snapshot) {
+    const device = await openImage(filename, { format, writable: !flags.readOnly, secret })
+    return { device, flags, reopen: (f) => openDevice(session, filename, format, options, f) }
+  }
+  // BDRV_O_SNAPSHOT: a temporary qcow2 overlay takes the writes; the image itself stays as it was.
+  const base = await openImage(filename, { format, secret })
+  const size = base.size
+  const baseFormat = (await base.info()).format
+  await base.close()
+  const dir = await mkdtemp(join(tmpdir(), 'qemu-io-snapshot-'))
+  const overlay = join(dir, 'overlay.qcow2')
+  await createQcow2(overlay, { size, backingFile: filename.startsWith('/') ? filename : join(process.cwd(), filename), backingFormat: baseFormat })
+  const device = await openImage(overlay, { format: 'qcow2', writable: true })
+  return { device, flags, cleanup: () => rm(dir, { recursive: true, force: true }), reopen: async (f) => ({ device: await openImage(overlay, { format: 'qcow2', writable: !f.readOnly }), flags: f, cleanup: () => rm(dir, { recursive: true, force: true }) }) }
+}
+
+/** openfile(): 0, or 1 after reporting why the image could not be opened. */
+export async function openFile(session: Session, name: string | undefined, flags: OpenFlags, options: Map<string, string>): Promise<number> {
+  if (session.image) {
+    session.report("file open already, try 'help close'")
+    return 1
+  }
+  const filename = name ?? options.get('file.filename') ?? options.get('filename') ?? options.get('file')
+  try {
+    if (filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'A block device must be specified for "file"')
+    // bdrv_open_common's check, then file-posix's (raw_open_common).
+    if (flags.forceShare && !flags.readOnly) throw new ImageError('INVALID_ARGUMENT', 'force-share=on can only be used with read-only images')
+    if (flags.nativeAio && !flags.cacheDirect) throw new ImageError('INVALID_ARGUMENT', 'aio=native was specified, but it requires cache.direct=on, which was not specified.')
+    session.image = await openDevice(session, filename, options.get('driver'), options, flags)
+    return 0
+  } catch (e) {
+    session.report(`can't open${name === undefined ? '' : ` device ${name}`}: ${(e as Error).message}`)
+    return 1
+  }
+}
+
+/** Closes the open image (blk_unref): written back, a -s overlay removed. */
+export async function closeImage(session: Session): Promise<void> {
+  const image = session.image
+  if (!image) return
+  session.image = undefined
+  try {
+    await image.device.close()
+  } finally {
+    await image.cleanup?.()
+  }
+}
+
+/** qemu_opts_parse of an option string, or undefined after reporting why not. */
+function optionString(session: Session, text: string, into: Map<string, string>): boolean {
+  try {
+    for (const [key, value] of parseOptionString(text)) into.set(key, value)
+    return true
+  } catch (e) {
+    session.report((e as Error).message)
+    return false
+  }
+}
+
+const open: CommandInfo = {
+  name: 'open', altname: 'o', argmin: 1, argmax: -1, nofileOk: true,
+  args: '[-rsCnkU] [-t cache] [-d discard] [-o options] [path]',
+  oneline: 'open the file specified by path',
+  help: `
+ opens a new file in the requested mode
+
+ Example:
+ 'open -n -o driver=raw /tmp/data' - opens raw data file read-write, uncached
+
+ Opens a file for subsequent use by all of the other qemu-io commands.
+ -r, -- open file read-only
+ -s, -- use snapshot file
+ -C, -- use copy-on-read
+ -n, -- disable host cache, short for -t none
+ -U, -- force shared permissions
+ -k, -- use kernel AIO implementation (Linux only, prefer use of -i)
+ -i, -- use AIO mode (threads, native or io_uring)
+ -t, -- use the given cache mode for the image
+ -d, -- use the given discard mode for the image
+ -o, -- options to be given to the block driver
+`,
+  run: async (session, words) => {
+    const flags = defaultOpenFlags()
+    const options = new Map<string, string>()
+    const parser = new CommandOptions(session, words, 'snCro:ki:t:d:U')
+    for (let o = parser.next(); o; o = parser.next()) {
+      const [letter, value] = o
+      if (letter === 's') flags.snapshot = true
+      else if (letter === 'n') Object.assign(flags, { writethrough: false, cacheDirect: true })
+      else if (letter === 'C') flags.copyOnRead = true
+      else if (letter === 'r') flags.readOnly = true
+      else if (letter === 'U') flags.forceShare = true
+      else if (letter === 'k') flags.nativeAio = true
+      else if (letter === 't' && !parseCacheMode(value, flags)) return session.report(`Invalid cache option: ${value}`), -EINVAL
+      else if (letter === 'd' && !parseDiscardMode(value, flags)) return session.report(`Invalid discard option: ${value}`), -EINVAL
+      else if (letter === 'i' && !parseAioMode(value, flags)) return session.report(`Invalid aio option: ${value}`), -EINVAL
+      else if (letter === 'o') {
+        if (session.imageOpts) return session.out("--image-opts and 'open -o' are mutually exclusive\n"), -EINVAL
+        if (!optionString(session, value, options)) return -EINVAL
+      } else if (letter === '?') return usage(session, open)
+    }
+    const operands = [...parser.operands]
+    if (session.imageOpts && operands.length === 1) {
+      if (!optionString(session, operands.shift()!, options)) return -EINVAL
+    }
+    if (operands.length > 1) return usage(session, open)
+    return (await openFile(session, operands[0], flags, options)) === 0 ? 0 : -EINVAL
+  },
+}
+
+const close: CommandInfo = {
+  name: 'close', altname: 'c', oneline: 'close the current open file',
+  run: async (session) => {
+    await closeImage(session)
+    return 0
+  },
+}
+
+const reopen: CommandInfo = {
+  name: 'reopen', argmin: 0, argmax: -1, args: '[(-r|-w)] [-c cache] [-o options]',
+  oneline: 'reopens an image with new options',
+  help: `
+ Changes the open options of an already opened image
+
+ Example:
+ 'reopen -o lazy-refcounts=on' - activates lazy refcount writeback on a qcow2 image
+
+ -r, -- Reopen the image read-only
+ -w, -- Reopen the image read-write
+ -c, -- Change the cache mode to the given value
+ -o, -- Changes block driver options (cf. 'open' command)
+
+`,
+  run: async (session, words) => {
+    const image = session.image!
+    const flags: OpenFlags = { ...image.flags }
+    const options = new Map<string, string>()
+    let hasReadWrite = false
+    let hasCache = false
+    const parser = new CommandOptions(session, words, 'c:o:rw')
+    for (let o = parser.next(); o; o = parser.next()) {
+      const [letter, value] = o
+      if (letter === 'c') {
+        if (!parseCacheMode(value, flags)) return session.report(`Invalid cache option: ${value}`), -EINVAL
+        hasCache = true
+      } else if (letter === 'o') {
+        if (!optionString(session, value, options)) return -EINVAL
+      } else if (letter === 'r' || letter === 'w') {
+        if (hasReadWrite) return session.report('Only one -r/-w option may be given'), -EINVAL
+        flags.readOnly = letter === 'r'
+        hasReadWrite = true
+      } else return usage(session, reopen)
+    }
+    if (parser.operands.length !== 0) return usage(session, reopen)
+    const readOnly = options.get('read-only')
+    if (readOnly !== undefined) {
+      if (hasReadWrite) return session.report("Cannot set both -r/-w and 'read-only'"), -EINVAL
+      flags.readOnly = readOnly === 'on' || readOnly === 'true'
+    }
+    if ((options.has('cache.direct') || options.has('cache.no-flush')) && hasCache) return session.report('Cannot set both -c and the cache options'), -EINVAL
+    if (flags.readOnly === image.flags.readOnly) {
+      image.flags = flags
+      return 0
+    }
+    try {
+      await image.device.close()
+      session.image = await image.reopen!(flags)
+      return 0
+    } catch (e) {
+      session.image = undefined
+      session.report((e as Error).message)
+      return -EINVAL
+    }
+  },
+}
+
+/** The commands of this file. */
+export const OPEN_COMMANDS: CommandInfo[] = [open, close, reopen]
