@@ -171,6 +171,8 @@ export class DataWriter extends WriterCore {
       }
       const hostOffset = await this.refcounts.allocateBytes(compressed.length)
       await this.writeData(hostOffset, compressed)
+      // Reads clamp a compressed stream to the file's end: the file grew past the size seen at open.
+      this.ctx.fileSize = Math.max(this.ctx.fileSize, hostOffset + compressed.length)
       this.dataDirty = true
       const sectorCount = Math.floor((hostOffset + compressed.length - 1) / 512) - Math.floor(hostOffset / 512) + 1
       this.setEntry(table, index, { kind: 'compressed', hostOffset, sectorCount }, { allocated: 0, zero: 0 })

@@ -7,7 +7,7 @@ import type { Decompressor } from '../../src/codecs.js'
 import { isImageError } from '../../src/errors.js'
 import { openChain } from '../../src/format/chain.js'
 import { MemoryStorage } from '../../src/io/memory.js'
-import { nodeCodecs } from '../../src/node/codecs.js'
+import { nodeCodecs, nodeCompressors } from '../../src/node/codecs.js'
 import { buildQcow2, pattern, type ClusterSpec } from '../helpers/build-qcow2.js'
 
 const CS = 512
@@ -116,5 +116,19 @@ test('a write forgets decoded clusters', async () => {
   const after = await device.read(2 * CS, 32)
   assert.deepEqual(after.subarray(0, 16), new Uint8Array(16).fill(0xaa))
   assert.deepEqual(after.subarray(16), img.guest.subarray(2 * CS + 16, 2 * CS + 32))
+  await device.close()
+})
+
+test('a cluster compressed past the old end of file is read and rewritten in the same session', async () => {
+  // The stream lands beyond the file size known at open: reads must not clamp it to that size.
+  const img = buildQcow2({ virtualSize: 64 * CS, clusters: {} })
+  const storage = new MemoryStorage(img.bytes.slice(), 'fresh.qcow2')
+  const device = await openChain(storage, { codecs: nodeCodecs, compressors: nodeCompressors, writable: true })
+  await device.writeCompressed(0, pattern(CS, 0x31))
+  assert.deepEqual(await device.read(0, CS), pattern(CS, 0x31))
+  await device.write(64, new Uint8Array(32).fill(0xee))
+  const expected = pattern(CS, 0x31)
+  expected.fill(0xee, 64, 96)
+  assert.deepEqual(await device.read(0, CS), expected)
   await device.close()
 })
