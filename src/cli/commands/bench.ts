@@ -3,7 +3,7 @@
 import { ImageError } from '../../errors.js'
 import { flag, stringOption } from '../getopt.js'
 import { parseOptionNumber } from '../create-options.js'
-import { parseSize } from '../size.js'
+import { cvtnum, MAX_SIZE } from '../size.js'
 import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
 
 export const bench: Command = async (args, ctx) => {
@@ -36,17 +36,9 @@ export const bench: Command = async (args, ctx) => {
     return value
   }
   /** cvtnum_full: a size, with qemu-img's messages. */
-  const size = (key: string, fallback: number, what: string, max = Number.MAX_SAFE_INTEGER): number => {
+  const size = (key: string, fallback: number, what: string, max?: number): number => {
     const text = stringOption(parsed, key)
-    if (text === undefined) return fallback
-    let value: number
-    try {
-      value = parseSize(text)
-    } catch {
-      throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\nqimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`)
-    }
-    if (value > max) throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. Must be between 0 and ${max}.`)
-    return value
+    return text === undefined ? fallback : cvtnum(what, text, 0n, max === undefined ? MAX_SIZE : BigInt(max))
   }
   const count = integer('count', 75000, 'request count')
   const depth = integer('depth', 64, 'queue depth')
