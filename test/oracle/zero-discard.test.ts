@@ -89,6 +89,18 @@ for (const { name, env } of variants) {
       })
     }
 
+    for (const mode of ['falloc', 'full']) {
+      it(`create -o preallocation=${mode} allocates what qemu-img allocates`, async (t) => {
+        if (!ready(t)) return
+        const [q, i] = [root.file(`cr-${mode}-q-${native}.raw`), root.file(`cr-${mode}-i-${native}.raw`)]
+        await runOk('qemu-img', ['create', '-q', '-f', 'raw', '-o', `preallocation=${mode}`, q, '3M'])
+        await qimgOk(['create', '-q', '-f', 'raw', '-o', `preallocation=${mode}`, i, '3M'], env)
+        assert.equal(statSync(i).size, statSync(q).size)
+        sameAllocation(i, q, `create -o preallocation=${mode}`)
+        assert.ok(allocated(i) >= 3 * MiB, `${allocated(i)} bytes allocated`)
+      })
+    }
+
     it('resize of an empty file writes its first block, as QEMU (allocate_first_block)', async (t) => {
       if (!ready(t)) return
       const [q, i] = [root.file(`empty-q-${native}.raw`), root.file(`empty-i-${native}.raw`)]
