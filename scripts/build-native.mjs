@@ -1,5 +1,5 @@
 // Builds the optional native addons with node-gyp:
-//   native/build/Release/qimg_seek.node       lseek SEEK_DATA/SEEK_HOLE (holes of sparse files)
+//   native/build/Release/qimg_seek.node       lseek SEEK_DATA/SEEK_HOLE (holes of sparse files), fallocate
 //   native/zlib/build/Release/qimg_zlib.node  raw deflate with the system zlib (QEMU's streams)
 // Both are optional: qimg falls back without them, so this script prints one line per addon
 // saying what happened and always exits 0, whatever goes wrong.

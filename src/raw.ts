@@ -3,7 +3,7 @@ import type { WritableFormatDriver } from './format/driver.js'
 import type { Extent } from './format/extent.js'
 import type { ImageInfo } from './format/info.js'
 import { ImageError } from './errors.js'
-import { isWritable, type ReadableStorage, type Storage } from './io/storage.js'
+import { isWritable, writeZeroBytes, writeZeroes, type ReadableStorage, type Storage } from './io/storage.js'
 
 /** A raw image over a storage. */
 export class RawImage implements WritableFormatDriver {
@@ -48,25 +48,43 @@ export class RawImage implements WritableFormatDriver {
     await this.#out().write(offset, data)
   }
 
-  async writeZeroes(offset: number, length: number): Promise<void> {
+  /** Zeros through the storage's primitives (a zero range, or with `unmap` a punched hole). */
+  async writeZeroes(offset: number, length: number, _readGuest?: unknown, options: { unmap?: boolean } = {}): Promise<void> {
     this.#check(offset, length)
-    const out = this.#out()
-    const chunk = new Uint8Array(Math.min(length, 1024 * 1024))
-    for (let at = 0; at < length; at += chunk.length) await out.write(offset + at, chunk.subarray(0, Math.min(chunk.length, length - at)))
+    await writeZeroes(this.#out(), offset, length, options)
   }
 
-  /** Raw discard reads back as zeros afterwards (QEMU punches a hole). */
+  /**
+   * A hole punched in the file (QEMU's raw discard). Where the host cannot, the bytes stay: QEMU
+   * ignores -ENOTSUP from a discard, which is only a hint.
+   */
   async discard(offset: number, length: number): Promise<void> {
-    await this.writeZeroes(offset, length)
+    this.#check(offset, length)
+    await this.#out().discard?.(offset, length)
   }
 
   async flush(): Promise<void> {
     if (this.writable) await (this.storage as Storage).flush()
   }
 
-  /** Changes the size (resize of a raw image is a truncate). */
-  async setVirtualSize(size: number): Promise<void> {
-    await this.#out().truncate(size)
+  /**
+   * Changes the size as QEMU's file-posix handle_aiocb_truncate does: `falloc` reserves the new
+   * part (posix_fallocate, which writes zeros where the filesystem cannot), `full` writes zeros
+   * there, `off` only sets the length. A file grown from empty gets its first block written
+   * (QEMU's allocate_first_block, for its alignment probing), so the block counts match.
+   */
+  async setVirtualSize(size: number, preallocation: 'off' | 'falloc' | 'full' = 'off'): Promise<void> {
+    const out = this.#out()
+    const fileSize = await out.size()
+    const growth = size - fileSize
+    if (preallocation === 'falloc' && growth > 0) {
+      if (!(out.reserve && await out.reserve(fileSize, growth))) await writeZeroBytes(out, fileSize, growth)
+    } else {
+      await out.truncate(size)
+      if (preallocation === 'full' && growth > 0) await writeZeroBytes(out, fileSize, growth)
+    }
+    // MAX_BLOCKSIZE (4096) bytes, or a sector below that size; full has written them already.
+    if (fileSize === 0 && growth > 0 && preallocation !== 'full') await out.write(0, new Uint8Array(size < 4096 ? 512 : 4096))
     this.virtualSize = size
   }
   async getExtent(guestOffset: number, maxLength: number): Promise<Extent> {

@@ -4,7 +4,7 @@ import type { OpenImageOptions } from '../node/open.js'
 import { openImage } from '../node/open.js'
 import type { BlockDevice } from '../format/device.js'
 import { getopt, stringOption, type OptionSpec, type Parsed } from './getopt.js'
-import { parseImageOpts } from './image-opts.js'
+import { parseImageOpts, type ImageOptions } from './image-opts.js'
 import { lookupSecret, promptedSecret, secretsOf } from './secrets.js'
 
 /** Output sinks (process streams in the real CLI, buffers in tests). */
@@ -55,19 +55,29 @@ export function parseArgs(args: readonly string[], specs: OptionSpec[]): Parsed 
   return getopt(args, [...COMMON_SPECS, ...specs], 'qemu-img')
 }
 
+/**
+ * What an image operand names: with --image-opts its option string (file.filename, driver,
+ * snapshot, encrypt.key-secret), else a file name and the format option. The one place every
+ * command reads an operand, so `--image-opts` means the same to all of them.
+ */
+export function operandImage(operand: string, parsed: Parsed, formatKey = 'format'): ImageOptions {
+  if (!parsed.options.has('image-opts')) {
+    return { filename: operand, format: stringOption(parsed, formatKey), snapshot: undefined, keySecret: undefined }
+  }
+  if (parsed.options.has(formatKey)) throw new ImageError('INVALID_ARGUMENT', '--image-opts and --format are mutually exclusive')
+  return parseImageOpts(operand)
+}
+
 /** Opens an operand as qemu-img does: a file name, or an option string with --image-opts. */
 export async function openOperand(operand: string, parsed: Parsed, extra: OpenImageOptions = {}, formatKey = 'format'): Promise<BlockDevice> {
   if (parsed.options.has('untrusted') && extra.fileReferences !== 'ignore') extra = { ...extra, fileReferences: 'deny' }
-  // Secrets (--object) are checked up front; the one an encrypted image needs is looked up lazily.
+  const image = operandImage(operand, parsed, formatKey)
+  // Secrets (--object) are checked up front; the one an encrypted image needs is looked up lazily,
+  // or, without encrypt.key-secret, asked for on a terminal.
   const secrets = await secretsOf(parsed)
-  if (parsed.options.has('image-opts')) {
-    if (parsed.options.has(formatKey)) throw new ImageError('INVALID_ARGUMENT', '--image-opts and --format are mutually exclusive')
-    const opts = parseImageOpts(operand)
-    const keySecret = opts.keySecret
-    const secret = keySecret === undefined ? promptedSecret(opts.filename) : async () => lookupSecret(secrets, keySecret)
-    return openImage(opts.filename, { secret, ...extra, format: opts.format, ...(opts.snapshot ? { snapshot: opts.snapshot } : {}) })
-  }
-  return openImage(operand, { format: stringOption(parsed, formatKey), secret: promptedSecret(operand), ...extra })
+  const keySecret = image.keySecret
+  const secret = keySecret === undefined ? promptedSecret(image.filename) : async () => lookupSecret(secrets, keySecret)
+  return openImage(image.filename, { secret, ...extra, format: image.format, ...(image.snapshot ? { snapshot: image.snapshot } : {}) })
 }
 
 /** Checks an --output value. */

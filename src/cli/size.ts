@@ -1,45 +1,77 @@
-// Sizes as qemu-img reads them (qemu_strtosz): a number with an optional suffix B, K, M, G,
-// T, P, E (powers of 1024, either case); fractions only with a suffix; 0x hexadecimal; an
-// optional leading '+'.
+// Sizes as qemu-img reads them: QEMU's qemu_strtosz (util/cutils.c do_strtosz). A decimal
+// integer (leading white space and '+' allowed, as strtoull takes them), or 0x hexadecimal; an
+// optional fraction after '.', which needs a suffix other than B unless it is zero ("1024.0",
+// "1.", "1.5G"; not ".5k", not "1.5", no exponent); one suffix B, K, M, G, T, P, E (powers of
+// 1024, either case) right after the number; the fraction scaled and rounded half up to a byte.
 import { ImageError } from '../errors.js'
 
 const SUFFIXES = 'BKMGTPE'
+const U64_LIMIT = 1n << 64n
+/** INT64_MAX: the largest size cvtnum takes. */
+export const MAX_SIZE = (1n << 63n) - 1n
 
-/** Parses `text` into bytes; `defaultSuffix` applies to bare numbers (qemu-img uses B). */
+/** What qemu_strtosz makes of a text: bytes, or EINVAL ('invalid') / ERANGE ('range'). */
+export type StrtoszResult = { ok: true; value: bigint } | { ok: false; error: 'invalid' | 'range' }
+
+const invalid: StrtoszResult = { ok: false, error: 'invalid' }
+
+/** qemu_strtosz over the whole text; `defaultSuffix` applies to a bare number. */
+export function strtosz(text: string, defaultSuffix = 'B'): StrtoszResult {
+  // strtoull: white space, a sign, digits (a '-' makes do_strtosz refuse the text).
+  const integral = /^[ \t\n\v\f\r]*([+-]?)([0-9]+)/.exec(text)
+  if (!integral || integral[1] === '-') return invalid
+  let value = BigInt(integral[2]!)
+  let rest = text.slice(integral[0].length)
+  // strtoull's ERANGE ends the parse there: anything after the digits makes it EINVAL.
+  if (value >= U64_LIMIT) return rest === '' ? { ok: false, error: 'range' } : invalid
+  let fraction = 0n  // 64.64 fixed point, as valf
+  if (value === 0n && /^[xX]/.test(rest)) {
+    const hex = /^[ \t\n\v\f\r]*\+?0[xX]([0-9a-fA-F]+)/.exec(text)
+    if (!hex) return invalid
+    value = BigInt(`0x${hex[1]}`)
+    rest = text.slice(hex[0].length)
+    if (value >= U64_LIMIT) return rest === '' ? { ok: false, error: 'range' } : invalid
+    if (rest.startsWith('.')) return invalid
+  } else if (rest.startsWith('.')) {
+    // strtod from the '.': digits, maybe an exponent (refused); a lone '.' is skipped.
+    const decimal = /^\.([0-9]+)([eE][+-]?[0-9]+)?/.exec(rest)
+    if (!decimal) rest = rest.slice(1)
+    else {
+      if (decimal[2] !== undefined) return invalid
+      fraction = BigInt(Math.trunc(Number(`0.${decimal[1]}`) * 2 ** 64))
+      rest = rest.slice(decimal[0].length)
+    }
+  }
+  let power = rest === '' ? -1 : SUFFIXES.indexOf(rest[0]!.toUpperCase())
+  if (power >= 0) rest = rest.slice(1)
+  else power = SUFFIXES.indexOf(defaultSuffix.toUpperCase())
+  if (rest !== '') return invalid
+  if (power === 0) return fraction === 0n ? { ok: true, value } : invalid
+  const multiplier = 1024n ** BigInt(power)
+  const scaled = fraction * multiplier
+  // The whole bytes of the fraction, plus one when what is left is half a byte or more.
+  const total = value * multiplier + (scaled >> 64n) + ((scaled >> 63n) & 1n)
+  return total >= U64_LIMIT ? { ok: false, error: 'range' } : { ok: true, value: total }
+}
+
+/** Parses `text` into bytes as qemu_strtosz; throws INVALID_ARGUMENT when it refuses it. */
 export function parseSize(text: string, defaultSuffix = 'B'): number {
-  // Hexadecimal ("0x1000") is taken too, without fraction or suffix.
-  const hexMatch = /^\s*\+?0[xX]([0-9a-fA-F]+)$/.exec(text)
-  if (hexMatch) return checked(text, Number.parseInt(hexMatch[1]!, 16))
-  const match = /^\s*\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]?)$/.exec(text)
-  if (!match) throw new ImageError('INVALID_ARGUMENT', `invalid size '${text}'`)
-  const numberText = match[1]!
-  const suffix = (match[2] || defaultSuffix).toUpperCase()
-  const power = SUFFIXES.indexOf(suffix)
-  if (power < 0) throw new ImageError('INVALID_ARGUMENT', `invalid size suffix in '${text}'`)
-  if (numberText.includes('.') && !match[2]) throw new ImageError('INVALID_ARGUMENT', `invalid size '${text}': fractions need a suffix`)
-  return checked(text, Math.floor(Number(numberText) * 1024 ** power))
+  const result = strtosz(text, defaultSuffix)
+  if (!result.ok) throw new ImageError('INVALID_ARGUMENT', result.error === 'range' ? `size '${text}' is too large` : `invalid size '${text}'`)
+  if (result.value > BigInt(Number.MAX_SAFE_INTEGER)) throw new ImageError('INVALID_ARGUMENT', `size '${text}' is too large`)
+  return Number(result.value)
 }
-
-function checked(text: string, value: number): number {
-  if (!Number.isFinite(value) || value > Number.MAX_SAFE_INTEGER) throw new ImageError('INVALID_ARGUMENT', `size '${text}' is too large`)
-  return value
-}
-
-const INT64_MAX = '9223372036854775807'
 
 /**
- * qemu-img's cvtnum_full: a size between `min` and `max` (INT64_MAX by default), with its two
- * messages: one for text that is not a size, one for a value out of range.
+ * qemu-img's cvtnum_full: a size named `what` ("image size") between `min` and `max`, with
+ * qemu-img's two messages (the second line of the first is prefixed by the CLI's name).
  */
-export function cvtnum(what: string, text: string, min = 0, max?: number): number {
-  let value: number
-  try {
-    if (text.trim().startsWith('-')) throw new Error('negative') // qemu_strtosz takes no sign
-    value = parseSize(text)
-  } catch (e) {
-    if (e instanceof ImageError && e.message.endsWith('is too large')) value = Number.POSITIVE_INFINITY
-    else throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\nqimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`)
+export function cvtnum(what: string, text: string, min = 0n, max = MAX_SIZE): number {
+  const result = strtosz(text)
+  if (!result.ok && result.error === 'invalid') {
+    throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\nqimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`)
   }
-  if (value < min || value > (max ?? Number.MAX_SAFE_INTEGER)) throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. Must be between ${min} and ${max ?? INT64_MAX}.`)
-  return value
+  if (!result.ok || result.value > max || result.value < min) throw new ImageError('INVALID_ARGUMENT', `Invalid ${what} specified. Must be between ${min} and ${max}.`)
+  // Sizes above 2^53 are not exact as numbers: qimg refuses them where it uses them.
+  return Number(result.value)
 }

@@ -26,8 +26,7 @@ export async function resizeImage(device: BlockDevice, size: number, options: Re
   }
   if (driver instanceof RawImage) {
     if (prealloc === 'metadata') throw new ImageError('INVALID_ARGUMENT', 'Unsupported preallocation mode: metadata')
-    await driver.setVirtualSize(size)
-    if (prealloc === 'full' && size > oldSize) await driver.writeZeroes(oldSize, size - oldSize)
+    await driver.setVirtualSize(size, prealloc)
     return
   }
   if (!(driver instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `resize: format '${driver.format}' is not supported`)

@@ -2,8 +2,8 @@
 import { readSync, writeSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { ImageError, hex } from '../errors.js'
-import { findAllocation, reserveSpace } from './holes.js'
-import type { Storage } from './storage.js'
+import { fallocateRange, findAllocation, reserveSpace, type FallocateMode } from './holes.js'
+import { writeZeroBytes, type Storage } from './storage.js'
 
 /** Wraps a Node fs error as an IO ImageError naming the file and what was being done. */
 export function ioError(name: string, doing: string, cause: unknown): ImageError {
@@ -159,8 +159,13 @@ export class FileStorage implements Storage {
         return Promise.reject(error)
       }
     }
+    return this.#enqueue(() => this.#writeNow(offset, data))
+  }
+
+  /** Runs `operation` after every write queued before it; writes made later wait for it. */
+  #enqueue<T>(operation: () => Promise<T> | T): Promise<T> {
     this.#queued++
-    const result = this.#writing.then(() => this.#writeNow(offset, data)).finally(() => { this.#queued-- })
+    const result = this.#writing.then(operation).finally(() => { this.#queued-- })
     this.#writing = result.catch(() => {})
     return result
   }
@@ -204,6 +209,37 @@ export class FileStorage implements Storage {
       return reserveSpace(this.#handle.fd, offset, length)
     } catch (cause) {
       throw ioError(this.name, `reserve ${length} bytes at ${hex(offset)} in`, cause)
+    }
+  }
+
+  /**
+   * Punches a hole (fallocate PUNCH_HOLE | KEEP_SIZE), as QEMU's handle_aiocb_discard; false
+   * when the addon or the filesystem cannot. Then, as QEMU ignores -ENOTSUP for a discard
+   * (bdrv_co_pdiscard), the bytes stay as they were: a discard is only a hint.
+   */
+  discard(offset: number, length: number): Promise<boolean> {
+    return this.#enqueue(() => this.#fallocate('punch', offset, length) === 'done')
+  }
+
+  /**
+   * Makes a range read zeros as QEMU's handle_aiocb_write_zeroes does: fallocate ZERO_RANGE;
+   * where that is refused, a punched hole allocated again; else zeros written.
+   */
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    const zeroed = await this.#enqueue(async () => {
+      if (this.#fallocate('zero', offset, length) === 'done') return true
+      // PUNCH_HOLE keeps the size: only a range inside the file can be done this way.
+      return offset + length <= (await this.size()) && this.#fallocate('punch', offset, length) === 'done' &&
+        this.#fallocate('allocate', offset, length) === 'done'
+    })
+    if (!zeroed) await writeZeroBytes(this, offset, length)
+  }
+
+  #fallocate(mode: FallocateMode, offset: number, length: number): 'done' | 'unsupported' | 'invalid' {
+    try {
+      return fallocateRange(this.#handle.fd, mode, offset, length)
+    } catch (cause) {
+      throw ioError(this.name, `${mode === 'punch' ? 'discard' : 'zero'} ${length} bytes at ${hex(offset)} in`, cause)
     }
   }
 

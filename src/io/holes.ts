@@ -7,9 +7,15 @@ import { loadAddon } from '../node/addon.js'
 interface SeekAddon {
   /** New offset; -1 on ENXIO (at/after EOF, or no data after offset); -2 when unsupported. */
   seek(fd: number, offset: number, whence: 'data' | 'hole'): number
-  /** fallocate(2) mode 0: 0, or -2 when unsupported; throws (errno) on failure. Newer addons only. */
-  allocate?(fd: number, offset: number, length: number): number
+  /** fallocate(2) in a mode: 0, -2 when unsupported, -3 on EINVAL; throws (errno). Newer addons only. */
+  fallocate?(fd: number, mode: FallocateMode, offset: number, length: number): number
 }
+
+/**
+ * fallocate(2) modes QEMU's file-posix uses: 'allocate' (0, preallocation), 'punch'
+ * (PUNCH_HOLE | KEEP_SIZE, discard) and 'zero' (ZERO_RANGE, write-zeroes).
+ */
+export type FallocateMode = 'allocate' | 'punch' | 'zero'
 
 let addon: SeekAddon | null | undefined  // undefined: not tried yet; null: unavailable
 
@@ -62,12 +68,28 @@ export function findAllocation(fd: number, offset: number, length: number):
  * preallocation=falloc): true when done, false when the addon or the filesystem cannot.
  */
 export function reserveSpace(fd: number, offset: number, length: number): boolean {
-  const lib = load()
-  if (!lib?.allocate || length <= 0) return false
-  return lib.allocate(fd, offset, length) === 0
+  return length > 0 && fallocateRange(fd, 'allocate', offset, length) === 'done'
 }
 
 /** Whether {@link reserveSpace} can work here (the addon has fallocate). */
 export function reserveSupported(): boolean {
-  return typeof load()?.allocate === 'function'
+  return fallocateSupported()
+}
+
+/**
+ * fallocate(2) on `[offset, offset + length)` of the open file `fd`: 'done', 'unsupported' (no
+ * addon, not Linux, or the filesystem refuses the mode: QEMU's -ENOTSUP) or 'invalid' (EINVAL,
+ * which some filesystems give for unaligned ranges). Other failures throw (errno set).
+ */
+export function fallocateRange(fd: number, mode: FallocateMode, offset: number, length: number): 'done' | 'unsupported' | 'invalid' {
+  if (length <= 0) return 'done'
+  const lib = load()
+  if (!lib?.fallocate) return 'unsupported'
+  const result = lib.fallocate(fd, mode, offset, length)
+  return result === 0 ? 'done' : result === -3 ? 'invalid' : 'unsupported'
+}
+
+/** Whether {@link fallocateRange} can work here (the addon has it; the filesystem may still refuse). */
+export function fallocateSupported(): boolean {
+  return typeof load()?.fallocate === 'function'
 }

@@ -29,6 +29,16 @@ export class MemoryStorage implements Storage {
     this.#buffer.set(data, offset)
     this.#length = Math.max(this.#length, offset + data.length)
   }
+  /** Memory has no holes to punch: the range (inside the size) is zeroed, as a hole would read. */
+  async discard(offset: number, length: number): Promise<boolean> {
+    this.#buffer.fill(0, offset, Math.min(offset + length, this.#length))
+    return true
+  }
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.#ensure(offset + length)
+    this.#buffer.fill(0, offset, offset + length)
+    this.#length = Math.max(this.#length, offset + length)
+  }
   async flush(): Promise<void> {}
   async truncate(length: number): Promise<void> {
     this.#ensure(length)

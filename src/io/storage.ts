@@ -34,6 +34,42 @@ export interface Storage extends ReadableStorage {
   truncate(length: number): Promise<void>
   /** Optional: reserves space for a range (fallocate), growing the file; false when not possible. */
   reserve?(offset: number, length: number): Promise<boolean>
+  /**
+   * Optional: deallocates a range (a hole punched, the size kept), after which it reads zeros.
+   * Advisory, as a discard is in QEMU: false when the host cannot, the bytes then left as they were.
+   */
+  discard?(offset: number, length: number): Promise<boolean>
+  /**
+   * Optional: makes a range read zeros without writing them where the host can (a zero range,
+   * possibly deallocated); extends the storage like a write. Callers without it use
+   * {@link writeZeroes}.
+   */
+  writeZeroes?(offset: number, length: number): Promise<void>
+}
+
+/** Zero bytes written per call by {@link writeZeroBytes}. */
+const ZERO_PIECE_BYTES = 1024 * 1024
+
+/**
+ * Writes real zeros over a range, a piece at a time: the fallback of every zeroing primitive,
+ * and what preallocation=full writes (QEMU's handle_aiocb_truncate writes zeros there too).
+ */
+export async function writeZeroBytes(storage: Storage, offset: number, length: number): Promise<void> {
+  const zeros = new Uint8Array(Math.min(length, ZERO_PIECE_BYTES))
+  for (let at = 0; at < length; at += zeros.length) await storage.write(offset + at, zeros.subarray(0, Math.min(zeros.length, length - at)))
+}
+
+/**
+ * Makes a range of `storage` read zeros as QEMU's file-posix does for a write-zeroes request:
+ * with `unmap` (BDRV_REQ_MAY_UNMAP) a punched hole first (handle_aiocb_write_zeroes_unmap), then
+ * the storage's zero range, then zeros written.
+ */
+export async function writeZeroes(storage: Storage, offset: number, length: number, options: { unmap?: boolean } = {}): Promise<void> {
+  if (length <= 0) return
+  // A punched hole keeps the size: past the end, only a write (or zero range) makes the bytes.
+  if (options.unmap && storage.discard && offset + length <= await storage.size() && await storage.discard(offset, length)) return
+  if (storage.writeZeroes) await storage.writeZeroes(offset, length)
+  else await writeZeroBytes(storage, offset, length)
 }
 
 /** Narrows a readable storage to a writable one when it has the methods. */

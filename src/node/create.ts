@@ -6,6 +6,7 @@ import { FileStorage } from '../io/file.js'
 import { resolveCreateOptions, writeSkeleton, type Qcow2CreateOptions } from '../qcow2/create.js'
 import { l1EntriesFor, makeGeometry } from '../qcow2/geometry.js'
 import { Qcow2Image } from '../qcow2/image.js'
+import { RawImage } from '../raw.js'
 import { nodeCodecs } from './codecs.js'
 import { nodeCrypto } from './crypto.js'
 import { setUpLuksEncryption } from '../qcow2/crypto/encryption.js'
@@ -21,14 +22,8 @@ export async function createRaw(path: string, size: number, preallocation: 'off'
   size = Math.ceil(size / 512) * 512
   const storage = await FileStorage.create(path)
   try {
-    if (preallocation === 'full') {
-      const zeros = new Uint8Array(Math.min(size, 4 * 1024 * 1024))
-      for (let at = 0; at < size; at += zeros.length) await storage.write(at, zeros.subarray(0, Math.min(zeros.length, size - at)))
-    }
-    // falloc: the whole file reserved (QEMU's file-posix fallocate), else only its length set.
-    const reserved = preallocation === 'falloc' && size > 0 && await storage.reserve(0, size)
-    if (!reserved) await storage.truncate(size)
-    if (preallocation !== 'full' && size > 0) await storage.write(0, new Uint8Array(size < 4096 ? 512 : 4096))
+    // Growing the empty file is what QEMU's raw_co_create does (raw_regular_truncate).
+    if (size > 0) await (await RawImage.open(storage, { writable: true })).setVirtualSize(size, preallocation)
     await storage.flush()
   } finally {
     await storage.close()

@@ -67,6 +67,24 @@ export function featureNamesOf(features: bigint, type: number, table: readonly F
 }
 
 /**
+ * The list of QEMU's report_unsupported_feature: the image's feature table in its order (to the
+ * first nameless entry) names the incompatible bits of `mask` it has, each once; the bits left
+ * are one hex mask.
+ */
+export function unsupportedFeatures(mask: bigint, table: readonly FeatureName[]): string {
+  const names: string[] = []
+  for (const entry of table) {
+    if (entry.name === '') break
+    const bit = 1n << BigInt(entry.bit)
+    if (entry.type !== 0 || !(mask & bit)) continue
+    names.push(entry.name)
+    mask &= ~bit
+  }
+  if (mask) names.push(`Unknown incompatible feature: ${mask.toString(16)}`)
+  return names.join(', ')
+}
+
+/**
  * Decodes the header from the first cluster of the file (`bytes` may be shorter when the file
  * is). Throws NOT_AN_IMAGE on a wrong magic, UNSUPPORTED or CORRUPT on rules QEMU enforces.
  */
@@ -116,12 +134,17 @@ export function decodeHeader(bytes: Uint8Array, file: string): Qcow2Header {
     backingFile: undefined, backingFormat: undefined, dataFile: undefined,
     featureNames: [], bitmaps: undefined, cryptoHeader: undefined, unknownExtensions: [],
   }
-  decodeExtensions(header, bytes, file)
-
   const unknown = incompatibleFeatures & ~spec.INCOMPAT_KNOWN
   if (unknown) {
-    throw new ImageError('UNSUPPORTED', `${file}: unsupported qcow2 feature(s): ${featureNamesOf(unknown, 0, header.featureNames).join(', ')}`, { file, offset: 72 })
+    // QEMU reads the extensions for the feature table alone here, ignoring their errors.
+    try {
+      decodeExtensions(header, bytes, file)
+    } catch {
+      // what was read before the error names the features
+    }
+    throw new ImageError('UNSUPPORTED', `Could not open '${file}': Unsupported qcow2 feature(s): ${unsupportedFeatures(unknown, header.featureNames)}`, { file, offset: 72 })
   }
+  decodeExtensions(header, bytes, file)
   if (base.backingFileOffset !== 0) {
     if (base.backingFileSize > spec.MAX_BACKING_FILE_NAME || base.backingFileOffset + base.backingFileSize > Math.min(clusterSize, bytes.length)) {
       throw corrupt(file, `backing file name of ${base.backingFileSize} bytes at ${hex(base.backingFileOffset)} does not fit in the first cluster (at most ${spec.MAX_BACKING_FILE_NAME} bytes)`, 16)
@@ -136,7 +159,8 @@ function decodeExtensions(header: Qcow2Header, bytes: Uint8Array, file: string):
   // Extensions end at the backing file name, else with cluster 0, and never past the file.
   const end = Math.min(header.backingFileOffset !== 0 ? header.backingFileOffset : 2 ** header.clusterBits, bytes.length)
   let offset = header.headerLength
-  const seen = new Set<number>()
+  // Each extension is read in file order, as QEMU's qcow2_read_extensions does: one that appears
+  // again replaces what the earlier one said (unknown ones are all kept).
   while (offset + 8 <= end) {
     const type = view.getUint32(offset)
     const length = view.getUint32(offset + 4)
@@ -144,8 +168,6 @@ function decodeExtensions(header: Qcow2Header, bytes: Uint8Array, file: string):
     const dataOffset = offset + 8
     if (length > end - dataOffset) throw corrupt(file, `header extension 0x${type.toString(16)} at ${hex(offset)}: length ${length} runs past ${hex(end)}`, offset)
     const data = bytes.subarray(dataOffset, dataOffset + length)
-    if (seen.has(type)) throw corrupt(file, `header extension 0x${type.toString(16)} at ${hex(offset)} appears twice`, offset)
-    seen.add(type)
     try {
       decodeExtension(header, type, data, offset, file)
     } catch (cause) {
@@ -167,10 +189,12 @@ function decodeExtension(header: Qcow2Header, type: number, data: Uint8Array, of
       header.backingFormat = decodeText(data)
       break
     case spec.EXT_FEATURE_TABLE:
-      for (let i = 0; i + 48 <= length; i += 48) {
+      // 48-byte entries; QEMU reads a partial last entry with zeros after the bytes given.
+      header.featureNames = []
+      for (let i = 0; i < length; i += 48) {
         const nameBytes = data.subarray(i + 2, i + 48)
         const nul = nameBytes.indexOf(0)
-        header.featureNames.push({ type: data[i]!, bit: data[i + 1]!, name: decodeText(nul < 0 ? nameBytes : nameBytes.subarray(0, nul)) })
+        header.featureNames.push({ type: data[i]!, bit: data[i + 1] ?? 0, name: decodeText(nul < 0 ? nameBytes : nameBytes.subarray(0, nul)) })
       }
       break
     case spec.EXT_BITMAPS:

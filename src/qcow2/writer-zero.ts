@@ -7,7 +7,8 @@ import { l1Index, l2Coverage, l2Index } from './geometry.js'
 import { loadL2, readL2Entry } from './lookup.js'
 import type { CachedTable } from './cache.js'
 import { DataWriter } from './writer-data.js'
-import { ALL_SUBCLUSTERS, type GuestReader, type ZeroOptions } from './writer-core.js'
+import { ALL_SUBCLUSTERS, type Decoded, type GuestReader, type ZeroOptions } from './writer-core.js'
+import { writeZeroes } from '../io/storage.js'
 
 /** The zero, discard and preallocation paths of the writer. */
 export class ZeroingWriter extends DataWriter {
@@ -24,7 +25,12 @@ export class ZeroingWriter extends DataWriter {
     if (this.version < 3) {
       // v2 has no zero flag: unallocated reads as zero only without a backing file.
       if (this.hasBacking) await this.write(alignedStart, new Uint8Array(alignedEnd - alignedStart), readGuest)
-      else await this.perTable(alignedStart, alignedEnd - alignedStart, (s, e) => this.discardInTable(s, e, true))
+      else {
+        await this.perTable(alignedStart, alignedEnd - alignedStart, async (s, e) => {
+          await this.zeroRawDataFile(s, e, options.unmap ?? false)
+          await this.discardInTable(s, e, true)
+        })
+      }
     } else {
       await this.perTable(alignedStart, alignedEnd - alignedStart, (s, e) => this.zeroInTable(s, e, options.unmap ?? false, readGuest))
     }
@@ -34,8 +40,9 @@ export class ZeroingWriter extends DataWriter {
   protected async zeroInTable(start: number, end: number, unmap: boolean, readGuest: GuestReader): Promise<void> {
     const g = this.ctx.geometry
     const cs = g.clusterSize
-    await this.zeroRawDataFile(start, end)
+    await this.zeroRawDataFile(start, end, unmap)
     const table = await this.writableL2(start)
+    const released: Decoded[] = []
     let position = start
     while (position < end) {
       const clusterStart = position - (position % cs)
@@ -47,6 +54,7 @@ export class ZeroingWriter extends DataWriter {
         if (wholeCluster && (unmap || e.kind === 'compressed' || e.kind === 'unallocated')) {
           this.setEntry(table, l2Index(g, position), { kind: 'unallocated' }, { allocated: 0, zero: ALL_SUBCLUSTERS })
           this.release(decoded)
+          released.push(decoded)
         } else if (e.kind === 'compressed') {
           // Part of a compressed cluster: rewrite it as a normal cluster, then zero the part.
           await this.writeInTable(position, new Uint8Array(pieceEnd - position), readGuest)
@@ -72,10 +80,14 @@ export class ZeroingWriter extends DataWriter {
         const index = l2Index(g, position)
         const copied = !release && (e.kind === 'normal' ? e.copied : e.kind === 'zero' && this.rawCopied(table, index))
         this.setZeroEntry(table, index, next, copied)
-        if (release) this.release(decoded)
+        if (release) {
+          this.release(decoded)
+          released.push(decoded)
+        }
       }
       position = pieceEnd
     }
+    await this.discardDataClusters(released)
   }
 
   /** The COPIED bit of L2 entry `index` as stored. */
@@ -93,12 +105,37 @@ export class ZeroingWriter extends DataWriter {
 
   /**
    * data_file_raw: the data file must stay a valid raw image of the disk, so ranges that become
-   * zero or are discarded are zeroed in it first (as QEMU does).
+   * zero are zeroed in it first, with `unmap` by a punched hole (QEMU's qcow2_subcluster_zeroize
+   * passes the request's flags on to bdrv_co_pwrite_zeroes of the data file).
    */
-  protected async zeroRawDataFile(start: number, end: number): Promise<void> {
+  protected async zeroRawDataFile(start: number, end: number, unmap: boolean): Promise<void> {
     if (!this.rawDataFile) return
-    const zeros = new Uint8Array(Math.min(end - start, 1024 * 1024))
-    for (let at = start; at < end; at += zeros.length) await this.writeData(at, zeros.subarray(0, Math.min(zeros.length, end - at)))
+    await writeZeroes(this.data, start, end - start, { unmap })
+    this.dataDirty = true
+  }
+
+  /**
+   * An external data file has no refcounts: the clusters an operation gives up are discarded in
+   * it instead, as QEMU's qcow2_free_any_cluster does (normal and preallocated zero clusters;
+   * qemu-img and qemu-io open images with discard=unmap).
+   */
+  protected async discardDataClusters(released: readonly Decoded[]): Promise<void> {
+    if (!this.ctx.hasDataFile || this.data.discard === undefined) return
+    const cs = this.ctx.geometry.clusterSize
+    let runStart = -1
+    let runEnd = -1
+    for (const { entry } of released) {
+      if (!(entry.kind === 'normal' || (entry.kind === 'zero' && entry.hostOffset !== undefined))) continue
+      const hostOffset = entry.hostOffset!
+      if (hostOffset === runEnd) {
+        runEnd += cs
+        continue
+      }
+      if (runEnd > runStart) await this.data.discard(runStart, runEnd - runStart)
+      runStart = hostOffset
+      runEnd = hostOffset + cs
+    }
+    if (runEnd > runStart) await this.data.discard(runStart, runEnd - runStart)
     this.dataDirty = true
   }
 
@@ -115,12 +152,12 @@ export class ZeroingWriter extends DataWriter {
 
   protected async discardInTable(start: number, end: number, toUnallocated: boolean): Promise<void> {
     const g = this.ctx.geometry
-    await this.zeroRawDataFile(start, end)
     const index = l1Index(g, start)
     const l1 = decodeL1Entry(this.ctx.l1.getUint32(index * 8), this.ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${this.storage.name}: L1 entry ${index}`)
     // Nothing allocated here and nothing shows through from below: already reads as zeros.
     if (l1.kind === 'unallocated' && (!this.hasBacking || this.version < 3)) return
     const table = await this.writableL2(start)
+    const released: Decoded[] = []
     for (let position = start; position < end; position += g.clusterSize) {
       const decoded = readL2Entry(this.ctx, table, l2Index(g, position))
       const allocated = decoded.entry.kind !== 'unallocated' && !(decoded.entry.kind === 'zero' && decoded.entry.hostOffset === undefined)
@@ -131,7 +168,9 @@ export class ZeroingWriter extends DataWriter {
         this.setEntry(table, l2Index(g, position), wantZero ? { kind: 'zero', hostOffset: undefined } : { kind: 'unallocated' })
       }
       this.release(decoded)
+      released.push(decoded)
     }
+    await this.discardDataClusters(released)
   }
 
   /**

@@ -28,6 +28,8 @@ export interface CorruptCase {
 const re = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 /** A message regex: the file name, then `text` (escaped) anywhere after it. */
 const msg = (text: string): RegExp => new RegExp(`^${re(FILE)}: .*${re(text)}`)
+/** qemu-img's message for unknown incompatible features (report_unsupported_feature), whole. */
+const unsupported = (list: string): RegExp => new RegExp(`^Could not open '${re(FILE)}': Unsupported qcow2 feature\\(s\\): ${re(list)}$`)
 
 const l1Entry = (img: BuiltImage, index: number): number => img.layout.l1TableOffset + index * 8
 const ext = (img: BuiltImage, type: number) => {
@@ -102,12 +104,12 @@ export const CASES: CorruptCase[] = [
   { name: 'unknown incompatible bit named by the feature table', code: 'UNSUPPORTED', step: 'open', make: () => {
     const { bytes } = buildQcow2({ virtualSize: 65536, featureTable: [{ type: 0, bit: 7, name: 'fancy feature' }] })
     pokeHeader(bytes, 'incompatibleFeatures', 1n << 7n)
-    return { bytes, message: msg('unsupported qcow2 feature(s): fancy feature'), offset: 72 }
+    return { bytes, message: unsupported('fancy feature'), offset: 72 }
   } },
   { name: 'unknown incompatible bit without a feature table', code: 'UNSUPPORTED', step: 'open', make: () => {
     const { bytes } = buildQcow2({ virtualSize: 65536 })
     pokeHeader(bytes, 'incompatibleFeatures', 1n << 9n)
-    return { bytes, message: msg('unsupported qcow2 feature(s): Unknown incompatible feature: 200'), offset: 72 }
+    return { bytes, message: unsupported('Unknown incompatible feature: 200'), offset: 72 }
   } },
   { name: 'compression type bit without a compression type', code: 'CORRUPT', step: 'open', make: () => {
     const { bytes } = plainImage()
@@ -150,11 +152,6 @@ export const CASES: CorruptCase[] = [
     pokeHeader(img.bytes, 'backingFileOffset', 60000)
     poke(img.bytes, table.offset + 4, 4, 6000)
     return { bytes: img.bytes, message: msg(`header extension 0x6803f857 at ${hex(table.offset)}: length 6000 runs past ${hex(img.bytes.length)}`), offset: table.offset }
-  } },
-  { name: 'duplicate extension', code: 'CORRUPT', step: 'open', make: () => {
-    const img = buildQcow2({ virtualSize: 65536, backingFile: 'b.qcow2', backingFormat: 'qcow2', extensions: [{ type: spec.EXT_BACKING_FORMAT, data: new TextEncoder().encode('raw') }] })
-    const second = img.layout.extensions[1]!
-    return { bytes: img.bytes, message: msg(`header extension 0xe2792aca at ${hex(second.offset)} appears twice`), offset: second.offset }
   } },
   { name: 'backing format name of 16 bytes', code: 'CORRUPT', step: 'open', make: () => {
     const img = buildQcow2({ virtualSize: 65536, backingFile: 'b.qcow2', backingFormat: 'qcow2-but-longer' })

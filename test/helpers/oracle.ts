@@ -50,17 +50,20 @@ export interface RunResult { stdout: string; stderr: string; code: number }
  */
 const QEMU_PBKDF_FLAKE = 'Unable to get accurate CPU usage'
 
+/** Where and how a program runs: `env` entries are added to this process's environment. */
+export interface RunOptions { cwd?: string; input?: string; env?: Record<string, string> }
+
 /** Runs a program to completion, never throwing on a non-zero exit (see QEMU_PBKDF_FLAKE). */
-export async function run(program: string, args: readonly string[], options: { cwd?: string; input?: string } = {}): Promise<RunResult> {
+export async function run(program: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   for (let attempt = 1; ; attempt++) {
     const r = await runOnce(program, args, options)
     if (r.code === 0 || attempt === 8 || !r.stderr.includes(QEMU_PBKDF_FLAKE)) return r
   }
 }
 
-async function runOnce(program: string, args: readonly string[], options: { cwd?: string; input?: string }): Promise<RunResult> {
+async function runOnce(program: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
   try {
-    const { stdout, stderr } = await execFileAsync(program, args, { cwd: options.cwd, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' })
+    const { stdout, stderr } = await execFileAsync(program, args, { cwd: options.cwd, env: options.env ? { ...process.env, ...options.env } : process.env, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' })
     return { stdout, stderr, code: 0 }
   } catch (e) {
     const err = e as { stdout?: string; stderr?: string; code?: number | string }
@@ -77,7 +80,7 @@ export async function runOk(program: string, args: readonly string[], options: {
 }
 
 /** Runs the qimg CLI. */
-export function qimg(args: readonly string[], options: { cwd?: string } = {}): Promise<RunResult> {
+export function qimg(args: readonly string[], options: Omit<RunOptions, 'input'> = {}): Promise<RunResult> {
   return run(process.execPath, [QIMG, ...args], options)
 }
 

@@ -90,3 +90,24 @@ test('reads give the same bytes and the same errors on the calling thread and on
     await storage.close()
   }
 }))
+
+test('discard punches a hole and writeZeroes zeros a range, in order with queued writes', withDir(async (dir) => {
+  const storage = await FileStorage.create(join(dir, 'z.img'))
+  try {
+    const size = 1024 * KiB
+    // A large write (queued on the pool), then the zeroing operations: they apply after it.
+    const writes = [storage.write(0, new Uint8Array(size).fill(7)), storage.writeZeroes(256 * KiB, 128 * KiB), storage.discard(512 * KiB, 256 * KiB)]
+    await Promise.all(writes)
+    const want = new Uint8Array(size).fill(7)
+    want.fill(0, 256 * KiB, 384 * KiB)
+    const punched = await writes[2]
+    if (punched) want.fill(0, 512 * KiB, 768 * KiB)
+    assert.deepEqual(await storage.read(0, size), want)
+    assert.equal(await storage.size(), size, 'a discard keeps the size')
+    // Zeroing past the end grows the file, like a write.
+    await storage.writeZeroes(size, 4 * KiB)
+    assert.equal(await storage.size(), size + 4 * KiB)
+  } finally {
+    await storage.close()
+  }
+}))

@@ -3,9 +3,9 @@ import { amendImage } from '../../commands/amend.js'
 import { ImageError } from '../../errors.js'
 import { FileStorage } from '../../io/file.js'
 import { parseBool } from '../create-options.js'
-import { parseImageOpts, parseOptionString } from '../image-opts.js'
+import { parseOptionString } from '../image-opts.js'
 import { parseSize } from '../size.js'
-import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
+import { oneOperand, openOperand, operandImage, parseArgs, type Command } from '../context.js'
 
 const CREATE_ONLY = new Set(['cluster_size', 'preallocation', 'extended_l2', 'compression_type', 'encryption', 'encrypt.format'])
 const AMENDABLE = new Set(['compat', 'lazy_refcounts', 'refcount_bits', 'data_file', 'data_file_raw', 'size', 'backing_file', 'backing_fmt'])
@@ -29,7 +29,7 @@ export const amend: Command = async (args, ctx) => {
   // Opened as qemu-img amend opens it: with its backing chain and its external data file.
   // --image-opts and --object (an encrypted image's secret) as every image-opening command.
   const open = () => openOperand(filename, parsed, { writable: true })
-  const path = parsed.options.has('image-opts') ? parseImageOpts(filename).filename : filename
+  const path = operandImage(filename, parsed).filename
   const current = await openOperand(filename, parsed, { fileReferences: 'ignore' })
   const backing = current.driver.backing
   await current.close()

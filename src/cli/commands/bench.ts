@@ -3,7 +3,7 @@
 import { ImageError } from '../../errors.js'
 import { flag, stringOption } from '../getopt.js'
 import { parseOptionNumber } from '../create-options.js'
-import { cvtnum } from '../size.js'
+import { cvtnum, MAX_SIZE } from '../size.js'
 import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
 
 export const bench: Command = async (args, ctx) => {
@@ -38,7 +38,7 @@ export const bench: Command = async (args, ctx) => {
   /** cvtnum_full: a size, with qemu-img's messages. */
   const size = (key: string, fallback: number, what: string, max?: number): number => {
     const text = stringOption(parsed, key)
-    return text === undefined ? fallback : cvtnum(what, text, 0, max)
+    return text === undefined ? fallback : cvtnum(what, text, 0n, max === undefined ? MAX_SIZE : BigInt(max))
   }
   const count = integer('count', 75000, 'request count')
   const depth = integer('depth', 64, 'queue depth')

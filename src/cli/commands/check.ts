@@ -6,7 +6,7 @@ import { FileStorage } from '../../io/file.js'
 import { checkQcow2, type CheckResult } from '../../qcow2/check.js'
 import { flag, stringOption } from '../getopt.js'
 import { toQemuJson } from '../qjson.js'
-import { oneOperand, outputFormat, parseArgs, reportError, type Command } from '../context.js'
+import { oneOperand, openOperand, operandImage, outputFormat, parseArgs, reportError, type Command } from '../context.js'
 
 /** printf's %0.2f: toFixed(2) breaks an exact tie upwards, printf to the even digit (3.125 → 3.12). */
 function fixed2(x: number): string {
@@ -46,6 +46,12 @@ function json(r: CheckResult, filename: string): string {
   }) + '\n'
 }
 
+/** Whether a qcow2 header's crypt_method (bytes 32-35) is set. */
+async function encrypted(storage: FileStorage): Promise<boolean> {
+  const bytes = await storage.read(32, 4)
+  return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0) !== 0
+}
+
 export const check: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
     { long: 'output', value: true },
@@ -53,17 +59,21 @@ export const check: Command = async (args, ctx) => {
     { short: 'T', long: 'cache', value: true, key: 'cache' },
   ])
   const output = outputFormat(parsed)
-  const filename = oneOperand(parsed)
+  const operand = oneOperand(parsed)
+  const { filename, format: formatOption } = operandImage(operand, parsed)
   const repair = stringOption(parsed, 'repair')
   if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new ImageError('INVALID_ARGUMENT', `Unknown option value for -r (expecting 'leaks' or 'all'): ${repair}`)
   const quiet = flag(parsed, 'quiet')
   const storage = await FileStorage.open(filename, { writable: repair !== undefined })
   try {
-    const format = stringOption(parsed, 'format') ?? await probeFormat(storage)
+    const format = formatOption ?? await probeFormat(storage)
     if (format !== 'qcow2') {
       reportError(ctx, 'This image format does not support checks')
       return 63
     }
+    // qemu-img check opens the image first: an encrypted one needs its secret (given, or asked
+    // for on a terminal), as for every other command. The refcounts are checked without it.
+    if (await encrypted(storage)) await (await openOperand(operand, parsed, { fileReferences: 'ignore' })).close()
     const report = (line: string) => ctx.err(line + '\n')
     let result = await checkQcow2(storage, { fix: repair as 'leaks' | 'all' | undefined, report })
     if (result.failed) {
@@ -77,7 +87,8 @@ export const check: Command = async (args, ctx) => {
       }
       result = { ...(await checkQcow2(storage, { report })), ...fixed }
     }
-    if (output === 'json') ctx.out(json(result, filename))
+    // qemu-img names the operand as given (the option string with --image-opts).
+    if (output === 'json') ctx.out(json(result, operand))
     else if (!quiet) ctx.out(human(result))
     if (result.checkErrors) return 1
     if (result.corruptions) return 2

@@ -46,7 +46,7 @@ export const commit: Command = async (args, ctx) => {
     await top.close()
   }
   if (emptied) {
-    const image = await openImage(filename, { format: stringOption(parsed, 'format'), writable: true, fileReferences: 'ignore' })
+    const image = await openOperand(filename, parsed, { writable: true, fileReferences: 'ignore' })
     try {
       await emptyImage(image)
     } finally {

@@ -6,19 +6,14 @@ import { openImage } from '../../node/open.js'
 import { resolve } from 'node:path'
 import { flag, stringOption, type Parsed } from '../getopt.js'
 import { formattingLine, hasHelpOption, optionHelp, parseCreateOptions, parseOptionSize, rawPreallocation, toQcow2Options } from '../create-options.js'
-import { parseSize } from '../size.js'
+import { cvtnum } from '../size.js'
 import { parseArgs, type CliContext, type Command } from '../context.js'
 import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
 import { lookupSecret, secretsOf } from '../secrets.js'
 
-/** qemu-img's message for a size it cannot parse. */
+/** The size operand as qemu-img's cvtnum("image size", …) reads it, with its messages. */
 export function parseImageSize(text: string): number {
-  try {
-    if (text.trim().startsWith('-')) throw new Error('negative')
-    return parseSize(text)
-  } catch {
-    throw new ImageError('INVALID_ARGUMENT', 'Invalid image size specified. You may use k, M, G, T, P or E suffixes for\nqimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.')
-  }
+  return cvtnum('image size', text)
 }
 
 export const create: Command = async (args, ctx) => {

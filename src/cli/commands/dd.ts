@@ -25,7 +25,7 @@ function parseOperands(texts: readonly string[]): Operands {
     if (eq < 0) throw new ImageError('INVALID_ARGUMENT', `unrecognized operand ${text}`)
     const key = text.slice(0, eq)
     const value = text.slice(eq + 1)
-    if (key === 'bs') o.bs = cvtnum('bs', value, 1, INT_MAX)
+    if (key === 'bs') o.bs = cvtnum('bs', value, 1n, BigInt(INT_MAX))
     else if (key === 'count') o.count = cvtnum('count', value)
     else if (key === 'skip') o.skip = cvtnum('skip', value)
     else if (key === 'if') o.input = value

@@ -4,7 +4,7 @@ import { ImageError } from '../../errors.js'
 import { pathCombine } from '../../format/chain.js'
 import { openImage } from '../../node/open.js'
 import { flag, stringOption } from '../getopt.js'
-import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
+import { oneOperand, openOperand, operandImage, parseArgs, type Command } from '../context.js'
 
 export const rebase: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
@@ -25,13 +25,15 @@ export const rebase: Command = async (args, ctx) => {
   const format = stringOption(parsed, 'backing-format')
   const name = backing === '' ? undefined : backing
   const image = await openOperand(filename, parsed, { writable: true, fileReferences: unsafe ? 'ignore' : 'follow' })
+  // A relative backing name is relative to the image's file, not to an --image-opts string.
+  const path = operandImage(filename, parsed).filename
   try {
     let newBacking
     if (name !== undefined) {
       try {
-        newBacking = unsafe ? undefined : await openImage(pathCombine(filename, name), { format })
+        newBacking = unsafe ? undefined : await openImage(pathCombine(path, name), { format })
       } catch (e) {
-        throw new ImageError('INVALID_ARGUMENT', `Could not open new backing file '${pathCombine(filename, name)}': ${(e as Error).message}`, { cause: e })
+        throw new ImageError('INVALID_ARGUMENT', `Could not open new backing file '${pathCombine(path, name)}': ${(e as Error).message}`, { cause: e })
       }
     }
     try {
