@@ -1,7 +1,7 @@
 // What a qemu-io command is (cmdinfo_t) and the checks commands share.
 import { ImageError } from '../../errors.js'
 import type { BlockDevice } from '../../format/device.js'
-import { EINVAL } from './args.js'
+import { CommandOptions, EINVAL, parsePattern } from './args.js'
 import type { Session } from './session.js'
 
 /** A qemu-io command: its names, argument counts, help texts and what it runs. */
@@ -36,4 +36,28 @@ export function usage(session: Session, command: CommandInfo): number {
 /** blk_check_byte_request: a request past the end fails with EIO. */
 export function checkRange(device: BlockDevice, offset: number, bytes: number): void {
   if (offset > device.size - bytes) throw new ImageError('OUT_OF_RANGE', 'Input/output error')
+}
+
+/** What the options of readv, writev, aio_read and aio_write gave, or the code to stop with. */
+export type VectoredOptions = { flags: Set<string>; pattern: number; operands: string[] } | { stop: number }
+
+/**
+ * The option loop readv, writev, aio_read and aio_write share: flags, the pattern byte (-P,
+ * `pattern` by default), -i (an invalid request, reported and not sent), and usage on '?'.
+ */
+export function vectoredOptions(session: Session, words: readonly string[], command: CommandInfo, spec: string, verb: 'read' | 'write', pattern: number): VectoredOptions {
+  const options = new CommandOptions(session, words, spec)
+  const flags = new Set<string>()
+  for (let o = options.next(); o; o = options.next()) {
+    const [letter, value] = o
+    if (letter === 'P') {
+      pattern = parsePattern(session, value)
+      if (pattern < 0) return { stop: -EINVAL }
+    } else if (letter === 'i') {
+      session.out(`injecting invalid ${verb} request\n`)
+      return { stop: 0 }
+    } else if (letter === '?') return { stop: usage(session, command) }
+    flags.add(letter)
+  }
+  return { flags, pattern, operands: options.operands }
 }

@@ -1,7 +1,7 @@
 // qemu-io's reads: read, readv, aio_read — pattern verification, -v dumps and the reports.
 import { hexDump } from '../io-format.js'
 import { CommandOptions, cvtnum, cvtnumError, EINVAL, ERANGE, parsePattern, vectorLengths } from './args.js'
-import { BDRV_REQUEST_MAX_BYTES, checkRange, usage, type CommandInfo } from './command.js'
+import { BDRV_REQUEST_MAX_BYTES, checkRange, usage, vectoredOptions, type CommandInfo } from './command.js'
 import { report, startTimer, strerror } from './report.js'
 import type { Session } from './session.js'
 
@@ -131,22 +131,11 @@ const read: CommandInfo = {
 async function vectoredRead(session: Session, words: string[], command: CommandInfo, spec: string, aio: boolean): Promise<[number, boolean]> {
   const refused = (code: number): [number, boolean] => [code, false]
   const print = (text: string): void => (aio ? session.outOnCompletion(text) : session.out(text))
-  const options = new CommandOptions(session, words, spec)
-  const flags = new Set<string>()
-  let pattern = 0
-  for (let o = options.next(); o; o = options.next()) {
-    const [letter, value] = o
-    if (letter === 'P') {
-      pattern = parsePattern(session, value)
-      if (pattern < 0) return refused(-EINVAL)
-    } else if (letter === 'i') {
-      session.out('injecting invalid read request\n')
-      return [0, false]
-    } else if (letter === '?') return refused(usage(session, command))
-    flags.add(letter)
-  }
-  if (options.operands.length < 2) return refused(usage(session, command))
-  const [offsetText, ...lengthTexts] = options.operands as [string, ...string[]]
+  const parsed = vectoredOptions(session, words, command, spec, 'read', 0)
+  if ('stop' in parsed) return refused(parsed.stop)
+  const { flags, pattern, operands } = parsed
+  if (operands.length < 2) return refused(usage(session, command))
+  const [offsetText, ...lengthTexts] = operands as [string, ...string[]]
   const offset = cvtnum(offsetText)
   if (offset < 0) return session.out(cvtnumError(offset, offsetText)), refused(offset)
   const lengths = vectorLengths(session, lengthTexts, BDRV_REQUEST_MAX_BYTES)

@@ -2,7 +2,7 @@
 // aio_flush — checks, messages and reports as qemu-io 7.2 prints them.
 import { openSync, readSync, closeSync } from 'node:fs'
 import { CommandOptions, cvtnum, cvtnumError, EINVAL, parsePattern, vectorLengths } from './args.js'
-import { BDRV_REQUEST_MAX_BYTES, checkRange, usage, type CommandInfo } from './command.js'
+import { BDRV_REQUEST_MAX_BYTES, checkRange, usage, vectoredOptions, type CommandInfo } from './command.js'
 import { errnoOf, report, startTimer, strerror } from './report.js'
 import type { Session } from './session.js'
 
@@ -165,21 +165,9 @@ const writev: CommandInfo = {
 async function vectoredWrite(session: Session, words: string[], command: CommandInfo, spec: string, aio: boolean): Promise<[number, boolean]> {
   const refused = (code: number): [number, boolean] => [code, false]
   const print = (text: string): void => (aio ? session.outOnCompletion(text) : session.out(text))
-  const options = new CommandOptions(session, words, spec)
-  const flags = new Set<string>()
-  let pattern = 0xcd
-  for (let o = options.next(); o; o = options.next()) {
-    const [letter, value] = o
-    if (letter === 'P') {
-      pattern = parsePattern(session, value)
-      if (pattern < 0) return refused(-EINVAL)
-    } else if (letter === 'i') {
-      session.out('injecting invalid write request\n')
-      return refused(0)
-    } else if (letter === '?') return refused(usage(session, command))
-    flags.add(letter)
-  }
-  const operands = options.operands
+  const parsed = vectoredOptions(session, words, command, spec, 'write', 0xcd)
+  if ('stop' in parsed) return refused(parsed.stop)
+  const { flags, pattern, operands } = parsed
   if (operands.length < 2) return refused(usage(session, command))
   // aio_write's -P never sets its Pflag: "-z and -P" is never refused (qemu-io 7.2).
   if (flags.has('z') && operands.length !== 2) return session.out('-z supports only a single length parameter\n'), refused(-EINVAL)
