@@ -71,12 +71,26 @@ export class DataWriter extends WriterCore {
         position = pieceEnd
         continue
       }
+      if (this.zeroInPlace(table, position, decoded)) {
+        // QEMU (cluster_needs_new_alloc): a zero cluster that kept its own allocation is written
+        // where it is; the rest of it reads as zeros, so zeros fill it (the COW of keep_old).
+        const clusterStart = cluster * cs
+        const pieceEnd = Math.min(end, clusterStart + cs)
+        const buffer = new Uint8Array(Math.min(clusterStart + cs, this.ctx.virtualSize) - clusterStart)
+        buffer.set(data.subarray(position - start, pieceEnd - start), position - clusterStart)
+        const hostOffset = (decoded.entry as Extract<L2Entry, { kind: 'zero' }>).hostOffset!
+        await this.writeData(hostOffset, buffer)
+        this.setEntry(table, l2Index(g, position), { kind: 'normal', hostOffset, copied: true })
+        this.dataDirty = true
+        position = pieceEnd
+        continue
+      }
       // A run of clusters that all need new space: allocate them contiguously, write once.
       let runEnd = Math.min(end, (cluster + 1) * cs)
       const runDecoded: Decoded[] = [decoded]
       while (runEnd < end && !g.extendedL2) {
         const next = readL2Entry(this.ctx, table, l2Index(g, runEnd))
-        if (this.inPlace(next)) break
+        if (this.inPlace(next) || this.zeroInPlace(table, runEnd, next)) break
         runDecoded.push(next)
         runEnd = Math.min(end, runEnd + cs)
       }
@@ -120,6 +134,13 @@ export class DataWriter extends WriterCore {
       this.dataDirty = true
       position = runEnd
     }
+  }
+
+  /** A zero cluster (no extended L2) that keeps a host cluster of its own (ZERO_ALLOC with COPIED). */
+  protected zeroInPlace(table: CachedTable, guestOffset: number, decoded: Decoded): boolean {
+    const e = decoded.entry
+    return !this.ctx.geometry.extendedL2 && e.kind === 'zero' && e.hostOffset !== undefined && !this.ctx.hasDataFile &&
+      this.rawCopied(table, l2Index(this.ctx.geometry, guestOffset))
   }
 
   /**
@@ -169,6 +190,7 @@ export class DataWriter extends WriterCore {
       if (!(e.kind === 'unallocated' || (e.kind === 'zero' && e.hostOffset === undefined)) || decoded.allocated !== 0) {
         throw new ImageError('INVALID_ARGUMENT', `${this.storage.name}: compression can't overwrite anything (cluster at ${guestOffset} is allocated)`)
       }
+      await this.beforeAllocation()
       const hostOffset = await this.refcounts.allocateBytes(compressed.length)
       await this.writeData(hostOffset, compressed)
       this.dataDirty = true
