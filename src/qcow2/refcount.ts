@@ -232,6 +232,24 @@ export class RefcountManager {
   }
 
   /**
+   * Allocates up to `count` clusters exactly at `hostOffset`: as many as are free there, maybe
+   * none (QEMU's qcow2_alloc_clusters_at, which leaves free_cluster_index alone). Returns how many.
+   */
+  async allocateAt(hostOffset: number, count: number): Promise<number> {
+    const first = hostOffset / this.layout.clusterSize
+    let free = 0
+    while (free < count && !this.#reserved.has(first + free) && (first + free >= this.#endCluster || (await this.get(first + free)) === 0)) free++
+    for (let i = 0; i < free; i++) this.#reserved.add(first + i)
+    this.#endCluster = Math.max(this.#endCluster, first + free)
+    try {
+      for (let i = 0; i < free; i++) await this.set(first + i, 1)
+    } finally {
+      for (let i = 0; i < free; i++) this.#reserved.delete(first + i)
+    }
+    return free
+  }
+
+  /**
    * Byte-granular allocation for compressed clusters (QEMU's qcow2_alloc_bytes): streams are
    * packed one after another, spilling into the next cluster when it is free; each host cluster
    * touched gets one more reference per stream.

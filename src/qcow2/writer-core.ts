@@ -27,6 +27,11 @@ export interface WriterHost {
   markCorrupt(): Promise<void>
 }
 
+/** Where the host space of one write request continues (see {@link WriterCore.allocateData}). */
+export interface Contiguity {
+  nextHost?: number | undefined
+}
+
 /** Options for zero writes, as qemu-io's write -z [-u]. */
 export interface ZeroOptions {
   /** May deallocate clusters (BDRV_REQ_MAY_UNMAP). */
@@ -243,9 +248,26 @@ export class WriterCore {
     return decoded.entry.kind === 'normal' && decoded.entry.copied
   }
 
-  protected async allocateData(guestCluster: number, count: number): Promise<number> {
-    if (this.ctx.hasDataFile) return guestCluster * this.ctx.geometry.clusterSize // identity mapped
-    return this.allocateClusters(count)
+  /**
+   * Host space for `count` guest clusters from `guestCluster`; maybe fewer (the count is
+   * returned). Like QEMU's qcow2_alloc_host_offset, a write keeps its host space contiguous:
+   * after a piece that ended at `contiguity.nextHost`, clusters free right there are taken
+   * first (qcow2_alloc_clusters_at); where none or too few are, the rest is allocated anew.
+   */
+  protected async allocateData(guestCluster: number, count: number, contiguity: Contiguity = {}): Promise<{ hostOffset: number; count: number }> {
+    const cs = this.ctx.geometry.clusterSize
+    if (this.ctx.hasDataFile) return { hostOffset: guestCluster * cs, count } // identity mapped
+    await this.beforeAllocation()
+    const at = contiguity.nextHost
+    const taken = at === undefined ? 0 : await this.refcounts.allocateAt(at, count)
+    if (taken > 0) {
+      // Fewer than asked: the rest starts a new allocation (QEMU's next request iteration).
+      contiguity.nextHost = taken < count ? undefined : at! + taken * cs
+      return { hostOffset: at!, count: taken }
+    }
+    const hostOffset = await this.refcounts.allocate(count)
+    contiguity.nextHost = hostOffset + count * cs
+    return { hostOffset, count }
   }
 
   /**

@@ -215,7 +215,7 @@ export class ZeroingWriter extends DataWriter {
           continue
         }
         const count = (runEnd - position) / cs
-        const hostOffset = await this.allocateData(position / cs, count)
+        const { hostOffset } = await this.allocateData(position / cs, count)
         if (mode === 'full') {
           const zeros = new Uint8Array(Math.min(count * cs, 4 * 1024 * 1024))
           for (let at = 0; at < count * cs; at += zeros.length) await this.writeData(hostOffset + at, zeros.subarray(0, Math.min(zeros.length, count * cs - at)))
