@@ -25,8 +25,13 @@ export interface ConvertOptions {
   progress?: ((text: string) => void) | undefined
   /** The target starts out reading as zeros (a fresh image), so zero areas need no write. */
   targetIsZero?: boolean
-  /** Copy only what the source's top layer allocates (the target has the same backing: -B). */
+  /**
+   * The target has a backing file (-B): what the source's top layer leaves to its own backing
+   * file is left to the target's; zeros are written as zeros.
+   */
   topLayerOnly?: boolean
+  /** Size of a new target's backing file: past it, the target reads zeros already (qemu-img's target_backing_sectors). */
+  targetBackingSize?: number | undefined
   /** Write compressed clusters (-c); compressors run in parallel (a worker pool on Node). */
   compress?: { compressors?: Compressors | undefined } | undefined
 }
@@ -56,6 +61,41 @@ async function writeSparse(target: BlockDevice, offset: number, data: Uint8Array
   await flushRun(data.length)
 }
 
+/**
+ * What one run of the source means for the target (qemu-img's ImgConvertBlockStatus): `data`
+ * to copy, `zero` to make read as zeros, `backing` to leave unallocated so the target's
+ * backing file shows through.
+ */
+type RunKind = 'data' | 'zero' | 'backing'
+
+/**
+ * The kind of the run at `offset` (qemu-img's convert_iteration_sectors). With a target backing
+ * file, block status is taken above the source's own backing file: what the source's top layer
+ * does not allocate is left to the target's backing (it must have the same content, as with
+ * qemu-img -B); without a source backing file, unallocated reads as zeros and becomes zeros.
+ * Zeros past the end of a new target's backing file already read as zeros there.
+ */
+async function runAt(source: BlockDevice, offset: number, maxLength: number, options: ConvertOptions): Promise<{ kind: RunKind; length: number }> {
+  let length = maxLength
+  const backingEnd = options.targetBackingSize
+  if (backingEnd !== undefined && offset < backingEnd) length = Math.min(length, backingEnd - offset)
+  let zero: boolean
+  const below = options.topLayerOnly ? source.backing : undefined
+  const top = below ? await source.isAllocated(offset, length) : undefined
+  if (below && top && !top.allocated) {
+    length = top.length
+    // Past the end of the source's backing file, unallocated reads as zeros (BDRV_BLOCK_ZERO).
+    if (offset < below.size) return { kind: 'backing', length: Math.min(length, below.size - offset) }
+    zero = true
+  } else {
+    const status = await source.blockStatus(offset, top?.length ?? length)
+    length = status.length
+    zero = status.zero
+  }
+  if (!zero) return { kind: 'data', length }
+  return { kind: backingEnd !== undefined && offset >= backingEnd ? 'backing' : 'zero', length }
+}
+
 /** Copies the guest content of `source` into `target` (at least as large). */
 export async function convertImage(source: BlockDevice, target: BlockDevice, options: ConvertOptions = {}): Promise<void> {
   const sparseSize = options.sparseSize ?? 4096
@@ -67,48 +107,69 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
   const progress = new Progress(size, options.progress)
   const targetIsZero = options.targetIsZero ?? true
   let next = 0
+  // qemu-img's has_zero_init: a new target without a backing file already reads as zeros.
+  const hasZeroInit = targetIsZero && !options.topLayerOnly
   /** Copies `[offset, offset+length)` run by run of the source's block status. */
   const copyRange = async (offset: number, length: number, buffer: Uint8Array, turn?: Promise<void>): Promise<void> => {
     const end = offset + length
     while (offset < end) {
-      const status = await source.blockStatus(offset, end - offset)
-      if (status.zero && sparseSize !== 0) {
-        if (!targetIsZero || options.topLayerOnly) {
+      const run = await runAt(source, offset, end - offset, options)
+      if (run.kind === 'zero' && sparseSize !== 0) {
+        if (!hasZeroInit) {
           await turn
           // As qemu-img (BDRV_REQ_MAY_UNMAP): clusters the target had may be freed.
-          await target.writeZeroes(offset, status.length, { unmap: true })
+          await target.writeZeroes(offset, run.length, { unmap: true })
         }
-      } else {
+      } else if (run.kind !== 'backing') {
         // One buffer per worker, reused: fresh large buffers cost page faults on every chunk.
-        const data = buffer.subarray(0, status.length)
+        const data = buffer.subarray(0, run.length)
         await source.readInto(data, offset)
         await turn
         // Over a backing file, zero runs must be written as zeros (else the backing shows through).
-        await writeSparse(target, offset, data, sparseSize, targetIsZero && !options.topLayerOnly)
+        await writeSparse(target, offset, data, sparseSize, hasZeroInit)
       }
-      offset += status.length
+      offset += run.length
     }
   }
-  /** -c: whole clusters, compressed concurrently, written in order within the chunk. */
+  /**
+   * -c: whole clusters (qemu-img's compressed convert): a cluster the source only partly
+   * allocates is copied whole; data clusters are compressed concurrently, zero clusters made
+   * zero where the target does not read zeros already, all written in guest order.
+   */
   const compressRange = async (start: number, end: number, buffer: Uint8Array, turn?: Promise<void>): Promise<void> => {
     const cs = target.clusterSize
     if (!cs) throw new ImageError('UNSUPPORTED', 'compressed output needs a qcow2 target')
-    const data = buffer.subarray(0, end - start)
-    await source.readInto(data, start)
-    const clusters: { offset: number; bytes: Uint8Array }[] = []
+    const clusters: { offset: number; length: number; kind: RunKind }[] = []
     for (let at = start; at < end; at += cs) {
-      const bytes = data.subarray(at - start, Math.min(end, at + cs) - start)
-      // A view: the chunk's buffer is not reused before every write below has finished.
-      if (!isZero(bytes)) clusters.push({ offset: at, bytes })
+      const length = Math.min(end, at + cs) - at
+      const run = await runAt(source, at, length, options)
+      // -S 0: zeros are data too (qemu-img writes them compressed).
+      const kind = run.length < length || (run.kind === 'zero' && sparseSize === 0) ? 'data' : run.kind
+      clusters.push({ offset: at, length, kind })
+    }
+    // Data is read in runs of consecutive data clusters.
+    for (let i = 0; i < clusters.length;) {
+      let j = i
+      while (j < clusters.length && clusters[j]!.kind === 'data') j++
+      if (j > i) await source.readInto(buffer.subarray(clusters[i]!.offset - start, clusters[j - 1]!.offset + clusters[j - 1]!.length - start), clusters[i]!.offset)
+      i = Math.max(j, i + 1)
     }
     // Compression of the chunk's clusters runs in parallel; each write waits for the one before
     // (the first for the previous chunk), so compressed streams are packed in guest order.
     let previous: Promise<unknown> | undefined = turn
-    const writes = clusters.map((c) => {
-      const write = target.writeCompressed(c.offset, c.bytes, options.compress?.compressors, previous)
+    const writes: Promise<void>[] = []
+    for (const c of clusters) {
+      // A view: the chunk's buffer is not reused before every write below has finished.
+      const bytes = buffer.subarray(c.offset - start, c.offset - start + c.length)
+      const kind = c.kind === 'data' && sparseSize !== 0 && isZero(bytes) ? 'zero' : c.kind
+      if (kind === 'backing' || (kind === 'zero' && hasZeroInit)) continue
+      const after = previous
+      const write = kind === 'data'
+        ? target.writeCompressed(c.offset, bytes, options.compress?.compressors, after)
+        : (async () => { await after; await target.writeZeroes(c.offset, c.length, { unmap: true }) })()
       previous = write.catch(() => {})
-      return write
-    })
+      writes.push(write)
+    }
     await Promise.all(writes)
   }
   // Write ordering: chunk k may start writing once chunk k-1 has finished writing.
@@ -130,12 +191,6 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
       try {
         if (options.compress) {
           await compressRange(start, end, buffer, turn)
-        } else if (options.topLayerOnly) {
-          for (let offset = start; offset < end;) {
-            const { allocated, length } = await source.isAllocated(offset, end - offset)
-            if (allocated) await copyRange(offset, length, buffer, turn)
-            offset += length
-          }
         } else {
           await copyRange(start, end - start, buffer, turn)
         }

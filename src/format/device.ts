@@ -184,9 +184,20 @@ export class BlockDevice {
     await driver.writeCompressed(offset, data, this.#readGuest, compressors, after)
   }
 
+  /** Whether `[offset, offset+length)` reads as zeros by block status (QEMU's is_zero in qcow2.c). */
+  readonly #readsAsZero = async (offset: number, length: number): Promise<boolean> => {
+    const end = Math.min(offset + length, this.size)
+    for (let at = offset; at < end;) {
+      const status = await this.blockStatus(at, end - at)
+      if (!status.zero) return false
+      at += status.length
+    }
+    return true
+  }
+
   /** Makes `[offset, offset+length)` read as zeros. */
   async writeZeroes(offset: number, length: number, options: { unmap?: boolean } = {}): Promise<void> {
-    await this.#writable().writeZeroes(offset, length, this.#readGuest, options)
+    await this.#writable().writeZeroes(offset, length, this.#readGuest, { ...options, readsAsZero: this.#readsAsZero })
   }
 
   /** Discards whole clusters of the top layer. */

@@ -51,8 +51,11 @@ export type GuestReader = (offset: number, length: number) => Promise<Uint8Array
 export interface WritableFormatDriver extends FormatDriver {
   /** Writes guest bytes. */
   write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void>
-  /** Makes a range read as zeros; `unmap` allows deallocating (qemu-io write -z -u). */
-  writeZeroes(offset: number, length: number, readGuest: GuestReader, options?: { unmap?: boolean }): Promise<void>
+  /**
+   * Makes a range read as zeros; `unmap` allows deallocating (qemu-io write -z -u);
+   * `readsAsZero` answers from block status through the chain (see {@link BlockDevice}).
+   */
+  writeZeroes(offset: number, length: number, readGuest: GuestReader, options?: { unmap?: boolean; readsAsZero?: (offset: number, length: number) => Promise<boolean> }): Promise<void>
   /** Gives whole clusters back; what they then read depends on the format. */
   discard(offset: number, length: number): Promise<void>
   /** Makes completed writes durable. */

@@ -224,9 +224,29 @@ export class RefcountManager {
     } finally {
       for (let i = 0; i < count; i++) this.#reserved.delete(start + i)
     }
-    if (start === this.#freeHint) this.#freeHint = start + count
+    // QEMU's free_cluster_index: the next search starts past this run, even when free
+    // clusters were skipped before it (only a free moves it back: update_refcount).
+    this.#freeHint = start + count
     this.#endCluster = Math.max(this.#endCluster, start + count)
     return start * this.layout.clusterSize
+  }
+
+  /**
+   * Allocates up to `count` clusters exactly at `hostOffset`: as many as are free there, maybe
+   * none (QEMU's qcow2_alloc_clusters_at, which leaves free_cluster_index alone). Returns how many.
+   */
+  async allocateAt(hostOffset: number, count: number): Promise<number> {
+    const first = hostOffset / this.layout.clusterSize
+    let free = 0
+    while (free < count && !this.#reserved.has(first + free) && (first + free >= this.#endCluster || (await this.get(first + free)) === 0)) free++
+    for (let i = 0; i < free; i++) this.#reserved.add(first + i)
+    this.#endCluster = Math.max(this.#endCluster, first + free)
+    try {
+      for (let i = 0; i < free; i++) await this.set(first + i, 1)
+    } finally {
+      for (let i = 0; i < free; i++) this.#reserved.delete(first + i)
+    }
+    return free
   }
 
   /**
@@ -359,13 +379,36 @@ export class RefcountManager {
   /** Queues a decrement of `clusters` clusters from `hostOffset`, applied by {@link applyFrees}. */
   free(hostOffset: number, clusters = 1): void {
     const first = Math.floor(hostOffset / this.layout.clusterSize)
-    for (let i = 0; i < clusters; i++) this.#pendingFrees.push(first + i)
+    for (let i = 0; i < clusters; i++) {
+      this.#pendingFrees.push(first + i)
+      this.#pendingCounts.set(first + i, (this.#pendingCounts.get(first + i) ?? 0) + 1)
+    }
+  }
+
+  /** Queued decrements per cluster, and how many queued frees {@link freesWouldRelease} has looked at. */
+  #pendingCounts = new Map<number, number>()
+  #pendingChecked = 0
+  #pendingReleases = false
+
+  /**
+   * Whether applying the queued frees would bring some cluster to refcount 0 (so an allocation
+   * made now could reuse it, as QEMU's would). Each queued free is looked at once.
+   */
+  async freesWouldRelease(): Promise<boolean> {
+    while (!this.#pendingReleases && this.#pendingChecked < this.#pendingFrees.length) {
+      const cluster = this.#pendingFrees[this.#pendingChecked++]!
+      if ((await this.get(cluster)) <= this.#pendingCounts.get(cluster)!) this.#pendingReleases = true
+    }
+    return this.#pendingReleases
   }
 
   /** Applies queued frees: call only once nothing on disk references them any more. */
   async applyFrees(): Promise<number[]> {
     const frees = this.#pendingFrees
     this.#pendingFrees = []
+    this.#pendingCounts.clear()
+    this.#pendingChecked = 0
+    this.#pendingReleases = false
     const freed: number[] = []
     for (const cluster of frees) if ((await this.add(cluster, -1)) === 0) freed.push(cluster)
     return freed

@@ -27,10 +27,21 @@ export interface WriterHost {
   markCorrupt(): Promise<void>
 }
 
+/** Where the host space of one write request continues (see {@link WriterCore.allocateData}). */
+export interface Contiguity {
+  nextHost?: number | undefined
+}
+
 /** Options for zero writes, as qemu-io's write -z [-u]. */
 export interface ZeroOptions {
   /** May deallocate clusters (BDRV_REQ_MAY_UNMAP). */
   unmap?: boolean
+  /**
+   * Whether guest bytes read as zeros through the whole chain by block status (QEMU's is_zero):
+   * lets a zero write that covers part of a subcluster zero all of it. Without it, such parts
+   * are written as real zeros.
+   */
+  readsAsZero?: (offset: number, length: number) => Promise<boolean>
 }
 
 export type Decoded = { entry: L2Entry; allocated: number; zero: number }
@@ -184,7 +195,7 @@ export class WriterCore {
     const index = l1Index(g, guestOffset)
     const l1 = decodeL1Entry(ctx.l1.getUint32(index * 8), ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${this.storage.name}: L1 entry ${index}`)
     if (l1.kind === 'table' && l1.copied) return loadL2(ctx, l1.hostOffset, `L1 entry ${index}`)
-    const hostOffset = await this.refcounts.allocate(1)
+    const hostOffset = await this.allocateClusters(1)
     let bytes: Uint8Array
     if (l1.kind === 'table') {
       // Shared with a snapshot: copy the table, drop one reference to the old one (COW).
@@ -227,13 +238,50 @@ export class WriterCore {
     }
   }
 
+  /** The COPIED bit of L2 entry `index` as stored (a zero entry's decoded form has none). */
+  protected rawCopied(table: CachedTable, index: number): boolean {
+    return (table.view.getUint32(index * this.ctx.geometry.l2EntrySize) & 0x8000_0000) !== 0
+  }
+
   /** True when writes to this cluster can go where it already is. */
   protected inPlace(decoded: Decoded): boolean {
     return decoded.entry.kind === 'normal' && decoded.entry.copied
   }
 
-  protected async allocateData(guestCluster: number, count: number): Promise<number> {
-    if (this.ctx.hasDataFile) return guestCluster * this.ctx.geometry.clusterSize // identity mapped
+  /**
+   * Host space for `count` guest clusters from `guestCluster`; maybe fewer (the count is
+   * returned). Like QEMU's qcow2_alloc_host_offset, a write keeps its host space contiguous:
+   * after a piece that ended at `contiguity.nextHost`, clusters free right there are taken
+   * first (qcow2_alloc_clusters_at); where none or too few are, the rest is allocated anew.
+   */
+  protected async allocateData(guestCluster: number, count: number, contiguity: Contiguity = {}): Promise<{ hostOffset: number; count: number }> {
+    const cs = this.ctx.geometry.clusterSize
+    if (this.ctx.hasDataFile) return { hostOffset: guestCluster * cs, count } // identity mapped
+    await this.beforeAllocation()
+    const at = contiguity.nextHost
+    const taken = at === undefined ? 0 : await this.refcounts.allocateAt(at, count)
+    if (taken > 0) {
+      // Fewer than asked: the rest starts a new allocation (QEMU's next request iteration).
+      contiguity.nextHost = taken < count ? undefined : at! + taken * cs
+      return { hostOffset: at!, count: taken }
+    }
+    const hostOffset = await this.refcounts.allocate(count)
+    contiguity.nextHost = hostOffset + count * cs
+    return { hostOffset, count }
+  }
+
+  /**
+   * QEMU frees clusters at once and its allocator reuses them (free_cluster_index moves back on
+   * a free). Here frees wait until the tables that dropped the references are durable, so before
+   * an allocation that could reuse a cluster, that write-back runs now: the image allocates (and
+   * grows) as QEMU's does, and a crash still leaves only leaks.
+   */
+  protected async beforeAllocation(): Promise<void> {
+    if (this.refcounts.hasPendingFrees && (await this.refcounts.freesWouldRelease())) await this.flushLocked()
+  }
+
+  protected async allocateClusters(count: number): Promise<number> {
+    await this.beforeAllocation()
     return this.refcounts.allocate(count)
   }
 

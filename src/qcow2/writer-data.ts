@@ -7,7 +7,7 @@ import { l1Index, l2Index } from './geometry.js'
 import { decodeL1Entry } from './entries.js'
 import { loadL2, readL2Entry } from './lookup.js'
 import type { CachedTable } from './cache.js'
-import { ALL_SUBCLUSTERS, WriterCore, type Decoded, type GuestReader } from './writer-core.js'
+import { ALL_SUBCLUSTERS, WriterCore, type Contiguity, type Decoded, type GuestReader } from './writer-core.js'
 
 /** The data path of the writer. */
 export class DataWriter extends WriterCore {
@@ -15,7 +15,8 @@ export class DataWriter extends WriterCore {
   async write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
     this.checkRange(offset, data.length)
     if (await this.writeInPlace(offset, data)) return
-    await this.perTable(offset, data.length, (start, end) => this.writeInTable(start, data.subarray(start - offset, end - offset), readGuest))
+    const contiguity: Contiguity = {}
+    await this.perTable(offset, data.length, (start, end) => this.writeInTable(start, data.subarray(start - offset, end - offset), readGuest, contiguity))
   }
 
   /**
@@ -53,7 +54,7 @@ export class DataWriter extends WriterCore {
     return true
   }
 
-  protected async writeInTable(start: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
+  protected async writeInTable(start: number, data: Uint8Array, readGuest: GuestReader, contiguity: Contiguity = {}): Promise<void> {
     const g = this.ctx.geometry
     const cs = g.clusterSize
     const table = await this.writableL2(start)
@@ -67,6 +68,22 @@ export class DataWriter extends WriterCore {
         const pieceEnd = Math.min(end, (cluster + 1) * cs)
         if (g.extendedL2) await this.writeSubclusters(table, decoded, e.hostOffset, position, data.subarray(position - start, pieceEnd - start), readGuest)
         else await this.writeData(e.hostOffset + (position % cs), data.subarray(position - start, pieceEnd - start))
+        contiguity.nextHost = e.hostOffset + cs
+        this.dataDirty = true
+        position = pieceEnd
+        continue
+      }
+      if (this.zeroInPlace(table, position, decoded)) {
+        // QEMU (cluster_needs_new_alloc): a zero cluster that kept its own allocation is written
+        // where it is; the rest of it reads as zeros, so zeros fill it (the COW of keep_old).
+        const clusterStart = cluster * cs
+        const pieceEnd = Math.min(end, clusterStart + cs)
+        const buffer = new Uint8Array(Math.min(clusterStart + cs, this.ctx.virtualSize) - clusterStart)
+        buffer.set(data.subarray(position - start, pieceEnd - start), position - clusterStart)
+        const hostOffset = (decoded.entry as Extract<L2Entry, { kind: 'zero' }>).hostOffset!
+        await this.writeData(hostOffset, buffer)
+        this.setEntry(table, l2Index(g, position), { kind: 'normal', hostOffset, copied: true })
+        contiguity.nextHost = hostOffset + cs
         this.dataDirty = true
         position = pieceEnd
         continue
@@ -74,28 +91,36 @@ export class DataWriter extends WriterCore {
       // A run of clusters that all need new space: allocate them contiguously, write once.
       let runEnd = Math.min(end, (cluster + 1) * cs)
       const runDecoded: Decoded[] = [decoded]
-      while (runEnd < end && !g.extendedL2) {
+      while (runEnd < end) {
         const next = readL2Entry(this.ctx, table, l2Index(g, runEnd))
-        if (this.inPlace(next)) break
+        if (this.inPlace(next) || this.zeroInPlace(table, runEnd, next)) break
         runDecoded.push(next)
         runEnd = Math.min(end, runEnd + cs)
       }
-      const count = runDecoded.length
-      const hostOffset = await this.allocateData(cluster, count)
+      const { hostOffset, count } = await this.allocateData(cluster, runDecoded.length, contiguity)
+      if (count < runDecoded.length) {
+        runDecoded.length = count
+        runEnd = Math.min(end, (cluster + count) * cs)
+      }
       if (g.extendedL2) {
-        const fresh: Decoded = { entry: { kind: 'normal', hostOffset, copied: true }, allocated: 0, zero: 0 }
-        // Untouched subclusters keep reading as before: zero bits stay, others read from backing.
-        const keepZero = decoded.entry.kind === 'compressed' ? 0 : decoded.zero
-        if (decoded.entry.kind === 'normal' || decoded.entry.kind === 'compressed') {
-          // Old data must move: copy the whole cluster's current content into the new one.
-          const old = await readGuest(cluster * cs, Math.min(cs, this.ctx.virtualSize - cluster * cs))
-          await this.writeData(hostOffset, old)
-          fresh.allocated = ALL_SUBCLUSTERS
-        } else {
-          fresh.zero = keepZero
+        for (let i = 0; i < count; i++) {
+          const old = runDecoded[i]!
+          const clusterStart = (cluster + i) * cs
+          const from = Math.max(position, clusterStart)
+          const to = Math.min(runEnd, clusterStart + cs)
+          const at = hostOffset + i * cs
+          const fresh: Decoded = { entry: { kind: 'normal', hostOffset: at, copied: true }, allocated: 0, zero: 0 }
+          if (old.entry.kind === 'normal' || old.entry.kind === 'compressed') {
+            // Old data must move: copy the whole cluster's current content into the new one.
+            await this.writeData(at, await readGuest(clusterStart, Math.min(cs, this.ctx.virtualSize - clusterStart)))
+            fresh.allocated = ALL_SUBCLUSTERS
+          } else {
+            // Untouched subclusters keep reading as before: zero bits stay, others read from backing.
+            fresh.zero = old.zero
+          }
+          await this.writeSubclusters(table, fresh, at, from, data.subarray(from - start, to - start), readGuest)
+          this.release(old)
         }
-        await this.writeSubclusters(table, fresh, hostOffset, position, data.subarray(position - start, runEnd - start), readGuest)
-        this.release(decoded)
       } else {
         const runStart = cluster * cs
         const headLength = position - runStart
@@ -120,6 +145,13 @@ export class DataWriter extends WriterCore {
       this.dataDirty = true
       position = runEnd
     }
+  }
+
+  /** A zero cluster (no extended L2) that keeps a host cluster of its own (ZERO_ALLOC with COPIED). */
+  protected zeroInPlace(table: CachedTable, guestOffset: number, decoded: Decoded): boolean {
+    const e = decoded.entry
+    return !this.ctx.geometry.extendedL2 && e.kind === 'zero' && e.hostOffset !== undefined && !this.ctx.hasDataFile &&
+      this.rawCopied(table, l2Index(this.ctx.geometry, guestOffset))
   }
 
   /**
@@ -169,6 +201,7 @@ export class DataWriter extends WriterCore {
       if (!(e.kind === 'unallocated' || (e.kind === 'zero' && e.hostOffset === undefined)) || decoded.allocated !== 0) {
         throw new ImageError('INVALID_ARGUMENT', `${this.storage.name}: compression can't overwrite anything (cluster at ${guestOffset} is allocated)`)
       }
+      await this.beforeAllocation()
       const hostOffset = await this.refcounts.allocateBytes(compressed.length)
       await this.writeData(hostOffset, compressed)
       // Reads clamp a compressed stream to the file's end: the file grew past the size seen at open.

@@ -12,29 +12,84 @@ import { writeZeroes } from '../io/storage.js'
 
 /** The zero, discard and preallocation paths of the writer. */
 export class ZeroingWriter extends DataWriter {
-  /** Zero writes: whole clusters get the zero flag (or bitmap bits); partial ones real zeros. */
+  /**
+   * Zero writes, split as QEMU's block layer splits them (bdrv_co_do_pwrite_zeroes): an unaligned
+   * head up to the next subcluster boundary, the aligned bulk, an unaligned tail. Each piece
+   * becomes zero flags (or bitmap bits) where qcow2_co_pwrite_zeroes can, real zeros elsewhere.
+   */
   async writeZeroes(offset: number, length: number, readGuest: GuestReader, options: ZeroOptions = {}): Promise<void> {
     this.checkRange(offset, length)
-    const g = this.ctx.geometry
-    const unit = g.subclusterSize
-    const alignedStart = Math.ceil(offset / unit) * unit
-    let alignedEnd = Math.floor((offset + length) / unit) * unit
-    if (offset + length === this.ctx.virtualSize) alignedEnd = offset + length // the tail at image end
-    if (alignedEnd <= alignedStart) return this.write(offset, new Uint8Array(length), readGuest)
-    if (alignedStart > offset) await this.write(offset, new Uint8Array(alignedStart - offset), readGuest)
-    if (this.version < 3) {
-      // v2 has no zero flag: unallocated reads as zero only without a backing file.
-      if (this.hasBacking) await this.write(alignedStart, new Uint8Array(alignedEnd - alignedStart), readGuest)
-      else {
-        await this.perTable(alignedStart, alignedEnd - alignedStart, async (s, e) => {
-          await this.zeroRawDataFile(s, e, options.unmap ?? false)
-          await this.discardInTable(s, e, true)
-        })
-      }
-    } else {
-      await this.perTable(alignedStart, alignedEnd - alignedStart, (s, e) => this.zeroInTable(s, e, options.unmap ?? false, readGuest))
+    const unit = this.ctx.geometry.subclusterSize
+    const end = offset + length
+    for (let position = offset; position < end;) {
+      let pieceEnd = end
+      if (position % unit !== 0) pieceEnd = Math.min(end, position - (position % unit) + unit)
+      else if (end % unit !== 0 && end - position > unit) pieceEnd = end - (end % unit)
+      await this.zeroPiece(position, pieceEnd, readGuest, options)
+      position = pieceEnd
     }
-    if (alignedEnd < offset + length) await this.write(alignedEnd, new Uint8Array(offset + length - alignedEnd), readGuest)
+  }
+
+  /**
+   * One piece of a zero write (QEMU's qcow2_co_pwrite_zeroes). A piece that covers part of a
+   * subcluster zeroes the whole subcluster when the rest of it already reads as zeros and it
+   * holds no data; otherwise, and where the format cannot (v2 over a backing file), the piece
+   * is written as real zeros (the block layer's -ENOTSUP fallback).
+   */
+  protected async zeroPiece(start: number, end: number, readGuest: GuestReader, options: ZeroOptions): Promise<void> {
+    const unit = this.ctx.geometry.subclusterSize
+    const size = this.ctx.virtualSize
+    const head = start % unit
+    const tail = end === size ? 0 : (unit - (end % unit)) % unit
+    let done: boolean
+    if (head || tail) {
+      const readsAsZero = options.readsAsZero
+      const restIsZero = readsAsZero !== undefined && (await readsAsZero(start - head, head)) && (await readsAsZero(end, Math.min(tail, size - end)))
+      done = restIsZero && (await this.zeroize(start - head, Math.min(start - head + unit, size), options.unmap ?? false, true, readGuest))
+    } else {
+      done = await this.zeroize(start, end, options.unmap ?? false, false, readGuest)
+    }
+    if (done) return
+    // Real zeros, in pieces of at most 16 MiB (QEMU's MAX_BOUNCE_BUFFER).
+    const chunk = Math.min(end - start, 16 * 1024 * 1024)
+    const zeros = new Uint8Array(chunk)
+    for (let at = start; at < end; at += chunk) await this.write(at, zeros.subarray(0, Math.min(chunk, end - at)), readGuest)
+  }
+
+  /**
+   * QEMU's qcow2_subcluster_zeroize on `[start, end)` (subcluster aligned but at the image end):
+   * false where it returns -ENOTSUP (v2 over a backing file; with `onlyIfEmpty`, a subcluster
+   * that holds data or is compressed).
+   */
+  protected async zeroize(start: number, end: number, unmap: boolean, onlyIfEmpty: boolean, readGuest: GuestReader): Promise<boolean> {
+    // v2 has no zero flag: unallocated reads as zero only without a backing file.
+    if (this.version < 3 && this.hasBacking) return false
+    let refused = false
+    await this.perTable(start, end - start, async (s, e) => {
+      if (onlyIfEmpty && (await this.holdsData(s))) {
+        refused = true
+        return
+      }
+      if (this.version < 3) {
+        await this.zeroRawDataFile(s, e, unmap)
+        await this.discardInTable(s, e, false)
+      } else await this.zeroInTable(s, e, unmap, readGuest)
+    })
+    return !refused
+  }
+
+  /** Whether the subcluster at `guestOffset` holds data or is compressed (not unallocated, not zero). */
+  protected async holdsData(guestOffset: number): Promise<boolean> {
+    const g = this.ctx.geometry
+    const index = l1Index(g, guestOffset)
+    const l1 = decodeL1Entry(this.ctx.l1.getUint32(index * 8), this.ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${this.storage.name}: L1 entry ${index}`)
+    if (l1.kind === 'unallocated') return false
+    const decoded = readL2Entry(this.ctx, await loadL2(this.ctx, l1.hostOffset, `L1 entry ${index}`), l2Index(g, guestOffset))
+    const e = decoded.entry
+    if (e.kind === 'compressed') return true
+    if (!g.extendedL2) return e.kind === 'normal'
+    const subcluster = Math.floor((guestOffset % g.clusterSize) / g.subclusterSize)
+    return ((decoded.allocated >>> subcluster) & 1) === 1
   }
 
   protected async zeroInTable(start: number, end: number, unmap: boolean, readGuest: GuestReader): Promise<void> {
@@ -90,11 +145,6 @@ export class ZeroingWriter extends DataWriter {
     await this.discardDataClusters(released)
   }
 
-  /** The COPIED bit of L2 entry `index` as stored. */
-  protected rawCopied(table: CachedTable, index: number): boolean {
-    return (table.view.getUint32(index * this.ctx.geometry.l2EntrySize) & 0x8000_0000) !== 0
-  }
-
   protected setZeroEntry(table: CachedTable, index: number, entry: L2Entry, copied: boolean): void {
     this.setEntry(table, index, entry)
     if (copied) {
@@ -142,6 +192,9 @@ export class ZeroingWriter extends DataWriter {
   /** Discard: whole clusters are deallocated (v3 keeps them reading as zeros, as QEMU does). */
   async discard(offset: number, length: number): Promise<void> {
     this.checkRange(offset, length)
+    // QEMU's qcow2_co_pdiscard refuses (-ENOTSUP, which the block layer treats as done) on v2
+    // over a backing file: without the zero flag, deallocating would expose older backing data.
+    if (this.version < 3 && this.hasBacking) return
     const cs = this.ctx.geometry.clusterSize
     const start = Math.ceil(offset / cs) * cs
     let end = Math.floor((offset + length) / cs) * cs
@@ -150,18 +203,20 @@ export class ZeroingWriter extends DataWriter {
     await this.perTable(start, end - start, (s, e) => this.discardInTable(s, e, false))
   }
 
+  /**
+   * QEMU's discard_in_l2_slice: `toUnallocated` (full discard) lets the backing file show
+   * through; otherwise clusters that are allocated, or over a backing file, read as zeros (v3)
+   * and the rest stay as they are. Like QEMU, the L2 table is allocated even when nothing is.
+   */
   protected async discardInTable(start: number, end: number, toUnallocated: boolean): Promise<void> {
     const g = this.ctx.geometry
-    const index = l1Index(g, start)
-    const l1 = decodeL1Entry(this.ctx.l1.getUint32(index * 8), this.ctx.l1.getUint32(index * 8 + 4), g.clusterSize, () => `${this.storage.name}: L1 entry ${index}`)
-    // Nothing allocated here and nothing shows through from below: already reads as zeros.
-    if (l1.kind === 'unallocated' && (!this.hasBacking || this.version < 3)) return
     const table = await this.writableL2(start)
     const released: Decoded[] = []
     for (let position = start; position < end; position += g.clusterSize) {
       const decoded = readL2Entry(this.ctx, table, l2Index(g, position))
       const allocated = decoded.entry.kind !== 'unallocated' && !(decoded.entry.kind === 'zero' && decoded.entry.hostOffset === undefined)
-      const wantZero = !toUnallocated && this.version >= 3 && (this.hasBacking || allocated)
+      if (!toUnallocated && !this.hasBacking && !allocated) continue
+      const wantZero = !toUnallocated && this.version >= 3
       if (g.extendedL2) {
         this.setEntry(table, l2Index(g, position), { kind: 'unallocated' }, { allocated: 0, zero: wantZero ? ALL_SUBCLUSTERS : 0 })
       } else {
@@ -196,7 +251,7 @@ export class ZeroingWriter extends DataWriter {
           continue
         }
         const count = (runEnd - position) / cs
-        const hostOffset = await this.allocateData(position / cs, count)
+        const { hostOffset } = await this.allocateData(position / cs, count)
         if (mode === 'full') {
           const zeros = new Uint8Array(Math.min(count * cs, 4 * 1024 * 1024))
           for (let at = 0; at < count * cs; at += zeros.length) await this.writeData(hostOffset + at, zeros.subarray(0, Math.min(zeros.length, count * cs - at)))

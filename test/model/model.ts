@@ -7,8 +7,9 @@
 //   either edge are left untouched.
 // * qcow2 v3: discarded clusters read as zeros (zero flag / all-zero subcluster bitmap), with
 //   or without a backing file.
-// * qcow2 v2 (no zero flag): a discarded cluster becomes unallocated, so a backing file shows
-//   through again; without a backing file it reads as zeros.
+// * qcow2 v2 (no zero flag): without a backing file a discarded cluster becomes unallocated and
+//   reads as zeros; over a backing file discard does nothing (qcow2_co_pdiscard refuses it, as
+//   unallocating would show older data from the backing file).
 // * raw: discard punches a hole, which reads as zeros.
 // Zero writes always read back as zeros, whatever the format does underneath.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
@@ -78,8 +79,8 @@ export class DiskModel {
     let end = Math.floor((offset + length) / cs) * cs
     if (offset + length === this.size) end = this.size
     if (end <= start) return
-    if (version === 2 && this.backing) this.bytes.set(this.backing.subarray(start, end), start)
-    else this.bytes.fill(0, start, end)
+    if (version === 2 && this.backing) return
+    this.bytes.fill(0, start, end)
   }
 
   /** Applies `o`; `data` regenerates a write's bytes from its seed. */

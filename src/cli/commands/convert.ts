@@ -172,6 +172,7 @@ export const convert: Command = async (args, ctx) => {
         outOfOrder: flag(parsed, 'out-of-order'),
         targetIsZero: !noCreate || flag(parsed, 'target-is-zero'),
         topLayerOnly: backing !== undefined,
+        targetBackingSize: backing !== undefined && !noCreate ? target.backing?.size : undefined,
         progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,
       })
       await target.flush()
