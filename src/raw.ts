@@ -7,13 +7,15 @@ import { isWritable, type ReadableStorage, type Storage } from './io/storage.js'
 
 /** A raw image over a storage. */
 export class RawImage implements WritableFormatDriver {
-  readonly format = 'raw'
+  /** 'raw', or the protocol's name when a protocol node is opened with no format ('file', 'blkdebug'). */
+  readonly format: string
   readonly backing = undefined
   readonly warnings: string[] = []
   readonly storage: ReadableStorage
   virtualSize: number
-  private constructor(storage: ReadableStorage, size: number) {
+  private constructor(storage: ReadableStorage, size: number, format: string) {
     this.storage = storage
+    this.format = format
     this.virtualSize = size
   }
   /** True when opened for writing. */
@@ -23,8 +25,8 @@ export class RawImage implements WritableFormatDriver {
    * Opens `storage` as a raw image of its current length, rounded up to whole 512-byte sectors
    * as QEMU's block layer sizes every node (bdrv_getlength); the tail past EOF reads as zeros.
    */
-  static async open(storage: ReadableStorage, options: { writable?: boolean } = {}): Promise<RawImage> {
-    const image = new RawImage(storage, Math.ceil((await storage.size()) / 512) * 512)
+  static async open(storage: ReadableStorage, options: { writable?: boolean; format?: string } = {}): Promise<RawImage> {
+    const image = new RawImage(storage, Math.ceil((await storage.size()) / 512) * 512, options.format ?? 'raw')
     if (options.writable) {
       if (!isWritable(storage)) throw new ImageError('READ_ONLY', `${storage.name}: storage is not writable`)
       image.writable = true
@@ -82,7 +84,7 @@ export class RawImage implements WritableFormatDriver {
   }
   async info(): Promise<ImageInfo> {
     return {
-      filename: this.storage.name,
+      filename: this.storage.displayName ?? this.storage.name,
       format: 'raw',
       virtualSize: this.virtualSize,
       actualSize: await this.storage.allocatedSize?.(),

@@ -4,8 +4,8 @@ import type { OpenImageOptions } from '../node/open.js'
 import { openImage } from '../node/open.js'
 import type { BlockDevice } from '../format/device.js'
 import { getopt, stringOption, type OptionSpec, type Parsed } from './getopt.js'
-import { parseImageOpts } from './image-opts.js'
-import { lookupSecret, promptedSecret, secretsOf } from './secrets.js'
+import { describesGraph, openOperandOptions } from './block-options.js'
+import { promptedSecret, secretsOf } from './secrets.js'
 
 /** Output sinks (process streams in the real CLI, buffers in tests). */
 export interface CliContext {
@@ -58,13 +58,10 @@ export async function openOperand(operand: string, parsed: Parsed, extra: OpenIm
   if (parsed.options.has('untrusted') && extra.fileReferences !== 'ignore') extra = { ...extra, fileReferences: 'deny' }
   // Secrets (--object) are checked up front; the one an encrypted image needs is looked up lazily.
   const secrets = await secretsOf(parsed)
-  if (parsed.options.has('image-opts')) {
-    if (parsed.options.has(formatKey)) throw new ImageError('INVALID_ARGUMENT', '--image-opts and --format are mutually exclusive')
-    const opts = parseImageOpts(operand)
-    const keySecret = opts.keySecret
-    const secret = keySecret === undefined ? promptedSecret(opts.filename) : async () => lookupSecret(secrets, keySecret)
-    return openImage(opts.filename, { secret, ...extra, format: opts.format, ...(opts.snapshot ? { snapshot: opts.snapshot } : {}) })
-  }
+  if (parsed.options.has('image-opts') && parsed.options.has(formatKey)) throw new ImageError('INVALID_ARGUMENT', '--image-opts and --format are mutually exclusive')
+  // json:, --image-opts and protocol prefixes describe a block graph (block-options.ts).
+  const imageOpts = parsed.options.has('image-opts')
+  if (describesGraph(operand, imageOpts)) return openOperandOptions(operand, imageOpts, stringOption(parsed, formatKey), secrets, extra)
   return openImage(operand, { format: stringOption(parsed, formatKey), secret: promptedSecret(operand), ...extra })
 }
 

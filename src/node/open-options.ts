@@ -1,0 +1,203 @@
+// Opening a block graph the user described with options (json: file names, --image-opts, a
+// protocol prefix): format nodes (qcow2, raw) over protocol nodes (file, blkdebug), with
+// `backing` and `data-file` children. Follows QEMU's block.c (bdrv_open_inherit,
+// bdrv_fill_options: a format node's `filename` goes to its file child, where a protocol prefix
+// is parsed) and its messages. Names stored inside images stay plain paths (chain.ts).
+import { readFile } from 'node:fs/promises'
+import { ImageError } from '../errors.js'
+import { openDriver, type OpenChainOptions } from '../format/chain.js'
+import { BlockDevice } from '../format/device.js'
+import { boolValue, hasOption, sizeValue, stringValue, subOptions, type FlatOptions } from '../format/option-map.js'
+import { BlkdebugStorage } from '../io/blkdebug.js'
+import { blkdebugRules, parseBlkdebugConfig } from '../io/blkdebug-rules.js'
+import { ioError, FileStorage } from '../io/file.js'
+import { SliceStorage } from '../io/slice.js'
+import type { ReadableStorage } from '../io/storage.js'
+import { RawImage } from '../raw.js'
+import { openImage, type OpenImageOptions } from './open.js'
+
+/** What opening from options needs besides the options. */
+export interface GraphOpenOptions extends OpenImageOptions {
+  /** The secret named by encrypt.key-secret (undefined: the caller's default, e.g. a prompt). */
+  keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
+}
+
+const FORMATS = new Set(['qcow2', 'raw'])
+const PROTOCOLS = new Set(['file', 'blkdebug'])
+
+/** Options every node takes (block.c bdrv_runtime_opts and the cache/read-only flags). */
+const NODE_KEYS = ['driver', 'node-name', 'read-only', 'auto-read-only', 'force-share', 'discard', 'detect-zeroes', 'cache.direct', 'cache.no-flush', 'cache.writeback']
+const DRIVER_KEYS: Record<string, string[]> = {
+  file: ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'],
+  blkdebug: ['config', 'x-image', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
+  raw: ['offset', 'size'],
+  qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
+    'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size', 'cache-clean-interval', 'encrypt.key-secret', 'encrypt.format',
+    'snapshot.id', 'snapshot.name'], // snapshot.*: qimg's own, the snapshot to read (as convert -l)
+}
+/** Children (whole subtrees) each driver takes. */
+const DRIVER_CHILDREN: Record<string, string[]> = {
+  file: [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'],
+  qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
+}
+
+function invalid(message: string): ImageError {
+  return new ImageError('INVALID_ARGUMENT', message)
+}
+
+/** Refuses options the driver does not take, with QEMU's message (bdrv_open_common). */
+function checkKeys(options: FlatOptions, driver: string): void {
+  const keys = new Set([...NODE_KEYS, ...DRIVER_KEYS[driver]!])
+  for (const key of options.keys()) {
+    if (keys.has(key) || DRIVER_CHILDREN[driver]!.some((c) => key === c || key.startsWith(c + '.'))) continue
+    if (key === 'filename' && FORMATS.has(driver)) continue
+    throw invalid(PROTOCOLS.has(driver) ? `Block protocol '${driver}' doesn't support the option '${key}'` : `Block format '${driver}' does not support the option '${key}'`)
+  }
+  boolValue(options, 'read-only')
+  for (const key of ['cache.direct', 'cache.no-flush']) boolValue(options, key)
+}
+
+/** A child given as a plain string names another node (QEMU: a node reference); qimg has none. */
+function checkNoReference(options: FlatOptions, child: string): void {
+  const reference = options.get(child)
+  if (typeof reference === 'string' && reference !== '') throw invalid(`Cannot find device='${reference}' nor node-name='${reference}'`)
+}
+
+/** The protocol a file name starts with (path_has_protocol: a colon before any slash). */
+export function protocolPrefix(filename: string): string | undefined {
+  const stop = filename.search(/[:/]/)
+  return stop > 0 && filename[stop] === ':' ? filename.slice(0, stop) : undefined
+}
+
+/** The options a file name stands for when its protocol prefix is parsed (bdrv_find_protocol). */
+export function filenameOptions(filename: string): FlatOptions {
+  const protocol = protocolPrefix(filename)
+  if (protocol === undefined) return new Map([['driver', 'file'], ['filename', filename]])
+  if (protocol === 'file') return new Map([['driver', 'file'], ['filename', filename.slice('file:'.length)]])
+  if (protocol === 'blkdebug') {
+    // blkdebug_parse_filename: blkdebug:[CONFIG]:IMAGE
+    const rest = filename.slice('blkdebug:'.length)
+    const colon = rest.indexOf(':')
+    if (colon < 0) throw invalid('blkdebug requires both config file and image path')
+    const options: FlatOptions = new Map([['driver', 'blkdebug'], ['x-image', rest.slice(colon + 1)]])
+    if (colon > 0) options.set('config', rest.slice(0, colon))
+    return options
+  }
+  throw invalid(`Unknown protocol '${protocol}'`)
+}
+
+/** Opens a protocol node: bytes for a format driver. `parse`: the filename may carry a prefix. */
+export async function openProtocol(options: FlatOptions, base: GraphOpenOptions, parse: boolean): Promise<ReadableStorage> {
+  let driver = stringValue(options, 'driver')
+  const filename = stringValue(options, 'filename')
+  if (driver === undefined || (parse && filename !== undefined && driver === protocolPrefix(filename))) {
+    if (filename === undefined) throw invalid('Must specify either driver or file')
+    if (parse) {
+      const parsed = filenameOptions(filename)
+      options = new Map([...options].filter(([k]) => k !== 'filename' && k !== 'driver'))
+      for (const [k, v] of parsed) options.set(k, v)
+    } else {
+      options = new Map([...options, ['driver', 'file']])
+    }
+    driver = stringValue(options, 'driver')!
+  }
+  if (FORMATS.has(driver)) throw new ImageError('UNSUPPORTED', `qimg opens a '${driver}' node only at the top of the graph or as a backing image, not under another format`)
+  if (!PROTOCOLS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
+  checkKeys(options, driver)
+  if (driver === 'file') {
+    const name = stringValue(options, 'filename')
+    if (name === undefined) throw invalid("The 'file' block driver requires a file name")
+    return FileStorage.open(name, { writable: base.writable ?? false, sync: base.cache !== 'unsafe' && boolValue(options, 'cache.no-flush') !== true })
+  }
+  return openBlkdebug(options, base)
+}
+
+/** blkdebug_open: rules from the config file and the options, then the image child. */
+async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promise<ReadableStorage> {
+  const config = stringValue(options, 'config')
+  let sections = [] as ReturnType<typeof parseBlkdebugConfig>
+  if (config !== undefined) {
+    const text = await readFile(config, 'utf8').catch((cause: unknown) => {
+      throw invalid(ioError(config, 'read', cause).message.replace(`Could not read '${config}'`, 'Could not read blkdebug config file'))
+    })
+    sections = parseBlkdebugConfig(text, config)
+  }
+  const rules = blkdebugRules(sections, options)
+  const align = sizeValue(options, 'align') ?? 0
+  if (align && (align >= 2 ** 31 - 1 || (align & (align - 1)) !== 0)) throw invalid(`Cannot meet constraints with align ${align}`)
+  checkNoReference(options, 'image')
+  const xImage = stringValue(options, 'x-image')
+  let image: ReadableStorage
+  if (hasOption(options, 'image')) image = await openProtocol(subOptions(options, 'image'), base, false)
+  else if (xImage !== undefined) image = await openProtocol(new Map([['filename', xImage]]), base, true)
+  else throw invalid('A block device must be specified for "image"')
+  const plain = rules.length === 0 || (config !== undefined && ![...options.keys()].some((k) => k.startsWith('inject-error') || k.startsWith('set-state')))
+  const imageName = image.displayName ?? image.name
+  return new BlkdebugStorage(image, rules, { displayName: plain ? `blkdebug:${config ?? ''}:${imageName}` : undefined })
+}
+
+/** Opens a format node (or a protocol node read as raw bytes) with its children. */
+export async function openGraph(options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
+  const driver = stringValue(options, 'driver') ?? base.format
+  if (driver !== undefined && PROTOCOLS.has(driver)) {
+    const storage = await openProtocol(options, base, false)
+    return new BlockDevice(await RawImage.open(storage, { writable: base.writable ?? false, format: driver }), undefined)
+  }
+  if (driver !== undefined && !FORMATS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
+  if (driver !== undefined) checkKeys(options, driver)
+  checkNoReference(options, 'file')
+  const filename = stringValue(options, 'filename')
+  let storage: ReadableStorage
+  if (hasOption(options, 'file')) storage = await openProtocol(subOptions(options, 'file'), base, false)
+  else if (filename !== undefined) storage = await openProtocol(new Map([['filename', filename]]), base, true)
+  else throw invalid('A block device must be specified for "file"')
+  try {
+    return await openFormat(storage, driver, options, base)
+  } catch (e) {
+    await storage.close().catch(() => undefined)
+    throw e
+  }
+}
+
+async function openFormat(storage: ReadableStorage, driver: string | undefined, options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
+  if (driver === 'raw' && (options.has('offset') || options.has('size'))) storage = await rawWindow(storage, options)
+  const id = stringValue(options, 'snapshot.id')
+  const name = stringValue(options, 'snapshot.name')
+  const keySecret = stringValue(options, 'encrypt.key-secret')
+  const chain: OpenChainOptions & OpenImageOptions = {
+    ...base,
+    format: driver,
+    ...(id !== undefined || name !== undefined ? { snapshot: { ...(id === undefined ? {} : { id }), ...(name === undefined ? {} : { name }) } } : {}),
+    ...(base.keySecret ? { secret: base.keySecret(keySecret, storage.displayName ?? storage.name) } : {}),
+  }
+  checkNoReference(options, 'data-file')
+  if (hasOption(options, 'data-file')) chain.dataFile = await openProtocol(subOptions(options, 'data-file'), base, false)
+  const backing = options.get('backing')
+  const backingGiven = hasOption(options, 'backing') && !options.has('backing')
+  if (backing === null || backing === '' || backingGiven) {
+    const top = await openDriver(storage, driver, { ...chain, fileReferences: 'ignore' }, true)
+    let below: BlockDevice | undefined
+    try {
+      below = backingGiven ? await openGraph(subOptions(options, 'backing'), { ...base, writable: false, format: undefined }) : undefined
+    } catch (e) {
+      await top.close().catch(() => undefined)
+      throw e
+    }
+    return new BlockDevice(top, below)
+  }
+  checkNoReference(options, 'backing')
+  return openImage(storage, chain)
+}
+
+/** raw_read_options: `size` bytes of the file from `offset` (both checked as QEMU does). */
+async function rawWindow(storage: ReadableStorage, options: FlatOptions): Promise<ReadableStorage> {
+  const fileSize = await storage.size()
+  const offset = sizeValue(options, 'offset') ?? 0
+  if (offset > fileSize) throw invalid(`Offset (${offset}) cannot be greater than size of the containing file (${fileSize})`)
+  const size = sizeValue(options, 'size') ?? fileSize - offset
+  if (options.has('size') && size % 512 !== 0) throw invalid('Specified size is not multiple of 512')
+  if (offset + size > fileSize) {
+    throw invalid(`The sum of offset (${offset}) and size (${size}) has to be smaller or equal to the  actual size of the containing file (${fileSize})`)
+  }
+  return new SliceStorage(storage, offset, size)
+}
