@@ -84,6 +84,7 @@ export class BlockDevice {
           // Bytes past the end of the host file read as zeros, as in QEMU's file protocol.
           const available = Math.max(0, Math.min(extent.length, (await this.#storageSize(extent.storage, extent.hostOffset + extent.length)) - extent.hostOffset))
           if (available > 0) {
+            extent.storage.debugEvent?.('read_aio')
             const target = out.subarray(at, at + available)
             if (extent.storage.readInto) await extent.storage.readInto(extent.hostOffset, target)
             else target.set(await extent.storage.read(extent.hostOffset, available))

@@ -107,6 +107,7 @@ export class DataWriter extends WriterCore {
         } else {
           // Copy-on-write: the untouched head and tail come from the current content.
           const buffer = new Uint8Array(count * cs)
+          this.storage.debugEvent?.('cow_read')
           if (headLength > 0) buffer.set(await readGuest(runStart, headLength), 0)
           if (runEnd < lastClusterEnd) buffer.set(await readGuest(runEnd, lastClusterEnd - runEnd), runEnd - runStart)
           buffer.set(piece, headLength)
