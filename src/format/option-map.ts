@@ -9,18 +9,12 @@ export type OptionScalar = string | number | boolean | null
 /** Dotted key → value, in the order given. */
 export type FlatOptions = Map<string, OptionScalar>
 
-/** QEMU's qdict_flatten: nested objects become "a.b", arrays "a.0"; empty containers vanish. */
-export function flattenOptions(value: unknown, prefix = '', into: FlatOptions = new Map()): FlatOptions {
-  if (Array.isArray(value)) {
-    value.forEach((item, i) => flattenOptions(item, `${prefix}${i}`, into))
-  } else if (value !== null && typeof value === 'object') {
-    for (const [key, item] of Object.entries(value)) {
-      if (item !== null && typeof item === 'object') flattenOptions(item, `${prefix}${key}.`, into)
-      else if (!into.has(prefix + key)) into.set(prefix + key, item as OptionScalar)
-    }
-  } else {
-    into.set(prefix.endsWith('.') ? prefix.slice(0, -1) : prefix, value as OptionScalar)
-  }
+/** QEMU's qdict_flatten: nested objects become "a.b", arrays "a.0". */
+export function flattenOptions(value: unknown, key = '', into: FlatOptions = new Map()): FlatOptions {
+  const join = (name: string | number): string => (key === '' ? String(name) : `${key}.${name}`)
+  if (Array.isArray(value)) value.forEach((item, i) => flattenOptions(item, join(i), into))
+  else if (value !== null && typeof value === 'object') for (const [name, item] of Object.entries(value)) flattenOptions(item, join(name), into)
+  else if (!into.has(key)) into.set(key, value as OptionScalar)
   return into
 }
 

@@ -42,6 +42,8 @@ export class BlkdebugStorage implements Storage {
   /** Armed inject-error rules, checked in order on every request. */
   #active: InjectErrorRule[] = []
   #state = 1
+  /** Writes went through since the last flush that succeeded (bdrv_co_flush's write_gen check). */
+  #unflushed = false
 
   constructor(image: ReadableStorage, rules: readonly BlkdebugRule[], options: BlkdebugOptions = {}) {
     this.#image = image
@@ -114,17 +116,21 @@ export class BlkdebugStorage implements Storage {
   /** bdrv_aligned_pwritev raises pwritev (pwritev_zero for zeroes) before, pwritev_done after. */
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.debugEvent('pwritev')
+    this.#unflushed = true
     this.#check(offset, data.length, 'write')
     await this.#writable().write(offset, data)
     this.debugEvent('pwritev_done')
   }
 
   async flush(): Promise<void> {
+    if (!this.#unflushed) return
     this.#check(0, 0, 'flush')
     await this.#writable().flush()
+    this.#unflushed = false
   }
 
   async truncate(length: number): Promise<void> {
+    this.#unflushed = true
     await this.#writable().truncate(length)
   }
 

@@ -422,14 +422,14 @@ export class Qcow2Image implements FormatDriver {
   }
 
   async close(): Promise<void> {
-    if (this.#writer) {
-      await this.#writer.flush()
-      if (this.#setDirtyBit && this.layout.header.version >= 3) {
-        this.layout.header.incompatibleFeatures &= ~spec.INCOMPAT_DIRTY
-        await this.#writeHeaderU64(72, this.layout.header.incompatibleFeatures)
-      }
+    const failures = this.#writer ? await this.#writer.closeFlush() : []
+    if (this.#writer && failures.length === 0 && this.#setDirtyBit && this.layout.header.version >= 3) {
+      this.layout.header.incompatibleFeatures &= ~spec.INCOMPAT_DIRTY
+      await this.#writeHeaderU64(72, this.layout.header.incompatibleFeatures)
     }
     if (this.dataStorage !== this.storage) await this.dataStorage.close()
     await this.storage.close()
+    // Several reports in one message, as reportError prints them (cli/context.ts).
+    if (failures.length > 0) throw new ImageError('IO', failures.join('\nqimg: '), { file: this.storage.name })
   }
 }

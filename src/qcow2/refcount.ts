@@ -131,6 +131,8 @@ export class RefcountManager {
     if (value > this.maxRefcount) {
       throw new ImageError('UNSUPPORTED', `${this.storage.name}: refcount of cluster ${cluster} would overflow ${1 << this.layout.refcountOrder}-bit refcounts`)
     }
+    // QEMU's update_refcount finds (or allocates) the block through alloc_refcount_block.
+    this.storage.debugEvent?.('refblock_alloc')
     const perBlock = this.entriesPerBlock
     const tableIndex = Math.floor(cluster / perBlock)
     let offset = this.#blockOffset(tableIndex)
@@ -268,7 +270,6 @@ export class RefcountManager {
       const made = this.#blockOffset(tableIndex)
       if (made !== 0) return made
     }
-    this.storage.debugEvent?.('refblock_alloc')
     const perBlock = this.entriesPerBlock
     const cluster = await this.#findFree(1)
     this.#reserved.add(cluster)

@@ -127,6 +127,8 @@ export class WriterCore {
   protected dataDirty = false
 
   protected started = false
+  /** Requests since the last flush reached the disk (QEMU's write_gen / flushed_gen). */
+  protected writesSinceFlush = false
   /** Host cluster → metadata structure, for the overlap check; rebuilt after metadata moves. */
   protected overlaps: OverlapMap | undefined
   protected overlapsEpoch = 0
@@ -170,6 +172,7 @@ export class WriterCore {
       const start = position
       await this.mutex.run(async () => {
         await this.start()
+        this.writesSinceFlush = true
         await fn(start, pieceEnd)
         await this.maybeWriteBack()
       })
@@ -281,10 +284,34 @@ export class WriterCore {
       const events = this.storage.debugEvent !== undefined
       if (events) this.storage.debugEvent!('flush_to_os')
       await this.flushLocked()
-      if (events) {
+      if (events && this.writesSinceFlush) {
         this.storage.debugEvent!('flush_to_disk')
         await this.storage.flush()
       }
+      this.writesSinceFlush = false
+    })
+  }
+
+  /**
+   * Writes everything back at close, as QEMU's qcow2_inactivate: the L2 cache (with the refcount
+   * blocks it depends on), then the refcount cache, each write followed by a flush of the file;
+   * a cache that could not be written is reported, one message each.
+   */
+  closeFlush(): Promise<string[]> {
+    return this.mutex.run(async () => {
+      const failures: string[] = []
+      const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
+        try {
+          await fn()
+          // Only a storage listening for events (blkdebug) gets the extra flush: it tests its failure.
+          if (this.storage.debugEvent) await this.storage.flush()
+        } catch (e) {
+          failures.push(`Failed to flush the ${what} cache: ${e instanceof Error ? e.message : String(e)}`)
+        }
+      }
+      await attempt('L2 table', () => this.flushLocked())
+      await attempt('refcount block', () => this.refcounts.writeBlocks())
+      return failures
     })
   }
 

@@ -48,6 +48,7 @@ export class DataWriter extends WriterCore {
       else pieces.push({ hostOffset, from: position - offset, to: end - offset })
       position = end
     }
+    this.writesSinceFlush = true
     for (const p of pieces) await this.writeData(p.hostOffset, data.subarray(p.from, p.to))
     this.dataDirty = true
     return true
