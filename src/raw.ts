@@ -84,8 +84,8 @@ export class RawImage implements WritableFormatDriver {
   }
   async info(): Promise<ImageInfo> {
     return {
-      filename: this.storage.displayName ?? this.storage.name,
-      format: 'raw',
+      filename: this.storage.name,
+      format: this.format,
       virtualSize: this.virtualSize,
       actualSize: await this.storage.allocatedSize?.(),
       clusterSize: undefined,

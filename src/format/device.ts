@@ -33,6 +33,11 @@ export class BlockDevice {
   readonly driver: FormatDriver
   readonly backing: BlockDevice | undefined
   readonly #sizes = new Map<ReadableStorage, Promise<number>>()
+  /**
+   * The file name `info` shows when the device was opened from options and QEMU would name it
+   * otherwise than by its file (a json: description, blkdebug:CONFIG:IMAGE).
+   */
+  label: string | undefined
 
   constructor(driver: FormatDriver, backing: BlockDevice | undefined) {
     this.driver = driver
@@ -201,8 +206,10 @@ export class BlockDevice {
   }
 
   /** `info` facts of the top layer. */
-  info(): Promise<ImageInfo> {
-    return this.driver.info()
+  async info(): Promise<ImageInfo> {
+    const info = await this.driver.info()
+    if (this.label !== undefined) info.filename = this.label
+    return info
   }
 
   /** Closes every layer. */

@@ -26,16 +26,9 @@ export function injectedError(errno: number, file: string): ImageError {
   return error
 }
 
-/** Options of a blkdebug node besides its rules. */
-export interface BlkdebugOptions {
-  /** What `info` shows as the node's file name (blkdebug:CONFIG:IMAGE or a json: description). */
-  displayName?: string | undefined
-}
-
 /** The blkdebug node over `image` (its "image" child). */
 export class BlkdebugStorage implements Storage {
   readonly name: string
-  readonly displayName: string | undefined
   readonly #image: ReadableStorage
   /** Rules per event, the last added first (QLIST_INSERT_HEAD). */
   readonly #rules = new Map<BlkdebugEvent, BlkdebugRule[]>()
@@ -45,10 +38,9 @@ export class BlkdebugStorage implements Storage {
   /** Writes went through since the last flush that succeeded (bdrv_co_flush's write_gen check). */
   #unflushed = false
 
-  constructor(image: ReadableStorage, rules: readonly BlkdebugRule[], options: BlkdebugOptions = {}) {
+  constructor(image: ReadableStorage, rules: readonly BlkdebugRule[]) {
     this.#image = image
     this.name = image.name
-    this.displayName = options.displayName
     for (const rule of rules) {
       const list = this.#rules.get(rule.event) ?? []
       list.unshift(rule)

@@ -6,7 +6,6 @@ import { isWritable, type ReadableStorage, type Storage } from './storage.js'
 /** `length` bytes of `inner` from `offset` on. */
 export class SliceStorage implements Storage {
   readonly name: string
-  readonly displayName: string | undefined
   readonly #inner: ReadableStorage
   readonly #offset: number
   readonly #length: number
@@ -16,7 +15,6 @@ export class SliceStorage implements Storage {
     this.#offset = offset
     this.#length = length
     this.name = inner.name
-    this.displayName = inner.displayName
   }
 
   #writable(): Storage {

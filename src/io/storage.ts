@@ -28,8 +28,6 @@ export interface ReadableStorage {
    * which costs nothing measurable when absent.
    */
   debugEvent?(event: BlkdebugEvent): void
-  /** Optional: the name `info` shows when it differs from `name` (blkdebug:…, json:…). */
-  readonly displayName?: string | undefined
   close(): Promise<void>
 }
 

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { ImageError } from '../errors.js'
 import { openDriver, type OpenChainOptions } from '../format/chain.js'
 import { BlockDevice } from '../format/device.js'
+import { nodeFilename, type FullOptions, type NodeName } from '../format/graph-name.js'
 import { boolValue, hasOption, sizeValue, stringValue, subOptions, type FlatOptions } from '../format/option-map.js'
 import { BlkdebugStorage } from '../io/blkdebug.js'
 import { blkdebugRules, parseBlkdebugConfig } from '../io/blkdebug-rules.js'
@@ -86,8 +87,34 @@ export function filenameOptions(filename: string): FlatOptions {
   throw invalid(`Unknown protocol '${protocol}'`)
 }
 
+/** An opened protocol node: its bytes and how QEMU would name it. */
+export interface ProtocolNode {
+  storage: ReadableStorage
+  name: NodeName
+}
+
+/** The strong options (append_strong_runtime_options) of a node, in the driver's order. */
+function strongOptions(options: FlatOptions, driver: string, keys: readonly string[]): FullOptions {
+  const full: FullOptions = new Map([['driver', driver]])
+  for (const key of keys) {
+    if (key.endsWith('.')) {
+      for (const [k, v] of options) if (k.startsWith(key)) full.set(k, v)
+    } else if (options.has(key)) {
+      full.set(key, options.get(key)!)
+    }
+  }
+  return full
+}
+
+const STRONG: Record<string, readonly string[]> = {
+  file: ['filename'],
+  blkdebug: ['config', 'inject-error.', 'set-state.', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
+  raw: ['offset', 'size'],
+  qcow2: ['encrypt.key-secret'],
+}
+
 /** Opens a protocol node: bytes for a format driver. `parse`: the filename may carry a prefix. */
-export async function openProtocol(options: FlatOptions, base: GraphOpenOptions, parse: boolean): Promise<ReadableStorage> {
+export async function openProtocol(options: FlatOptions, base: GraphOpenOptions, parse: boolean): Promise<ProtocolNode> {
   let driver = stringValue(options, 'driver')
   const filename = stringValue(options, 'filename')
   if (driver === undefined || (parse && filename !== undefined && driver === protocolPrefix(filename))) {
@@ -107,13 +134,14 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
   if (driver === 'file') {
     const name = stringValue(options, 'filename')
     if (name === undefined) throw invalid("The 'file' block driver requires a file name")
-    return FileStorage.open(name, { writable: base.writable ?? false, sync: base.cache !== 'unsafe' && boolValue(options, 'cache.no-flush') !== true })
+    const storage = await FileStorage.open(name, { writable: base.writable ?? false, sync: base.cache !== 'unsafe' && boolValue(options, 'cache.no-flush') !== true })
+    return { storage, name: { full: new Map([['driver', 'file'], ['filename', name]]), plain: name } }
   }
   return openBlkdebug(options, base)
 }
 
 /** blkdebug_open: rules from the config file and the options, then the image child. */
-async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promise<ReadableStorage> {
+async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promise<ProtocolNode> {
   const config = stringValue(options, 'config')
   let sections = [] as ReturnType<typeof parseBlkdebugConfig>
   if (config !== undefined) {
@@ -127,34 +155,44 @@ async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promi
   if (align && (align >= 2 ** 31 - 1 || (align & (align - 1)) !== 0)) throw invalid(`Cannot meet constraints with align ${align}`)
   checkNoReference(options, 'image')
   const xImage = stringValue(options, 'x-image')
-  let image: ReadableStorage
+  let image: ProtocolNode
   if (hasOption(options, 'image')) image = await openProtocol(subOptions(options, 'image'), base, false)
   else if (xImage !== undefined) image = await openProtocol(new Map([['filename', xImage]]), base, true)
   else throw invalid('A block device must be specified for "image"')
-  const plain = rules.length === 0 || (config !== undefined && ![...options.keys()].some((k) => k.startsWith('inject-error') || k.startsWith('set-state')))
-  const imageName = image.displayName ?? image.name
-  return new BlkdebugStorage(image, rules, { displayName: plain ? `blkdebug:${config ?? ''}:${imageName}` : undefined })
+  // blkdebug_refresh_filename: blkdebug:CONFIG:IMAGE unless options other than config were given.
+  const full = strongOptions(options, 'blkdebug', STRONG['blkdebug']!)
+  full.set('image', image.name.full)
+  const plain = image.name.plain !== undefined && [...full.keys()].every((k) => k === 'driver' || k === 'config' || k === 'image')
+  return { storage: new BlkdebugStorage(image.storage, rules), name: { full, plain: plain ? `blkdebug:${config ?? ''}:${image.name.plain}` : undefined } }
 }
 
 /** Opens a format node (or a protocol node read as raw bytes) with its children. */
 export async function openGraph(options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
   const driver = stringValue(options, 'driver') ?? base.format
   if (driver !== undefined && PROTOCOLS.has(driver)) {
-    const storage = await openProtocol(options, base, false)
-    return new BlockDevice(await RawImage.open(storage, { writable: base.writable ?? false, format: driver }), undefined)
+    const node = await openProtocol(options, base, false)
+    const device = new BlockDevice(await RawImage.open(node.storage, { writable: base.writable ?? false, format: driver }), undefined)
+    device.label = nodeFilename(node.name)
+    return device
   }
   if (driver !== undefined && !FORMATS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
   if (driver !== undefined) checkKeys(options, driver)
   checkNoReference(options, 'file')
   const filename = stringValue(options, 'filename')
-  let storage: ReadableStorage
-  if (hasOption(options, 'file')) storage = await openProtocol(subOptions(options, 'file'), base, false)
-  else if (filename !== undefined) storage = await openProtocol(new Map([['filename', filename]]), base, true)
+  let file: ProtocolNode
+  if (hasOption(options, 'file')) file = await openProtocol(subOptions(options, 'file'), base, false)
+  else if (filename !== undefined) file = await openProtocol(new Map([['filename', filename]]), base, true)
   else throw invalid('A block device must be specified for "file"')
   try {
-    return await openFormat(storage, driver, options, base)
+    const device = await openFormat(file.storage, driver, options, base)
+    // bdrv_refresh_filename: the file's name unless strong options change what it opens as.
+    const full = strongOptions(options, device.driver.format, STRONG[device.driver.format] ?? [])
+    full.set('file', file.name.full)
+    const plain = full.size === 2 ? file.name.plain : undefined
+    device.label = nodeFilename({ full, plain })
+    return device
   } catch (e) {
-    await storage.close().catch(() => undefined)
+    await file.storage.close().catch(() => undefined)
     throw e
   }
 }
@@ -168,12 +206,17 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
     ...base,
     format: driver,
     ...(id !== undefined || name !== undefined ? { snapshot: { ...(id === undefined ? {} : { id }), ...(name === undefined ? {} : { name }) } } : {}),
-    ...(base.keySecret ? { secret: base.keySecret(keySecret, storage.displayName ?? storage.name) } : {}),
+    ...(base.keySecret ? { secret: base.keySecret(keySecret, storage.name) } : {}),
   }
   checkNoReference(options, 'data-file')
-  if (hasOption(options, 'data-file')) chain.dataFile = await openProtocol(subOptions(options, 'data-file'), base, false)
+  if (hasOption(options, 'data-file')) chain.dataFile = (await openProtocol(subOptions(options, 'data-file'), base, false)).storage
   const backing = options.get('backing')
   const backingGiven = hasOption(options, 'backing') && !options.has('backing')
+  if (backingGiven && (base.fileReferences === 'ignore' || base.metadataOnly)) {
+    // qemu-img info opens each image without its backing file (BDRV_O_NO_BACKING): nothing takes these options.
+    const key = [...options.keys()].find((k) => k.startsWith('backing.'))!
+    throw invalid(`Block format '${driver ?? 'qcow2'}' does not support the option '${key}'`)
+  }
   if (backing === null || backing === '' || backingGiven) {
     const top = await openDriver(storage, driver, { ...chain, fileReferences: 'ignore' }, true)
     let below: BlockDevice | undefined

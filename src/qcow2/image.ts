@@ -390,7 +390,7 @@ export class Qcow2Image implements FormatDriver {
     const v3 = h.version >= 3
     const feature = (bits: bigint, bit: bigint) => (bits & bit) !== 0n
     return {
-      filename: this.storage.displayName ?? this.storage.name,
+      filename: this.storage.name,
       format: 'qcow2',
       virtualSize: h.size,
       actualSize: await this.storage.allocatedSize?.(),
