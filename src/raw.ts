@@ -13,9 +13,12 @@ export class RawImage implements WritableFormatDriver {
   readonly warnings: string[] = []
   readonly storage: ReadableStorage
   virtualSize: number
-  private constructor(storage: ReadableStorage, size: number, format: string) {
+  /** Where the disk starts in the file (raw's `offset` option; QEMU block/raw-format.c). */
+  readonly #fileOffset: number
+  private constructor(storage: ReadableStorage, size: number, format: string, fileOffset: number) {
     this.storage = storage
     this.format = format
+    this.#fileOffset = fileOffset
     this.virtualSize = size
   }
   /** True when opened for writing. */
@@ -25,8 +28,10 @@ export class RawImage implements WritableFormatDriver {
    * Opens `storage` as a raw image of its current length, rounded up to whole 512-byte sectors
    * as QEMU's block layer sizes every node (bdrv_getlength); the tail past EOF reads as zeros.
    */
-  static async open(storage: ReadableStorage, options: { writable?: boolean; format?: string } = {}): Promise<RawImage> {
-    const image = new RawImage(storage, Math.ceil((await storage.size()) / 512) * 512, options.format ?? 'raw')
+  static async open(storage: ReadableStorage, options: { writable?: boolean; format?: string; window?: { offset: number; size: number } } = {}): Promise<RawImage> {
+    // A window (offset/size options) is taken as given: the caller checked it against the file.
+    const size = options.window?.size ?? Math.ceil((await storage.size()) / 512) * 512
+    const image = new RawImage(storage, size, options.format ?? 'raw', options.window?.offset ?? 0)
     if (options.writable) {
       if (!isWritable(storage)) throw new ImageError('READ_ONLY', `${storage.name}: storage is not writable`)
       image.writable = true
@@ -47,14 +52,14 @@ export class RawImage implements WritableFormatDriver {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.#check(offset, data.length)
-    await this.#out().write(offset, data)
+    await this.#out().write(this.#fileOffset + offset, data)
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
     this.#check(offset, length)
     const out = this.#out()
     const chunk = new Uint8Array(Math.min(length, 1024 * 1024))
-    for (let at = 0; at < length; at += chunk.length) await out.write(offset + at, chunk.subarray(0, Math.min(chunk.length, length - at)))
+    for (let at = 0; at < length; at += chunk.length) await out.write(this.#fileOffset + offset + at, chunk.subarray(0, Math.min(chunk.length, length - at)))
   }
 
   /** Raw discard reads back as zeros afterwards (QEMU punches a hole). */
@@ -68,13 +73,14 @@ export class RawImage implements WritableFormatDriver {
 
   /** Changes the size (resize of a raw image is a truncate). */
   async setVirtualSize(size: number): Promise<void> {
+    if (this.#fileOffset !== 0) throw new ImageError('UNSUPPORTED', `${this.storage.name}: a raw image with an offset cannot be resized`, { file: this.storage.name })
     await this.#out().truncate(size)
     this.virtualSize = size
   }
   async getExtent(guestOffset: number, maxLength: number): Promise<Extent> {
     const length = Math.min(maxLength, this.virtualSize - guestOffset)
     if (length <= 0) throw new ImageError('OUT_OF_RANGE', `${this.storage.name}: offset ${guestOffset} is past the end of the image (${this.virtualSize} bytes)`)
-    return { kind: 'data', length, storage: this.storage, hostOffset: guestOffset }
+    return { kind: 'data', length, storage: this.storage, hostOffset: this.#fileOffset + guestOffset }
   }
   async readEncoded(guestOffset: number): Promise<Uint8Array> {
     throw new ImageError('UNSUPPORTED', `${this.storage.name}: raw images have no encoded data (offset ${guestOffset})`)

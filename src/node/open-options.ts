@@ -12,7 +12,6 @@ import { boolValue, hasOption, sizeValue, stringValue, subOptions, type FlatOpti
 import { BlkdebugStorage } from '../io/blkdebug.js'
 import { blkdebugRules, parseBlkdebugConfig } from '../io/blkdebug-rules.js'
 import { ioError, FileStorage } from '../io/file.js'
-import { SliceStorage } from '../io/slice.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { RawImage } from '../raw.js'
 import { openImage, type OpenImageOptions } from './open.js'
@@ -198,10 +197,13 @@ export async function openGraph(options: FlatOptions, base: GraphOpenOptions): P
 }
 
 async function openFormat(storage: ReadableStorage, driver: string | undefined, options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
-  if (driver === 'raw' && (options.has('offset') || options.has('size'))) storage = await rawWindow(storage, options)
   const id = stringValue(options, 'snapshot.id')
   const name = stringValue(options, 'snapshot.name')
   const keySecret = stringValue(options, 'encrypt.key-secret')
+  if (driver === 'raw' && (options.has('offset') || options.has('size'))) {
+    const window = await rawWindow(storage, options)
+    return new BlockDevice(await RawImage.open(storage, { writable: base.writable ?? false, window }), undefined)
+  }
   const chain: OpenChainOptions & OpenImageOptions = {
     ...base,
     format: driver,
@@ -233,14 +235,16 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
 }
 
 /** raw_read_options: `size` bytes of the file from `offset` (both checked as QEMU does). */
-async function rawWindow(storage: ReadableStorage, options: FlatOptions): Promise<ReadableStorage> {
-  const fileSize = await storage.size()
+async function rawWindow(storage: ReadableStorage, options: FlatOptions): Promise<{ offset: number; size: number }> {
+  // bdrv_getlength: the file counts in whole 512-byte sectors.
+  const fileSize = Math.ceil((await storage.size()) / 512) * 512
   const offset = sizeValue(options, 'offset') ?? 0
   if (offset > fileSize) throw invalid(`Offset (${offset}) cannot be greater than size of the containing file (${fileSize})`)
-  const size = sizeValue(options, 'size') ?? fileSize - offset
-  if (options.has('size') && size % 512 !== 0) throw invalid('Specified size is not multiple of 512')
-  if (offset + size > fileSize) {
+  const size = sizeValue(options, 'size')
+  if (size !== undefined && fileSize - offset < size) {
     throw invalid(`The sum of offset (${offset}) and size (${size}) has to be smaller or equal to the  actual size of the containing file (${fileSize})`)
   }
-  return new SliceStorage(storage, offset, size)
+  if (size !== undefined && size % 512 !== 0) throw invalid('Specified size is not multiple of 512')
+  // The node's length is again whole sectors (total_sectors).
+  return { offset, size: size ?? Math.ceil((fileSize - offset) / 512) * 512 }
 }
