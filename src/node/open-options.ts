@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { ImageError } from '../errors.js'
 import { openDriver, type OpenChainOptions } from '../format/chain.js'
 import { BlockDevice } from '../format/device.js'
+import { DeviceStorage } from '../format/device-storage.js'
 import { nodeFilename, type FullOptions, type NodeName } from '../format/graph-name.js'
 import { boolValue, hasOption, sizeValue, stringValue, subOptions, type FlatOptions } from '../format/option-map.js'
 import { BlkdebugStorage } from '../io/blkdebug.js'
@@ -90,6 +91,8 @@ export function filenameOptions(filename: string): FlatOptions {
 export interface ProtocolNode {
   storage: ReadableStorage
   name: NodeName
+  /** False for a format node under another (its guest bytes are the storage). */
+  protocol: boolean
 }
 
 /** The strong options (append_strong_runtime_options) of a node, in the driver's order. */
@@ -127,14 +130,18 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     }
     driver = stringValue(options, 'driver')!
   }
-  if (FORMATS.has(driver)) throw new ImageError('UNSUPPORTED', `qimg opens a '${driver}' node only at the top of the graph or as a backing image, not under another format`)
+  if (FORMATS.has(driver)) {
+    // A format under a format (qcow2 in qcow2): the inner image's guest bytes are the outer's file.
+    const { device, name } = await openNode(options, base)
+    return { storage: new DeviceStorage(device, nodeFilename(name)), name: { full: name.full, plain: undefined }, protocol: false }
+  }
   if (!PROTOCOLS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
   checkKeys(options, driver)
   if (driver === 'file') {
     const name = stringValue(options, 'filename')
     if (name === undefined) throw invalid("The 'file' block driver requires a file name")
     const storage = await FileStorage.open(name, { writable: base.writable ?? false, sync: base.cache !== 'unsafe' && boolValue(options, 'cache.no-flush') !== true })
-    return { storage, name: { full: new Map([['driver', 'file'], ['filename', name]]), plain: name } }
+    return { storage, name: { full: new Map([['driver', 'file'], ['filename', name]]), plain: name }, protocol: true }
   }
   return openBlkdebug(options, base)
 }
@@ -162,17 +169,21 @@ async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promi
   const full = strongOptions(options, 'blkdebug', STRONG['blkdebug']!)
   full.set('image', image.name.full)
   const plain = image.name.plain !== undefined && [...full.keys()].every((k) => k === 'driver' || k === 'config' || k === 'image')
-  return { storage: new BlkdebugStorage(image.storage, rules), name: { full, plain: plain ? `blkdebug:${config ?? ''}:${image.name.plain}` : undefined } }
+  return { storage: new BlkdebugStorage(image.storage, rules), name: { full, plain: plain ? `blkdebug:${config ?? ''}:${image.name.plain}` : undefined }, protocol: true }
 }
 
 /** Opens a format node (or a protocol node read as raw bytes) with its children. */
 export async function openGraph(options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
+  const { device, name } = await openNode(options, base)
+  device.label = nodeFilename(name)
+  return device
+}
+
+async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{ device: BlockDevice; name: NodeName }> {
   const driver = stringValue(options, 'driver') ?? base.format
   if (driver !== undefined && PROTOCOLS.has(driver)) {
     const node = await openProtocol(options, base, false)
-    const device = new BlockDevice(await RawImage.open(node.storage, { writable: base.writable ?? false, format: driver }), undefined)
-    device.label = nodeFilename(node.name)
-    return device
+    return { device: new BlockDevice(await RawImage.open(node.storage, { writable: base.writable ?? false, format: driver }), undefined), name: node.name }
   }
   if (driver !== undefined && !FORMATS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
   if (driver !== undefined) checkKeys(options, driver)
@@ -187,9 +198,8 @@ export async function openGraph(options: FlatOptions, base: GraphOpenOptions): P
     // bdrv_refresh_filename: the file's name unless strong options change what it opens as.
     const full = strongOptions(options, device.driver.format, STRONG[device.driver.format] ?? [])
     full.set('file', file.name.full)
-    const plain = full.size === 2 ? file.name.plain : undefined
-    device.label = nodeFilename({ full, plain })
-    return device
+    const plain = full.size === 2 && file.protocol ? file.name.plain : undefined
+    return { device, name: { full, plain } }
   } catch (e) {
     await file.storage.close().catch(() => undefined)
     throw e
