@@ -116,18 +116,20 @@ export function ruleOf(section: ConfigSection): BlkdebugRule {
   const { group, options } = section
   if (group !== 'inject-error' && group !== 'set-state') throw new ImageError('INVALID_ARGUMENT', `There is no option group '${group}'`)
   for (const key of options.keys()) if (!(SECTION_KEYS[group] as readonly string[]).includes(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
+  // Values are typed as the section is read (qemu_opts_absorb_qdict), before the rule is built.
+  const state = numberValue(options, 'state') ?? 0
+  const newState = numberValue(options, 'new_state') ?? 0
+  const errno = numberValue(options, 'errno') ?? 5 // EIO
+  const sector = numberValue(options, 'sector') ?? -1
+  const once = boolValue(options, 'once') ?? false
+  const immediately = boolValue(options, 'immediately') ?? false
   const eventName = stringValue(options, 'event')
   if (eventName === undefined) throw new ImageError('INVALID_ARGUMENT', 'Missing event name for rule')
   const event = enumValue(BLKDEBUG_EVENTS, eventName)
-  const state = numberValue(options, 'state') ?? 0
-  if (group === 'set-state') return { action: 'set-state', event, state, newState: numberValue(options, 'new_state') ?? 0 }
-  const sector = numberValue(options, 'sector') ?? -1
+  if (group === 'set-state') return { action: 'set-state', event, state, newState }
   const iotype = stringValue(options, 'iotype')
   return {
-    action: 'inject-error', event, state,
-    errno: numberValue(options, 'errno') ?? 5, // EIO
-    once: boolValue(options, 'once') ?? false,
-    immediately: boolValue(options, 'immediately') ?? false,
+    action: 'inject-error', event, state, errno, once, immediately,
     offset: sector === -1 ? -1 : sector * 512,
     ioTypes: new Set(iotype === undefined ? ['read', 'write', 'write-zeroes', 'discard', 'flush'] : [enumValue(BLKDEBUG_IO_TYPES, iotype)]),
   }

@@ -9,6 +9,7 @@ import { openDriver, type OpenChainOptions } from '../format/chain.js'
 import { BlockDevice } from '../format/device.js'
 import { DeviceStorage } from '../format/device-storage.js'
 import { nodeFilename, type FullOptions, type NodeName } from '../format/graph-name.js'
+import { toQemuJson } from '../cli/qjson.js'
 import { boolValue, hasOption, sizeValue, stringValue, subOptions, type FlatOptions } from '../format/option-map.js'
 import { BlkdebugStorage } from '../io/blkdebug.js'
 import { blkdebugRules, parseBlkdebugConfig } from '../io/blkdebug-rules.js'
@@ -27,7 +28,7 @@ const FORMATS = new Set(['qcow2', 'raw'])
 const PROTOCOLS = new Set(['file', 'blkdebug'])
 
 /** Options every node takes (block.c bdrv_runtime_opts and the cache/read-only flags). */
-const NODE_KEYS = ['driver', 'node-name', 'read-only', 'auto-read-only', 'force-share', 'discard', 'detect-zeroes', 'cache.direct', 'cache.no-flush', 'cache.writeback']
+const NODE_KEYS = ['driver', 'filename', 'node-name', 'read-only', 'auto-read-only', 'force-share', 'discard', 'detect-zeroes', 'cache.direct', 'cache.no-flush', 'cache.writeback']
 const DRIVER_KEYS: Record<string, string[]> = {
   file: ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'],
   blkdebug: ['config', 'x-image', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
@@ -42,6 +43,9 @@ const DRIVER_CHILDREN: Record<string, string[]> = {
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
 }
 
+/** qobject_to_json of a node's options (one line). */
+const qdictJson = (options: FullOptions): string => toQemuJson(options, false)
+
 function invalid(message: string): ImageError {
   return new ImageError('INVALID_ARGUMENT', message)
 }
@@ -51,7 +55,6 @@ function checkKeys(options: FlatOptions, driver: string): void {
   const keys = new Set([...NODE_KEYS, ...DRIVER_KEYS[driver]!])
   for (const key of options.keys()) {
     if (keys.has(key) || DRIVER_CHILDREN[driver]!.some((c) => key === c || key.startsWith(c + '.'))) continue
-    if (key === 'filename' && FORMATS.has(driver)) continue
     throw invalid(PROTOCOLS.has(driver) ? `Block protocol '${driver}' doesn't support the option '${key}'` : `Block format '${driver}' does not support the option '${key}'`)
   }
   boolValue(options, 'read-only')
@@ -97,12 +100,12 @@ export interface ProtocolNode {
 
 /** The strong options (append_strong_runtime_options) of a node, in the driver's order. */
 function strongOptions(options: FlatOptions, driver: string, keys: readonly string[]): FullOptions {
-  const full: FullOptions = new Map([['driver', driver]])
+  const full: FullOptions = { driver }
   for (const key of keys) {
     if (key.endsWith('.')) {
-      for (const [k, v] of options) if (k.startsWith(key)) full.set(k, v)
+      for (const [k, v] of options) if (k.startsWith(key)) full[k] = v
     } else if (options.has(key)) {
-      full.set(key, options.get(key)!)
+      full[key] = options.get(key)!
     }
   }
   return full
@@ -133,7 +136,7 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
   if (FORMATS.has(driver)) {
     // A format under a format (qcow2 in qcow2): the inner image's guest bytes are the outer's file.
     const { device, name } = await openNode(options, base)
-    return { storage: new DeviceStorage(device, nodeFilename(name)), name: { full: name.full, plain: undefined }, protocol: false }
+    return { storage: new DeviceStorage(device, nodeFilename(name, qdictJson)), name: { full: name.full, plain: undefined }, protocol: false }
   }
   if (!PROTOCOLS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
   checkKeys(options, driver)
@@ -141,7 +144,7 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     const name = stringValue(options, 'filename')
     if (name === undefined) throw invalid("The 'file' block driver requires a file name")
     const storage = await FileStorage.open(name, { writable: base.writable ?? false, sync: base.cache !== 'unsafe' && boolValue(options, 'cache.no-flush') !== true })
-    return { storage, name: { full: new Map([['driver', 'file'], ['filename', name]]), plain: name }, protocol: true }
+    return { storage, name: { full: { driver: 'file', filename: name }, plain: name }, protocol: true }
   }
   return openBlkdebug(options, base)
 }
@@ -167,15 +170,15 @@ async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promi
   else throw invalid('A block device must be specified for "image"')
   // blkdebug_refresh_filename: blkdebug:CONFIG:IMAGE unless options other than config were given.
   const full = strongOptions(options, 'blkdebug', STRONG['blkdebug']!)
-  full.set('image', image.name.full)
-  const plain = image.name.plain !== undefined && [...full.keys()].every((k) => k === 'driver' || k === 'config' || k === 'image')
+  full['image'] = image.name.full
+  const plain = image.name.plain !== undefined && Object.keys(full).every((k) => k === 'driver' || k === 'config' || k === 'image')
   return { storage: new BlkdebugStorage(image.storage, rules), name: { full, plain: plain ? `blkdebug:${config ?? ''}:${image.name.plain}` : undefined }, protocol: true }
 }
 
 /** Opens a format node (or a protocol node read as raw bytes) with its children. */
 export async function openGraph(options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
   const { device, name } = await openNode(options, base)
-  device.label = nodeFilename(name)
+  device.label = nodeFilename(name, qdictJson)
   return device
 }
 
@@ -197,8 +200,8 @@ async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{
     const device = await openFormat(file.storage, driver, options, base)
     // bdrv_refresh_filename: the file's name unless strong options change what it opens as.
     const full = strongOptions(options, device.driver.format, STRONG[device.driver.format] ?? [])
-    full.set('file', file.name.full)
-    const plain = full.size === 2 && file.protocol ? file.name.plain : undefined
+    full['file'] = file.name.full
+    const plain = Object.keys(full).length === 2 && file.protocol ? file.name.plain : undefined
     return { device, name: { full, plain } }
   } catch (e) {
     await file.storage.close().catch(() => undefined)
