@@ -15,6 +15,7 @@ import { BlkdebugStorage } from '../io/blkdebug.js'
 import { blkdebugRules, parseBlkdebugConfig } from '../io/blkdebug-rules.js'
 import { ioError, FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
+import { NullStorage } from '../io/null.js'
 import { RawImage } from '../raw.js'
 import { openImage, type OpenImageOptions } from './open.js'
 
@@ -25,7 +26,7 @@ export interface GraphOpenOptions extends OpenImageOptions {
 }
 
 const FORMATS = new Set(['qcow2', 'raw'])
-const PROTOCOLS = new Set(['file', 'blkdebug'])
+const PROTOCOLS = new Set(['file', 'blkdebug', 'null-co', 'null-aio'])
 
 /** Options every node takes (block.c bdrv_runtime_opts and the cache/read-only flags). */
 const NODE_KEYS = ['driver', 'filename', 'node-name', 'read-only', 'auto-read-only', 'force-share', 'discard', 'detect-zeroes', 'cache.direct', 'cache.no-flush', 'cache.writeback']
@@ -33,13 +34,14 @@ const DRIVER_KEYS: Record<string, string[]> = {
   file: ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'],
   blkdebug: ['config', 'x-image', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
   raw: ['offset', 'size'],
+  'null-co': ['size', 'latency-ns', 'read-zeroes'],
+  'null-aio': ['size', 'latency-ns', 'read-zeroes'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
-    'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size', 'cache-clean-interval', 'encrypt.key-secret', 'encrypt.format',
-    'snapshot.id', 'snapshot.name'], // snapshot.*: qimg's own, the snapshot to read (as convert -l)
+    'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size', 'cache-clean-interval', 'encrypt.key-secret', 'encrypt.format'],
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
-  file: [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'],
+  file: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
 }
 
@@ -87,6 +89,11 @@ export function filenameOptions(filename: string): FlatOptions {
     if (colon > 0) options.set('config', rest.slice(0, colon))
     return options
   }
+  if (protocol === 'null-co' || protocol === 'null-aio') {
+    // null_co_parse_filename: the name is only a way to select the driver.
+    if (filename !== `${protocol}://`) throw invalid(`The only allowed filename for this driver is '${protocol}://'`)
+    return new Map([['driver', protocol]])
+  }
   throw invalid(`Unknown protocol '${protocol}'`)
 }
 
@@ -116,6 +123,8 @@ const STRONG: Record<string, readonly string[]> = {
   blkdebug: ['config', 'inject-error.', 'set-state.', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
   raw: ['offset', 'size'],
   qcow2: ['encrypt.key-secret'],
+  'null-co': ['size', 'read-zeroes'],
+  'null-aio': ['size', 'read-zeroes'],
 }
 
 /** Opens a protocol node: bytes for a format driver. `parse`: the filename may carry a prefix. */
@@ -145,6 +154,12 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     if (name === undefined) throw invalid("The 'file' block driver requires a file name")
     const storage = await FileStorage.open(name, { writable: base.writable ?? false, sync: base.cache !== 'unsafe' && boolValue(options, 'cache.no-flush') !== true })
     return { storage, name: { full: { driver: 'file', filename: name }, plain: name }, protocol: true }
+  }
+  if (driver === 'null-co' || driver === 'null-aio') {
+    const full = strongOptions(options, driver, STRONG[driver]!)
+    const storage = new NullStorage(`${driver}://`, sizeValue(options, 'size') ?? 2 ** 30, boolValue(options, 'read-zeroes') ?? false)
+    // null_refresh_filename: "null-co://" unless strong options were given.
+    return { storage, name: { full, plain: Object.keys(full).length === 1 ? `${driver}://` : undefined }, protocol: true }
   }
   return openBlkdebug(options, base)
 }
@@ -183,6 +198,8 @@ export async function openGraph(options: FlatOptions, base: GraphOpenOptions): P
 }
 
 async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{ device: BlockDevice; name: NodeName }> {
+  // A node the user made read-only cannot serve a command that writes (bdrv_open_common's check).
+  if (boolValue(options, 'read-only') === true && base.writable) throw new ImageError('READ_ONLY', 'Block node is read-only')
   const driver = stringValue(options, 'driver') ?? base.format
   if (driver !== undefined && PROTOCOLS.has(driver)) {
     const node = await openProtocol(options, base, false)
@@ -210,8 +227,6 @@ async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{
 }
 
 async function openFormat(storage: ReadableStorage, driver: string | undefined, options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
-  const id = stringValue(options, 'snapshot.id')
-  const name = stringValue(options, 'snapshot.name')
   const keySecret = stringValue(options, 'encrypt.key-secret')
   if (driver === 'raw' && (options.has('offset') || options.has('size'))) {
     const window = await rawWindow(storage, options)
@@ -220,7 +235,6 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
   const chain: OpenChainOptions & OpenImageOptions = {
     ...base,
     format: driver,
-    ...(id !== undefined || name !== undefined ? { snapshot: { ...(id === undefined ? {} : { id }), ...(name === undefined ? {} : { name }) } } : {}),
     ...(base.keySecret ? { secret: base.keySecret(keySecret, storage.name) } : {}),
   }
   checkNoReference(options, 'data-file')
