@@ -292,29 +292,6 @@ export class WriterCore {
     })
   }
 
-  /**
-   * Writes everything back at close, as QEMU's qcow2_inactivate: the L2 cache (with the refcount
-   * blocks it depends on), then the refcount cache, each write followed by a flush of the file;
-   * a cache that could not be written is reported, one message each.
-   */
-  closeFlush(): Promise<string[]> {
-    return this.mutex.run(async () => {
-      const failures: string[] = []
-      const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
-        try {
-          await fn()
-          // Only a storage listening for events (blkdebug) gets the extra flush: it tests its failure.
-          if (this.storage.debugEvent) await this.storage.flush()
-        } catch (e) {
-          failures.push(`Failed to flush the ${what} cache: ${e instanceof Error ? e.message : String(e)}`)
-        }
-      }
-      await attempt('L2 table', () => this.flushLocked())
-      await attempt('refcount block', () => this.refcounts.writeBlocks())
-      return failures
-    })
-  }
-
   /** Forgets the overlap map (metadata was allocated, moved or freed). */
   protected invalidateOverlaps(): void {
     this.overlaps = undefined
