@@ -20,6 +20,7 @@ const withoutTimes = (transcript: string): string => transcript.replace(/^\S.*op
 const CONFIGS: Record<string, string> = {
   'l2-load.cfg': '[inject-error]\nevent = "l2_load"\n',
   'refblock-alloc.cfg': '# the next request after a refcount update fails, once\n[inject-error]\nevent = "refblock_alloc"\nonce = "on"\n',
+  'read-aio.cfg': '[inject-error]\nevent = "read_aio"\nerrno = "5"\nonce ="off"\n',
   'flush-to-disk.cfg': '[inject-error]\nevent = "flush_to_disk"\n',
   'states.cfg': [
     '[set-state]', 'state = "1"', 'event = "l2_load"', 'new_state = "2"', '',
@@ -36,7 +37,7 @@ before(async () => {
   symlinkSync(QIMG, QEMU_IO_LINK)
   symlinkSync(QIMG, QEMU_IMG_LINK)
   for (const [name, text] of Object.entries(CONFIGS)) writeFileSync(at(name), text)
-  await runOk('sh', ['-c', "qemu-img create -q -f qcow2 base.qcow2 1M && qemu-io -c 'write -P 0x11 0 128k' base.qcow2 >/dev/null"], { cwd: dir })
+  await runOk('sh', ['-c', "qemu-img create -q -f qcow2 base.qcow2 1M && qemu-io -c 'write -P 0x11 0 128k' base.qcow2 >/dev/null && qemu-img create -q -f qcow2 empty.qcow2 1M"], { cwd: dir })
   ready = true
 })
 
@@ -93,6 +94,21 @@ describe('blkdebug: qimg fails where qemu-io fails, with the same messages', { c
       assert.equal(compare.stdout, 'Images are identical.\n', compare.stderr)
     })
   }
+
+  it('compare: a failed read names the image and the offset, exit code 4 (iotest 074)', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    assert.ok(ready)
+    for (const pair of [['blkdebug:read-aio.cfg:base.qcow2', 'empty.qcow2'], ['empty.qcow2', 'blkdebug:read-aio.cfg:base.qcow2']]) {
+      const [theirs, ours] = await Promise.all([
+        run('qemu-img', ['compare', ...pair], { cwd: dir }),
+        run(process.execPath, [QEMU_IMG_LINK, 'compare', ...pair], { cwd: dir }),
+      ])
+      assert.equal(theirs.code, 4, theirs.stderr)
+      assert.equal(ours.stderr, theirs.stderr)
+      assert.equal(ours.stdout, theirs.stdout)
+      assert.equal(ours.code, theirs.code)
+    }
+  })
 
   // qemu-io words open errors its own way ("can't open device"): that is the io command's part.
   it('blkdebug: operands that cannot open say what qemu-img info says', async (t) => {
