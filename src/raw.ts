@@ -7,13 +7,18 @@ import { isWritable, writeZeroBytes, writeZeroes, type ReadableStorage, type Sto
 
 /** A raw image over a storage. */
 export class RawImage implements WritableFormatDriver {
-  readonly format = 'raw'
+  /** 'raw', or the protocol's name when a protocol node is opened with no format ('file', 'blkdebug'). */
+  readonly format: string
   readonly backing = undefined
   readonly warnings: string[] = []
   readonly storage: ReadableStorage
   virtualSize: number
-  private constructor(storage: ReadableStorage, size: number) {
+  /** Where the disk starts in the file (raw's `offset` option; QEMU block/raw-format.c). */
+  readonly #fileOffset: number
+  private constructor(storage: ReadableStorage, size: number, format: string, fileOffset: number) {
     this.storage = storage
+    this.format = format
+    this.#fileOffset = fileOffset
     this.virtualSize = size
   }
   /** True when opened for writing. */
@@ -23,8 +28,10 @@ export class RawImage implements WritableFormatDriver {
    * Opens `storage` as a raw image of its current length, rounded up to whole 512-byte sectors
    * as QEMU's block layer sizes every node (bdrv_getlength); the tail past EOF reads as zeros.
    */
-  static async open(storage: ReadableStorage, options: { writable?: boolean } = {}): Promise<RawImage> {
-    const image = new RawImage(storage, Math.ceil((await storage.size()) / 512) * 512)
+  static async open(storage: ReadableStorage, options: { writable?: boolean; format?: string; window?: { offset: number; size: number } } = {}): Promise<RawImage> {
+    // A window (offset/size options) is taken as given: the caller checked it against the file.
+    const size = options.window?.size ?? Math.ceil((await storage.size()) / 512) * 512
+    const image = new RawImage(storage, size, options.format ?? 'raw', options.window?.offset ?? 0)
     if (options.writable) {
       if (!isWritable(storage)) throw new ImageError('READ_ONLY', `${storage.name}: storage is not writable`)
       image.writable = true
@@ -45,13 +52,13 @@ export class RawImage implements WritableFormatDriver {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.#check(offset, data.length)
-    await this.#out().write(offset, data)
+    await this.#out().write(this.#fileOffset + offset, data)
   }
 
   /** Zeros through the storage's primitives (a zero range, or with `unmap` a punched hole). */
   async writeZeroes(offset: number, length: number, _readGuest?: unknown, options: { unmap?: boolean } = {}): Promise<void> {
     this.#check(offset, length)
-    await writeZeroes(this.#out(), offset, length, options)
+    await writeZeroes(this.#out(), this.#fileOffset + offset, length, options)
   }
 
   /**
@@ -60,7 +67,7 @@ export class RawImage implements WritableFormatDriver {
    */
   async discard(offset: number, length: number): Promise<void> {
     this.#check(offset, length)
-    await this.#out().discard?.(offset, length)
+    await this.#out().discard?.(this.#fileOffset + offset, length)
   }
 
   async flush(): Promise<void> {
@@ -74,6 +81,7 @@ export class RawImage implements WritableFormatDriver {
    * (QEMU's allocate_first_block, for its alignment probing), so the block counts match.
    */
   async setVirtualSize(size: number, preallocation: 'off' | 'falloc' | 'full' = 'off'): Promise<void> {
+    if (this.#fileOffset !== 0) throw new ImageError('UNSUPPORTED', `${this.storage.name}: a raw image with an offset cannot be resized`, { file: this.storage.name })
     const out = this.#out()
     const fileSize = await out.size()
     const growth = size - fileSize
@@ -90,7 +98,7 @@ export class RawImage implements WritableFormatDriver {
   async getExtent(guestOffset: number, maxLength: number): Promise<Extent> {
     const length = Math.min(maxLength, this.virtualSize - guestOffset)
     if (length <= 0) throw new ImageError('OUT_OF_RANGE', `${this.storage.name}: offset ${guestOffset} is past the end of the image (${this.virtualSize} bytes)`)
-    return { kind: 'data', length, storage: this.storage, hostOffset: guestOffset }
+    return { kind: 'data', length, storage: this.storage, hostOffset: this.#fileOffset + guestOffset }
   }
   async readEncoded(guestOffset: number): Promise<Uint8Array> {
     throw new ImageError('UNSUPPORTED', `${this.storage.name}: raw images have no encoded data (offset ${guestOffset})`)
@@ -101,7 +109,7 @@ export class RawImage implements WritableFormatDriver {
   async info(): Promise<ImageInfo> {
     return {
       filename: this.storage.name,
-      format: 'raw',
+      format: this.format,
       virtualSize: this.virtualSize,
       actualSize: await this.storage.allocatedSize?.(),
       clusterSize: undefined,

@@ -10,7 +10,7 @@ const EMULATOR_STUB = `#!/bin/sh
 # Stand-in for qemu-system-*: the tests this harness runs start no VM.
 case "$*" in
   *"-machine help"*) echo "Supported machines are:"; echo "pc                   Standard PC (i440FX + PIIX, 1996) (default)";;
-  *"format=help"*) echo "Supported formats: qcow2 raw";;
+  *"format=help"*) echo "Supported formats: blkdebug file qcow2 raw";;
   *) echo "qimg iotests: no system emulator here ($0 $*)" >&2; exit 1;;
 esac
 `

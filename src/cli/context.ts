@@ -4,8 +4,9 @@ import type { OpenImageOptions } from '../node/open.js'
 import { openImage } from '../node/open.js'
 import type { BlockDevice } from '../format/device.js'
 import { getopt, stringOption, type OptionSpec, type Parsed } from './getopt.js'
-import { parseImageOpts, type ImageOptions } from './image-opts.js'
-import { lookupSecret, promptedSecret, secretsOf } from './secrets.js'
+import { describesGraph, openOperandOptions, operandOptions } from './block-options.js'
+import { promptedSecret, secretsOf } from './secrets.js'
+import { stringValue } from '../format/option-map.js'
 
 /** Output sinks (process streams in the real CLI, buffers in tests). */
 export interface CliContext {
@@ -55,29 +56,39 @@ export function parseArgs(args: readonly string[], specs: OptionSpec[]): Parsed 
   return getopt(args, [...COMMON_SPECS, ...specs], 'qemu-img')
 }
 
+/** What an image operand names: the file and the format the other options give it. */
+export interface OperandImage {
+  filename: string
+  format: string | undefined
+}
+
 /**
- * What an image operand names: with --image-opts its option string (file.filename, driver,
- * snapshot, encrypt.key-secret), else a file name and the format option. The one place every
- * command reads an operand, so `--image-opts` means the same to all of them.
+ * The file an image operand names and its format: with --image-opts or as json: the option
+ * tree's file (file.filename, filename), else the name and the -f option. Commands that work on
+ * the file itself (check, amend, rebase) read operands here; everything else opens them with
+ * {@link openOperand}, so `--image-opts` means the same to all of them.
  */
-export function operandImage(operand: string, parsed: Parsed, formatKey = 'format'): ImageOptions {
-  if (!parsed.options.has('image-opts')) {
-    return { filename: operand, format: stringOption(parsed, formatKey), snapshot: undefined, keySecret: undefined }
-  }
-  if (parsed.options.has(formatKey)) throw new ImageError('INVALID_ARGUMENT', '--image-opts and --format are mutually exclusive')
-  return parseImageOpts(operand)
+export function operandImage(operand: string, parsed: Parsed, formatKey = 'format'): OperandImage {
+  const imageOpts = parsed.options.has('image-opts')
+  if (imageOpts && parsed.options.has(formatKey)) throw new ImageError('INVALID_ARGUMENT', '--image-opts and --format are mutually exclusive')
+  if (!describesGraph(operand, imageOpts)) return { filename: operand, format: stringOption(parsed, formatKey) }
+  const options = operandOptions(operand, imageOpts, stringOption(parsed, formatKey))
+  const filename = stringValue(options, 'file.filename') ?? stringValue(options, 'filename') ?? stringValue(options, 'file')
+  if (filename === undefined) throw new ImageError('INVALID_ARGUMENT', `'${operand}' names no file (file.filename=…)`)
+  return { filename: filename.startsWith('file:') ? filename.slice('file:'.length) : filename, format: stringValue(options, 'driver') }
 }
 
 /** Opens an operand as qemu-img does: a file name, or an option string with --image-opts. */
 export async function openOperand(operand: string, parsed: Parsed, extra: OpenImageOptions = {}, formatKey = 'format'): Promise<BlockDevice> {
   if (parsed.options.has('untrusted') && extra.fileReferences !== 'ignore') extra = { ...extra, fileReferences: 'deny' }
-  const image = operandImage(operand, parsed, formatKey)
   // Secrets (--object) are checked up front; the one an encrypted image needs is looked up lazily,
   // or, without encrypt.key-secret, asked for on a terminal.
   const secrets = await secretsOf(parsed)
-  const keySecret = image.keySecret
-  const secret = keySecret === undefined ? promptedSecret(image.filename) : async () => lookupSecret(secrets, keySecret)
-  return openImage(image.filename, { secret, ...extra, format: image.format, ...(image.snapshot ? { snapshot: image.snapshot } : {}) })
+  if (parsed.options.has('image-opts') && parsed.options.has(formatKey)) throw new ImageError('INVALID_ARGUMENT', '--image-opts and --format are mutually exclusive')
+  // json:, --image-opts and protocol prefixes describe a block graph (block-options.ts).
+  const imageOpts = parsed.options.has('image-opts')
+  if (describesGraph(operand, imageOpts)) return openOperandOptions(operand, imageOpts, stringOption(parsed, formatKey), secrets, extra)
+  return openImage(operand, { format: stringOption(parsed, formatKey), secret: promptedSecret(operand), ...extra })
 }
 
 /** Checks an --output value. */

@@ -30,27 +30,3 @@ export function parseOptionString(text: string, implied?: string): Map<string, s
   }
   return result
 }
-
-/** What --image-opts gives: the file, the driver, and a snapshot to read. */
-export interface ImageOptions {
-  filename: string
-  format: string | undefined
-  snapshot: { id?: string; name?: string } | undefined
-  /** encrypt.key-secret: the ID of the --object secret holding the passphrase. */
-  keySecret: string | undefined
-}
-
-/** Reads the image options qimg understands from an --image-opts string. */
-export function parseImageOpts(text: string): ImageOptions {
-  const opts = parseOptionString(text)
-  const filename = opts.get('file.filename') ?? opts.get('filename') ?? opts.get('file')
-  if (filename === undefined) throw new ImageError('INVALID_ARGUMENT', `--image-opts '${text}' names no file (file.filename=…)`)
-  const id = opts.get('snapshot.id')
-  const name = opts.get('snapshot.name')
-  return {
-    filename,
-    format: opts.get('driver'),
-    snapshot: id === undefined && name === undefined ? undefined : { ...(id === undefined ? {} : { id }), ...(name === undefined ? {} : { name }) },
-    keySecret: opts.get('encrypt.key-secret'),
-  }
-}

@@ -1,6 +1,7 @@
 // `compare`: guest-visible content of two images, with qemu-img's messages and exit codes
 // (0 identical, 1 different, 2 open error, 3 block status error, 4 read error).
 import type { BlockDevice, BlockStatus } from '../format/device.js'
+import { ImageError, isImageError } from '../errors.js'
 import { Progress } from './progress.js'
 
 /** Result of a comparison: the exit code and the lines qemu-img prints. */
@@ -40,8 +41,23 @@ function sameStatus(a: BlockStatus, b: BlockStatus): boolean {
 }
 
 /** Compares `first` and `second` as `qemu-img compare [-s]` does. */
-export async function compareImages(first: BlockDevice, second: BlockDevice, options: { strict?: boolean; progress?: ((text: string) => void) | undefined } = {}): Promise<CompareResult> {
+export async function compareImages(first: BlockDevice, second: BlockDevice, options: {
+  strict?: boolean
+  progress?: ((text: string) => void) | undefined
+  /** The images as the user named them, for read errors ("Error while reading offset N of NAME"). */
+  names?: [string, string] | undefined
+} = {}): Promise<CompareResult> {
   const messages: string[] = []
+  // qemu-img compare reports a failed read naming the image and the offset (exit code 4).
+  const read = async (device: BlockDevice, offset: number, length: number): Promise<Uint8Array> => {
+    try {
+      return await device.read(offset, length)
+    } catch (e) {
+      const name = options.names?.[device === first ? 0 : 1]
+      if (name === undefined || !isImageError(e, 'IO')) throw e
+      throw new ImageError('IO', `Error while reading offset ${offset} of ${name}: ${e.message}`, { cause: e })
+    }
+  }
   const size1 = first.size
   const size2 = second.size
   const total = Math.min(size1, size2)
@@ -60,13 +76,17 @@ export async function compareImages(first: BlockDevice, second: BlockDevice, opt
     } else if (status1.present === status2.present) {
       if (status1.present) {
         chunk = Math.min(chunk, IO_BUF_SIZE)
-        const [a, b] = await Promise.all([first.read(offset, chunk), second.read(offset, chunk)])
+        // Both at once; a failure of the first image is the one reported, as in qemu-img's order.
+        const [ra, rb] = await Promise.allSettled([read(first, offset, chunk), read(second, offset, chunk)])
+        if (ra.status === 'rejected') throw ra.reason
+        if (rb.status === 'rejected') throw rb.reason
+        const [a, b] = [ra.value, rb.value]
         const at = firstDifferentSector(a, b)
         if (at >= 0) return { exitCode: 1, messages: [`Content mismatch at offset ${offset + at}!`] }
       }
     } else {
       chunk = Math.min(chunk, IO_BUF_SIZE)
-      const data = await (status1.present ? first : second).read(offset, chunk)
+      const data = await read(status1.present ? first : second, offset, chunk)
       const at = firstNonZeroSector(data)
       if (at >= 0) return { exitCode: 1, messages: [`Content mismatch at offset ${offset + at}!`] }
     }
@@ -81,7 +101,7 @@ export async function compareImages(first: BlockDevice, second: BlockDevice, opt
       const status = await larger.blockStatus(offset, end - offset)
       const chunk = Math.min(status.length, IO_BUF_SIZE)
       if (status.present && !status.zero) {
-        const at = firstNonZeroSector(await larger.read(offset, chunk))
+        const at = firstNonZeroSector(await read(larger, offset, chunk))
         if (at >= 0) return { exitCode: 1, messages: [...messages, `Content mismatch at offset ${offset + at}!`] }
       }
       offset += chunk

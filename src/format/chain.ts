@@ -51,6 +51,8 @@ export interface OpenChainOptions {
   secret?: (() => Promise<Uint8Array | undefined>) | undefined
   /** Open to describe only (info): encrypted images open without their secret. */
   metadataOnly?: boolean | undefined
+  /** The top image's external data file, opened by the caller (the user's data-file option). */
+  dataFile?: ReadableStorage | undefined
 }
 
 /** QEMU's path_combine: a relative name is taken relative to the directory of `base`. */
@@ -92,8 +94,8 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
         metadataOnly: options.metadataOnly,
         snapshot: forTop ? options.snapshot : undefined,
         l2CacheSize: options.l2CacheSize,
-        skipDataFile: policy === 'ignore',
-        openDataFile: policy === 'follow' && options.host ? async (name) => {
+        skipDataFile: policy === 'ignore' && !(forTop && options.dataFile),
+        openDataFile: forTop && options.dataFile ? async () => options.dataFile! : policy === 'follow' && options.host ? async (name) => {
           checkReferencedName(storage.name, 'external data file', name)
           const path = pathCombine(storage.name, name)
           return options.host!.open(path, { writable: forTop && (options.writable ?? false) }).catch((cause: unknown) => {

@@ -6,6 +6,7 @@ import type { ReadableStorage } from '../io/storage.js'
 import type { Compressors } from '../codecs.js'
 import { isWritableDriver, type FormatDriver, type GuestReader, type WritableFormatDriver } from './driver.js'
 import type { ImageInfo } from './info.js'
+import { RawImage } from '../raw.js'
 
 /** Block status of a run of guest bytes, as qemu-img map reports it (MapEntry). */
 export interface BlockStatus {
@@ -33,6 +34,11 @@ export class BlockDevice {
   readonly driver: FormatDriver
   readonly backing: BlockDevice | undefined
   readonly #sizes = new Map<ReadableStorage, Promise<number>>()
+  /**
+   * The file name `info` shows when the device was opened from options and QEMU would name it
+   * otherwise than by its file (a json: description, blkdebug:CONFIG:IMAGE).
+   */
+  label: string | undefined
 
   constructor(driver: FormatDriver, backing: BlockDevice | undefined) {
     this.driver = driver
@@ -84,6 +90,7 @@ export class BlockDevice {
           // Bytes past the end of the host file read as zeros, as in QEMU's file protocol.
           const available = Math.max(0, Math.min(extent.length, (await this.#storageSize(extent.storage, extent.hostOffset + extent.length)) - extent.hostOffset))
           if (available > 0) {
+            extent.storage.debugEvent?.('read_aio')
             const target = out.subarray(at, at + available)
             if (extent.storage.readInto) await extent.storage.readInto(extent.hostOffset, target)
             else target.set(await extent.storage.read(extent.hostOffset, available))
@@ -121,15 +128,15 @@ export class BlockDevice {
           const fileSize = await this.#storageSize(extent.storage, extent.hostOffset + extent.length)
           if (extent.hostOffset >= fileSize) {
             status.zero = true // past the end of the file: QEMU's BDRV_BLOCK_EOF reads as zero
-            // A raw layer passes the file's answer through: file-posix calls it a trailing hole.
-            if (this.driver.format === 'raw') status.data = false
+            // A raw layer (or a protocol read as one) passes the file's answer through: file-posix calls it a trailing hole.
+            if (this.driver instanceof RawImage) status.data = false
           } else if (extent.storage.holeStatus) {
             const hole = await extent.storage.holeStatus(extent.hostOffset, Math.min(extent.length, fileSize - extent.hostOffset))
             status.length = hole.length
             if (hole.hole) {
               status.zero = true
               // A raw layer reports the file's status; qcow2 adds ZERO to its DATA.
-              if (this.driver.format === 'raw') status.data = false
+              if (this.driver instanceof RawImage) status.data = false
             }
           }
         }
@@ -211,8 +218,10 @@ export class BlockDevice {
   }
 
   /** `info` facts of the top layer. */
-  info(): Promise<ImageInfo> {
-    return this.driver.info()
+  async info(): Promise<ImageInfo> {
+    const info = await this.driver.info()
+    if (this.label !== undefined) info.filename = this.label
+    return info
   }
 
   /** Closes every layer. */

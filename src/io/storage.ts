@@ -1,5 +1,6 @@
 // The one narrow storage interface every format driver reads and writes through: exact reads
 // or an error, whole writes, flush means durable. Files, memory and (later) HTTP ranges fit.
+import type { BlkdebugEvent } from './blkdebug-rules.js'
 
 /** Random-access bytes under an image. */
 export interface ReadableStorage {
@@ -21,6 +22,12 @@ export interface ReadableStorage {
    * far that state extends (at most `length`). Lets `map` report what QEMU's file protocol does.
    */
   holeStatus?(offset: number, length: number): Promise<{ hole: boolean; length: number }>
+  /**
+   * Optional: told of the points in a format driver's work that QEMU's drivers report with
+   * BLKDBG_EVENT (blkdebug arms injected errors on them). Drivers call it as `debugEvent?.(…)`,
+   * which costs nothing measurable when absent.
+   */
+  debugEvent?(event: BlkdebugEvent): void
   close(): Promise<void>
 }
 

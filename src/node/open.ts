@@ -53,6 +53,6 @@ export async function openImage(target: string | ReadableStorage, options: OpenI
 /** `info` of the top layer with the backing name resolved as qemu-img shows it. */
 export async function describeLayer(device: BlockDevice): Promise<ImageInfo> {
   const info = await device.info()
-  if (info.backingFilename !== undefined) info.fullBackingFilename = pathCombine(info.filename, info.backingFilename)
+  if (info.backingFilename !== undefined) info.fullBackingFilename = pathCombine(device.driver.storage.name, info.backingFilename)
   return info
 }

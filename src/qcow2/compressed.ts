@@ -123,6 +123,7 @@ export class CompressedReader {
         if (nextEnd - head.hostOffset > MAX_MERGED_READ) break
         readEnd = nextEnd
       }
+      this.#ctx.storage.debugEvent?.('read_compressed')
       const read = this.#ctx.storage.read(head.hostOffset, readEnd - head.hostOffset)
       for (const stream of located.slice(i, j) as Exclude<Located, { error: unknown }>[]) {
         decoded.push(read.then(async (bytes) => {

@@ -459,16 +459,20 @@ export class Qcow2Image implements FormatDriver {
   }
 
   async close(): Promise<void> {
+    let failures: string[] = []
     if (this.#writer) {
+      // Bitmaps are stored before the final flush, so their clusters are written back with it.
       const set = this.#bitmaps
       if (set) await this.#writer.withTables((a) => set.store(a))
-      await this.#writer.flush()
-      if (this.#setDirtyBit && this.layout.header.version >= 3) {
-        this.layout.header.incompatibleFeatures &= ~spec.INCOMPAT_DIRTY
-        await this.#writeHeaderU64(72, this.layout.header.incompatibleFeatures)
-      }
+      failures = await this.#writer.closeFlush()
+    }
+    if (this.#writer && failures.length === 0 && this.#setDirtyBit && this.layout.header.version >= 3) {
+      this.layout.header.incompatibleFeatures &= ~spec.INCOMPAT_DIRTY
+      await this.#writeHeaderU64(72, this.layout.header.incompatibleFeatures)
     }
     if (this.dataStorage !== this.storage) await this.dataStorage.close()
     await this.storage.close()
+    // Several reports in one message, as reportError prints them (cli/context.ts).
+    if (failures.length > 0) throw new ImageError('IO', failures.join('\nqimg: '), { file: this.storage.name })
   }
 }

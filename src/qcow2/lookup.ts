@@ -40,6 +40,7 @@ export function loadL2(ctx: LookupContext, hostOffset: number, where: string): P
     if (offset < size) {
       throw new ImageError('CORRUPT', `${ctx.storage.name}: L2 table at ${hex(offset)} (${where}) overlaps the header`, { offset, file: ctx.storage.name })
     }
+    ctx.storage.debugEvent?.('l2_load')
     return ctx.storage.read(offset, size)
   })
 }

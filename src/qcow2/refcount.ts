@@ -113,6 +113,7 @@ export class RefcountManager {
   }
 
   #loadBlock(offset: number): Promise<CachedTable> {
+    this.storage.debugEvent?.('refblock_load')
     return this.cache.get(offset, (at) => this.storage.read(at, this.layout.clusterSize))
   }
 
@@ -130,6 +131,8 @@ export class RefcountManager {
     if (value > this.maxRefcount) {
       throw new ImageError('UNSUPPORTED', `${this.storage.name}: refcount of cluster ${cluster} would overflow ${1 << this.layout.refcountOrder}-bit refcounts`)
     }
+    // QEMU's update_refcount finds (or allocates) the block through alloc_refcount_block.
+    this.storage.debugEvent?.('refblock_alloc')
     const perBlock = this.entriesPerBlock
     const tableIndex = Math.floor(cluster / perBlock)
     let offset = this.#blockOffset(tableIndex)
@@ -215,6 +218,7 @@ export class RefcountManager {
 
   /** Allocates `count` contiguous clusters with refcount 1; returns the first one's offset. */
   async allocate(count: number): Promise<number> {
+    this.storage.debugEvent?.('cluster_alloc')
     const start = await this.#findFree(count)
     for (let i = 0; i < count; i++) this.#reserved.add(start + i)
     // The run counts as used from now on, so refcount blocks created below go past it.
@@ -255,6 +259,7 @@ export class RefcountManager {
    * touched gets one more reference per stream.
    */
   async allocateBytes(size: number): Promise<number> {
+    this.storage.debugEvent?.('cluster_alloc_bytes')
     const cs = this.layout.clusterSize
     let offset = this.#freeByteOffset
     if (offset && (await this.get(Math.floor(offset / cs))) >= this.maxRefcount) offset = 0
@@ -319,6 +324,7 @@ export class RefcountManager {
    * table is freed (QEMU's order: a crash leaks, never corrupts).
    */
   async #growReftable(minEntries: number): Promise<void> {
+    this.storage.debugEvent?.('reftable_grow')
     const cs = this.layout.clusterSize
     const perBlock = this.entriesPerBlock
     const oldEntries = this.#reftable.length / 8
@@ -417,6 +423,7 @@ export class RefcountManager {
   /** Writes dirty refcount blocks (not flushed). */
   async writeBlocks(): Promise<void> {
     for (const block of this.cache.dirtyTables()) {
+      this.storage.debugEvent?.('refblock_update_part')
       await this.storage.write(block.hostOffset, block.bytes)
       this.cache.markClean(block)
     }

@@ -138,6 +138,8 @@ export class WriterCore {
   protected dataDirty = false
 
   protected started = false
+  /** Requests since the last flush reached the disk (QEMU's write_gen / flushed_gen). */
+  protected writesSinceFlush = false
   /** Host cluster → metadata structure, for the overlap check; rebuilt after metadata moves. */
   protected overlaps: OverlapMap | undefined
   protected overlapsEpoch = 0
@@ -181,6 +183,7 @@ export class WriterCore {
       const start = position
       await this.mutex.run(async () => {
         await this.start()
+        this.writesSinceFlush = true
         await fn(start, pieceEnd)
         await this.maybeWriteBack()
       })
@@ -199,11 +202,13 @@ export class WriterCore {
     let bytes: Uint8Array
     if (l1.kind === 'table') {
       // Shared with a snapshot: copy the table, drop one reference to the old one (COW).
+      this.storage.debugEvent?.('l2_alloc_cow_read')
       bytes = (await loadL2(ctx, l1.hostOffset, `L1 entry ${index}`)).bytes.slice()
       this.refcounts.free(l1.hostOffset)
     } else {
       bytes = new Uint8Array(g.clusterSize)
     }
+    this.storage.debugEvent?.('l2_alloc_write')
     const table = ctx.l2Cache.put(hostOffset, bytes)
     this.invalidateOverlaps()
     const [hi, lo] = encodeL1Entry({ kind: 'table', hostOffset, copied: true })
@@ -321,7 +326,18 @@ export class WriterCore {
 
   /** Makes every completed write durable, in dependency order. */
   flush(): Promise<void> {
-    return this.mutex.run(() => this.flushLocked())
+    return this.mutex.run(async () => {
+      // bdrv_co_flush: flush_to_os, the caches written, flush_to_disk, then the file's own flush.
+      // Only a storage listening for events (blkdebug) gets that last flush: it tests its failure.
+      const events = this.storage.debugEvent !== undefined
+      if (events) this.storage.debugEvent!('flush_to_os')
+      await this.flushLocked()
+      if (events && this.writesSinceFlush) {
+        this.storage.debugEvent!('flush_to_disk')
+        await this.storage.flush()
+      }
+      this.writesSinceFlush = false
+    })
   }
 
   /** Forgets the overlap map (metadata was allocated, moved or freed). */
@@ -365,6 +381,7 @@ export class WriterCore {
         throw new ImageError('CORRUPT', `${this.storage.name}: Marking image as corrupt: Preventing invalid write on metadata (overlaps with ${hit.what}) at 0x${at.toString(16)}`, { offset: at, file: this.storage.name })
       }
     }
+    this.storage.debugEvent?.('write_aio')
     await this.data.write(hostOffset, bytes)
   }
 
@@ -390,6 +407,7 @@ export class WriterCore {
     // 3. L2 tables, then the L1 entries that point to new ones.
     const dirtyL2 = l2.dirtyTables()
     for (const table of dirtyL2) {
+      this.storage.debugEvent?.('l2_update')
       await this.storage.write(table.hostOffset, table.bytes)
       // The file grew: an evicted table past the size seen at open must load again.
       this.ctx.fileSize = Math.max(this.ctx.fileSize, table.hostOffset + table.bytes.length)
@@ -398,6 +416,7 @@ export class WriterCore {
     if (dirtyL2.length > 0) await this.storage.flush()
     if (this.l1Dirty) {
       const l1 = this.ctx.l1
+      this.storage.debugEvent?.('l1_update')
       await this.storage.write(this.l1Offset, new Uint8Array(l1.buffer, l1.byteOffset, l1.byteLength))
       await this.storage.flush()
       this.l1Dirty = false

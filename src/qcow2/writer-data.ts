@@ -49,6 +49,7 @@ export class DataWriter extends WriterCore {
       else pieces.push({ hostOffset, from: position - offset, to: end - offset })
       position = end
     }
+    this.writesSinceFlush = true
     for (const p of pieces) await this.writeData(p.hostOffset, data.subarray(p.from, p.to))
     this.dataDirty = true
     return true
@@ -132,6 +133,7 @@ export class DataWriter extends WriterCore {
         } else {
           // Copy-on-write: the untouched head and tail come from the current content.
           const buffer = new Uint8Array(count * cs)
+          this.storage.debugEvent?.('cow_read')
           if (headLength > 0) buffer.set(await readGuest(runStart, headLength), 0)
           if (runEnd < lastClusterEnd) buffer.set(await readGuest(runEnd, lastClusterEnd - runEnd), runEnd - runStart)
           buffer.set(piece, headLength)

@@ -30,6 +30,7 @@ export const compare: Command = async (args, ctx) => {
       const progress = flag(parsed, 'progress') && !quiet
       const result = await compareImages(devices[0]!, devices[1]!, {
         strict: flag(parsed, 'strict'),
+        names: [parsed.operands[0]!, parsed.operands[1]!],
         progress: progress ? (t) => ctx.out(t) : undefined,
       })
       if (!quiet) for (const line of result.messages) ctx.out(line + '\n')

@@ -142,7 +142,9 @@ export const io: Command = async (args, ctx) => {
     }
   } finally {
     session.completeRequests()
-    await closeImage(session)
+    // blk_unref's flush failures are error_report lines on stderr; what stdout still buffers
+    // follows at exit, as in qemu-io.
+    await closeImage(session).catch((e: unknown) => session.report((e as Error).message))
   }
   return exit(lastError < 0 ? 1 : 0)
 }

@@ -7,6 +7,8 @@ import { ImageError } from '../../errors.js'
 import { createQcow2 } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
 import { parseOptionString } from '../image-opts.js'
+import { describesGraph, openOperandOptions, operandOptions } from '../block-options.js'
+import type { FlatOptions } from '../../format/option-map.js'
 import { loadSecrets, lookupSecret, promptedSecret } from '../secrets.js'
 import { CommandOptions, EINVAL } from './args.js'
 import { usage, type CommandInfo } from './command.js'
@@ -40,12 +42,30 @@ export function parseDiscardMode(mode: string, flags: OpenFlags): boolean {
 }
 
 /** Opens the device of `name` (or of the options) with `flags`: the overlay of -s on top. */
+/** Options qemu-io's open takes itself (the rest describe a block graph, opened as such). */
+const PLAIN_KEYS = new Set(['driver', 'filename', 'file.filename', 'file', 'encrypt.key-secret'])
+
+/** The block graph `open` describes: the file name's own options (json:, prefixes), then -o's. */
+function graphOptions(filename: string, format: string | undefined, options: Map<string, string>): FlatOptions {
+  const graph: FlatOptions = filename === '' ? new Map() : operandOptions(filename, false, undefined)
+  // A plain name given beside -o file.* options is the protocol node's file name.
+  if (!describesGraph(filename, false) && [...options.keys()].some((key) => key.startsWith('file.'))) {
+    graph.delete('filename')
+    if (!options.has('file.filename')) graph.set('file.filename', filename)
+  }
+  for (const [key, value] of options) if (key !== 'filename' && key !== 'file') graph.set(key, value)
+  if (format !== undefined) graph.set('driver', format)
+  return graph
+}
+
 async function openDevice(session: Session, filename: string, format: string | undefined, options: Map<string, string>, flags: OpenFlags): Promise<OpenImage> {
   const keySecret = options.get('encrypt.key-secret')
   const secrets = await loadSecrets(session.objects)
   const secret = keySecret === undefined ? promptedSecret(filename) : async () => lookupSecret(secrets, keySecret)
   if (!flags.snapshot) {
-    const device = await openImage(filename, { format, writable: !flags.readOnly, secret })
+    const device = describesGraph(filename, false) || [...options.keys()].some((key) => !PLAIN_KEYS.has(key))
+      ? await openOperandOptions(filename, false, undefined, secrets, { writable: !flags.readOnly, secret }, graphOptions(filename, format, options))
+      : await openImage(filename, { format, writable: !flags.readOnly, secret })
     return { device, flags, reopen: (f) => openDevice(session, filename, format, options, f) }
   }
   // BDRV_O_SNAPSHOT: a temporary qcow2 overlay takes the writes; the image itself stays as it was.
@@ -66,7 +86,8 @@ export async function openFile(session: Session, name: string | undefined, flags
     session.report("file open already, try 'help close'")
     return 1
   }
-  const filename = name ?? options.get('file.filename') ?? options.get('filename') ?? options.get('file')
+  // Without a name, the options may still describe a graph whose file lies deeper (file.image.…).
+  const filename = name ?? options.get('file.filename') ?? options.get('filename') ?? options.get('file') ?? ([...options.keys()].some((key) => key.startsWith('file.')) ? '' : undefined)
   try {
     if (filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'A block device must be specified for "file"')
     // bdrv_open_common's check, then file-posix's (raw_open_common).

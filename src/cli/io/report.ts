@@ -1,5 +1,6 @@
 // qemu-io's reports: the two lines after an I/O command (print_report, timestr, -C's one-line
 // form) and errno texts for failed requests ("read failed: Input/output error").
+import { errnoText, isErrnoName } from '../../io/errno.js'
 import { isImageError } from '../../errors.js'
 import { cvtstr, printfFixed } from '../io-format.js'
 
@@ -35,26 +36,12 @@ export function report(op: string, seconds: number, offset: number, count: numbe
   return `${op} ${total}/${count} bytes at offset ${offset}\n${cvtstr(total)}, ${ops} ops; ${time} (${rate(total / seconds)}/sec and ${fixed(ops / seconds, 4)} ops/sec)\n`
 }
 
-const STRERROR: Record<string, string> = {
-  EIO: 'Input/output error',
-  EINVAL: 'Invalid argument',
-  ENOSPC: 'No space left on device',
-  EACCES: 'Permission denied',
-  EPERM: 'Operation not permitted',
-  ENOENT: 'No such file or directory',
-  EFBIG: 'File too large',
-  EROFS: 'Read-only file system',
-  ENOTSUP: 'Operation not supported',
-  ERANGE: 'Numerical result out of range',
-  EBUSY: 'Device or resource busy',
-  ENOMEM: 'Cannot allocate memory',
-}
 
 /** The errno name QEMU's block layer would return for an error qimg threw. */
 export function errnoOf(error: unknown): string {
   const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause
   const own = (error as { code?: unknown } | undefined)?.code
-  for (const code of [cause?.code, own]) if (typeof code === 'string' && code in STRERROR) return code
+  for (const code of [cause?.code, own]) if (isErrnoName(code)) return code
   if (!isImageError(error)) return 'EIO'
   switch (error.code) {
     case 'INVALID_ARGUMENT': return 'EINVAL'
@@ -66,5 +53,5 @@ export function errnoOf(error: unknown): string {
 
 /** strerror of the errno an error stands for. */
 export function strerror(error: unknown): string {
-  return STRERROR[errnoOf(error)]!
+  return errnoText(errnoOf(error))
 }

@@ -1,0 +1,60 @@
+// Block-graph options as the user gives them on the command line: `json:{…}` file names (block.c
+// parse_json_filename: JSON, then qdict_flatten) and --image-opts strings (QemuOpts, dotted keys).
+import { ImageError } from '../errors.js'
+import { flattenOptions, type FlatOptions } from '../format/option-map.js'
+import type { BlockDevice } from '../format/device.js'
+import type { OpenImageOptions } from '../node/open.js'
+import { openGraph, protocolPrefix } from '../node/open-options.js'
+import { parseOptionString } from './image-opts.js'
+import { parseQemuJson } from './qemu-json.js'
+import { lookupSecret, promptedSecret, type SecretRegistry } from './secrets.js'
+
+/** Reads the JSON text after "json:" as QEMU does, with its messages. */
+export function parseJsonOptions(filename: string): FlatOptions {
+  const text = filename.slice('json:'.length)
+  let value: unknown
+  try {
+    value = parseQemuJson(text)
+  } catch (e) {
+    if (e instanceof ImageError) throw new ImageError(e.code, `Could not parse the JSON options: ${e.message}`)
+    throw e
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ImageError('INVALID_ARGUMENT', 'Invalid JSON object given')
+  return flattenOptions(value)
+}
+
+/** An --image-opts string as a flat map (every value a string). */
+export function parseDottedOptions(text: string): FlatOptions {
+  return new Map(parseOptionString(text))
+}
+
+/** True when an operand describes a block graph rather than naming a plain file. */
+export function describesGraph(operand: string, imageOpts: boolean): boolean {
+  return imageOpts || operand.startsWith('json:') || protocolPrefix(operand) !== undefined
+}
+
+/**
+ * The options an operand stands for: an --image-opts string, a json: name, or a name with a
+ * protocol prefix (file:, blkdebug:). `format` (-f) wins over a json: driver, as qemu-img's
+ * qdict_join keeps the first.
+ */
+export function operandOptions(operand: string, imageOpts: boolean, format: string | undefined): FlatOptions {
+  const options = imageOpts ? parseDottedOptions(operand) : operand.startsWith('json:') ? parseJsonOptions(operand) : new Map([['filename', operand]])
+  if (format !== undefined) options.set('driver', format)
+  return options
+}
+
+/** Opens an operand's block graph; errors read as qemu-img's: "Could not open 'OPERAND': …". */
+export async function openOperandOptions(operand: string, imageOpts: boolean, format: string | undefined, secrets: SecretRegistry, extra: OpenImageOptions, options = operandOptions(operand, imageOpts, format)): Promise<BlockDevice> {
+  try {
+    return await openGraph(options, {
+      ...extra,
+      keySecret: (id, file) => id === undefined ? extra.secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id),
+    })
+  } catch (e) {
+    if (e instanceof ImageError && !e.message.startsWith(`Could not open '${operand}'`)) {
+      throw new ImageError(e.code, `Could not open '${operand}': ${e.message}`, { cause: e, ...(e.file === undefined ? {} : { file: e.file }) })
+    }
+    throw e
+  }
+}

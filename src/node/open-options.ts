@@ -1,0 +1,277 @@
+// Opening a block graph the user described with options (json: file names, --image-opts, a
+// protocol prefix): format nodes (qcow2, raw) over protocol nodes (file, blkdebug), with
+// `backing` and `data-file` children. Follows QEMU's block.c (bdrv_open_inherit,
+// bdrv_fill_options: a format node's `filename` goes to its file child, where a protocol prefix
+// is parsed) and its messages. Names stored inside images stay plain paths (chain.ts).
+import { readFile } from 'node:fs/promises'
+import { ImageError } from '../errors.js'
+import { openDriver, type OpenChainOptions } from '../format/chain.js'
+import { BlockDevice } from '../format/device.js'
+import { DeviceStorage } from '../format/device-storage.js'
+import { nodeFilename, type FullOptions, type NodeName } from '../format/graph-name.js'
+import { toQemuJson } from '../cli/qjson.js'
+import { boolValue, hasOption, sizeValue, stringValue, subOptions, type FlatOptions } from '../format/option-map.js'
+import { BlkdebugStorage } from '../io/blkdebug.js'
+import { blkdebugRules, parseBlkdebugConfig } from '../io/blkdebug-rules.js'
+import { ioError, FileStorage } from '../io/file.js'
+import type { ReadableStorage } from '../io/storage.js'
+import { NullStorage } from '../io/null.js'
+import { RawImage } from '../raw.js'
+import { openImage, type OpenImageOptions } from './open.js'
+
+/** What opening from options needs besides the options. */
+export interface GraphOpenOptions extends OpenImageOptions {
+  /** The secret named by encrypt.key-secret (undefined: the caller's default, e.g. a prompt). */
+  keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
+}
+
+const FORMATS = new Set(['qcow2', 'raw'])
+const PROTOCOLS = new Set(['file', 'blkdebug', 'null-co', 'null-aio'])
+
+/** Options every node takes (block.c bdrv_runtime_opts and the cache/read-only flags). */
+const NODE_KEYS = ['driver', 'filename', 'node-name', 'read-only', 'auto-read-only', 'force-share', 'discard', 'detect-zeroes', 'cache.direct', 'cache.no-flush', 'cache.writeback']
+const DRIVER_KEYS: Record<string, string[]> = {
+  file: ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'],
+  blkdebug: ['config', 'x-image', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
+  raw: ['offset', 'size'],
+  'null-co': ['size', 'latency-ns', 'read-zeroes'],
+  'null-aio': ['size', 'latency-ns', 'read-zeroes'],
+  qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
+    'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size', 'cache-clean-interval', 'encrypt.key-secret', 'encrypt.format'],
+}
+/** Children (whole subtrees) each driver takes. */
+const DRIVER_CHILDREN: Record<string, string[]> = {
+  file: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'],
+  qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
+}
+
+/** qobject_to_json of a node's options (one line). */
+const qdictJson = (options: FullOptions): string => toQemuJson(options, false)
+
+function invalid(message: string): ImageError {
+  return new ImageError('INVALID_ARGUMENT', message)
+}
+
+/** Refuses options the driver does not take, with QEMU's message (bdrv_open_common). */
+function checkKeys(options: FlatOptions, driver: string): void {
+  const keys = new Set([...NODE_KEYS, ...DRIVER_KEYS[driver]!])
+  for (const key of options.keys()) {
+    if (keys.has(key) || DRIVER_CHILDREN[driver]!.some((c) => key === c || key.startsWith(c + '.'))) continue
+    throw invalid(PROTOCOLS.has(driver) ? `Block protocol '${driver}' doesn't support the option '${key}'` : `Block format '${driver}' does not support the option '${key}'`)
+  }
+  boolValue(options, 'read-only')
+  for (const key of ['cache.direct', 'cache.no-flush']) boolValue(options, key)
+}
+
+/** A child given as a plain string names another node (QEMU: a node reference); qimg has none. */
+function checkNoReference(options: FlatOptions, child: string): void {
+  const reference = options.get(child)
+  if (typeof reference === 'string' && reference !== '') throw invalid(`Cannot find device='${reference}' nor node-name='${reference}'`)
+}
+
+/** The protocol a file name starts with (path_has_protocol: a colon before any slash). */
+export function protocolPrefix(filename: string): string | undefined {
+  const stop = filename.search(/[:/]/)
+  return stop > 0 && filename[stop] === ':' ? filename.slice(0, stop) : undefined
+}
+
+/** The options a file name stands for when its protocol prefix is parsed (bdrv_find_protocol). */
+export function filenameOptions(filename: string): FlatOptions {
+  const protocol = protocolPrefix(filename)
+  if (protocol === undefined) return new Map([['driver', 'file'], ['filename', filename]])
+  if (protocol === 'file') return new Map([['driver', 'file'], ['filename', filename.slice('file:'.length)]])
+  if (protocol === 'blkdebug') {
+    // blkdebug_parse_filename: blkdebug:[CONFIG]:IMAGE
+    const rest = filename.slice('blkdebug:'.length)
+    const colon = rest.indexOf(':')
+    if (colon < 0) throw invalid('blkdebug requires both config file and image path')
+    const options: FlatOptions = new Map([['driver', 'blkdebug'], ['x-image', rest.slice(colon + 1)]])
+    if (colon > 0) options.set('config', rest.slice(0, colon))
+    return options
+  }
+  if (protocol === 'null-co' || protocol === 'null-aio') {
+    // null_co_parse_filename: the name is only a way to select the driver.
+    if (filename !== `${protocol}://`) throw invalid(`The only allowed filename for this driver is '${protocol}://'`)
+    return new Map([['driver', protocol]])
+  }
+  throw invalid(`Unknown protocol '${protocol}'`)
+}
+
+/** An opened protocol node: its bytes and how QEMU would name it. */
+export interface ProtocolNode {
+  storage: ReadableStorage
+  name: NodeName
+  /** False for a format node under another (its guest bytes are the storage). */
+  protocol: boolean
+}
+
+/** The strong options (append_strong_runtime_options) of a node, in the driver's order. */
+function strongOptions(options: FlatOptions, driver: string, keys: readonly string[]): FullOptions {
+  const full: FullOptions = { driver }
+  for (const key of keys) {
+    if (key.endsWith('.')) {
+      for (const [k, v] of options) if (k.startsWith(key)) full[k] = v
+    } else if (options.has(key)) {
+      full[key] = options.get(key)!
+    }
+  }
+  return full
+}
+
+const STRONG: Record<string, readonly string[]> = {
+  file: ['filename'],
+  blkdebug: ['config', 'inject-error.', 'set-state.', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
+  raw: ['offset', 'size'],
+  qcow2: ['encrypt.key-secret'],
+  'null-co': ['size', 'read-zeroes'],
+  'null-aio': ['size', 'read-zeroes'],
+}
+
+/** Opens a protocol node: bytes for a format driver. `parse`: the filename may carry a prefix. */
+export async function openProtocol(options: FlatOptions, base: GraphOpenOptions, parse: boolean): Promise<ProtocolNode> {
+  let driver = stringValue(options, 'driver')
+  const filename = stringValue(options, 'filename')
+  if (driver === undefined || (parse && filename !== undefined && driver === protocolPrefix(filename))) {
+    if (filename === undefined) throw invalid('Must specify either driver or file')
+    if (parse) {
+      const parsed = filenameOptions(filename)
+      options = new Map([...options].filter(([k]) => k !== 'filename' && k !== 'driver'))
+      for (const [k, v] of parsed) options.set(k, v)
+    } else {
+      options = new Map([...options, ['driver', 'file']])
+    }
+    driver = stringValue(options, 'driver')!
+  }
+  if (FORMATS.has(driver)) {
+    // A format under a format (qcow2 in qcow2): the inner image's guest bytes are the outer's file.
+    const { device, name } = await openNode(options, base)
+    return { storage: new DeviceStorage(device, nodeFilename(name, qdictJson)), name: { full: name.full, plain: undefined }, protocol: false }
+  }
+  if (!PROTOCOLS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
+  checkKeys(options, driver)
+  if (driver === 'file') {
+    const name = stringValue(options, 'filename')
+    if (name === undefined) throw invalid("The 'file' block driver requires a file name")
+    const storage = await FileStorage.open(name, { writable: base.writable ?? false, sync: base.cache !== 'unsafe' && boolValue(options, 'cache.no-flush') !== true })
+    return { storage, name: { full: { driver: 'file', filename: name }, plain: name }, protocol: true }
+  }
+  if (driver === 'null-co' || driver === 'null-aio') {
+    const full = strongOptions(options, driver, STRONG[driver]!)
+    const storage = new NullStorage(`${driver}://`, sizeValue(options, 'size') ?? 2 ** 30, boolValue(options, 'read-zeroes') ?? false)
+    // null_refresh_filename: "null-co://" unless strong options were given.
+    return { storage, name: { full, plain: Object.keys(full).length === 1 ? `${driver}://` : undefined }, protocol: true }
+  }
+  return openBlkdebug(options, base)
+}
+
+/** blkdebug_open: rules from the config file and the options, then the image child. */
+async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promise<ProtocolNode> {
+  const config = stringValue(options, 'config')
+  let sections = [] as ReturnType<typeof parseBlkdebugConfig>
+  if (config !== undefined) {
+    const text = await readFile(config, 'utf8').catch((cause: unknown) => {
+      throw invalid(ioError(config, 'read', cause).message.replace(`Could not read '${config}'`, 'Could not read blkdebug config file'))
+    })
+    sections = parseBlkdebugConfig(text, config)
+  }
+  const rules = blkdebugRules(sections, options)
+  const align = sizeValue(options, 'align') ?? 0
+  if (align && (align >= 2 ** 31 - 1 || (align & (align - 1)) !== 0)) throw invalid(`Cannot meet constraints with align ${align}`)
+  checkNoReference(options, 'image')
+  const xImage = stringValue(options, 'x-image')
+  let image: ProtocolNode
+  if (hasOption(options, 'image')) image = await openProtocol(subOptions(options, 'image'), base, false)
+  else if (xImage !== undefined) image = await openProtocol(new Map([['filename', xImage]]), base, true)
+  else throw invalid('A block device must be specified for "image"')
+  // blkdebug_refresh_filename: blkdebug:CONFIG:IMAGE unless options other than config were given.
+  const full = strongOptions(options, 'blkdebug', STRONG['blkdebug']!)
+  full['image'] = image.name.full
+  const plain = image.name.plain !== undefined && Object.keys(full).every((k) => k === 'driver' || k === 'config' || k === 'image')
+  return { storage: new BlkdebugStorage(image.storage, rules), name: { full, plain: plain ? `blkdebug:${config ?? ''}:${image.name.plain}` : undefined }, protocol: true }
+}
+
+/** Opens a format node (or a protocol node read as raw bytes) with its children. */
+export async function openGraph(options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
+  const { device, name } = await openNode(options, base)
+  device.label = nodeFilename(name, qdictJson)
+  return device
+}
+
+async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{ device: BlockDevice; name: NodeName }> {
+  // A node the user made read-only cannot serve a command that writes (bdrv_open_common's check).
+  if (boolValue(options, 'read-only') === true && base.writable) throw new ImageError('READ_ONLY', 'Block node is read-only')
+  const driver = stringValue(options, 'driver') ?? base.format
+  if (driver !== undefined && PROTOCOLS.has(driver)) {
+    const node = await openProtocol(options, base, false)
+    return { device: new BlockDevice(await RawImage.open(node.storage, { writable: base.writable ?? false, format: driver }), undefined), name: node.name }
+  }
+  if (driver !== undefined && !FORMATS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
+  if (driver !== undefined) checkKeys(options, driver)
+  checkNoReference(options, 'file')
+  const filename = stringValue(options, 'filename')
+  let file: ProtocolNode
+  if (hasOption(options, 'file')) file = await openProtocol(subOptions(options, 'file'), base, false)
+  else if (filename !== undefined) file = await openProtocol(new Map([['filename', filename]]), base, true)
+  else throw invalid('A block device must be specified for "file"')
+  try {
+    const device = await openFormat(file.storage, driver, options, base)
+    // bdrv_refresh_filename: the file's name unless strong options change what it opens as.
+    const full = strongOptions(options, device.driver.format, STRONG[device.driver.format] ?? [])
+    full['file'] = file.name.full
+    const plain = Object.keys(full).length === 2 && file.protocol ? file.name.plain : undefined
+    return { device, name: { full, plain } }
+  } catch (e) {
+    await file.storage.close().catch(() => undefined)
+    throw e
+  }
+}
+
+async function openFormat(storage: ReadableStorage, driver: string | undefined, options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
+  const keySecret = stringValue(options, 'encrypt.key-secret')
+  if (driver === 'raw' && (options.has('offset') || options.has('size'))) {
+    const window = await rawWindow(storage, options)
+    return new BlockDevice(await RawImage.open(storage, { writable: base.writable ?? false, window }), undefined)
+  }
+  const chain: OpenChainOptions & OpenImageOptions = {
+    ...base,
+    format: driver,
+    ...(base.keySecret ? { secret: base.keySecret(keySecret, storage.name) } : {}),
+  }
+  checkNoReference(options, 'data-file')
+  if (hasOption(options, 'data-file')) chain.dataFile = (await openProtocol(subOptions(options, 'data-file'), base, false)).storage
+  const backing = options.get('backing')
+  const backingGiven = hasOption(options, 'backing') && !options.has('backing')
+  if (backingGiven && (base.fileReferences === 'ignore' || base.metadataOnly)) {
+    // qemu-img info opens each image without its backing file (BDRV_O_NO_BACKING): nothing takes these options.
+    const key = [...options.keys()].find((k) => k.startsWith('backing.'))!
+    throw invalid(`Block format '${driver ?? 'qcow2'}' does not support the option '${key}'`)
+  }
+  if (backing === null || backing === '' || backingGiven) {
+    const top = await openDriver(storage, driver, { ...chain, fileReferences: 'ignore' }, true)
+    let below: BlockDevice | undefined
+    try {
+      below = backingGiven ? await openGraph(subOptions(options, 'backing'), { ...base, writable: false, format: undefined }) : undefined
+    } catch (e) {
+      await top.close().catch(() => undefined)
+      throw e
+    }
+    return new BlockDevice(top, below)
+  }
+  checkNoReference(options, 'backing')
+  return openImage(storage, chain)
+}
+
+/** raw_read_options: `size` bytes of the file from `offset` (both checked as QEMU does). */
+async function rawWindow(storage: ReadableStorage, options: FlatOptions): Promise<{ offset: number; size: number }> {
+  // bdrv_getlength: the file counts in whole 512-byte sectors.
+  const fileSize = Math.ceil((await storage.size()) / 512) * 512
+  const offset = sizeValue(options, 'offset') ?? 0
+  if (offset > fileSize) throw invalid(`Offset (${offset}) cannot be greater than size of the containing file (${fileSize})`)
+  const size = sizeValue(options, 'size')
+  if (size !== undefined && fileSize - offset < size) {
+    throw invalid(`The sum of offset (${offset}) and size (${size}) has to be smaller or equal to the  actual size of the containing file (${fileSize})`)
+  }
+  if (size !== undefined && size % 512 !== 0) throw invalid('Specified size is not multiple of 512')
+  // The node's length is again whole sectors (total_sectors).
+  return { offset, size: size ?? Math.ceil((fileSize - offset) / 512) * 512 }
+}

@@ -1,0 +1,129 @@
+// Oracle: error paths proven with blkdebug. The same blkdebug configuration (an ini file, json:
+// rules, --image-opts rules) runs through qemu-io and through qimg started as qemu-io, on copies
+// of one image: transcripts, error lines, exit codes and the images left behind must agree.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { hasTool, needTools, QIMG, run, runOk, tempDir } from '../helpers/oracle.js'
+
+const root = tempDir('qimg-oracle-blkdebug-')
+after(() => root.cleanup())
+const dir = join(root.path, 'work')
+const at = (name: string): string => join(dir, name)
+/** qimg answers as qemu-io when started through a link of that name. */
+const QEMU_IO_LINK = join(root.path, 'bin', 'qemu-io')
+const QEMU_IMG_LINK = join(root.path, 'bin', 'qemu-img')
+
+const withoutTimes = (transcript: string): string => transcript.replace(/^\S.*ops; .*$/gm, '<statistics>')
+
+const CONFIGS: Record<string, string> = {
+  'l2-load.cfg': '[inject-error]\nevent = "l2_load"\n',
+  'refblock-alloc.cfg': '# the next request after a refcount update fails, once\n[inject-error]\nevent = "refblock_alloc"\nonce = "on"\n',
+  'read-aio.cfg': '[inject-error]\nevent = "read_aio"\nerrno = "5"\nonce ="off"\n',
+  'flush-to-disk.cfg': '[inject-error]\nevent = "flush_to_disk"\n',
+  'states.cfg': [
+    '[set-state]', 'state = "1"', 'event = "l2_load"', 'new_state = "2"', '',
+    '[inject-error]', 'state = "2"', 'event = "read_aio"', 'errno = "28"', '',
+  ].join('\n'),
+}
+
+let ready = false
+
+before(async () => {
+  if (!hasTool('qemu-img') || !hasTool('qemu-io')) return
+  mkdirSync(dir)
+  mkdirSync(join(root.path, 'bin'))
+  symlinkSync(QIMG, QEMU_IO_LINK)
+  symlinkSync(QIMG, QEMU_IMG_LINK)
+  for (const [name, text] of Object.entries(CONFIGS)) writeFileSync(at(name), text)
+  await runOk('sh', ['-c', "qemu-img create -q -f qcow2 base.qcow2 1M && qemu-io -c 'write -P 0x11 0 128k' base.qcow2 >/dev/null && qemu-img create -q -f qcow2 empty.qcow2 1M"], { cwd: dir })
+  ready = true
+})
+
+interface Case {
+  name: string
+  /** The operand, with IMG for the image copy. */
+  operand: string
+  commands: string[]
+  imageOpts?: boolean
+}
+
+const CASES: Case[] = [
+  { name: 'l2_load: the L2 table read fails (read-only)', operand: 'blkdebug:l2-load.cfg:IMG', commands: ['-r', '-c', 'read -P 0x11 0 64k'] },
+  { name: 'l2_load: reads and an allocating write fail', operand: 'blkdebug:l2-load.cfg:IMG', commands: ['-c', 'read -P 0x11 0 64k', '-c', 'write -P 0x22 512k 64k'] },
+  { name: 'refblock_alloc once: the allocating write fails, later ones succeed', operand: 'blkdebug:refblock-alloc.cfg:IMG', commands: ['-c', 'write -P 0x22 512k 64k', '-c', 'write -P 0x22 0 64k', '-c', 'read -P 0x22 0 64k'] },
+  { name: 'flush_to_disk: the flush fails, then every request', operand: 'blkdebug:flush-to-disk.cfg:IMG', commands: ['-c', 'write 0 64k', '-c', 'flush', '-c', 'write 0 64k'] },
+  { name: 'set-state: l2_load moves to state 2, where read_aio fails with ENOSPC', operand: 'blkdebug:states.cfg:IMG', commands: ['-c', 'read -P 0x11 0 64k', '-c', 'read -P 0x11 64k 64k'] },
+  {
+    name: 'json: rules with sector and iotype',
+    operand: 'json:{"driver":"qcow2","file":{"driver":"blkdebug","image":{"filename":"IMG"},"inject-error":[{"event":"read_aio","sector":768,"iotype":"read","errno":"28"}]}}',
+    commands: ['-c', 'read -P 0x11 0 64k', '-c', 'read -P 0x11 64k 64k', '-c', 'read -P 0x11 0 512'],
+  },
+  {
+    name: '--image-opts rules: once, immediately',
+    operand: 'driver=qcow2,file.driver=blkdebug,file.image.filename=IMG,file.inject-error.0.event=l2_load,file.inject-error.0.once=on,file.inject-error.0.immediately=on',
+    commands: ['-c', 'read 0 4k', '-c', 'read 0 4k'],
+    imageOpts: true,
+  },
+]
+
+let copies = 0
+
+describe('blkdebug: qimg fails where qemu-io fails, with the same messages', { concurrency: 2 }, () => {
+  for (const c of CASES) {
+    it(c.name, async (t) => {
+      if (!needTools(t, 'qemu-img', 'qemu-io')) return
+      assert.ok(ready)
+      const n = ++copies
+      const theirsFile = `q${n}.qcow2`
+      const oursFile = `o${n}.qcow2`
+      copyFileSync(at('base.qcow2'), at(theirsFile))
+      copyFileSync(at('base.qcow2'), at(oursFile))
+      const args = (file: string): string[] => [...(c.imageOpts ? ['--image-opts'] : []), ...c.commands, c.operand.replace('IMG', file)]
+      const [theirs, ours] = await Promise.all([
+        run('qemu-io', args(theirsFile), { cwd: dir }),
+        run(process.execPath, [QEMU_IO_LINK, ...args(oursFile)], { cwd: dir }),
+      ])
+      assert.match(theirs.stdout + theirs.stderr, /(failed|Failed to flush).*: (Input\/output error|No space left on device)/, 'the case injects an error')
+      assert.equal(withoutTimes(ours.stdout), withoutTimes(theirs.stdout), 'transcript')
+      assert.equal(ours.stderr, theirs.stderr, 'error lines')
+      assert.equal(ours.code, theirs.code, 'exit code')
+      const [check, compare] = await Promise.all([run('qemu-img', ['check', at(oursFile)]), run('qemu-img', ['compare', at(theirsFile), at(oursFile)])])
+      assert.equal(check.code, 0, check.stdout + check.stderr)
+      assert.equal(compare.stdout, 'Images are identical.\n', compare.stderr)
+    })
+  }
+
+  it('compare: a failed read names the image and the offset, exit code 4 (iotest 074)', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    assert.ok(ready)
+    for (const pair of [['blkdebug:read-aio.cfg:base.qcow2', 'empty.qcow2'], ['empty.qcow2', 'blkdebug:read-aio.cfg:base.qcow2']]) {
+      const [theirs, ours] = await Promise.all([
+        run('qemu-img', ['compare', ...pair], { cwd: dir }),
+        run(process.execPath, [QEMU_IMG_LINK, 'compare', ...pair], { cwd: dir }),
+      ])
+      assert.equal(theirs.code, 4, theirs.stderr)
+      assert.equal(ours.stderr, theirs.stderr)
+      assert.equal(ours.stdout, theirs.stdout)
+      assert.equal(ours.code, theirs.code)
+    }
+  })
+
+  // qemu-io words open errors its own way ("can't open device"): that is the io command's part.
+  it('blkdebug: operands that cannot open say what qemu-img info says', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    assert.ok(ready)
+    for (const operand of ['blkdebug:base.qcow2', 'blkdebug:missing.cfg:base.qcow2', 'json:{"driver":"qcow2","file":{"driver":"blkdebug","image.filename":"base.qcow2","inject-error":[{"event":"nosuch"}]}}',
+      'json:{"driver":"qcow2","file":{"driver":"blkdebug","image.filename":"base.qcow2","inject-error":[{"event":"l2_load","errno":"x"}]}}',
+      'json:{"driver":"qcow2","file":{"driver":"blkdebug","image.filename":"base.qcow2","align":3}}']) {
+      const [theirs, ours] = await Promise.all([
+        run('qemu-img', ['info', operand], { cwd: dir }),
+        run(process.execPath, [QEMU_IMG_LINK, 'info', operand], { cwd: dir }),
+      ])
+      assert.notEqual(theirs.code, 0, operand)
+      assert.equal(ours.stderr, theirs.stderr, operand)
+      assert.equal(ours.code, theirs.code, operand)
+    }
+  })
+})
