@@ -85,7 +85,7 @@ if (process.stdout.isTTY) process.stdout.write('\n')
 
 // The table: one row a test and format.
 const pad = (text, width) => text + ' '.repeat(Math.max(0, width - text.length))
-console.log(`${pad('test', 26)}${pad('format', 7)}${tools.map((t) => pad(t === 'qemu' ? 'qemu-img' : 'qimg', 9)).join('')}first difference (qimg)`)
+console.log(`${pad('test', 26)}${pad('format', 7)}${tools.map((t) => pad(t === 'qemu' ? 'qemu-img' : 'qimg', 9) + pad('s', 6)).join('')}first difference (qimg)`)
 let baselinePasses = 0
 let qimgPasses = 0
 let bothPass = 0
@@ -100,7 +100,7 @@ for (const row of rows) {
     if (qemu?.status === 'pass' && ours?.status === 'pass') bothPass++
     if (ours !== undefined && ours.status !== 'pass') failures.push(`${row.test} (${format})`)
     const detail = ours && ours.status !== 'pass' ? ours.detail : qemu && qemu.status !== 'pass' ? `qemu-img: ${qemu.detail}` : ''
-    console.log(`${pad(row.test, 26)}${pad(format, 7)}${verdicts.map((v) => pad(v.status, 9)).join('')}${detail}`)
+    console.log(`${pad(row.test, 26)}${pad(format, 7)}${verdicts.map((v) => pad(v.status, 9) + pad(v.seconds === undefined ? '' : v.seconds.toFixed(1), 6)).join('')}${detail}`)
   }
 }
 const minutes = ((Date.now() - started) / 60000).toFixed(1)

@@ -59,6 +59,7 @@ export function runCheck({ checkDir, srcDir, workDir, tag, format, tests, jobs, 
         if (m === null || !tests.includes(m[1])) continue
         const status = m[2]
         const description = line.replace(/^.*?\]\s+\S*\s+\S*\s*/, '').trim()
+        const seconds = /\]\s+\[[^\]]*\]\s+([0-9.]+)s/.exec(line)?.[1]
         let detail = status === 'not run' ? description : ''
         if (status === 'fail') {
           const name = m[1]
@@ -68,7 +69,7 @@ export function runCheck({ checkDir, srcDir, workDir, tag, format, tests, jobs, 
           detail = ref && badFile ? firstDifference(readFileSync(ref, 'utf8'), readFileSync(badFile, 'utf8')) : description
           if (detail === '') detail = description
         }
-        results.set(m[1], { status, detail })
+        results.set(m[1], { status, detail, seconds: seconds === undefined ? undefined : Number(seconds) })
         onLine?.(m[1], status)
       }
     })
