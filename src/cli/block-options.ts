@@ -45,9 +45,9 @@ export function operandOptions(operand: string, imageOpts: boolean, format: stri
 }
 
 /** Opens an operand's block graph; errors read as qemu-img's: "Could not open 'OPERAND': …". */
-export async function openOperandOptions(operand: string, imageOpts: boolean, format: string | undefined, secrets: SecretRegistry, extra: OpenImageOptions, options = operandOptions(operand, imageOpts, format)): Promise<BlockDevice> {
+export async function openOperandOptions(operand: string, imageOpts: boolean, format: string | undefined, secrets: SecretRegistry, extra: OpenImageOptions, options?: FlatOptions): Promise<BlockDevice> {
   try {
-    return await openGraph(options, {
+    return await openGraph(options ?? operandOptions(operand, imageOpts, format), {
       ...extra,
       keySecret: (id, file) => id === undefined ? extra.secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id),
     })

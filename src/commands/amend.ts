@@ -123,6 +123,7 @@ async function downgrade(image: Qcow2Image): Promise<void> {
   const { compressed } = await image.writer.withTables((a) => expandZeroClusters(a, image.snapshots, hasBacking))
   // As QEMU, only after the expansion (which stays done); unlike QEMU, snapshots count too.
   if (h.incompatibleFeatures & spec.INCOMPAT_COMPRESSION && compressed) throw new ImageError('UNSUPPORTED', 'Cannot downgrade an image with zstd compression type and existing compressed clusters')
+  image.forgetBitmaps()
   h.version = 2
   h.incompatibleFeatures = 0n
   h.compatibleFeatures = 0n

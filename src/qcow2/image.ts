@@ -215,6 +215,14 @@ export class Qcow2Image implements FormatDriver {
     return this.#bitmaps?.bitmaps ?? (await loadBitmaps(this.storage, this.layout)).bitmaps
   }
 
+  /**
+   * Stops tracking and storing the persistent bitmaps: a downgrade to v2 drops the bitmaps
+   * extension with the autoclear bits, and their clusters leak, as with qemu-img amend.
+   */
+  forgetBitmaps(): void {
+    this.#bitmaps = undefined
+  }
+
   /** Deletes a persistent bitmap from the image now (block-dirty-bitmap-remove). */
   async removeBitmap(name: string): Promise<void> {
     const set = this.#bitmaps
