@@ -21,6 +21,11 @@ export interface ImageErrorOptions extends ErrorOptions {
   offset?: number
   /** File the error is about. */
   file?: string
+  /**
+   * QEMU 7.2's own text for this error, where it says less than the message (no file, offset or
+   * rule): what the CLI prints when run as qemu-img or qemu-io, whose test suites compare it.
+   */
+  qemuText?: string
 }
 
 /** The only error class qimg throws on purpose. */
@@ -29,11 +34,13 @@ export class ImageError extends Error {
   readonly code: ErrorCode
   readonly offset: number | undefined
   readonly file: string | undefined
+  readonly qemuText: string | undefined
   constructor(code: ErrorCode, message: string, options: ImageErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.code = code
     this.offset = options.offset
     this.file = options.file
+    this.qemuText = options.qemuText
   }
 }
 

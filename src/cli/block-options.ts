@@ -52,9 +52,14 @@ export async function openOperandOptions(operand: string, imageOpts: boolean, fo
       keySecret: (id, file) => id === undefined ? extra.secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id),
     })
   } catch (e) {
-    if (e instanceof ImageError && !e.message.startsWith(`Could not open '${operand}'`)) {
-      throw new ImageError(e.code, `Could not open '${operand}': ${e.message}`, { cause: e, ...(e.file === undefined ? {} : { file: e.file }) })
-    }
-    throw e
+    throw openFailure(operand, e)
   }
+}
+
+/** An error opening `operand` as qemu-img reports it: "Could not open 'OPERAND': …". */
+export function openFailure(operand: string, e: unknown): unknown {
+  if (!(e instanceof ImageError) || e.message.startsWith(`Could not open '${operand}'`)) return e
+  return new ImageError(e.code, `Could not open '${operand}': ${e.message}`, {
+    cause: e, ...(e.file === undefined ? {} : { file: e.file }), ...(e.qemuText === undefined ? {} : { qemuText: `Could not open '${operand}': ${e.qemuText}` }),
+  })
 }

@@ -27,6 +27,15 @@ export function programName(ctx: CliContext): string {
 }
 
 /**
+ * The text an error is reported with: its message, or QEMU's own text (ImageError.qemuText) when
+ * this runs as qemu-img or qemu-io.
+ */
+export function errorText(ctx: CliContext, e: unknown): string {
+  if (programName(ctx) !== 'qimg' && e instanceof ImageError && e.qemuText !== undefined) return e.qemuText
+  return (e as Error).message
+}
+
+/**
  * Prints an error as qemu's error_report does: `PROGRAM: message`. A message that stands for
  * several reports holds "\nqimg: " before each further one; hints (other lines) are unprefixed.
  */

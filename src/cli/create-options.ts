@@ -3,7 +3,7 @@
 import { ImageError } from '../errors.js'
 import type { Qcow2CreateOptions, Preallocation } from '../qcow2/create.js'
 import { parseOptionString } from './image-opts.js'
-import { parseSize } from './size.js'
+import { strtosz } from './size.js'
 
 /** How QEMU parses (and prints) an option's value. */
 type OptionType = 'size' | 'number' | 'bool' | 'string'
@@ -101,11 +101,11 @@ export function parseOptionNumber(key: string, value: string): number {
 
 /** QEMU's parse_option_size, with its message and hint. */
 export function parseOptionSize(key: string, value: string): number {
-  try {
-    return parseSize(value)
-  } catch {
-    throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.`)
-  }
+  // Any size below 2^64 parses (QEMU's rule); one above 2^53 is inexact as a number, and
+  // whatever uses it refuses it (qcow2 creation: too large for the format, or for qimg).
+  const result = strtosz(value)
+  if (result.ok) return Number(result.value)
+  throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.`)
 }
 
 /**
@@ -176,12 +176,13 @@ function value(text: string): string {
 export function formattingLine(filename: string, format: string, opts: Map<string, string>, size: number): string {
   const parts: string[] = []
   for (const desc of optionList(format) ?? []) {
-    const given = desc.name === 'size' ? String(size) : opts.get(desc.name)
+    // Sizes print as integers even above 2^53 (String(2 ** 60) would round the digits).
+    const given = desc.name === 'size' ? BigInt(size).toString() : opts.get(desc.name)
     if (given === undefined) {
       if (desc.default !== undefined) parts.push(`${desc.name}=${desc.default}`)
       continue
     }
-    const shown = desc.type === 'size' ? parseOptionSize(desc.name, given)
+    const shown = desc.type === 'size' ? BigInt(parseOptionSize(desc.name, given))
       : desc.type === 'number' ? parseOptionNumber(desc.name, given)
       : value(given)
     parts.push(`${desc.name}=${shown}`)

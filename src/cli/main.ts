@@ -3,7 +3,7 @@
 import { isImageError } from '../errors.js'
 import { FileStorage } from '../io/file.js'
 import { hideSecretData } from './secrets.js'
-import { reportError, type CliContext, type Command } from './context.js'
+import { errorText, reportError, type CliContext, type Command } from './context.js'
 
 /** Each command's module is loaded only when it runs: start-up stays short. */
 const COMMANDS: Record<string, () => Promise<Command>> = {
@@ -68,7 +68,7 @@ export async function run(argv: readonly string[], ctx: CliContext): Promise<num
     return await command(args, ctx)
   } catch (e) {
     if (isImageError(e)) {
-      reportError(ctx, e.message)
+      reportError(ctx, errorText(ctx, e))
       return 1
     }
     reportError(ctx, `internal error: ${(e as Error).stack ?? String(e)}`)

@@ -133,7 +133,7 @@ export async function openChain(storage: ReadableStorage, options: OpenChainOpti
       if (opened.length >= MAX_CHAIN_DEPTH) throw new ImageError('CORRUPT', `${storage.name}: backing chain is deeper than ${MAX_CHAIN_DEPTH} images`, { file: storage.name })
       const path = pathCombine(driver.storage.name, name)
       const key = await options.host.canonical(path).catch(() => path)
-      if (seen.has(key)) throw new ImageError('CORRUPT', `${driver.storage.name}: backing file '${name}' forms a loop in the backing chain`, { file: driver.storage.name })
+      if (seen.has(key)) throw new ImageError('CORRUPT', `${driver.storage.name}: backing file '${name}' forms a loop in the backing chain`, { file: driver.storage.name, qemuText: `Backing file '${path}' creates an infinite loop.` })
       seen.add(key)
       let backingStorage: ReadableStorage
       try {

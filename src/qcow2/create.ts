@@ -65,6 +65,7 @@ export function resolveCreateOptions(o: Qcow2CreateOptions): Required<Omit<Qcow2
   if (l1EntriesFor(makeGeometry(clusterBits, o.extendedL2 ?? false), o.size) * 8 > spec.MAX_L1_BYTES) {
     throw bad("The image size is too large for file format 'qcow2' (try using a larger cluster size)")
   }
+  if (o.size > Number.MAX_SAFE_INTEGER) throw new ImageError('UNSUPPORTED', `image size ${o.size} is above 2^53, beyond what qimg handles exactly`)
   return {
     size: o.size, compat, clusterSize, refcountBits, lazyRefcounts: o.lazyRefcounts ?? false, extendedL2: o.extendedL2 ?? false,
     preallocation, backingFile: o.backingFile, backingFormat: o.backingFormat, compressionType: o.compressionType ?? 'zlib',

@@ -119,3 +119,18 @@ export async function writeHeaderPointer(storage: Storage, pointer: HeaderPointe
   await storage.write(at, bytes)
   await storage.flush()
 }
+
+/**
+ * Clears the autoclear bits a writer does not keep up to date (qcow2.rst "autoclear_features";
+ * QEMU's qcow2_do_open on a writable open): qimg keeps bitmaps (v3 only: v2 has no autoclear
+ * bits, QEMU drops them there too) and data-file-raw. Updates `header` and writes byte 88.
+ */
+export async function clearStaleAutoclear(storage: Storage, header: Qcow2Header): Promise<void> {
+  const kept = spec.AUTOCLEAR_DATA_FILE_RAW | (header.version >= 3 ? spec.AUTOCLEAR_BITMAPS : 0n)
+  if ((header.autoclearFeatures & ~kept) === 0n) return
+  header.autoclearFeatures &= kept
+  const bytes = new Uint8Array(8)
+  viewOf(bytes).setBigUint64(0, header.autoclearFeatures)
+  await storage.write(88, bytes)
+  await storage.flush()
+}

@@ -51,8 +51,25 @@ export interface Qcow2Header extends HeaderV2Fields {
   unknownExtensions: { type: number; data: Uint8Array }[]
 }
 
-function corrupt(file: string, message: string, offset?: number): ImageError {
-  return new ImageError('CORRUPT', `${file}: ${message}`, { file, ...(offset === undefined ? {} : { offset }) })
+/** A CORRUPT error about `file`; `qemuText` is what QEMU's qcow2_do_open says instead. */
+export function corrupt(file: string, message: string, offset?: number, qemuText?: string): ImageError {
+  return new ImageError('CORRUPT', `${file}: ${message}`, { file, ...(offset === undefined ? {} : { offset }), ...(qemuText === undefined ? {} : { qemuText }) })
+}
+
+/**
+ * QEMU's text for a header u64 qimg cannot hold (2^53 and above), in qcow2_do_open's order of
+ * checks: the backing file offset, then qcow2_validate_table for the refcount table, the snapshot
+ * table and the active L1 table ("offset invalid" past INT64_MAX), then the virtual size.
+ */
+function qemuOutOfRangeText(view: DataView, clusterSize: number): string | undefined {
+  const tooBig = 2n ** 53n
+  if (view.getBigUint64(8) > BigInt(clusterSize)) return 'Invalid backing file offset'
+  if (view.getBigUint64(48) >= tooBig) return 'Reference count table offset invalid'
+  if (view.getBigUint64(64) >= tooBig) return 'Snapshot table offset invalid'
+  if (view.getBigUint64(40) >= tooBig) return 'Active L1 table offset invalid'
+  // size_to_l1 above INT_MAX: "Image is too big"; below, no L1 table qimg accepts is large enough.
+  const l2Coverage = BigInt(clusterSize) * BigInt(clusterSize / 8)
+  return (view.getBigUint64(24) + l2Coverage - 1n) / l2Coverage > 0x7fffffffn ? 'Image is too big' : 'L1 table is too small'
 }
 
 /** Names of the set bits of `features` of the given type, from the image's table or QEMU's. */
@@ -98,7 +115,9 @@ export function decodeHeader(bytes: Uint8Array, file: string): Qcow2Header {
   try {
     base = HEADER_V2.decode(view)
   } catch (cause) {
-    throw corrupt(file, `header field out of range (${(cause as Error).message})`, 0)
+    const clusterBits = view.getUint32(20)
+    const qemuText = clusterBits >= spec.MIN_CLUSTER_BITS && clusterBits <= spec.MAX_CLUSTER_BITS ? qemuOutOfRangeText(view, 2 ** clusterBits) : undefined
+    throw corrupt(file, `header field out of range (${(cause as Error).message})`, 0, qemuText)
   }
   const clusterBits = base.clusterBits
   if (clusterBits < spec.MIN_CLUSTER_BITS || clusterBits > spec.MAX_CLUSTER_BITS) {
@@ -118,13 +137,13 @@ export function decodeHeader(bytes: Uint8Array, file: string): Qcow2Header {
     autoclearFeatures = view.getBigUint64(88)
     refcountOrder = view.getUint32(96)
     headerLength = view.getUint32(100)
-    if (headerLength < spec.HEADER_V3_MIN_LENGTH) throw corrupt(file, `header length ${headerLength} too short (at least ${spec.HEADER_V3_MIN_LENGTH})`, 100)
-    if (headerLength > clusterSize) throw corrupt(file, `header length ${headerLength} exceeds cluster size ${clusterSize}`, 100)
+    if (headerLength < spec.HEADER_V3_MIN_LENGTH) throw corrupt(file, `header length ${headerLength} too short (at least ${spec.HEADER_V3_MIN_LENGTH})`, 100, 'qcow2 header too short')
+    if (headerLength > clusterSize) throw corrupt(file, `header length ${headerLength} exceeds cluster size ${clusterSize}`, 100, 'qcow2 header exceeds cluster size')
     if (headerLength > bytes.length) throw corrupt(file, `header length ${headerLength} runs past end of file`, 100)
     if (headerLength > 104) compressionType = view.getUint8(104)
   }
   if (refcountOrder > 6) throw corrupt(file, `refcount order ${refcountOrder} too large (at most 6, 64-bit refcounts)`, 96)
-  if (base.backingFileOffset > clusterSize) throw corrupt(file, `backing file offset ${hex(base.backingFileOffset)} is past the first cluster`, 8)
+  if (base.backingFileOffset > clusterSize) throw corrupt(file, `backing file offset ${hex(base.backingFileOffset)} is past the first cluster`, 8, 'Invalid backing file offset')
   if (base.cryptMethod > spec.CRYPT_LUKS) throw new ImageError('UNSUPPORTED', `${file}: unsupported encryption method ${base.cryptMethod}`, { file, offset: 32 })
 
   const header: Qcow2Header = {
@@ -147,12 +166,14 @@ export function decodeHeader(bytes: Uint8Array, file: string): Qcow2Header {
   decodeExtensions(header, bytes, file)
   if (base.backingFileOffset !== 0) {
     if (base.backingFileSize > spec.MAX_BACKING_FILE_NAME || base.backingFileOffset + base.backingFileSize > Math.min(clusterSize, bytes.length)) {
-      throw corrupt(file, `backing file name of ${base.backingFileSize} bytes at ${hex(base.backingFileOffset)} does not fit in the first cluster (at most ${spec.MAX_BACKING_FILE_NAME} bytes)`, 16)
+      throw corrupt(file, `backing file name of ${base.backingFileSize} bytes at ${hex(base.backingFileOffset)} does not fit in the first cluster (at most ${spec.MAX_BACKING_FILE_NAME} bytes)`, 16, 'Backing file name too long')
     }
     header.backingFile = decodeText(bytes.subarray(base.backingFileOffset, base.backingFileOffset + base.backingFileSize))
   }
   return header
 }
+
+const EXTENSION_TOO_LARGE = 'Header extension too large'
 
 function decodeExtensions(header: Qcow2Header, bytes: Uint8Array, file: string): void {
   const view = viewOf(bytes)
@@ -161,12 +182,14 @@ function decodeExtensions(header: Qcow2Header, bytes: Uint8Array, file: string):
   let offset = header.headerLength
   // Each extension is read in file order, as QEMU's qcow2_read_extensions does: one that appears
   // again replaces what the earlier one said (unknown ones are all kept).
-  while (offset + 8 <= end) {
+  while (offset < end) {
+    // qcow2_read_extensions: an extension whose 8-byte header or data runs past the end.
+    if (offset + 8 > end) throw corrupt(file, `header extension at ${hex(offset)}: its 8-byte header runs past ${hex(end)}`, offset, EXTENSION_TOO_LARGE)
     const type = view.getUint32(offset)
     const length = view.getUint32(offset + 4)
     if (type === spec.EXT_END) return
     const dataOffset = offset + 8
-    if (length > end - dataOffset) throw corrupt(file, `header extension 0x${type.toString(16)} at ${hex(offset)}: length ${length} runs past ${hex(end)}`, offset)
+    if (length > end - dataOffset) throw corrupt(file, `header extension 0x${type.toString(16)} at ${hex(offset)}: length ${length} runs past ${hex(end)}`, offset, EXTENSION_TOO_LARGE)
     const data = bytes.subarray(dataOffset, dataOffset + length)
     try {
       decodeExtension(header, type, data, offset, file)

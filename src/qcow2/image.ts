@@ -20,7 +20,7 @@ import { detectMetadataPreallocation } from './refcount-read.js'
 import { findSnapshot, loadSnapshotTable, type Snapshot } from './snapshot.js'
 import { applySnapshot, createSnapshot, deleteSnapshot, snapshotTableSize, type SnapshotTarget } from './snapshot-ops.js'
 import { checkQcow2 } from './check.js'
-import { encodeHeaderCluster, writeHeaderPointer } from './header-encode.js'
+import { clearStaleAutoclear, encodeHeaderCluster, writeHeaderPointer } from './header-encode.js'
 import * as spec from './spec.js'
 import { dataForWriting, encryptionInfo, hideEncryptedData, openEncryption, readDecrypted, type EncryptionOptions, type Qcow2Encryption } from './crypto/encryption.js'
 
@@ -144,13 +144,7 @@ export class Qcow2Image implements FormatDriver {
     const reftableBytes = h.refcountTableClusters * cs
     if (h.refcountTableOffset + reftableBytes > this.layout.fileSize) throw new ImageError('CORRUPT', `${file}: refcount table at ${hex(h.refcountTableOffset)} runs past end of file`, { file, offset: h.refcountTableOffset })
     const reftable = await storage.read(h.refcountTableOffset, reftableBytes)
-    // The spec: a writer must clear autoclear bits it does not keep up to date. Bitmaps are
-    // kept (v3 only: v2 has no autoclear bits, QEMU drops them there too).
-    const kept = spec.AUTOCLEAR_DATA_FILE_RAW | (h.version >= 3 ? spec.AUTOCLEAR_BITMAPS : 0n)
-    if (h.autoclearFeatures & ~kept) {
-      h.autoclearFeatures &= kept
-      await this.#writeHeaderU64(88, h.autoclearFeatures)
-    }
+    await clearStaleAutoclear(storage as Storage, h)
     const layout = { clusterSize: cs, refcountOrder: h.refcountOrder, reftableOffset: h.refcountTableOffset, reftableClusters: h.refcountTableClusters }
     const refcounts = new RefcountManager(storage, layout, reftable, this.layout.fileSize, 64, {
       switchReftable: async (offset, clusters) => {

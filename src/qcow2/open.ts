@@ -2,7 +2,7 @@
 // then the active (or a snapshot's) L1 table, the snapshot table and the bitmap directory.
 import { ImageError, hex } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
-import { decodeHeader, featureNamesOf, type Qcow2Header } from './header.js'
+import { corrupt, decodeHeader, featureNamesOf, type Qcow2Header } from './header.js'
 import { l1EntriesFor, makeGeometry, type Geometry } from './geometry.js'
 import * as spec from './spec.js'
 
@@ -14,9 +14,6 @@ export interface Qcow2Layout {
   hasDataFile: boolean
 }
 
-function corrupt(file: string, message: string, offset?: number): ImageError {
-  return new ImageError('CORRUPT', `${file}: ${message}`, { file, ...(offset === undefined ? {} : { offset }) })
-}
 
 /** Reads and validates the header of `storage`. */
 export async function loadLayout(storage: ReadableStorage): Promise<Qcow2Layout> {
@@ -56,22 +53,22 @@ export async function loadLayout(storage: ReadableStorage): Promise<Qcow2Layout>
   }
 
   // L1 table (QEMU: "Active L1 table too large", "L1 table is too small", "Invalid L1 table offset")
-  if (header.l1Size * 8 > spec.MAX_L1_BYTES) throw corrupt(file, `active L1 table of ${header.l1Size} entries exceeds ${spec.MAX_L1_BYTES} bytes`, 36)
+  if (header.l1Size * 8 > spec.MAX_L1_BYTES) throw corrupt(file, `active L1 table of ${header.l1Size} entries exceeds ${spec.MAX_L1_BYTES} bytes`, 36, 'Active L1 table too large')
   if (header.size > Number.MAX_SAFE_INTEGER - clusterSize) throw corrupt(file, `virtual size ${header.size} is too large`, 24)
   const l1Needed = l1EntriesFor(geometry, header.size)
-  if (header.l1Size < l1Needed) throw corrupt(file, `L1 table of ${header.l1Size} entries is too small for virtual size ${header.size} (needs ${l1Needed})`, 36)
+  if (header.l1Size < l1Needed) throw corrupt(file, `L1 table of ${header.l1Size} entries is too small for virtual size ${header.size} (needs ${l1Needed})`, 36, 'L1 table is too small')
   if (header.l1Size > 0 && (header.l1TableOffset % clusterSize !== 0 || header.l1TableOffset === 0)) {
-    throw corrupt(file, `L1 table offset ${hex(header.l1TableOffset)} is not a cluster-aligned offset after the header`, 40)
+    throw corrupt(file, `L1 table offset ${hex(header.l1TableOffset)} is not a cluster-aligned offset after the header`, 40, 'Active L1 table offset invalid')
   }
   // Refcount table ("Reference count table too large", "Invalid reference count table offset")
   if (header.refcountTableClusters * clusterSize > spec.MAX_REFTABLE_BYTES) {
-    throw corrupt(file, `refcount table of ${header.refcountTableClusters} clusters exceeds ${spec.MAX_REFTABLE_BYTES} bytes`, 56)
+    throw corrupt(file, `refcount table of ${header.refcountTableClusters} clusters exceeds ${spec.MAX_REFTABLE_BYTES} bytes`, 56, 'Reference count table too large')
   }
-  if (header.refcountTableClusters === 0) throw corrupt(file, 'refcount table has no clusters', 56)
+  if (header.refcountTableClusters === 0) throw corrupt(file, 'refcount table has no clusters', 56, 'Image does not contain a reference count table')
   if (header.refcountTableOffset % clusterSize !== 0 || header.refcountTableOffset === 0) {
-    throw corrupt(file, `refcount table offset ${hex(header.refcountTableOffset)} is not a cluster-aligned offset after the header`, 48)
+    throw corrupt(file, `refcount table offset ${hex(header.refcountTableOffset)} is not a cluster-aligned offset after the header`, 48, 'Reference count table offset invalid')
   }
-  if (header.snapshotCount > spec.MAX_SNAPSHOTS) throw corrupt(file, `snapshot count ${header.snapshotCount} exceeds ${spec.MAX_SNAPSHOTS}`, 60)
+  if (header.snapshotCount > spec.MAX_SNAPSHOTS) throw corrupt(file, `snapshot count ${header.snapshotCount} exceeds ${spec.MAX_SNAPSHOTS}`, 60, 'Snapshot table too large')
   if (header.bitmaps) {
     const b = header.bitmaps
     if ((header.autoclearFeatures & spec.AUTOCLEAR_BITMAPS) !== 0n) {

@@ -1,6 +1,9 @@
 // qimg check [-f FMT] [-r leaks|all] [--output=human|json] [-q] [-U] IMG — exit 0 clean,
 // 1 check errors, 2 corruptions, 3 leaks only, 63 format has no check (as qemu-img).
-import { ImageError } from '../../errors.js'
+import { ImageError, isImageError } from '../../errors.js'
+import { loadLayout, type Qcow2Layout } from '../../qcow2/open.js'
+import { clearStaleAutoclear } from '../../qcow2/header-encode.js'
+import { openFailure } from '../block-options.js'
 import { probeFormat } from '../../format/probe.js'
 import { FileStorage } from '../../io/file.js'
 import { checkQcow2, type CheckResult } from '../../qcow2/check.js'
@@ -52,6 +55,25 @@ async function encrypted(storage: FileStorage): Promise<boolean> {
   return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0) !== 0
 }
 
+// Open-time rules qcow2_do_open skips under BDRV_O_CHECK: check reports (or repairs) these.
+const CHECK_TOLERATES = new Set(['Image does not contain a reference count table', 'Snapshot table too large', 'Snapshot table offset invalid'])
+
+/**
+ * qemu-img check opens the image first (BDRV_O_CHECK): a header qcow2_do_open refuses fails as
+ * "Could not open 'NAME': …", and a writable open (-r) clears the autoclear bits qimg does not
+ * keep up to date. Other damage is left for the check to report.
+ */
+async function openForCheck(storage: FileStorage, operand: string, writable: boolean): Promise<void> {
+  let layout: Qcow2Layout
+  try {
+    layout = await loadLayout(storage)
+  } catch (e) {
+    if (isImageError(e) && e.qemuText !== undefined && !CHECK_TOLERATES.has(e.qemuText)) throw openFailure(operand, e)
+    return
+  }
+  if (writable) await clearStaleAutoclear(storage, layout.header)
+}
+
 export const check: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
     { long: 'output', value: true },
@@ -74,6 +96,7 @@ export const check: Command = async (args, ctx) => {
     // qemu-img check opens the image first: an encrypted one needs its secret (given, or asked
     // for on a terminal), as for every other command. The refcounts are checked without it.
     if (await encrypted(storage)) await (await openOperand(operand, parsed, { fileReferences: 'ignore' })).close()
+    await openForCheck(storage, operand, repair !== undefined)
     const report = (line: string) => ctx.err(line + '\n')
     let result = await checkQcow2(storage, { fix: repair as 'leaks' | 'all' | undefined, report })
     if (result.failed) {

@@ -7,6 +7,7 @@ import { ImageError } from '../../errors.js'
 import { createQcow2 } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
 import { parseOptionString } from '../image-opts.js'
+import { errorText } from '../context.js'
 import { describesGraph, openOperandOptions, operandOptions } from '../block-options.js'
 import type { FlatOptions } from '../../format/option-map.js'
 import { loadSecrets, lookupSecret, promptedSecret } from '../secrets.js'
@@ -96,7 +97,7 @@ export async function openFile(session: Session, name: string | undefined, flags
     session.image = await openDevice(session, filename, options.get('driver'), options, flags)
     return 0
   } catch (e) {
-    session.report(`can't open${name === undefined ? '' : ` device ${name}`}: ${(e as Error).message}`)
+    session.report(`can't open${name === undefined ? '' : ` device ${name}`}: ${errorText(session.ctx, e)}`)
     return 1
   }
 }
