@@ -53,6 +53,8 @@ export interface OpenChainOptions {
   metadataOnly?: boolean | undefined
   /** The top image's external data file, opened by the caller (the user's data-file option). */
   dataFile?: ReadableStorage | undefined
+  /** Lines an open prints on its own (QEMU's fprintf(stderr)): the repair of a dirty image. */
+  report?: ((line: string) => void) | undefined
 }
 
 /** QEMU's path_combine: a relative name is taken relative to the directory of `base`. */
@@ -105,6 +107,7 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
           })
         } : undefined,
         writable: forTop && (options.writable ?? false),
+        report: forTop ? options.report : undefined,
       })
     case 'qcow':
       throw new ImageError('UNSUPPORTED', `${storage.name}: QCOW version 1 images are not supported yet`, { file: storage.name })

@@ -17,7 +17,7 @@ import { ioError, FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { NullStorage } from '../io/null.js'
 import { RawImage } from '../raw.js'
-import { openImage, type OpenImageOptions } from './open.js'
+import { openImage, stderrReport, type OpenImageOptions } from './open.js'
 
 /** What opening from options needs besides the options. */
 export interface GraphOpenOptions extends OpenImageOptions {
@@ -234,6 +234,7 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
   }
   const chain: OpenChainOptions & OpenImageOptions = {
     ...base,
+    report: base.report ?? stderrReport,
     format: driver,
     ...(base.keySecret ? { secret: base.keySecret(keySecret, storage.name) } : {}),
   }

@@ -24,6 +24,11 @@ export type OpenImageOptions = Omit<OpenChainOptions, 'host'> & {
   pool?: CodecPool | undefined
 }
 
+/** Where an open's own messages go by default (QEMU prints them on stderr). */
+export const stderrReport = (line: string): void => {
+  process.stderr.write(line + '\n')
+}
+
 /** Opens files read-only through node:fs. */
 export const nodeFileHost: FileHost = {
   open: (path, options) => FileStorage.open(path, options),
@@ -43,7 +48,7 @@ export async function openImage(target: string | ReadableStorage, options: OpenI
     const { pool, ...rest } = options
     const codecs = options.codecs ?? pool?.decompressors() ?? nodeCodecs
     const compressors = options.compressors ?? pool?.compressors() ?? nodeCompressors
-    return await openChain(storage, { host: nodeFileHost, ...rest, codecs, compressors, crypto: options.crypto ?? nodeCrypto })
+    return await openChain(storage, { host: nodeFileHost, ...rest, codecs, compressors, crypto: options.crypto ?? nodeCrypto, report: options.report ?? stderrReport })
   } catch (e) {
     await storage.close().catch(() => undefined)
     throw e

@@ -166,6 +166,8 @@ async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: R
     else if (refcount1 < refcount2 && fix === 'all') fixed = 'corruptions'
     ctx.report(`${fixed ? 'Repairing' : refcount1 < refcount2 ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${refcount1} reference=${refcount2}`)
     if (fixed && await stored.set(i, refcount2)) {
+      // A cluster freed by the repair is discarded, as update_refcount does (QCOW2_DISCARD_ALWAYS).
+      if (refcount2 === 0) await (ctx.storage as Storage).discard?.(i * cs, cs)
       if (fixed === 'leaks') ctx.counts.leaksFixed++
       else ctx.counts.corruptionsFixed++
       continue

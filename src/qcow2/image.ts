@@ -39,6 +39,8 @@ export interface Qcow2OpenOptions extends EncryptionOptions {
   writable?: boolean | undefined
   /** Compressors for compressed writes (Node: zlib and zstd). */
   compressors?: Compressors | undefined
+  /** Where the repair of a dirty image opened for writing reports, line by line (QEMU: stderr). */
+  report?: ((line: string) => void) | undefined
 }
 
 const DEFAULT_L2_CACHE_BYTES = 32 * 1024 * 1024
@@ -82,9 +84,10 @@ export class Qcow2Image implements FormatDriver {
   static async open(storage: ReadableStorage, options: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
     let layout = await loadLayout(storage)
     if (options.writable && (layout.header.incompatibleFeatures & spec.INCOMPAT_DIRTY) && !(layout.header.incompatibleFeatures & spec.INCOMPAT_CORRUPT) && isWritable(storage)) {
-      // A lazy-refcount image left dirty: rebuild refcounts before writing (as QEMU does on open).
-      const result = await checkQcow2(storage, { fix: 'all' })
-      if (result.corruptions || result.checkErrors) throw new ImageError('CORRUPT', `${storage.name}: could not repair the refcounts of a dirty image (${result.corruptions} corruptions left)`, { file: storage.name })
+      // A lazy-refcount image left dirty: refcounts repaired before writing, with the check's
+      // messages, as qcow2_do_open does when not opened for qemu-img check (BDRV_O_CHECK).
+      const result = await checkQcow2(storage, { fix: 'all', report: options.report })
+      if (result.failed || result.checkErrors) throw new ImageError('CORRUPT', `${storage.name}: Could not repair dirty image: ${result.failed ?? `${result.checkErrors} check errors`}`, { file: storage.name })
       layout = await loadLayout(storage)
     }
     const { header, geometry } = layout
@@ -176,6 +179,7 @@ export class Qcow2Image implements FormatDriver {
         if (h.cryptoHeader) ranges.push({ offset: h.cryptoHeader.offset, length: Math.max(h.cryptoHeader.length, cs), what: 'LUKS header' })
         return ranges.filter((r) => r.offset !== 0 && r.length > 0)
       },
+      refcountsMayLag: () => this.#setDirtyBit,
       markCorrupt: async () => {
         // v2 has no corrupt bit; the writer refuses further writes either way.
         if (h.version < 3) return
@@ -469,6 +473,8 @@ export class Qcow2Image implements FormatDriver {
       failures = await this.#writer.closeFlush()
     }
     if (this.#writer && failures.length === 0 && this.#setDirtyBit && this.layout.header.version >= 3) {
+      // The refcount blocks written at close are durable before the bit says they are right (qcow2_mark_clean).
+      await (this.storage as Storage).flush()
       this.layout.header.incompatibleFeatures &= ~spec.INCOMPAT_DIRTY
       await this.#writeHeaderU64(72, this.layout.header.incompatibleFeatures)
     }

@@ -25,6 +25,11 @@ export interface WriterHost {
   metadataRanges(): { offset: number; length: number; what: string }[]
   /** Sets the corrupt bit (QEMU's qcow2_signal_corruption). */
   markCorrupt(): Promise<void>
+  /**
+   * Lazy refcounts with the dirty bit set: refcounts on disk may lag behind the tables until
+   * close (QEMU's qcow2_need_accurate_refcounts is false then).
+   */
+  refcountsMayLag(): boolean
 }
 
 /** Where the host space of one write request continues (see {@link WriterCore.allocateData}). */
@@ -208,6 +213,9 @@ export class WriterCore {
     } else {
       bytes = new Uint8Array(g.clusterSize)
     }
+    // l2_allocate flushes the refcount cache even with lazy refcounts: the new table's count
+    // (and every count changed before it) reaches the disk, later data clusters' do not.
+    if (this.host.refcountsMayLag()) await this.writeRefcounts()
     this.storage.debugEvent?.('l2_alloc_write')
     const table = ctx.l2Cache.put(hostOffset, bytes)
     this.invalidateOverlaps()
@@ -282,7 +290,7 @@ export class WriterCore {
    * grows) as QEMU's does, and a crash still leaves only leaks.
    */
   protected async beforeAllocation(): Promise<void> {
-    if (this.refcounts.hasPendingFrees && (await this.refcounts.freesWouldRelease())) await this.flushLocked()
+    if (this.refcounts.hasPendingFrees && (await this.refcounts.freesWouldRelease())) await this.flushLocked({ lazy: true })
   }
 
   protected async allocateClusters(count: number): Promise<number> {
@@ -293,7 +301,9 @@ export class WriterCore {
   /** Writes dirty metadata back when the caches hold too much of it. */
   protected async maybeWriteBack(): Promise<void> {
     const l2 = this.ctx.l2Cache
-    if (l2.dirtyCount > l2.capacity / 2 || this.refcounts.cache.dirtyCount > this.refcounts.cache.capacity / 2) await this.flushLocked()
+    const refcountsFull = this.refcounts.cache.dirtyCount > this.refcounts.cache.capacity / 2
+    // A full refcount cache is written even with lazy refcounts (QEMU evicts dirty blocks).
+    if (l2.dirtyCount > l2.capacity / 2 || refcountsFull) await this.flushLocked({ lazy: !refcountsFull })
   }
 
   /**
@@ -331,7 +341,7 @@ export class WriterCore {
       // Only a storage listening for events (blkdebug) gets that last flush: it tests its failure.
       const events = this.storage.debugEvent !== undefined
       if (events) this.storage.debugEvent!('flush_to_os')
-      await this.flushLocked()
+      await this.flushLocked({ lazy: true })
       if (events && this.writesSinceFlush) {
         this.storage.debugEvent!('flush_to_disk')
         await this.storage.flush()
@@ -385,24 +395,34 @@ export class WriterCore {
     await this.data.write(hostOffset, bytes)
   }
 
-  protected async flushLocked(): Promise<void> {
+  /** Dirty refcount blocks, then a changed refcount table, each durable (the flush's step 2). */
+  protected async writeRefcounts(): Promise<boolean> {
+    const refs = this.refcounts
+    if (refs.cache.dirtyCount === 0 && !refs.reftableDirty) return false
+    await refs.writeBlocks()
+    await this.storage.flush()
+    if (refs.reftableDirty) {
+      await refs.writeReftable()
+      await this.storage.flush()
+    }
+    return true
+  }
+
+  /**
+   * The ordered write-back. With `lazy` (routine flushes) and lazy refcounts in force, refcount
+   * blocks stay in memory as in QEMU's qcow2_write_caches: a killed process leaves the counts
+   * stale and the dirty bit set. A new refcount block is still written with the table entry
+   * that points to it (alloc_refcount_block flushes both).
+   */
+  protected async flushLocked(options: { lazy?: boolean } = {}): Promise<void> {
     const l2 = this.ctx.l2Cache
     const refs = this.refcounts
+    const lazy = options.lazy === true && this.host.refcountsMayLag() && !refs.reftableDirty
     await this.inFlight.drained()
     // 1. Guest data before anything points to it.
     if (this.dataDirty && this.ctx.hasDataFile) await this.data.flush()
     // 2. Refcount increments before the tables that use the clusters.
-    const refsDirty = refs.cache.dirtyCount > 0 || refs.reftableDirty
-    if (refsDirty) {
-      await refs.writeBlocks()
-      await this.storage.flush()
-      if (refs.reftableDirty) {
-        await refs.writeReftable()
-        await this.storage.flush()
-      }
-    } else if (this.dataDirty) {
-      await this.storage.flush()
-    }
+    if ((lazy || !(await this.writeRefcounts())) && this.dataDirty) await this.storage.flush()
     this.dataDirty = false
     // 3. L2 tables, then the L1 entries that point to new ones.
     const dirtyL2 = l2.dirtyTables()
@@ -426,8 +446,10 @@ export class WriterCore {
       const freed = await refs.applyFrees()
       this.invalidateOverlaps()
       for (const cluster of freed) l2.forget(cluster * this.ctx.geometry.clusterSize)
-      await refs.writeBlocks()
-      await this.storage.flush()
+      if (!lazy) {
+        await refs.writeBlocks()
+        await this.storage.flush()
+      }
     }
   }
 

@@ -23,7 +23,7 @@ export class Qcow2Writer extends ZeroingWriter {
           failures.push(`Failed to flush the ${what} cache: ${e instanceof Error ? e.message : String(e)}`)
         }
       }
-      await attempt('L2 table', () => this.flushLocked())
+      await attempt('L2 table', () => this.flushLocked({ lazy: true }))
       await attempt('refcount block', () => this.refcounts.writeBlocks())
       return failures
     })

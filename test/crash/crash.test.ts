@@ -1,7 +1,7 @@
 // Crash safety: a child process (writer-process.ts) writes into a qcow2 image through the library
 // and is killed with SIGKILL at a random moment, many times per kind of image. After each kill:
-// qemu-img check finds no corruption (leaks are allowed), `qimg check -r leaks` (`-r all` when
-// the dirty bit is set) makes the image clean for both tools, every operation before the last
+// qemu-img check finds no corruption (leaks are allowed; with the dirty bit, stale refcounts as
+// QEMU leaves them), `qimg check -r leaks` (`-r all` when the dirty bit is set) makes the image clean for both tools, every operation before the last
 // completed flush reads back intact (bytes touched by later, unflushed operations may hold either
 // value), and internal snapshots taken before are untouched. The next round continues on the
 // repaired image.
@@ -115,7 +115,11 @@ describe('SIGKILL while writing', { concurrency: 2 }, () => {
         }
 
         const before = await run('qemu-img', ['check', path])
-        assert.ok(before.code === 0 || before.code === 3, `${what}: qemu-img check after the kill (exit ${before.code}):\n${before.stdout}${before.stderr}`)
+        // With the dirty bit set, refcounts may lag (lazy refcounts, as QEMU leaves them): every
+        // error is a cluster in use once whose count is still 0, nothing else.
+        const stale = dirtyBit(path) && before.code === 2 && before.stderr.split('\n').filter((l) => l.startsWith('ERROR'))
+          .every((l) => /^ERROR (cluster \d+ refcount=0 reference=1|OFLAG_COPIED data cluster: l2_entry=\w+ refcount=0)$/.test(l))
+        assert.ok(before.code === 0 || before.code === 3 || stale, `${what}: qemu-img check after the kill (exit ${before.code}):\n${before.stdout}${before.stderr}`)
         // Exit 0: after the repair, qimg's own double check found the image clean.
         const repair = await qimgCheck(path, ['-r', dirtyBit(path) ? 'all' : 'leaks'])
         assert.equal(repair.code, 0, `${what}: qimg check -r:\n${repair.out}`)
