@@ -19,6 +19,7 @@
 //     plain zeros under the encryption, which then read back as noise);
 //   - compressed clusters are looked for in snapshots as well as in the active L1 (a zstd
 //     cluster in a snapshot could not be read once the image says zlib).
+import { readSnapshotL1 } from './snapshot-ops.js'
 import { ImageError, hex } from '../errors.js'
 import type { CachedTable } from './cache.js'
 import { decodeL1Entry, encodeL2Entry, type L2Entry } from './entries.js'
@@ -41,8 +42,7 @@ export async function expandZeroClusters(a: TableAccess, snapshots: readonly Sna
   const l1Tables: { l1: DataView; what: string }[] = [{ l1: a.ctx.l1, what: 'active L1' }]
   for (const s of snapshots) {
     if (s.l1Size === 0) continue
-    const bytes = await a.storage.read(s.l1TableOffset, s.l1Size * 8)
-    l1Tables.push({ l1: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), what: `L1 of snapshot ${s.id}` })
+    l1Tables.push({ l1: await readSnapshotL1(a, s), what: `L1 of snapshot ${s.id}` })
   }
   // Pre-pass: zero entries reaching each allocated zero cluster; and compressed clusters.
   const zeroPaths = new Map<number, number>()

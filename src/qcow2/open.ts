@@ -81,8 +81,16 @@ export async function loadLayout(storage: ReadableStorage): Promise<Qcow2Layout>
 }
 
 /** Reads an L1 table of `entries` entries at `offset`, failing with CORRUPT past end of file. */
+/**
+ * The size limit of an L1 table (QEMU's qcow2_validate_table), checked before the table is
+ * read: a hostile entry count must not become an allocation.
+ */
+export function validateL1Size(file: string, offset: number, entries: number, what: string): void {
+  if (entries * 8 > spec.MAX_L1_BYTES) throw corrupt(file, `${what} of ${entries} entries exceeds ${spec.MAX_L1_BYTES} bytes`, offset)
+}
+
 export async function loadL1Table(storage: ReadableStorage, layout: Qcow2Layout, offset: number, entries: number, what: string): Promise<DataView> {
-  if (entries * 8 > spec.MAX_L1_BYTES) throw corrupt(storage.name, `${what} of ${entries} entries exceeds ${spec.MAX_L1_BYTES} bytes`, offset)
+  validateL1Size(storage.name, offset, entries, what)
   if (entries === 0) return new DataView(new ArrayBuffer(0))
   if (offset + entries * 8 > layout.fileSize) throw corrupt(storage.name, `${what} at ${hex(offset)} (${entries} entries) runs past end of file (${layout.fileSize} bytes)`, offset)
   const bytes = await storage.read(offset, entries * 8)

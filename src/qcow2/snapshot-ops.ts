@@ -2,6 +2,7 @@
 // active L1 and adds a reference to everything it reaches; apply makes a snapshot's L1 the
 // active one; delete drops its references. COPIED flags are recomputed after each change, and
 // the snapshot table is always rewritten elsewhere before the header switches to it.
+import { validateL1Size } from './open.js'
 import { setU64 } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import { writeHeaderPointer } from './header-encode.js'
@@ -156,7 +157,9 @@ export async function createSnapshot(a: TableAccess, target: SnapshotTarget, nam
   return snapshot
 }
 
-async function readSnapshotL1(a: TableAccess, snapshot: Snapshot): Promise<DataView> {
+/** A snapshot's L1 table; its size is checked first (past the file's end, the read fails). */
+export async function readSnapshotL1(a: TableAccess, snapshot: Snapshot): Promise<DataView> {
+  validateL1Size(a.storage.name, snapshot.l1TableOffset, snapshot.l1Size, `L1 table of snapshot ${snapshot.id}`)
   if (snapshot.l1Size === 0) return new DataView(new ArrayBuffer(0))
   const bytes = await a.storage.read(snapshot.l1TableOffset, snapshot.l1Size * 8)
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)

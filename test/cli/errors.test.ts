@@ -5,8 +5,8 @@ import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { qimg, tempDir } from '../helpers/oracle.js'
 import { l2EntryOffset } from '../helpers/build-qcow2.js'
-import { peek, poke, pokeHeader } from '../helpers/poke.js'
-import { backingBitmapsImage, compressedImage, plainImage } from '../failure/bases.js'
+import { peek, poke, pokeHeader, pokeSnapshot } from '../helpers/poke.js'
+import { backingBitmapsImage, compressedImage, plainImage, snapshotImage } from '../failure/bases.js'
 
 const dir = tempDir('qimg-cli-errors-')
 after(() => dir.cleanup())
@@ -98,4 +98,12 @@ test('a json: backing file name is refused when reading and shown, unopened, by 
 test('a missing backing file names the file', async () => {
   const path = file('orphan.qcow2', backingBitmapsImage('gone.qcow2').bytes)
   await fails(['map', path], new RegExp(`^qimg: Could not open backing file: Could not open '${re(dir.file('gone.qcow2'))}': No such file or directory\\n$`))
+})
+
+test('amend compat=0.10 of an image whose snapshot names a huge L1 table: refused before any allocation', async () => {
+  // The downgrade reads every snapshot's L1 table; a hostile size once reached a 2^35-byte read.
+  const img = snapshotImage()
+  pokeSnapshot(img.bytes, img.layout.snapshots[1]!.entryOffset, 'l1Size', 2 ** 32 - 1)
+  const path = file('huge-snapshot-l1.qcow2', img.bytes)
+  await fails(['amend', '-o', 'compat=0.10', path], new RegExp(`^qimg: ${re(path)}: L1 table of snapshot 2 of 4294967295 entries exceeds 33554432 bytes\\n$`))
 })

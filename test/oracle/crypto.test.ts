@@ -276,8 +276,10 @@ describe('keys: wrong, missing, damaged', () => {
     assert.equal(ours.code, 1)
     assert.equal(theirs.code, 1)
     assert.equal(ours.stderr.replace(/^qimg: /, ''), theirs.stderr.replace(/^qemu-img: /, ''))
+    // qemu-io 7.2 writes such a cluster compressed and NOT encrypted (plain text inside an
+    // encrypted image); qimg refuses the request instead.
     const io = await qimg(['io', ...OBJECT, '--image-opts', keyed(image), '-c', 'write -c 0 64k'])
-    assert.match(io.stdout, /Compression and encryption not supported at the same time/)
+    assert.match(io.stdout, /^write failed: Operation not supported$/m)
     const prealloc = await qimg(['create', '-f', 'qcow2', ...OBJECT, '-o', LUKS('preallocation=full'), at('prealloc.qcow2'), '1M'])
     assert.equal(prealloc.code, 1)
     assert.match(prealloc.stderr, /Preallocation and encryption not supported at the same time/)

@@ -50,6 +50,8 @@ function runMerged(program: string, args: readonly string[], input: string): Pro
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
     child.on('error', reject)
     child.on('close', (code, signal) => resolve({ output, code, signal }))
+    // A program that exits before reading its input (a bad option) closes the pipe: not an error.
+    child.stdin.on('error', () => undefined)
     child.stdin.end(input)
   })
 }
