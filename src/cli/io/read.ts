@@ -98,9 +98,6 @@ const read: CommandInfo = {
           return -EINVAL
         }
       }
-      // The VM state area (savevm data) is not something qimg reads.
-      session.out(`read failed: ${strerror({ code: 'ENOTSUP' })}\n`)
-      return -95
     }
     if (count > INT_MAX) {
       session.out(`read failed: ${strerror({ code: 'ERANGE' })}\n`)
@@ -109,7 +106,8 @@ const read: CommandInfo = {
     const elapsed = startTimer()
     let data: Uint8Array
     try {
-      data = await readBytes(session, offset, count)
+      // -b: the VM state area (blk_load_vmstate), ENOTSUP where the format has none.
+      data = flags.has('b') ? await session.device.loadVmState(offset, count) : await readBytes(session, offset, count)
     } catch (e) {
       session.out(`read failed: ${strerror(e)}\n`)
       return -5

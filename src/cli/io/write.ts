@@ -19,6 +19,13 @@ async function writeBytes(session: Session, offset: number, length: number, payl
   if (fua || session.image!.flags.writethrough) await device.flush()
 }
 
+/** -b: the VM state area (blk_save_vmstate: flushed after it unless the write cache is on). */
+async function saveVmState(session: Session, offset: number, payload: Payload): Promise<void> {
+  if (payload.kind === 'zeroes') throw new Error('write -b takes data') // -b and -z are refused earlier
+  await session.device.saveVmState(offset, payload.data)
+  if (session.image!.flags.writethrough) await session.device.flush()
+}
+
 /** qcow2_co_pwritev_compressed_part: cluster-aligned, whole clusters except at the image's end. */
 async function writeCompressed(session: Session, offset: number, data: Uint8Array): Promise<void> {
   const device = session.device
@@ -126,9 +133,8 @@ const write: CommandInfo = {
     }
     const elapsed = startTimer()
     try {
-      // The VM state area (savevm data) is not something qimg writes.
-      if (has('b')) throw Object.assign(new Error('vmstate'), { code: 'ENOTSUP' })
-      await writeBytes(session, offset, count, payload, has('f'))
+      if (has('b')) await saveVmState(session, offset, payload)
+      else await writeBytes(session, offset, count, payload, has('f'))
     } catch (e) {
       session.out(`write failed: ${strerror(e)}\n`)
       return errnoOf(e) === 'EINVAL' ? -EINVAL : -5
