@@ -196,14 +196,19 @@ async function vectoredWrite(session: Session, words: string[], command: Command
     payload = { kind: 'data', data: new Uint8Array(size).fill(pattern) }
     elapsed = startTimer()
   }
-  try {
-    await writeBytes(session, offset, size, payload, flags.has('f'))
-  } catch (e) {
-    print(`${aio ? 'aio_write' : 'writev'} failed: ${strerror(e)}\n`)
-    return [-5, true]
+  const perform = async (): Promise<number> => {
+    try {
+      await writeBytes(session, offset, size, payload, flags.has('f'))
+    } catch (e) {
+      print(`${aio ? 'aio_write' : 'writev'} failed: ${strerror(e)}\n`)
+      return -5
+    }
+    if (!flags.has('q')) print(report('wrote', elapsed(), offset, size, size, 1, flags.has('C')))
+    return 0
   }
-  if (!flags.has('q')) print(report('wrote', elapsed(), offset, size, size, 1, flags.has('C')))
-  return [0, true]
+  // aio_write's request runs on while later commands do (blk_aio_pwritev).
+  if (aio) return session.submit(perform().then(() => undefined)), [0, true]
+  return [await perform(), true]
 }
 
 const aioWrite: CommandInfo = {
@@ -232,7 +237,6 @@ const aioWrite: CommandInfo = {
  -z, -- write zeroes using blk_aio_pwrite_zeroes
 
 `,
-  // Completed before the next command, as aio_read (see there).
   run: async (session, words) => {
     const [ret, submitted] = await vectoredWrite(session, words, aioWrite, 'CfiqP:uz', true)
     return submitted ? 0 : ret
@@ -241,8 +245,7 @@ const aioWrite: CommandInfo = {
 
 const aioFlush: CommandInfo = {
   name: 'aio_flush', oneline: 'completes all outstanding aio requests',
-  // Every request has completed already (see aio_read).
-  run: async () => 0,
+  run: async (session) => (await session.drain(), 0),
 }
 
 /** The commands of this file. */
