@@ -26,6 +26,12 @@ export interface BlockStatus {
   file: string | undefined
 }
 
+/** A format with a VM state area (qcow2). */
+interface VmStateDriver {
+  saveVmState(pos: number, data: Uint8Array, readGuest: GuestReader): Promise<void>
+  loadVmState(pos: number, length: number, read: GuestReader): Promise<Uint8Array>
+}
+
 /** Largest single read a device issues to its storage. */
 const MAX_IO = 8 * 1024 * 1024
 
@@ -177,6 +183,25 @@ export class BlockDevice {
   /** Writes `data` at guest `offset` into the top layer (copy-on-write from the chain). */
   async write(offset: number, data: Uint8Array): Promise<void> {
     await this.#writable().write(offset, data, this.#readGuest)
+  }
+
+  /**
+   * Writes VM state (savevm data) at `pos` of the top layer's VM state area; formats without
+   * one refuse as QEMU's bdrv_co_writev_vmstate does (ENOTSUP).
+   */
+  async saveVmState(pos: number, data: Uint8Array): Promise<void> {
+    await this.#vmStateDriver().saveVmState(pos, data, this.#readGuest)
+  }
+
+  /** Reads VM state at `pos` (see {@link saveVmState}). */
+  async loadVmState(pos: number, length: number): Promise<Uint8Array> {
+    return this.#vmStateDriver().loadVmState(pos, length, this.#readGuest)
+  }
+
+  #vmStateDriver(): VmStateDriver {
+    const driver = this.driver as Partial<VmStateDriver>
+    if (!driver.saveVmState || !driver.loadVmState) throw new ImageError('UNSUPPORTED', `${this.driver.storage.name}: format '${this.driver.format}' has no VM state area`)
+    return driver as VmStateDriver
   }
 
   /** Cluster size of the top layer when it has clusters (compressed writes work per cluster). */

@@ -45,7 +45,15 @@ export interface SetStateRule {
   newState: number
 }
 
-export type BlkdebugRule = InjectErrorRule | SetStateRule
+/** A breakpoint (qemu-io's break): the request raising `event` is suspended as `tag` until resumed. */
+export interface SuspendRule {
+  action: 'suspend'
+  event: BlkdebugEvent
+  state: number
+  tag: string
+}
+
+export type BlkdebugRule = InjectErrorRule | SetStateRule | SuspendRule
 
 const SECTION_KEYS = {
   'inject-error': ['event', 'state', 'iotype', 'errno', 'sector', 'once', 'immediately'],

@@ -2,9 +2,10 @@
 // drivers raise events at the points QEMU's drivers call BLKDBG_EVENT (l2_load, refblock_alloc,
 // flush_to_disk, …) through the optional `debugEvent` of their storage; a rule on an event
 // arms an error that hits the next requests of the kinds it names. Used to test error paths.
+// Breakpoints (qemu-io's break/resume) suspend the request that raises their event until resumed.
 import { ImageError } from '../errors.js'
 import { errnoName, errnoText } from './errno.js'
-import { type BlkdebugEvent, type BlkdebugIoType, type BlkdebugRule, type InjectErrorRule } from './blkdebug-rules.js'
+import { BLKDEBUG_EVENTS, type BlkdebugEvent, type BlkdebugIoType, type BlkdebugRule, type InjectErrorRule, type SuspendRule } from './blkdebug-rules.js'
 import { isWritable, type ReadableStorage, type Storage } from './storage.js'
 
 /** An error injected by blkdebug (code IO; `errno` says which). */
@@ -23,6 +24,12 @@ export class BlkdebugStorage implements Storage {
   /** Armed inject-error rules, checked in order on every request. */
   #active: InjectErrorRule[] = []
   #state = 1
+  /** Requests suspended at a breakpoint, the last first (QLIST_INSERT_HEAD). */
+  #suspended: { tag: string; resume: () => void }[] = []
+  /** Told whenever a request is suspended (qemu-io's wait_break polls for it). */
+  #onSuspend: (() => void)[] = []
+  /** Where "blkdebug: Suspended request …" lines go (QEMU's printf to stdout); none: not shown. */
+  print: ((text: string) => void) | undefined
   /** Writes went through since the last flush that succeeded (bdrv_co_flush's write_gen check). */
   #unflushed = false
 
@@ -37,16 +44,22 @@ export class BlkdebugStorage implements Storage {
     this.debugEvent('none') // blkdebug_open ends with bdrv_debug_event(bs, BLKDBG_NONE)
   }
 
-  /** blkdebug_debug_event: rules of `event` for the current state arm errors or change state. */
-  debugEvent(event: BlkdebugEvent): void {
+  /**
+   * blkdebug_debug_event: rules of `event` for the current state arm errors, change state, or
+   * suspend the request (then the result settles once each breakpoint hit is resumed).
+   */
+  debugEvent(event: BlkdebugEvent): void | Promise<void> {
     const rules = this.#rules.get(event)
     if (!rules) return
     let newState = this.#state
     let injected = 0
+    const suspensions: Promise<void>[] = []
     for (const rule of [...rules]) {
       if (rule.state !== 0 && rule.state !== this.#state) continue
       if (rule.action === 'set-state') {
         newState = rule.newState
+      } else if (rule.action === 'suspend') {
+        suspensions.push(this.#suspend(rule))
       } else {
         // The first inject-error rule of an event replaces the armed set (QSIMPLEQ_INIT).
         if (injected++ === 0) this.#active = []
@@ -54,6 +67,70 @@ export class BlkdebugStorage implements Storage {
       }
     }
     this.#state = newState
+    if (suspensions.length > 0) return Promise.all(suspensions).then(() => undefined)
+  }
+
+  /** suspend_request: the breakpoint is used up; the request waits for resume(tag). */
+  #suspend(rule: SuspendRule): Promise<void> {
+    this.#removeRule(rule)
+    return new Promise((resolve) => {
+      this.#suspended.unshift({ tag: rule.tag, resume: resolve })
+      this.print?.(`blkdebug: Suspended request '${rule.tag}'\n`)
+      for (const notify of this.#onSuspend.splice(0)) notify()
+    })
+  }
+
+  #removeRule(rule: BlkdebugRule): void {
+    const list = this.#rules.get(rule.event)!
+    list.splice(list.indexOf(rule), 1)
+  }
+
+  /** blkdebug_debug_breakpoint: a breakpoint on the event named `eventName` (ENOENT when none is). */
+  addBreakpoint(eventName: string, tag: string): void {
+    const event = BLKDEBUG_EVENTS.find((e) => e === eventName)
+    if (!event) throw injectedError(2, this.name)
+    const list = this.#rules.get(event) ?? []
+    list.unshift({ action: 'suspend', event, state: 0, tag })
+    this.#rules.set(event, list)
+  }
+
+  /**
+   * blkdebug_debug_remove_breakpoint: drops the breakpoints tagged `tag` and resumes its
+   * requests; false when no breakpoint was left (resume_req_by_tag with `all` answers ENOENT
+   * even after resuming, so resumed requests alone do not count, as in QEMU 7.2).
+   */
+  removeBreakpoint(tag: string): boolean {
+    let found = false
+    for (const list of this.#rules.values()) {
+      for (const rule of [...list]) if (rule.action === 'suspend' && rule.tag === tag) (this.#removeRule(rule), (found = true))
+    }
+    while (this.resume(tag));
+    return found
+  }
+
+  /** resume_req_by_tag: resumes the last request suspended as `tag`; false when there is none. */
+  resume(tag: string): boolean {
+    const index = this.#suspended.findIndex((r) => r.tag === tag)
+    if (index < 0) return false
+    const [request] = this.#suspended.splice(index, 1)
+    this.print?.(`blkdebug: Resuming request '${tag}'\n`)
+    request!.resume()
+    return true
+  }
+
+  /** Whether some request waits at a breakpoint. */
+  get hasSuspended(): boolean {
+    return this.#suspended.length > 0
+  }
+
+  /** Settles at the next suspension. */
+  nextSuspension(): Promise<void> {
+    return new Promise((resolve) => this.#onSuspend.push(resolve))
+  }
+
+  /** Settles once a request is suspended as `tag` (qemu-io's wait_break). */
+  async waitForSuspension(tag: string): Promise<void> {
+    while (!this.#suspended.some((r) => r.tag === tag)) await this.nextSuspension()
   }
 
   /** rule_check: the first armed rule covering the request fails it; a `once` rule is then gone. */
@@ -62,8 +139,7 @@ export class BlkdebugStorage implements Storage {
     if (!rule || rule.errno === 0) return
     if (rule.once) {
       this.#active = this.#active.filter((r) => r !== rule)
-      const list = this.#rules.get(rule.event)!
-      list.splice(list.indexOf(rule), 1)
+      this.#removeRule(rule)
     }
     throw injectedError(rule.errno, this.name)
   }
@@ -95,7 +171,7 @@ export class BlkdebugStorage implements Storage {
 
   /** bdrv_aligned_pwritev raises pwritev (pwritev_zero for zeroes) before, pwritev_done after. */
   async write(offset: number, data: Uint8Array): Promise<void> {
-    this.debugEvent('pwritev')
+    await this.debugEvent('pwritev')
     this.#unflushed = true
     this.#check(offset, data.length, 'write')
     await this.#writable().write(offset, data)

@@ -25,9 +25,10 @@ export interface ReadableStorage {
   /**
    * Optional: told of the points in a format driver's work that QEMU's drivers report with
    * BLKDBG_EVENT (blkdebug arms injected errors on them). Drivers call it as `debugEvent?.(…)`,
-   * which costs nothing measurable when absent.
+   * which costs nothing measurable when absent. A promise means the request is suspended at a
+   * blkdebug breakpoint until resumed: points where QEMU's tests break await it (write_aio).
    */
-  debugEvent?(event: BlkdebugEvent): void
+  debugEvent?(event: BlkdebugEvent): void | Promise<void>
   close(): Promise<void>
 }
 

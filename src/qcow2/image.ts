@@ -22,6 +22,8 @@ import { applySnapshot, createSnapshot, deleteSnapshot, snapshotTableSize, type 
 import { checkQcow2 } from './check.js'
 import { clearStaleAutoclear, encodeHeaderCluster, writeHeaderPointer } from './header-encode.js'
 import * as spec from './spec.js'
+import { grownL1Entries, perTableRanges, vmStateOffset } from './vmstate.js'
+import { l1Index } from './geometry.js'
 import { dataForWriting, encryptionInfo, hideEncryptedData, openEncryption, readDecrypted, type EncryptionOptions, type Qcow2Encryption } from './crypto/encryption.js'
 
 /** Options for {@link Qcow2Image.open}. */
@@ -292,6 +294,49 @@ export class Qcow2Image implements FormatDriver {
     this.#decoded.invalidate()
     this.#bitmaps?.markDirty(offset, length)
     await this.#requireWriter().discard(offset, length)
+  }
+
+  /**
+   * Writes `data` at `pos` of the VM state area (qcow2_save_vmstate), growing the L1 table as
+   * get_cluster_table grows it, one L2 table at a time.
+   */
+  async saveVmState(pos: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
+    const writer = this.#requireWriter()
+    const g = this.layout.geometry
+    const offset = vmStateOffset(g, this.layout.header.size) + pos
+    await this.#beyondDisk(offset + data.length, async () => {
+      for (const { start, end } of perTableRanges(g, offset, data.length)) {
+        const needed = l1Index(g, start) + 1
+        if (needed > this.layout.header.l1Size) await writer.growL1(grownL1Entries(this.layout.header.l1Size, needed))
+        this.#decoded.invalidate()
+        await writer.write(start, data.subarray(start - offset, end - offset), readGuest)
+      }
+    })
+  }
+
+  /** Reads `length` bytes at `pos` of the VM state area (qcow2_load_vmstate) with `read` (the chain's reader). */
+  async loadVmState(pos: number, length: number, read: GuestReader): Promise<Uint8Array> {
+    const offset = vmStateOffset(this.layout.geometry, this.layout.header.size) + pos
+    return this.#beyondDisk(offset + length, () => read(offset, length))
+  }
+
+  /**
+   * Runs `io` with the guest address space reaching the cluster holding `end` and no dirty
+   * tracking: QEMU's vmstate calls go to the driver directly, past the block layer's size check
+   * and its bitmaps, and a partial cluster there is completed as any other (whole-cluster COW).
+   */
+  async #beyondDisk<T>(end: number, io: () => Promise<T>): Promise<T> {
+    const size = this.#ctx.virtualSize
+    const bitmaps = this.#bitmaps
+    const cs = this.layout.geometry.clusterSize
+    this.#ctx.virtualSize = Math.max(size, Math.ceil(end / cs) * cs)
+    this.#bitmaps = undefined
+    try {
+      return await io()
+    } finally {
+      this.#ctx.virtualSize = size
+      this.#bitmaps = bitmaps
+    }
   }
 
   /** Makes completed writes durable. */

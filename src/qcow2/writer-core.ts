@@ -391,7 +391,7 @@ export class WriterCore {
         throw new ImageError('CORRUPT', `${this.storage.name}: Marking image as corrupt: Preventing invalid write on metadata (overlaps with ${hit.what}) at 0x${at.toString(16)}`, { offset: at, file: this.storage.name })
       }
     }
-    this.storage.debugEvent?.('write_aio')
+    await this.storage.debugEvent?.('write_aio')
     await this.data.write(hostOffset, bytes)
   }
 

@@ -98,3 +98,10 @@ export function tempDir(prefix = 'qimg-test-'): { path: string; file(name: strin
   const path = mkdtempSync(join(tmpdir(), prefix))
   return { path, file: (name) => join(path, name), cleanup: () => rmSync(path, { recursive: true, force: true }) }
 }
+
+/** _filter_qemu_io: the statistics line, -C's line, and the prompts. */
+export function filterQemuIo(text: string): string {
+  return text
+    .replace(/[0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*\/sec and [0-9/.inf]* ops\/sec\)/g, 'X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)')
+    .replace(/(\d+),(\d+),\d+:\d\d:\d\d\.\d\d,[\d.inf]+,[\d.inf]+$/gm, '$1,$2,TIME,RATE,RATE')
+}

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { QIMG, hasTool, needTools, run, runOk, tempDir } from '../helpers/oracle.js'
+import { QIMG, filterQemuIo as filtered, hasTool, needTools, run, runOk, tempDir } from '../helpers/oracle.js'
 
 const root = tempDir('qimg-oracle-qemu-io-')
 after(() => root.cleanup())
@@ -34,13 +34,6 @@ before(async () => {
   await runOk('sh', ['-c', script], { cwd: dir })
   ready = true
 })
-
-/** _filter_qemu_io: the statistics line, -C's line, and the prompts. */
-function filtered(text: string): string {
-  return text
-    .replace(/[0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*\/sec and [0-9/.inf]* ops\/sec\)/g, 'X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)')
-    .replace(/(\d+),(\d+),\d+:\d\d:\d\d\.\d\d,[\d.inf]+,[\d.inf]+$/gm, '$1,$2,TIME,RATE,RATE')
-}
 
 /** Runs `program args` in the work directory with `input` on stdin; stdout and stderr merged. */
 function runMerged(program: string, args: readonly string[], input: string): Promise<{ output: string; code: number | null; signal: string | null }> {

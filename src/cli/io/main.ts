@@ -132,6 +132,7 @@ export const io: Command = async (args, ctx) => {
       const readLine = ctx.readLine ?? fdLineReader(0)
       while (!session.quit) {
         session.out(prompt)
+        await session.settle()
         session.completeRequests()
         session.flushStdout()
         const line = readLine()
@@ -141,6 +142,7 @@ export const io: Command = async (args, ctx) => {
       }
     }
   } finally {
+    await session.drain() // blk_unref drains the requests still in flight
     session.completeRequests()
     // blk_unref's flush failures are error_report lines on stderr; what stdout still buffers
     // follows at exit, as in qemu-io.

@@ -98,9 +98,6 @@ const read: CommandInfo = {
           return -EINVAL
         }
       }
-      // The VM state area (savevm data) is not something qimg reads.
-      session.out(`read failed: ${strerror({ code: 'ENOTSUP' })}\n`)
-      return -95
     }
     if (count > INT_MAX) {
       session.out(`read failed: ${strerror({ code: 'ERANGE' })}\n`)
@@ -109,7 +106,8 @@ const read: CommandInfo = {
     const elapsed = startTimer()
     let data: Uint8Array
     try {
-      data = await readBytes(session, offset, count)
+      // -b: the VM state area (blk_load_vmstate), ENOTSUP where the format has none.
+      data = flags.has('b') ? await session.device.loadVmState(offset, count) : await readBytes(session, offset, count)
     } catch (e) {
       session.out(`read failed: ${strerror(e)}\n`)
       return -5
@@ -142,19 +140,24 @@ async function vectoredRead(session: Session, words: string[], command: CommandI
   if (!lengths) return refused(-EINVAL)
   const size = lengths.reduce((a, b) => a + b, 0)
   const elapsed = startTimer()
-  let data: Uint8Array
-  try {
-    data = await readBytes(session, offset, size)
-  } catch (e) {
-    print(`readv failed: ${strerror(e)}\n`)
-    return [-5, true]
+  const perform = async (): Promise<number> => {
+    let data: Uint8Array
+    try {
+      data = await readBytes(session, offset, size)
+    } catch (e) {
+      print(`readv failed: ${strerror(e)}\n`)
+      return -5
+    }
+    const seconds = elapsed()
+    const ret = flags.has('P') && !verify(print, data, pattern, offset) ? -EINVAL : 0
+    if (flags.has('q')) return ret
+    if (flags.has('v')) print(hexDump(data, offset))
+    print(report('read', seconds, offset, size, size, 1, flags.has('C')))
+    return ret
   }
-  const seconds = elapsed()
-  const ret = flags.has('P') && !verify(print, data, pattern, offset) ? -EINVAL : 0
-  if (flags.has('q')) return [ret, true]
-  if (flags.has('v')) print(hexDump(data, offset))
-  print(report('read', seconds, offset, size, size, 1, flags.has('C')))
-  return [ret, true]
+  // aio_read's request runs on while later commands do (blk_aio_preadv).
+  if (aio) return session.submit(perform().then(() => undefined)), [0, true]
+  return [await perform(), true]
 }
 
 const readv: CommandInfo = {
@@ -203,8 +206,6 @@ const aioRead: CommandInfo = {
  -q, -- quiet mode, do not show I/O statistics
 
 `,
-  // qimg completes the request before the next command: its report comes where qemu-io's
-  // completion prints it once the request is done (at the latest at aio_flush).
   run: async (session, words) => {
     const [ret, submitted] = await vectoredRead(session, words, aioRead, 'CP:iqv', true)
     // Submitted is success: a failed or mismatching read only prints.

@@ -1,6 +1,7 @@
 // What qemu-io's commands share: the open image (its BlockBackend), how it was opened, the
 // buffered stdout, and the flags the command loop reads (quit).
 import type { BlockDevice } from '../../format/device.js'
+import { BlkdebugStorage } from '../../io/blkdebug.js'
 import { reportError, type CliContext } from '../context.js'
 import type { BufferedOut } from './output.js'
 
@@ -48,6 +49,8 @@ export class Session {
   readonly ctx: CliContext
   readonly #stdout: BufferedOut
   #completions = ''
+  /** aio requests submitted and not yet complete (they run while later commands do). */
+  readonly #inFlight = new Set<Promise<void>>()
 
   constructor(ctx: CliContext, stdout: BufferedOut, imageOpts: boolean, objects: readonly string[]) {
     this.ctx = ctx
@@ -62,12 +65,34 @@ export class Session {
   }
 
   /**
-   * What an aio request prints when it completes. qimg completes it at once, qemu-io when its
-   * main loop next runs: during the next command, or (reading standard input) after the next
-   * prompt. The text waits for {@link completeRequests}.
+   * What an aio request prints when it completes. qemu-io prints it when its main loop next runs:
+   * during the next command, or (reading standard input) after the next prompt. The text waits
+   * for {@link completeRequests}.
    */
   outOnCompletion(text: string): void {
     this.#completions += text
+  }
+
+  /** Starts an aio request (it must not reject: failures are its report). */
+  submit(request: Promise<void>): void {
+    const tracked: Promise<void> = request.finally(() => this.#inFlight.delete(tracked))
+    this.#inFlight.add(tracked)
+  }
+
+  /** Waits for every aio request, those they start included (blk_drain_all). */
+  async drain(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight)
+  }
+
+  /**
+   * Lets the aio requests run as qemu-io's main loop does while it waits for input: until each
+   * completed, or one is suspended at a blkdebug breakpoint (those behind it could not go on).
+   */
+  async settle(): Promise<void> {
+    const storage = this.image?.device.driver.storage
+    if (!(storage instanceof BlkdebugStorage)) return this.drain()
+    if (storage.hasSuspended) return
+    await Promise.race([this.drain(), storage.nextSuspension()])
   }
 
   /** Prints what completed aio requests report (see {@link outOnCompletion}). */

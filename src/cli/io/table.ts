@@ -6,7 +6,8 @@ import { MISC_COMMANDS } from './misc.js'
 import { OPEN_COMMANDS } from './open.js'
 import { READ_COMMANDS } from './read.js'
 import type { Session } from './session.js'
-import { strerror } from './report.js'
+import { errnoOf, strerror } from './report.js'
+import { BlkdebugStorage } from '../../io/blkdebug.js'
 import { WRITE_COMMANDS } from './write.js'
 
 const quit: CommandInfo = {
@@ -41,24 +42,51 @@ const help: CommandInfo = {
   },
 }
 
-/** blkdebug's break points: not something qimg's images have ("Operation not supported"). */
-function debugCommand(name: string, argCount: number, args: string, line: string, failure: (words: string[]) => string): CommandInfo {
+/**
+ * The blkdebug node under the open image (bdrv_debug_breakpoint looks down the primary
+ * children); undefined (ENOTSUP) when there is none. Its messages go to qemu-io's stdout.
+ */
+function blkdebugOf(session: Session): BlkdebugStorage | undefined {
+  const storage = session.device.driver.storage
+  if (!(storage instanceof BlkdebugStorage)) return undefined
+  storage.print = (text) => session.out(text)
+  return storage
+}
+
+/** A breakpoint command: `act` answers whether it found what it works on (else ENOENT). */
+function debugCommand(name: string, argCount: number, args: string, line: string, failure: (words: string[]) => string, act: (blkdebug: BlkdebugStorage, words: string[]) => boolean): CommandInfo {
   return {
     name, argmin: argCount, argmax: argCount, args, oneline: line,
     run: async (session, words) => {
-      session.out(`${failure(words)}: ${strerror({ code: 'ENOTSUP' })}\n`)
-      return -95
+      const blkdebug = blkdebugOf(session)
+      let code = blkdebug ? 'ENOENT' : 'ENOTSUP'
+      try {
+        if (blkdebug && act(blkdebug, words)) return 0
+      } catch (e) {
+        code = errnoOf(e)
+      }
+      session.out(`${failure(words)}: ${strerror({ code })}\n`)
+      return code === 'ENOTSUP' ? -95 : -2
     },
   }
+}
+
+/** wait_break: the main loop runs (requests progress) until a request is suspended as TAG. */
+const waitBreak: CommandInfo = {
+  name: 'wait_break', argmin: 1, argmax: 1, args: 'tag', oneline: 'waits for the suspension of a request',
+  run: async (session, words) => {
+    await blkdebugOf(session)?.waitForSuspension(words[1]!)
+    return 0
+  },
 }
 
 /** Every command, sorted by name as qemu-io keeps them (help lists them in this order). */
 const COMMANDS: CommandInfo[] = [
   quit, help, ...OPEN_COMMANDS, ...READ_COMMANDS, ...WRITE_COMMANDS, ...MISC_COMMANDS,
-  debugCommand('break', 2, 'event tag', 'sets a breakpoint on event and tags the stopped request as tag', () => 'Could not set breakpoint'),
-  debugCommand('remove_break', 1, 'tag', 'remove a breakpoint by tag', (w) => `Could not remove breakpoint ${w[1]}`),
-  debugCommand('resume', 1, 'tag', 'resumes the request tagged as tag', () => 'Could not resume request'),
-  { name: 'wait_break', argmin: 1, argmax: 1, args: 'tag', oneline: 'waits for the suspension of a request', run: async () => 0 },
+  debugCommand('break', 2, 'event tag', 'sets a breakpoint on event and tags the stopped request as tag', () => 'Could not set breakpoint', (b, w) => (b.addBreakpoint(w[1]!, w[2]!), true)),
+  debugCommand('remove_break', 1, 'tag', 'remove a breakpoint by tag', (w) => `Could not remove breakpoint ${w[1]}`, (b, w) => b.removeBreakpoint(w[1]!)),
+  debugCommand('resume', 1, 'tag', 'resumes the request tagged as tag', () => 'Could not resume request', (b, w) => b.resume(w[1]!)),
+  waitBreak,
 ].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
 
 function findCommand(name: string): CommandInfo | undefined {

@@ -19,6 +19,13 @@ async function writeBytes(session: Session, offset: number, length: number, payl
   if (fua || session.image!.flags.writethrough) await device.flush()
 }
 
+/** -b: the VM state area (blk_save_vmstate: flushed after it unless the write cache is on). */
+async function saveVmState(session: Session, offset: number, payload: Payload): Promise<void> {
+  if (payload.kind === 'zeroes') throw new Error('write -b takes data') // -b and -z are refused earlier
+  await session.device.saveVmState(offset, payload.data)
+  if (session.image!.flags.writethrough) await session.device.flush()
+}
+
 /** qcow2_co_pwritev_compressed_part: cluster-aligned, whole clusters except at the image's end. */
 async function writeCompressed(session: Session, offset: number, data: Uint8Array): Promise<void> {
   const device = session.device
@@ -126,9 +133,8 @@ const write: CommandInfo = {
     }
     const elapsed = startTimer()
     try {
-      // The VM state area (savevm data) is not something qimg writes.
-      if (has('b')) throw Object.assign(new Error('vmstate'), { code: 'ENOTSUP' })
-      await writeBytes(session, offset, count, payload, has('f'))
+      if (has('b')) await saveVmState(session, offset, payload)
+      else await writeBytes(session, offset, count, payload, has('f'))
     } catch (e) {
       session.out(`write failed: ${strerror(e)}\n`)
       return errnoOf(e) === 'EINVAL' ? -EINVAL : -5
@@ -190,14 +196,19 @@ async function vectoredWrite(session: Session, words: string[], command: Command
     payload = { kind: 'data', data: new Uint8Array(size).fill(pattern) }
     elapsed = startTimer()
   }
-  try {
-    await writeBytes(session, offset, size, payload, flags.has('f'))
-  } catch (e) {
-    print(`${aio ? 'aio_write' : 'writev'} failed: ${strerror(e)}\n`)
-    return [-5, true]
+  const perform = async (): Promise<number> => {
+    try {
+      await writeBytes(session, offset, size, payload, flags.has('f'))
+    } catch (e) {
+      print(`${aio ? 'aio_write' : 'writev'} failed: ${strerror(e)}\n`)
+      return -5
+    }
+    if (!flags.has('q')) print(report('wrote', elapsed(), offset, size, size, 1, flags.has('C')))
+    return 0
   }
-  if (!flags.has('q')) print(report('wrote', elapsed(), offset, size, size, 1, flags.has('C')))
-  return [0, true]
+  // aio_write's request runs on while later commands do (blk_aio_pwritev).
+  if (aio) return session.submit(perform().then(() => undefined)), [0, true]
+  return [await perform(), true]
 }
 
 const aioWrite: CommandInfo = {
@@ -226,7 +237,6 @@ const aioWrite: CommandInfo = {
  -z, -- write zeroes using blk_aio_pwrite_zeroes
 
 `,
-  // Completed before the next command, as aio_read (see there).
   run: async (session, words) => {
     const [ret, submitted] = await vectoredWrite(session, words, aioWrite, 'CfiqP:uz', true)
     return submitted ? 0 : ret
@@ -235,8 +245,7 @@ const aioWrite: CommandInfo = {
 
 const aioFlush: CommandInfo = {
   name: 'aio_flush', oneline: 'completes all outstanding aio requests',
-  // Every request has completed already (see aio_read).
-  run: async () => 0,
+  run: async (session) => (await session.drain(), 0),
 }
 
 /** The commands of this file. */
