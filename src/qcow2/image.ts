@@ -9,51 +9,23 @@ import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js
 import { allocUninitialized, setU64 } from '../binary/bytes.js'
 import { RefcountManager } from './refcount.js'
 import { Qcow2Writer, type GuestReader, type ZeroOptions } from './writer.js'
-import { TableCache } from './cache.js'
 import { CompressedReader } from './compressed.js'
-import { loadBitmapInfo } from './bitmaps.js'
 import { BitmapSet, loadBitmaps } from './bitmaps-store.js'
 import type { DirtyBitmap } from './bitmap-data.js'
 import { getExtent, type LookupContext } from './lookup.js'
-import { loadL1Table, loadLayout, openWarnings, type Qcow2Layout } from './open.js'
+import { openWarnings, type Qcow2Layout } from './open.js'
 import { detectMetadataPreallocation } from './refcount-read.js'
-import { findSnapshot, loadSnapshotTable, type Snapshot } from './snapshot.js'
+import { findSnapshot, type Snapshot } from './snapshot.js'
 import { applySnapshot, createSnapshot, deleteSnapshot, snapshotTableSize, type SnapshotTarget } from './snapshot-ops.js'
-import { checkQcow2 } from './check.js'
 import { clearStaleAutoclear, encodeHeaderCluster, writeHeaderPointer } from './header-encode.js'
 import * as spec from './spec.js'
 import { grownL1Entries, perTableRanges, vmStateOffset } from './vmstate.js'
 import { l1Index } from './geometry.js'
-import { dataForWriting, encryptionInfo, hideEncryptedData, openEncryption, readDecrypted, type EncryptionOptions, type Qcow2Encryption } from './crypto/encryption.js'
+import { openQcow2Context, type Qcow2OpenOptions } from './image-options.js'
+import { describeQcow2 } from './image-info.js'
+import { dataForWriting, encryptionInfo, hideEncryptedData, openEncryption, readDecrypted, type Qcow2Encryption } from './crypto/encryption.js'
 
-/** Options for {@link Qcow2Image.open}. */
-export interface Qcow2OpenOptions extends EncryptionOptions {
-  codecs?: Codecs | undefined
-  /** Read the disk as it was at this snapshot (ID or name, or both). */
-  snapshot?: string | { id?: string; name?: string } | undefined
-  /** Bytes of L2 tables to cache (default 32 MiB, covering 256 GiB at 64 KiB clusters). */
-  l2CacheSize?: number | undefined
-  /** Opens the external data file the image names; required when it has one. */
-  openDataFile?: ((name: string) => Promise<ReadableStorage>) | undefined
-  /** Open without the external data file (for info): reading guest data then fails. */
-  skipDataFile?: boolean | undefined
-  /** Open for writing (the storage, and any data file, must be writable). */
-  writable?: boolean | undefined
-  /** Compressors for compressed writes (Node: zlib and zstd). */
-  compressors?: Compressors | undefined
-  /** Where the repair of a dirty image opened for writing reports, line by line (QEMU: stderr). */
-  report?: ((line: string) => void) | undefined
-}
-
-const DEFAULT_L2_CACHE_BYTES = 32 * 1024 * 1024
-
-/** Stands in for an external data file that was not opened: any read says so. */
-function unavailable(image: string, dataFile: string): ReadableStorage {
-  const fail = async (): Promise<never> => {
-    throw new ImageError('DENIED', `${image}: external data file '${dataFile}' was not opened`, { file: image })
-  }
-  return { name: dataFile, size: fail, read: fail, close: async () => undefined }
-}
+export type { Qcow2OpenOptions }
 
 /** A read-only QCOW2 layer. */
 export class Qcow2Image implements FormatDriver {
@@ -84,48 +56,9 @@ export class Qcow2Image implements FormatDriver {
 
   /** Opens `storage` as QCOW2, validating the header and loading the L1 table. */
   static async open(storage: ReadableStorage, options: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
-    let layout = await loadLayout(storage)
-    if (options.writable && (layout.header.incompatibleFeatures & spec.INCOMPAT_DIRTY) && !(layout.header.incompatibleFeatures & spec.INCOMPAT_CORRUPT) && isWritable(storage)) {
-      // A lazy-refcount image left dirty: refcounts repaired before writing, with the check's
-      // messages, as qcow2_do_open does when not opened for qemu-img check (BDRV_O_CHECK).
-      const result = await checkQcow2(storage, { fix: 'all', report: options.report })
-      if (result.failed || result.checkErrors) throw new ImageError('CORRUPT', `${storage.name}: Could not repair dirty image: ${result.failed ?? `${result.checkErrors} check errors`}`, { file: storage.name })
-      layout = await loadLayout(storage)
-    }
-    const { header, geometry } = layout
-    const snapshots = await loadSnapshotTable(storage, header.snapshotsOffset, header.snapshotCount, header.version, geometry.clusterSize)
-    let l1Offset = header.l1TableOffset
-    let l1Size = header.l1Size
-    const virtualSize = header.size
-    let what = 'active L1 table'
-    if (options.snapshot !== undefined) {
-      const snap = findSnapshot(snapshots, options.snapshot)
-      if (!snap) {
-        const key = typeof options.snapshot === 'string' ? options.snapshot : JSON.stringify(options.snapshot)
-        throw new ImageError('NO_SUCH_SNAPSHOT', `${storage.name}: no snapshot ${key} (the image has ${snapshots.length})`, { file: storage.name })
-      }
-      l1Offset = snap.l1TableOffset
-      l1Size = snap.l1Size
-      // The disk keeps its current size, as in QEMU's qcow2_snapshot_load_tmp (qemu-img convert -l,
-      // qemu-nbd -l): only the L1 table is switched; entries past a shorter snapshot L1 read as
-      // unallocated. (Only applying a snapshot resizes the disk to the snapshot's disk_size.)
-      what = `L1 table of snapshot ${snap.id}`
-      if (l1Size * 8 > spec.MAX_L1_BYTES) throw new ImageError('CORRUPT', `${storage.name}: ${what} of ${l1Size} entries exceeds ${spec.MAX_L1_BYTES} bytes`)
-    }
-    const l1 = await loadL1Table(storage, layout, l1Offset, l1Size, what)
-    let dataStorage = storage
-    if (layout.hasDataFile) {
-      if (header.dataFile === undefined) throw new ImageError('INVALID_ARGUMENT', `${storage.name}: 'data-file' is required for this image (it names no external data file)`, { file: storage.name, offset: 72 })
-      if (options.skipDataFile) dataStorage = unavailable(storage.name, header.dataFile)
-      else if (!options.openDataFile) throw new ImageError('DENIED', `${storage.name}: the image names an external data file '${header.dataFile}' and opening it is not allowed`, { file: storage.name })
-      else dataStorage = await options.openDataFile(header.dataFile)
-    }
-    const cacheBytes = options.l2CacheSize ?? DEFAULT_L2_CACHE_BYTES
-    const ctx: LookupContext = {
-      geometry, storage, dataStorage, hasDataFile: layout.hasDataFile, l1, l1TableOffset: l1Offset,
-      l2Cache: new TableCache(Math.ceil(cacheBytes / geometry.clusterSize)),
-      fileSize: layout.fileSize, virtualSize,
-    }
+    const { layout, snapshots, ctx } = await openQcow2Context(storage, options)
+    const { header } = layout
+    const dataStorage = ctx.dataStorage
     const image = new Qcow2Image(storage, layout, snapshots, ctx, options.codecs ?? {})
     image.#compressors = options.compressors
     // The secret is checked now (BAD_KEY before anything is written); a data file opened is closed on failure.
@@ -474,39 +407,7 @@ export class Qcow2Image implements FormatDriver {
   }
 
   async info(): Promise<ImageInfo> {
-    const h = this.layout.header
-    const v3 = h.version >= 3
-    const feature = (bits: bigint, bit: bigint) => (bits & bit) !== 0n
-    return {
-      filename: this.storage.name,
-      format: 'qcow2',
-      virtualSize: h.size,
-      actualSize: await this.storage.allocatedSize?.(),
-      clusterSize: this.layout.geometry.clusterSize,
-      encrypted: this.encrypted ? true : undefined,
-      dirtyFlag: feature(h.incompatibleFeatures, spec.INCOMPAT_DIRTY),
-      backingFilename: h.backingFile,
-      fullBackingFilename: undefined,
-      backingFilenameFormat: h.backingFormat,
-      snapshots: this.snapshots.length === 0 ? undefined : this.snapshots.map((s) => ({
-        id: s.id, name: s.name, vmStateSize: s.vmStateSize, dateSec: s.dateSec, dateNsec: s.dateNsec,
-        vmClockSec: Math.floor(s.vmClockNsec / 1e9), vmClockNsec: s.vmClockNsec % 1e9, icount: s.icount,
-      })),
-      formatSpecific: {
-        type: 'qcow2',
-        compat: v3 ? '1.1' : '0.10',
-        compressionType: h.compressionType === spec.COMPRESSION_ZSTD ? 'zstd' : 'zlib',
-        lazyRefcounts: v3 ? feature(h.compatibleFeatures, spec.COMPAT_LAZY_REFCOUNTS) : undefined,
-        refcountBits: 2 ** h.refcountOrder,
-        corrupt: v3 ? feature(h.incompatibleFeatures, spec.INCOMPAT_CORRUPT) : undefined,
-        extendedL2: v3 ? feature(h.incompatibleFeatures, spec.INCOMPAT_EXTL2) : undefined,
-        dataFile: h.dataFile,
-        dataFileRaw: this.layout.hasDataFile ? feature(h.autoclearFeatures, spec.AUTOCLEAR_DATA_FILE_RAW) : undefined,
-        bitmaps: v3 ? await loadBitmapInfo(this.storage, this.layout) : undefined,
-        encryptFormat: h.cryptMethod === spec.CRYPT_AES ? 'aes' : h.cryptMethod === spec.CRYPT_LUKS ? 'luks' : undefined,
-        luks: encryptionInfo(this.#encryption),
-      },
-    }
+    return describeQcow2(this.storage, this.layout, this.snapshots, this.encrypted, encryptionInfo(this.#encryption))
   }
 
   async close(): Promise<void> {

@@ -12,111 +12,11 @@ import { Mutex } from './lock.js'
 import { loadL2, type LookupContext } from './lookup.js'
 import type { RefcountManager } from './refcount.js'
 
-/** Reads current guest content (this image over its backing chain), for copy-on-write. */
-export type GuestReader = (offset: number, length: number) => Promise<Uint8Array>
+import { ALL_SUBCLUSTERS, type GuestReader, type WriterHost, type Contiguity, type ZeroOptions, type Decoded, type TableAccess } from './writer-types.js'
+import { InFlight, OverlapMap } from './writer-support.js'
 
-/** What the writer changes in the image besides tables. */
-export interface WriterHost {
-  /** Writes the L1 table size and offset (header bytes 36-47) durably. */
-  switchL1(offset: number, entries: number): Promise<void>
-  /** Called before the first change is written (lazy refcounts: set the dirty bit). */
-  beforeFirstWrite(): Promise<void>
-  /** Metadata the header points to besides tables the writer knows (snapshot table and L1s, bitmaps, LUKS header). */
-  metadataRanges(): { offset: number; length: number; what: string }[]
-  /** Sets the corrupt bit (QEMU's qcow2_signal_corruption). */
-  markCorrupt(): Promise<void>
-  /**
-   * Lazy refcounts with the dirty bit set: refcounts on disk may lag behind the tables until
-   * close (QEMU's qcow2_need_accurate_refcounts is false then).
-   */
-  refcountsMayLag(): boolean
-}
-
-/** Where the host space of one write request continues (see {@link WriterCore.allocateData}). */
-export interface Contiguity {
-  nextHost?: number | undefined
-}
-
-/** Options for zero writes, as qemu-io's write -z [-u]. */
-export interface ZeroOptions {
-  /** May deallocate clusters (BDRV_REQ_MAY_UNMAP). */
-  unmap?: boolean
-  /**
-   * Whether guest bytes read as zeros through the whole chain by block status (QEMU's is_zero):
-   * lets a zero write that covers part of a subcluster zero all of it. Without it, such parts
-   * are written as real zeros.
-   */
-  readsAsZero?: (offset: number, length: number) => Promise<boolean>
-}
-
-export type Decoded = { entry: L2Entry; allocated: number; zero: number }
-
-export const ALL_SUBCLUSTERS = 0xffff_ffff
-
-/** Direct table access for structural changes (see {@link Qcow2Writer.withTables}). */
-export interface TableAccess {
-  ctx: LookupContext
-  storage: Storage
-  refcounts: RefcountManager
-  /** Host offset of the active L1 table. */
-  l1Offset: number
-  markL1Dirty(): void
-  /** Writes guest data at a host offset (encrypted when the image is; overlap-checked). */
-  writeData(hostOffset: number, bytes: Uint8Array): Promise<void>
-  /** The ordered write-back (data, refcounts, L2, L1, frees). */
-  flush(): Promise<void>
-  /** The same write-back when the caches hold too many changed tables (memory stays bounded). */
-  writeBackIfFull(): Promise<void>
-}
-
-/** Writes to one QCOW2 layer. All metadata changes run under one mutex. */
-/**
- * Where metadata lives, for the overlap check: single clusters (L2 tables, refcount blocks) in
- * a map, ranges (L1 tables, refcount table, snapshot table) as intervals — sizes read from a
- * hostile image never turn into per-cluster entries.
- */
-export class OverlapMap {
-  #clusters = new Map<number, string>()
-  #ranges: { start: number; end: number; what: string }[] = []
-  addCluster(cluster: number, what: string): void {
-    if (!this.#clusters.has(cluster)) this.#clusters.set(cluster, what)
-  }
-  addRange(offset: number, length: number, what: string): void {
-    if (length > 0) this.#ranges.push({ start: offset, end: offset + length, what })
-  }
-  /** The first metadata structure in the clusters of `[offset, offset+length)`, if any. */
-  find(offset: number, length: number, clusterSize: number): { what: string; cluster: number } | undefined {
-    const first = Math.floor(offset / clusterSize)
-    const last = Math.floor((offset + length - 1) / clusterSize)
-    for (let c = first; c <= last; c++) {
-      const what = this.#clusters.get(c)
-      if (what) return { what, cluster: c }
-    }
-    const start = first * clusterSize
-    const end = (last + 1) * clusterSize
-    for (const r of this.#ranges) {
-      if (r.start < end && r.end > start) return { what: r.what, cluster: Math.floor(Math.max(r.start, start) / clusterSize) }
-    }
-    return undefined
-  }
-}
-
-/** Counts operations in progress and lets others wait until none is. */
-export class InFlight {
-  #count = 0
-  #waiters: (() => void)[] = []
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    this.#count++
-    try {
-      return await fn()
-    } finally {
-      if (--this.#count === 0) for (const wake of this.#waiters.splice(0)) wake()
-    }
-  }
-  drained(): Promise<void> {
-    return this.#count === 0 ? Promise.resolve() : new Promise((resolve) => this.#waiters.push(resolve))
-  }
-}
+export { ALL_SUBCLUSTERS, InFlight, OverlapMap }
+export type { GuestReader, WriterHost, Contiguity, ZeroOptions, Decoded, TableAccess }
 
 /** State and shared steps of a QCOW2 writer; the data and zero paths extend it. */
 export class WriterCore {
