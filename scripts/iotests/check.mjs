@@ -53,7 +53,8 @@ export function runCheck({ checkDir, srcDir, workDir, tag, format, tests, jobs, 
       pending += chunk.toString('utf8')
       let nl
       while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl).replaceAll('\r', '')
+        // Without -j, check rewrites a line in place: '001 ...\r001 pass …'; the last part counts.
+        const line = pending.slice(0, nl).split('\r').at(-1) ?? ''
         pending = pending.slice(nl + 1)
         const m = VERDICT.exec(line)
         if (m === null || !tests.includes(m[1])) continue
