@@ -11,6 +11,7 @@ export class RawImage implements WritableFormatDriver {
   readonly format: string
   readonly backing = undefined
   readonly warnings: string[] = []
+  readonly passesFileStatus = true
   readonly storage: ReadableStorage
   virtualSize: number
   /** Where the disk starts in the file (raw's `offset` option; QEMU block/raw-format.c). */

@@ -6,7 +6,6 @@ import type { ReadableStorage } from '../io/storage.js'
 import type { Compressors } from '../codecs.js'
 import { isWritableDriver, type FormatDriver, type GuestReader, type WritableFormatDriver } from './driver.js'
 import type { ImageInfo } from './info.js'
-import { RawImage } from '../raw.js'
 
 /** Block status of a run of guest bytes, as qemu-img map reports it (MapEntry). */
 export interface BlockStatus {
@@ -135,14 +134,14 @@ export class BlockDevice {
           if (extent.hostOffset >= fileSize) {
             status.zero = true // past the end of the file: QEMU's BDRV_BLOCK_EOF reads as zero
             // A raw layer (or a protocol read as one) passes the file's answer through: file-posix calls it a trailing hole.
-            if (this.driver instanceof RawImage) status.data = false
+            if (this.driver.passesFileStatus === true) status.data = false
           } else if (extent.storage.holeStatus) {
             const hole = await extent.storage.holeStatus(extent.hostOffset, Math.min(extent.length, fileSize - extent.hostOffset))
             status.length = hole.length
             if (hole.hole) {
               status.zero = true
               // A raw layer reports the file's status; qcow2 adds ZERO to its DATA.
-              if (this.driver instanceof RawImage) status.data = false
+              if (this.driver.passesFileStatus === true) status.data = false
             }
           }
         }

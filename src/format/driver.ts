@@ -38,6 +38,11 @@ export interface FormatDriver {
    * status does for raw images and for qcow2 images that look metadata-preallocated.
    */
   consultHostHoles(): Promise<boolean>
+  /**
+   * The layer passes the file's block status through (raw, and protocols read as raw): a hole or
+   * the end of the file is reported as not data, where a format such as qcow2 keeps DATA.
+   */
+  readonly passesFileStatus?: boolean
   /** The facts `info` reports about this layer (without chain). */
   info(): Promise<ImageInfo>
   /** Releases the storage (and any data file). */

@@ -63,10 +63,20 @@ export function corrupt(file: string, message: string, offset?: number, qemuText
  */
 function qemuOutOfRangeText(view: DataView, clusterSize: number): string | undefined {
   const tooBig = 2n ** 53n
+  // qcow2_validate_table: past INT64_MAX with the table, or not cluster aligned; a table that
+  // passes is then read, and the read past the end of the file fails.
+  const offsetInvalid = (offset: bigint, bytes: bigint): boolean => offset > 2n ** 63n - 1n - bytes || offset % BigInt(clusterSize) !== 0n
   if (view.getBigUint64(8) > BigInt(clusterSize)) return 'Invalid backing file offset'
   if (view.getBigUint64(48) >= tooBig) return 'Reference count table offset invalid'
-  if (view.getBigUint64(64) >= tooBig) return 'Snapshot table offset invalid'
-  if (view.getBigUint64(40) >= tooBig) return 'Active L1 table offset invalid'
+  const snapshotsOffset = view.getBigUint64(64)
+  if (snapshotsOffset >= tooBig) {
+    // sizeof(QCowSnapshotHeader) is 40 bytes.
+    return offsetInvalid(snapshotsOffset, BigInt(view.getUint32(60)) * 40n) ? 'Snapshot table offset invalid' : 'Failed to read snapshot table: Input/output error'
+  }
+  const l1TableOffset = view.getBigUint64(40)
+  if (l1TableOffset >= tooBig) {
+    return offsetInvalid(l1TableOffset, BigInt(view.getUint32(36)) * 8n) ? 'Active L1 table offset invalid' : 'Could not read L1 table: Input/output error'
+  }
   // size_to_l1 above INT_MAX: "Image is too big"; below, no L1 table qimg accepts is large enough.
   const l2Coverage = BigInt(clusterSize) * BigInt(clusterSize / 8)
   return (view.getBigUint64(24) + l2Coverage - 1n) / l2Coverage > 0x7fffffffn ? 'Image is too big' : 'L1 table is too small'

@@ -1,11 +1,11 @@
 // Running the oracle tools (qemu-img, qemu-io, qemu-nbd, nbdinfo) and qimg itself from tests.
 // A missing tool skips the test with a visible reason locally, and fails it under CI.
 import { execFile, execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
-import type { TestContext } from 'node:test'
+import { after, before, type TestContext } from 'node:test'
 
 const execFileAsync = promisify(execFile)
 
@@ -97,6 +97,40 @@ export async function qimgInProcess(args: readonly string[]): Promise<RunResult>
 export function tempDir(prefix = 'qimg-test-'): { path: string; file(name: string): string; cleanup(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix))
   return { path, file: (name) => join(path, name), cleanup: () => rmSync(path, { recursive: true, force: true }) }
+}
+
+/** The work directory an oracle test file shares between its tests. */
+export interface SharedWorkDir {
+  /** The temporary root (the work directory is `work` below it; other folders may sit beside). */
+  root: string
+  dir: string
+  at(name: string): string
+  /** Whether `setup` ran: tests assert it once needTools let them run. */
+  ready(): boolean
+  /** The link to qimg named `tool` (qemu-img, qemu-io): qimg answers as that tool through it. */
+  linked(tool: string): string
+}
+
+/**
+ * Makes a work directory before a test file's tests with `setup` (run only when qemu-img and
+ * qemu-io are installed: it uses them), with links to qimg named as `links` (bin/ beside it),
+ * and removes it after them.
+ */
+export function sharedWorkDir(prefix: string, setup: (dir: string) => Promise<void>, links: readonly string[] = []): SharedWorkDir {
+  const root = tempDir(prefix)
+  const dir = join(root.path, 'work')
+  const linked = (tool: string): string => join(root.path, 'bin', tool)
+  let done = false
+  before(async () => {
+    if (!hasTool('qemu-img') || !hasTool('qemu-io')) return
+    mkdirSync(dir)
+    mkdirSync(join(root.path, 'bin'))
+    for (const tool of links) symlinkSync(QIMG, linked(tool))
+    await setup(dir)
+    done = true
+  })
+  after(() => root.cleanup())
+  return { root: root.path, dir, at: (name) => join(dir, name), ready: () => done, linked }
 }
 
 /** _filter_qemu_io: the statistics line, -C's line, and the prompts. */

@@ -1,19 +1,11 @@
 // Oracle: error paths proven with blkdebug. The same blkdebug configuration (an ini file, json:
 // rules, --image-opts rules) runs through qemu-io and through qimg started as qemu-io, on copies
 // of one image: transcripts, error lines, exit codes and the images left behind must agree.
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { hasTool, needTools, QIMG, run, runOk, tempDir } from '../helpers/oracle.js'
-
-const root = tempDir('qimg-oracle-blkdebug-')
-after(() => root.cleanup())
-const dir = join(root.path, 'work')
-const at = (name: string): string => join(dir, name)
-/** qimg answers as qemu-io when started through a link of that name. */
-const QEMU_IO_LINK = join(root.path, 'bin', 'qemu-io')
-const QEMU_IMG_LINK = join(root.path, 'bin', 'qemu-img')
+import { needTools, run, runOk, sharedWorkDir } from '../helpers/oracle.js'
 
 const withoutTimes = (transcript: string): string => transcript.replace(/^\S.*ops; .*$/gm, '<statistics>')
 
@@ -28,18 +20,11 @@ const CONFIGS: Record<string, string> = {
   ].join('\n'),
 }
 
-let ready = false
-
-before(async () => {
-  if (!hasTool('qemu-img') || !hasTool('qemu-io')) return
-  mkdirSync(dir)
-  mkdirSync(join(root.path, 'bin'))
-  symlinkSync(QIMG, QEMU_IO_LINK)
-  symlinkSync(QIMG, QEMU_IMG_LINK)
-  for (const [name, text] of Object.entries(CONFIGS)) writeFileSync(at(name), text)
+const work = sharedWorkDir('qimg-oracle-blkdebug-', async (dir) => {
+  for (const [name, text] of Object.entries(CONFIGS)) writeFileSync(join(dir, name), text)
   await runOk('sh', ['-c', "qemu-img create -q -f qcow2 base.qcow2 1M && qemu-io -c 'write -P 0x11 0 128k' base.qcow2 >/dev/null && qemu-img create -q -f qcow2 empty.qcow2 1M"], { cwd: dir })
-  ready = true
-})
+}, ['qemu-io', 'qemu-img'])
+const { dir, at } = work
 
 interface Case {
   name: string
@@ -74,7 +59,7 @@ describe('blkdebug: qimg fails where qemu-io fails, with the same messages', { c
   for (const c of CASES) {
     it(c.name, async (t) => {
       if (!needTools(t, 'qemu-img', 'qemu-io')) return
-      assert.ok(ready)
+      assert.ok(work.ready())
       const n = ++copies
       const theirsFile = `q${n}.qcow2`
       const oursFile = `o${n}.qcow2`
@@ -83,7 +68,7 @@ describe('blkdebug: qimg fails where qemu-io fails, with the same messages', { c
       const args = (file: string): string[] => [...(c.imageOpts ? ['--image-opts'] : []), ...c.commands, c.operand.replace('IMG', file)]
       const [theirs, ours] = await Promise.all([
         run('qemu-io', args(theirsFile), { cwd: dir }),
-        run(process.execPath, [QEMU_IO_LINK, ...args(oursFile)], { cwd: dir }),
+        run(process.execPath, [work.linked('qemu-io'), ...args(oursFile)], { cwd: dir }),
       ])
       assert.match(theirs.stdout + theirs.stderr, /(failed|Failed to flush).*: (Input\/output error|No space left on device)/, 'the case injects an error')
       assert.equal(withoutTimes(ours.stdout), withoutTimes(theirs.stdout), 'transcript')
@@ -97,11 +82,11 @@ describe('blkdebug: qimg fails where qemu-io fails, with the same messages', { c
 
   it('compare: a failed read names the image and the offset, exit code 4 (iotest 074)', async (t) => {
     if (!needTools(t, 'qemu-img')) return
-    assert.ok(ready)
+    assert.ok(work.ready())
     for (const pair of [['blkdebug:read-aio.cfg:base.qcow2', 'empty.qcow2'], ['empty.qcow2', 'blkdebug:read-aio.cfg:base.qcow2']]) {
       const [theirs, ours] = await Promise.all([
         run('qemu-img', ['compare', ...pair], { cwd: dir }),
-        run(process.execPath, [QEMU_IMG_LINK, 'compare', ...pair], { cwd: dir }),
+        run(process.execPath, [work.linked('qemu-img'), 'compare', ...pair], { cwd: dir }),
       ])
       assert.equal(theirs.code, 4, theirs.stderr)
       assert.equal(ours.stderr, theirs.stderr)
@@ -113,13 +98,13 @@ describe('blkdebug: qimg fails where qemu-io fails, with the same messages', { c
   // qemu-io words open errors its own way ("can't open device"): that is the io command's part.
   it('blkdebug: operands that cannot open say what qemu-img info says', async (t) => {
     if (!needTools(t, 'qemu-img')) return
-    assert.ok(ready)
+    assert.ok(work.ready())
     for (const operand of ['blkdebug:base.qcow2', 'blkdebug:missing.cfg:base.qcow2', 'json:{"driver":"qcow2","file":{"driver":"blkdebug","image.filename":"base.qcow2","inject-error":[{"event":"nosuch"}]}}',
       'json:{"driver":"qcow2","file":{"driver":"blkdebug","image.filename":"base.qcow2","inject-error":[{"event":"l2_load","errno":"x"}]}}',
       'json:{"driver":"qcow2","file":{"driver":"blkdebug","image.filename":"base.qcow2","align":3}}']) {
       const [theirs, ours] = await Promise.all([
         run('qemu-img', ['info', operand], { cwd: dir }),
-        run(process.execPath, [QEMU_IMG_LINK, 'info', operand], { cwd: dir }),
+        run(process.execPath, [work.linked('qemu-img'), 'info', operand], { cwd: dir }),
       ])
       assert.notEqual(theirs.code, 0, operand)
       assert.equal(ours.stderr, theirs.stderr, operand)

@@ -1,24 +1,13 @@
 // Oracle: operands that describe a block graph — json: names, --image-opts strings, file: and
 // blkdebug: prefixes — open as qemu-img opens them: `qemu-img info` and `map --output=json` print
 // the same (image name included, json: in QDict order), and malformed ones fail with the same words.
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { hasTool, needTools, QIMG, run, runOk, tempDir } from '../helpers/oracle.js'
+import { needTools, run, runOk, sharedWorkDir } from '../helpers/oracle.js'
 
-const root = tempDir('qimg-oracle-block-options-')
-after(() => root.cleanup())
-const dir = join(root.path, 'work')
-const QEMU_IMG_LINK = join(root.path, 'bin', 'qemu-img')
-
-let ready = false
-
-before(async () => {
-  if (!hasTool('qemu-img') || !hasTool('qemu-io')) return
-  mkdirSync(dir)
-  mkdirSync(join(root.path, 'bin'))
-  symlinkSync(QIMG, QEMU_IMG_LINK)
+const work = sharedWorkDir('qimg-oracle-block-options-', async (dir) => {
   writeFileSync(join(dir, 'l2.cfg'), '[inject-error]\nevent = "l2_load"\n')
   await runOk('sh', ['-c', [
     'qemu-img create -q -f qcow2 a.qcow2 1M',
@@ -31,8 +20,8 @@ before(async () => {
     'qemu-img convert -n -f raw -O qcow2 inner.qcow2 outer.qcow2',
     'qemu-img create -q -f qcow2 --object secret,id=sec0,data=abc -o encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 e.qcow2 1M',
   ].join(' >/dev/null && ')], { cwd: dir })
-  ready = true
-})
+}, ['qemu-img'])
+const { dir } = work
 
 /** Operands for `info`; each list item is the arguments after the command. */
 const INFO: string[][] = [
@@ -96,7 +85,7 @@ const MAP: string[][] = [
 async function compare(args: string[]): Promise<void> {
   const [theirs, ours] = await Promise.all([
     run('qemu-img', args, { cwd: dir }),
-    run(process.execPath, [QEMU_IMG_LINK, ...args], { cwd: dir }),
+    run(process.execPath, [work.linked('qemu-img'), ...args], { cwd: dir }),
   ])
   const what = args.join(' ')
   assert.equal(ours.stdout, theirs.stdout, what)
@@ -107,13 +96,13 @@ async function compare(args: string[]): Promise<void> {
 describe('block-graph operands open as qemu-img opens them', () => {
   it('info', async (t) => {
     if (!needTools(t, 'qemu-img', 'qemu-io')) return
-    assert.ok(ready)
+    assert.ok(work.ready())
     for (const args of INFO) await compare(['info', ...args])
   })
 
   it('map --output=json', async (t) => {
     if (!needTools(t, 'qemu-img', 'qemu-io')) return
-    assert.ok(ready)
+    assert.ok(work.ready())
     for (const args of MAP) await compare(['map', '--output=json', ...args])
   })
 })

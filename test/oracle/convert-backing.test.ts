@@ -2,22 +2,12 @@
 // target that reads exactly like the source, and lays it out as qemu-img convert does: zero
 // runs over a backing file whose content is not zero become zero clusters; what the source's
 // top layer leaves to its own backing file stays unallocated.
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { copyFileSync, mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import { hasTool, needTools, qimg, run, runOk, tempDir } from '../helpers/oracle.js'
+import { copyFileSync } from 'node:fs'
+import { needTools, sharedWorkDir, qimg, run, runOk } from '../helpers/oracle.js'
 
-const root = tempDir('qimg-oracle-convert-backing-')
-after(() => root.cleanup())
-const dir = join(root.path, 'work')
-const at = (name: string): string => join(dir, name)
-
-let ready = false
-
-before(async () => {
-  if (!hasTool('qemu-img') || !hasTool('qemu-io')) return
-  mkdirSync(dir)
+const work = sharedWorkDir('qimg-oracle-convert-backing-', async (dir) => {
   await runOk('sh', ['-c', [
     'qemu-img create -q -f qcow2 base.qcow2 2M',
     "qemu-io -f qcow2 -c 'write -P 0x11 0 2M' base.qcow2",
@@ -28,8 +18,8 @@ before(async () => {
     'qemu-img create -q -f qcow2 flat.qcow2 2M',
     "qemu-io -f qcow2 -c 'write -P 0x44 128k 64k' -c 'write -z 0 64k' -c 'write -P 0 512k 64k' flat.qcow2",
   ].join(' >/dev/null && ')], { cwd: dir })
-  ready = true
 })
+const { dir, at } = work
 
 interface Case { source: string; args: string[]; existing?: boolean }
 
@@ -50,7 +40,7 @@ describe('qimg convert -B: the target reads like the source, laid out as qemu-im
   for (const c of CASES) {
     it(`${c.source} ${c.existing ? '-n ' : ''}${c.args.join(' ')}`, async (t) => {
       if (!needTools(t, 'qemu-img', 'qemu-io')) return
-      assert.ok(ready)
+      assert.ok(work.ready())
       const n = ++copies
       const theirs = at(`q${n}.qcow2`)
       const ours = at(`o${n}.qcow2`)

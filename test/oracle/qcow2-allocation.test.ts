@@ -4,28 +4,18 @@
 // image. This pins QEMU's allocator: zero flags instead of data, unmapping with -u, freed
 // clusters reused from the lowest one (free_cluster_index), a write's host space kept
 // contiguous (qcow2_alloc_clusters_at), and discard refused on v2 over a backing file.
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { copyFileSync, mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import { hasTool, needTools, run, runOk, tempDir, qimgInProcess as qimgHere } from '../helpers/oracle.js'
+import { copyFileSync } from 'node:fs'
+import { needTools, sharedWorkDir, run, runOk, qimgInProcess as qimgHere } from '../helpers/oracle.js'
 
-const root = tempDir('qimg-oracle-alloc-')
-after(() => root.cleanup())
-const dir = join(root.path, 'work')
-const at = (name: string): string => join(dir, name)
-
-let ready = false
-
-before(async () => {
-  if (!hasTool('qemu-img') || !hasTool('qemu-io')) return
-  mkdirSync(dir)
+const work = sharedWorkDir('qimg-oracle-alloc-', async (dir) => {
   await runOk('sh', ['-c', [
     'qemu-img create -q -f qcow2 base.qcow2 4M',
     "qemu-io -f qcow2 -c 'write -P 0x11 0 4M' base.qcow2",
   ].join(' >/dev/null && ')], { cwd: dir })
-  ready = true
 })
+const { dir, at } = work
 
 const SCRIPT = [
   'write -P 1 0 256k',
@@ -64,7 +54,7 @@ describe('qimg io allocates as qemu-io does (map with host offsets, content, che
   for (const layout of LAYOUTS) {
     it(layout.name, async (t) => {
       if (!needTools(t, 'qemu-img', 'qemu-io')) return
-      assert.ok(ready)
+      assert.ok(work.ready())
       const n = ++copies
       const theirs = at(`q${n}.qcow2`)
       const ours = at(`o${n}.qcow2`)
@@ -88,7 +78,7 @@ describe('qimg io allocates as qemu-io does (map with host offsets, content, che
 
   it('discard on a v2 overlay never shows the backing file again', async (t) => {
     if (!needTools(t, 'qemu-img', 'qemu-io')) return
-    assert.ok(ready)
+    assert.ok(work.ready())
     const image = at('v2-discard.qcow2')
     await runOk('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', '-b', 'base.qcow2', '-F', 'qcow2', image], { cwd: dir })
     const o = await qimgHere(['io', '-f', 'qcow2', '-c', 'write -P 0x22 0 128k', '-c', 'discard 0 128k', '-c', 'write -z -u 128k 64k', '-c', 'discard 128k 64k', image])

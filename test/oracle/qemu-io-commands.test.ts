@@ -2,26 +2,15 @@
 // stdout and stderr merged as qemu-iotests capture them (2>&1: stdio's buffering decides where
 // error lines land), timing filtered as _filter_qemu_io does — exits with its code and leaves the
 // image it leaves. Each script runs with -c options and again from standard input (prompts).
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { QIMG, filterQemuIo as filtered, hasTool, needTools, run, runOk, tempDir } from '../helpers/oracle.js'
+import { filterQemuIo as filtered, needTools, run, runOk, sharedWorkDir } from '../helpers/oracle.js'
 
-const root = tempDir('qimg-oracle-qemu-io-')
-after(() => root.cleanup())
-const dir = join(root.path, 'work')
-const at = (name: string): string => join(dir, name)
-const QIMG_AS_QEMU_IO = join(root.path, 'bin', 'qemu-io')
-
-let ready = false
-
-before(async () => {
-  if (!hasTool('qemu-img') || !hasTool('qemu-io')) return
-  mkdirSync(dir)
-  mkdirSync(join(root.path, 'bin'))
-  symlinkSync(QIMG, QIMG_AS_QEMU_IO)
+const work = sharedWorkDir('qimg-oracle-qemu-io-', async (dir) => {
+  const at = (name: string): string => join(dir, name)
   writeFileSync(at('source.bin'), 'abcdefghij') // write -s repeats it
   writeFileSync(at('empty.bin'), '')
   const script = [
@@ -32,8 +21,8 @@ before(async () => {
     'qemu-img create -q -f raw plain.raw 1M',
   ].join(' >/dev/null && ')
   await runOk('sh', ['-c', script], { cwd: dir })
-  ready = true
-})
+}, ['qemu-io'])
+const { dir, at } = work
 
 /** Runs `program args` in the work directory with `input` on stdin; stdout and stderr merged. */
 function runMerged(program: string, args: readonly string[], input: string): Promise<{ output: string; code: number | null; signal: string | null }> {
@@ -137,7 +126,7 @@ async function compare(script: Script, stdin: boolean): Promise<void> {
   }
   const input = stdin ? script.commands.map((c) => `${c}\n`).join('') : ''
   // The open command names plain.qcow2: each tool gets its own copy in its own directory.
-  const [theirs, ours] = [await runMerged('qemu-io', args('q'), input), await runMerged(process.execPath, [QIMG_AS_QEMU_IO, ...args('o')], input)]
+  const [theirs, ours] = [await runMerged('qemu-io', args('q'), input), await runMerged(process.execPath, [work.linked('qemu-io'), ...args('o')], input)]
   const transcript = (output: string): string => filtered(script.errorLine === undefined || stdin ? output : withoutErrorLines(output, script.errorLine))
   assert.equal(transcript(ours.output), transcript(theirs.output), 'transcript')
   assert.equal(ours.code, theirs.code, 'exit code')
@@ -155,7 +144,7 @@ describe('qimg as qemu-io: the same transcripts, exit codes and images as qemu-i
     for (const stdin of [false, true]) {
       it(`${script.name} (${stdin ? 'standard input' : '-c'})`, async (t) => {
         if (!needTools(t, 'qemu-img', 'qemu-io')) return
-        assert.ok(ready)
+        assert.ok(work.ready())
         await compare(script, stdin)
       })
     }
@@ -175,14 +164,14 @@ describe('qimg as qemu-io: its command line', { concurrency: 1 }, () => {
   for (const line of COMMAND_LINES) {
     it(line.join(' '), async (t) => {
       if (!needTools(t, 'qemu-img', 'qemu-io')) return
-      assert.ok(ready)
+      assert.ok(work.ready())
       const n = ++copies
       const args = (which: string): string[] => {
         copyFileSync(at('plain.qcow2'), at(`${which}${n}.qcow2`))
         return line.map((arg) => arg.replaceAll('@', `${which}${n}.qcow2`))
       }
       const theirs = await runMerged('qemu-io', args('q'), '')
-      const ours = await runMerged(process.execPath, [QIMG_AS_QEMU_IO, ...args('o')], '')
+      const ours = await runMerged(process.execPath, [work.linked('qemu-io'), ...args('o')], '')
       assert.equal(filtered(ours.output).replaceAll(`o${n}.qcow2`, '@'), filtered(theirs.output).replaceAll(`q${n}.qcow2`, '@'))
       assert.equal(ours.code, theirs.code, 'exit code')
     })

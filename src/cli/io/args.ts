@@ -86,6 +86,13 @@ export function cvtnumError(code: number, text: string): string {
   return `Parsing error: ${text}\n`
 }
 
+/** cvtnum with print_cvtnum_err: the size, or the negative errno after printing why not. */
+export function sizeArgument(session: Session, text: string): number {
+  const value = cvtnum(text)
+  if (value < 0) session.out(cvtnumError(value, text))
+  return value
+}
+
 /** strtol(text, &end, 0) over the whole text: decimal, 0x hexadecimal or 0 octal; NaN otherwise. */
 export function strtolWhole(text: string): number {
   if (text.trim() === "") return 0 // strtol reads nothing and the end pointer is already at the end
@@ -111,11 +118,8 @@ export function vectorLengths(session: Session, texts: readonly string[], maxByt
   const lengths: number[] = []
   let total = 0
   for (const text of texts) {
-    const length = cvtnum(text)
-    if (length < 0) {
-      session.out(cvtnumError(length, text))
-      return undefined
-    }
+    const length = sizeArgument(session, text)
+    if (length < 0) return undefined
     if (length > maxBytes) {
       session.out(`Argument '${text}' exceeds maximum size ${maxBytes}\n`)
       return undefined

@@ -1,11 +1,12 @@
 // qemu-io's commands that are not reads or writes: flush, truncate, length, info, discard, alloc,
 // map, sleep, sigraise, abort (texts and checks as in QEMU 7.2's qemu-io-cmds.c).
+import { vmStateOffset } from '../../qcow2/vmstate.js'
 import { resizeImage } from '../../commands/resize.js'
 import type { BlockDevice } from '../../format/device.js'
 import { Qcow2Image } from '../../qcow2/image.js'
 import { formatSpecificHuman } from '../human.js'
 import { cvtstr } from '../io-format.js'
-import { CommandOptions, cvtnum, cvtnumError, EINVAL, strtolWhole } from './args.js'
+import { CommandOptions, cvtnum, cvtnumError, EINVAL, sizeArgument, strtolWhole } from './args.js'
 import { BDRV_REQUEST_MAX_BYTES, checkRange, usage, type CommandInfo } from './command.js'
 import { report, startTimer, strerror } from './report.js'
 
@@ -66,13 +67,10 @@ const length: CommandInfo = {
   },
 }
 
-/** qcow2's vm_state_offset: the guest offset just past what the L1 table maps. */
-function vmStateOffset(device: BlockDevice): number {
+/** qcow2's vm_state_offset (0 for formats without a VM state area, as bdrv_get_info leaves it). */
+function vmStateOffsetOf(device: BlockDevice): number {
   const driver = device.driver
-  if (!(driver instanceof Qcow2Image)) return 0
-  const geometry = driver.layout.geometry
-  const l1EntryBytes = geometry.clusterSize * geometry.l2Entries
-  return Math.ceil(device.size / l1EntryBytes) * l1EntryBytes
+  return driver instanceof Qcow2Image ? vmStateOffset(driver.layout.geometry, device.size) : 0
 }
 
 const info: CommandInfo = {
@@ -82,7 +80,7 @@ const info: CommandInfo = {
     const facts = await device.info()
     session.out(`format name: ${facts.format}\n`)
     session.out(`cluster size: ${cvtstr(facts.clusterSize ?? 0)}\n`)
-    session.out(`vm state offset: ${cvtstr(vmStateOffset(device))}\n`)
+    session.out(`vm state offset: ${cvtstr(vmStateOffsetOf(device))}\n`)
     session.out(formatSpecificHuman(facts))
     return 0
   },
@@ -113,10 +111,10 @@ const discard: CommandInfo = {
     }
     if (options.operands.length !== 2) return usage(session, discard)
     const [offsetText, bytesText] = options.operands as [string, string]
-    const offset = cvtnum(offsetText)
-    if (offset < 0) return session.out(cvtnumError(offset, offsetText)), offset
-    const bytes = cvtnum(bytesText)
-    if (bytes < 0) return session.out(cvtnumError(bytes, bytesText)), bytes
+    const offset = sizeArgument(session, offsetText)
+    if (offset < 0) return offset
+    const bytes = sizeArgument(session, bytesText)
+    if (bytes < 0) return bytes
     if (bytes > BDRV_REQUEST_MAX_BYTES) {
       session.out(`length cannot exceed ${BDRV_REQUEST_MAX_BYTES}, given ${bytesText}\n`)
       return -EINVAL
@@ -139,12 +137,12 @@ const alloc: CommandInfo = {
   name: 'alloc', altname: 'a', argmin: 1, argmax: 2, args: 'offset [count]',
   oneline: 'checks if offset is allocated in the file',
   run: async (session, words) => {
-    const start = cvtnum(words[1]!)
-    if (start < 0) return session.out(cvtnumError(start, words[1]!)), start
+    const start = sizeArgument(session, words[1]!)
+    if (start < 0) return start
     let count = 512
     if (words.length === 3) {
-      count = cvtnum(words[2]!)
-      if (count < 0) return session.out(cvtnumError(count, words[2]!)), count
+      count = sizeArgument(session, words[2]!)
+      if (count < 0) return count
     }
     const device = session.device
     let offset = start
@@ -216,8 +214,8 @@ const sigraise: CommandInfo = {
 
 `,
   run: async (session, words) => {
-    const signal = cvtnum(words[1]!)
-    if (signal < 0) return session.out(cvtnumError(signal, words[1]!)), signal
+    const signal = sizeArgument(session, words[1]!)
+    if (signal < 0) return signal
     if (signal > NSIG) {
       session.out(`signal argument '${words[1]}' is too large to be a valid signal\n`)
       return -EINVAL

@@ -1,6 +1,6 @@
 // qemu-io's reads: read, readv, aio_read — pattern verification, -v dumps and the reports.
 import { hexDump } from '../io-format.js'
-import { CommandOptions, cvtnum, cvtnumError, EINVAL, ERANGE, parsePattern, vectorLengths } from './args.js'
+import { CommandOptions, EINVAL, ERANGE, parsePattern, sizeArgument, vectorLengths } from './args.js'
 import { BDRV_REQUEST_MAX_BYTES, checkRange, usage, vectoredOptions, type CommandInfo } from './command.js'
 import { report, startTimer, strerror } from './report.js'
 import type { Session } from './session.js'
@@ -65,8 +65,8 @@ const read: CommandInfo = {
     for (let o = options.next(); o; o = options.next()) {
       const [letter, value] = o
       if (letter === 'l' || letter === 's') {
-        const n = cvtnum(value)
-        if (n < 0) return session.out(cvtnumError(n, value)), n
+        const n = sizeArgument(session, value)
+        if (n < 0) return n
         if (letter === 'l') patternCount = n
         else patternOffset = n
       } else if (letter === 'P') {
@@ -77,10 +77,10 @@ const read: CommandInfo = {
     }
     if (options.operands.length !== 2) return usage(session, read)
     const [offsetText, countText] = options.operands as [string, string]
-    const offset = cvtnum(offsetText)
-    if (offset < 0) return session.out(cvtnumError(offset, offsetText)), offset
-    const count = cvtnum(countText)
-    if (count < 0) return session.out(cvtnumError(count, countText)), count
+    const offset = sizeArgument(session, offsetText)
+    if (offset < 0) return offset
+    const count = sizeArgument(session, countText)
+    if (count < 0) return count
     if (count > BDRV_REQUEST_MAX_BYTES) {
       session.out(`length cannot exceed ${BDRV_REQUEST_MAX_BYTES}, given ${countText}\n`)
       return -EINVAL
@@ -134,8 +134,8 @@ async function vectoredRead(session: Session, words: string[], command: CommandI
   const { flags, pattern, operands } = parsed
   if (operands.length < 2) return refused(usage(session, command))
   const [offsetText, ...lengthTexts] = operands as [string, ...string[]]
-  const offset = cvtnum(offsetText)
-  if (offset < 0) return session.out(cvtnumError(offset, offsetText)), refused(offset)
+  const offset = sizeArgument(session, offsetText)
+  if (offset < 0) return refused(offset)
   const lengths = vectorLengths(session, lengthTexts, BDRV_REQUEST_MAX_BYTES)
   if (!lengths) return refused(-EINVAL)
   const size = lengths.reduce((a, b) => a + b, 0)

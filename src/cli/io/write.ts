@@ -1,7 +1,7 @@
 // qemu-io's writes: write (pattern, -s file, -z zeroes, -c compressed), writev, aio_write,
 // aio_flush — checks, messages and reports as qemu-io 7.2 prints them.
 import { openSync, readSync, closeSync } from 'node:fs'
-import { CommandOptions, cvtnum, cvtnumError, EINVAL, parsePattern, vectorLengths } from './args.js'
+import { CommandOptions, EINVAL, parsePattern, sizeArgument, vectorLengths } from './args.js'
 import { BDRV_REQUEST_MAX_BYTES, checkRange, usage, vectoredOptions, type CommandInfo } from './command.js'
 import { errnoOf, report, startTimer, strerror } from './report.js'
 import type { Session } from './session.js'
@@ -116,10 +116,10 @@ const write: CommandInfo = {
     if (has('u') && !has('z')) return refuse('-u requires -z to be specified')
     if (Number(has('z')) + Number(has('P')) + Number(has('s')) > 1) return refuse('Only one of -z, -P, and -s can be specified at the same time')
     const [offsetText, countText] = options.operands as [string, string]
-    const offset = cvtnum(offsetText)
-    if (offset < 0) return session.out(cvtnumError(offset, offsetText)), offset
-    const count = cvtnum(countText)
-    if (count < 0) return session.out(cvtnumError(count, countText)), count
+    const offset = sizeArgument(session, offsetText)
+    if (offset < 0) return offset
+    const count = sizeArgument(session, countText)
+    if (count < 0) return count
     if (count > BDRV_REQUEST_MAX_BYTES && !has('n')) return refuse(`length cannot exceed ${BDRV_REQUEST_MAX_BYTES} without -n, given ${countText}`)
     if (has('b') || has('c')) {
       if (offset % 512 !== 0) return refuse(`${offset} is not a sector-aligned value for 'offset'`)
@@ -179,15 +179,15 @@ async function vectoredWrite(session: Session, words: string[], command: Command
   if (flags.has('z') && operands.length !== 2) return session.out('-z supports only a single length parameter\n'), refused(-EINVAL)
   if (flags.has('u') && !flags.has('z')) return session.out('-u requires -z to be specified\n'), refused(-EINVAL)
   const [offsetText, ...lengthTexts] = operands as [string, ...string[]]
-  const offset = cvtnum(offsetText)
-  if (offset < 0) return session.out(cvtnumError(offset, offsetText)), refused(offset)
+  const offset = sizeArgument(session, offsetText)
+  if (offset < 0) return refused(offset)
   let size: number
   let payload: Payload
   // aio_write -z starts no stopwatch: its report counts from the clock's origin (CLOCK_MONOTONIC).
   let elapsed = (): number => Number(process.hrtime.bigint()) / 1e9
   if (flags.has('z')) {
-    size = cvtnum(lengthTexts[0]!)
-    if (size < 0) return session.out(cvtnumError(size, lengthTexts[0]!)), refused(size)
+    size = sizeArgument(session, lengthTexts[0]!)
+    if (size < 0) return refused(size)
     payload = { kind: 'zeroes', unmap: flags.has('u') }
   } else {
     const lengths = vectorLengths(session, lengthTexts, BDRV_REQUEST_MAX_BYTES)
