@@ -4,17 +4,14 @@ import { ImageError } from '../errors.js'
 import type { Qcow2CreateOptions, Preallocation } from '../qcow2/create.js'
 import { parseOptionString } from './image-opts.js'
 import { strtosz } from './size.js'
+import type { CreateOptionDesc } from '../format/module.js'
+import { findFormatModule } from '../formats.js'
 
 /** How QEMU parses (and prints) an option's value. */
-type OptionType = 'size' | 'number' | 'bool' | 'string'
+type OptionType = CreateOptionDesc['type']
 
 /** One creation option as qemu-img lists it: name, type, help text, the default it prints. */
-interface OptionDesc {
-  name: string
-  type: OptionType
-  help: string
-  default?: string
-}
+type OptionDesc = CreateOptionDesc
 
 const SIZE: OptionDesc = { name: 'size', type: 'size', help: 'Virtual disk size' }
 
@@ -54,9 +51,14 @@ const FILE_OPTIONS: OptionDesc[] = [
   { name: 'extent_size_hint', type: 'size', help: 'Extent size hint for the image file, 0 to disable' },
 ]
 
+/** A format's own options: qcow2's and raw's here, every other format's from its module. */
+function ownOptions(format: string): readonly OptionDesc[] | undefined {
+  return FORMAT_OPTIONS[format] ?? findFormatModule(format)?.createOptions
+}
+
 /** Every option a format accepts on a file: its own, then the file protocol's. */
 function optionList(format: string): OptionDesc[] | undefined {
-  const own = FORMAT_OPTIONS[format]
+  const own = ownOptions(format)
   return own && [...own, ...FILE_OPTIONS.filter((f) => !own.some((o) => o.name === f.name))]
 }
 
@@ -78,7 +80,7 @@ export function hasHelpOption(text: string): boolean {
  * is named, the format's and the file protocol's options together.
  */
 export function optionHelp(format: string, filename: string | undefined): string {
-  const own = FORMAT_OPTIONS[format]
+  const own = ownOptions(format)
   if (!own) throw new ImageError('INVALID_ARGUMENT', `Unknown file format '${format}'`)
   if (filename !== undefined) return 'Supported options:\n' + helpLines(optionList(format)!)
   return `Supported ${format} options:\n${helpLines(own)}\nThe protocol level may support further options.\nSpecify the target filename to include those options.\n`

@@ -5,10 +5,10 @@ import type { Codecs, Compressors } from '../codecs.js'
 import type { CryptoProvider } from '../qcow2/crypto/provider.js'
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
-import { Qcow2Image } from '../qcow2/image.js'
-import { RawImage } from '../raw.js'
+import { findFormatModule, formatModules } from '../formats.js'
 import { BlockDevice } from './device.js'
 import type { FormatDriver } from './driver.js'
+import type { FormatModule } from './module.js'
 import { probeFormat } from './probe.js'
 
 /** Deepest chain qimg follows (QEMU has no fixed limit; anything deeper is an attack or a loop). */
@@ -53,6 +53,8 @@ export interface OpenChainOptions {
   metadataOnly?: boolean | undefined
   /** The top image's external data file, opened by the caller (the user's data-file option). */
   dataFile?: ReadableStorage | undefined
+  /** The formats to open and probe (default: every format qimg has). */
+  modules?: readonly FormatModule[] | undefined
   /** Lines an open prints on its own (QEMU's fprintf(stderr)): the repair of a dirty image. */
   report?: ((line: string) => void) | undefined
 }
@@ -80,40 +82,38 @@ export function checkReferencedName(image: string, what: string, name: string): 
   if (name.includes('\0')) throw new ImageError('CORRUPT', `${image}: ${what} name contains a NUL byte`, { file: image })
 }
 
-/** Opens one layer with a known or probed format. */
+/** Opens one layer with a known or probed format, through its format module. */
 export async function openDriver(storage: ReadableStorage, format: string | undefined, options: OpenChainOptions, forTop: boolean): Promise<FormatDriver> {
-  const fmt = format ?? await probeFormat(storage)
+  const modules = options.modules ?? formatModules
+  const fmt = format ?? await probeFormat(storage, modules)
+  const module = findFormatModule(fmt, modules)
+  if (!module) throw new ImageError('INVALID_ARGUMENT', `Unknown driver '${fmt}'`)
   const policy = options.fileReferences ?? 'follow'
-  switch (fmt) {
-    case 'raw':
-      return RawImage.open(storage, { writable: forTop && (options.writable ?? false) })
-    case 'qcow2':
-      return Qcow2Image.open(storage, {
-        codecs: options.codecs,
-        compressors: options.compressors,
-        crypto: options.crypto,
-        secret: forTop ? options.secret : undefined,
-        metadataOnly: options.metadataOnly,
-        snapshot: forTop ? options.snapshot : undefined,
-        l2CacheSize: options.l2CacheSize,
-        skipDataFile: policy === 'ignore' && !(forTop && options.dataFile),
-        openDataFile: forTop && options.dataFile ? async () => options.dataFile! : policy === 'follow' && options.host ? async (name) => {
-          checkReferencedName(storage.name, 'external data file', name)
-          const path = pathCombine(storage.name, name)
-          return options.host!.open(path, { writable: forTop && (options.writable ?? false) }).catch((cause: unknown) => {
-            // Say which image names the file (QEMU: "Could not open 'img': Could not open 'data': …").
-            if (cause instanceof ImageError) throw new ImageError(cause.code, `${storage.name}: Could not open external data file: ${cause.message}`, { cause, file: path })
-            throw cause
-          })
-        } : undefined,
-        writable: forTop && (options.writable ?? false),
-        report: forTop ? options.report : undefined,
+  const writable = forTop && (options.writable ?? false)
+  const host = options.host
+  return module.open(storage, {
+    writable,
+    top: forTop,
+    codecs: options.codecs,
+    compressors: options.compressors,
+    crypto: options.crypto,
+    secret: forTop ? options.secret : undefined,
+    metadataOnly: options.metadataOnly ?? false,
+    snapshot: forTop ? options.snapshot : undefined,
+    l2CacheSize: options.l2CacheSize,
+    report: forTop ? options.report : undefined,
+    skipReferencedFiles: policy === 'ignore',
+    dataFile: forTop ? options.dataFile : undefined,
+    openReferenced: policy === 'follow' && host ? async (name, what, openOptions) => {
+      checkReferencedName(storage.name, what, name)
+      const path = pathCombine(storage.name, name)
+      return host.open(path, { writable: openOptions?.writable ?? false }).catch((cause: unknown) => {
+        // Say which image names the file (QEMU: "Could not open 'img': Could not open 'data': …").
+        if (cause instanceof ImageError) throw new ImageError(cause.code, `${storage.name}: Could not open ${what}: ${cause.message}`, { cause, file: path })
+        throw cause
       })
-    case 'qcow':
-      throw new ImageError('UNSUPPORTED', `${storage.name}: QCOW version 1 images are not supported yet`, { file: storage.name })
-    default:
-      throw new ImageError('INVALID_ARGUMENT', `Unknown driver '${fmt}'`)
-  }
+    } : undefined,
+  })
 }
 
 /** Opens `storage` as the top of a chain and follows its backing files per `options`. */

@@ -205,7 +205,7 @@ export class BlockDevice {
 
   /** Cluster size of the top layer when it has clusters (compressed writes work per cluster). */
   get clusterSize(): number | undefined {
-    return (this.driver as { layout?: { geometry: { clusterSize: number } } }).layout?.geometry.clusterSize
+    return this.driver.clusterSize
   }
 
   /** Writes whole clusters compressed (formats that support it: qcow2). */

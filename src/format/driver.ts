@@ -43,6 +43,8 @@ export interface FormatDriver {
    * the end of the file is reported as not data, where a format such as qcow2 keeps DATA.
    */
   readonly passesFileStatus?: boolean
+  /** Bytes per allocation unit (cluster, block) when the format has them: compressed writes and convert work in them. */
+  readonly clusterSize?: number
   /** The facts `info` reports about this layer (without chain). */
   info(): Promise<ImageInfo>
   /** Releases the storage (and any data file). */

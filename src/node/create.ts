@@ -12,6 +12,7 @@ import { nodeCrypto } from './crypto.js'
 import { setUpLuksEncryption } from '../qcow2/crypto/encryption.js'
 import { resolveLuksOptions } from '../qcow2/crypto/luks.js'
 import type { CryptoProvider } from '../qcow2/crypto/provider.js'
+import type { FormatModule } from '../format/module.js'
 
 /**
  * Creates a raw image of `size` bytes, rounded up to whole sectors as QEMU's file driver does
@@ -77,4 +78,19 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, enc
     await image.close()
   }
   if (o.size < 0) throw new ImageError('INVALID_ARGUMENT', 'Image size must be positive')
+}
+
+/**
+ * Creates an image of a format whose module creates it (every format but qcow2 and raw, which
+ * have their own paths above): the file made empty, the module writes the image, flushed.
+ */
+export async function createWithModule(path: string, module: FormatModule, size: number, options: ReadonlyMap<string, string>, secret: Uint8Array | undefined): Promise<void> {
+  if (!module.create) throw new ImageError('UNSUPPORTED', `Format '${module.name}' does not support image creation`)
+  const storage = await FileStorage.create(path)
+  try {
+    await module.create({ storage, size, options, secret, crypto: nodeCrypto, compressors: undefined })
+    await storage.flush()
+  } finally {
+    await storage.close()
+  }
 }

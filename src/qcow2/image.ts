@@ -55,6 +55,11 @@ export class Qcow2Image implements FormatDriver {
   }
 
   /** Opens `storage` as QCOW2, validating the header and loading the L1 table. */
+  /** Bytes per cluster. */
+  get clusterSize(): number {
+    return this.layout.geometry.clusterSize
+  }
+
   static async open(storage: ReadableStorage, options: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
     const { layout, snapshots, ctx } = await openQcow2Context(storage, options)
     const { header } = layout

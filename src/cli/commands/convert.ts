@@ -2,7 +2,8 @@
 //              [-S SIZE] [-p] [-t CACHE] [-m N] [-q] IN OUT
 import { convertImage } from '../../commands/convert.js'
 import { ImageError, isImageError } from '../../errors.js'
-import { createQcow2, createRaw } from '../../node/create.js'
+import { createQcow2, createRaw, createWithModule } from '../../node/create.js'
+import { findFormatModule, formatModules } from '../../formats.js'
 import { openImage } from '../../node/open.js'
 import { FileStorage } from '../../io/file.js'
 import { CodecPool, decodeThreads } from '../../node/pool.js'
@@ -94,9 +95,10 @@ export const convert: Command = async (args, ctx) => {
   const copyBitmaps = flag(parsed, 'bitmaps')
   const skipBroken = flag(parsed, 'skip-broken-bitmaps')
   if (skipBroken && !copyBitmaps) throw new ImageError('INVALID_ARGUMENT', 'Use of --skip-broken-bitmaps requires --bitmaps')
-  if (targetFormat !== 'raw' && targetFormat !== 'qcow2') throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat}: qimg writes raw and qcow2`)
+  const targetModule = findFormatModule(targetFormat)
+  if (targetFormat !== 'raw' && targetFormat !== 'qcow2' && !targetModule?.create) throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat}: qimg writes ${formatModules.filter((m) => m.create || m.name === 'qcow2' || m.name === 'raw').map((m) => m.name).join(', ')}`)
   const compress = flag(parsed, 'compress')
-  if (compress && targetFormat !== 'qcow2') throw new ImageError('INVALID_ARGUMENT', `Compression not supported for format '${targetFormat}'`)
+  if (compress && targetFormat !== 'qcow2' && !targetModule?.compressedWrites) throw new ImageError('INVALID_ARGUMENT', `Compression not supported for format '${targetFormat}'`)
   if (parsed.operands.length < 2) throw new ImageError('INVALID_ARGUMENT', 'Expecting image file name and output file name')
   if (parsed.operands.length > 2) throw new ImageError('UNSUPPORTED', 'convert: concatenating several sources is not supported yet')
   const [source, output] = parsed.operands as [string, string]
@@ -146,6 +148,17 @@ export const convert: Command = async (args, ctx) => {
       if (targetFormat === 'raw') {
         if (backing !== undefined) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format 'raw'`)
         await creating(() => createRaw(output, device.size, rawPreallocation(opts)))
+      } else if (targetFormat !== 'qcow2') {
+        if (backing !== undefined) {
+          if (!targetModule!.createOptions?.some((o) => o.name === 'backing_file')) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format '${targetFormat}'`)
+          if (backingFormat === undefined) throw new ImageError('INVALID_ARGUMENT', 'Use of backing file requires explicit backing format')
+          opts.set('backing_file', backing)
+          opts.set('backing_fmt', backingFormat)
+        }
+        const secretId = opts.get('encrypt.key-secret')
+        targetSecret = secretId !== undefined ? lookupSecret(await secretsOf(parsed), secretId) : undefined
+        const secret = targetSecret
+        await creating(() => createWithModule(output, targetModule!, device.size, opts, secret))
       } else {
         if (backing !== undefined) {
           if (backingFormat === undefined) throw new ImageError('INVALID_ARGUMENT', 'Use of backing file requires explicit backing format')

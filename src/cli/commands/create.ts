@@ -1,7 +1,8 @@
 // qimg create [-f FMT] [-o OPTIONS] [-b BACKING [-F FMT]] [-u] [-q] IMG [SIZE]
 import { ImageError, isImageError } from '../../errors.js'
 import { pathCombine } from '../../format/chain.js'
-import { createQcow2, createRaw } from '../../node/create.js'
+import { createQcow2, createRaw, createWithModule } from '../../node/create.js'
+import { findFormatModule, formatModules } from '../../formats.js'
 import { openImage } from '../../node/open.js'
 import { resolve } from 'node:path'
 import { flag, stringOption, type Parsed } from '../getopt.js'
@@ -47,7 +48,9 @@ export const create: Command = async (args, ctx) => {
 
 /** bdrv_img_create: options, backing file (opened to check it, and for the size), then the image. */
 async function createImage(filename: string, format: string, optionTexts: string[], sizeArgument: number | undefined, parsed: Parsed, ctx: CliContext): Promise<void> {
-  if (format !== 'qcow2' && format !== 'raw') throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg creates qcow2 and raw)`)
+  const module = findFormatModule(format)
+  if (format !== 'qcow2' && format !== 'raw' && !module?.create) throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg creates ${formatModules.filter((m) => m.create || m.name === 'qcow2' || m.name === 'raw').map((m) => m.name).join(', ')})`)
+  const takesBacking = format === 'qcow2' || (module?.createOptions?.some((o) => o.name === 'backing_file') ?? false)
   const opts = parseCreateOptions(format, optionTexts)
   const secrets = await secretsOf(parsed) // --object is checked before anything is created
   let size = sizeArgument
@@ -57,12 +60,12 @@ async function createImage(filename: string, format: string, optionTexts: string
   }
   const backingArgument = stringOption(parsed, 'backing')
   if (backingArgument !== undefined) {
-    if (format !== 'qcow2') throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format '${format}'`)
+    if (!takesBacking) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format '${format}'`)
     opts.set('backing_file', backingArgument)
   }
   const formatArgument = stringOption(parsed, 'backing-format') ?? stringOption(parsed, 'backing-format-new')
   if (formatArgument !== undefined) {
-    if (format !== 'qcow2') throw new ImageError('INVALID_ARGUMENT', `Backing file format not supported for file format '${format}'`)
+    if (!takesBacking) throw new ImageError('INVALID_ARGUMENT', `Backing file format not supported for file format '${format}'`)
     opts.set('backing_fmt', formatArgument)
   }
   const backing = opts.get('backing_file')
@@ -90,6 +93,9 @@ async function createImage(filename: string, format: string, optionTexts: string
   if (!flag(parsed, 'quiet')) ctx.out(formattingLine(filename, format, opts, size) + '\n')
   if (format === 'raw') {
     await createRaw(filename, size, rawPreallocation(opts))
+  } else if (format !== 'qcow2') {
+    const secretId = opts.get('encrypt.key-secret')
+    await createWithModule(filename, module!, size, opts, secretId !== undefined ? lookupSecret(secrets, secretId) : undefined)
   } else {
     // QEMU rounds qcow2 sizes up to whole sectors.
     const encrypt = toEncryptOptions(opts)

@@ -1,0 +1,80 @@
+// A format module: everything the generic layers (chain opener, probe, create, convert) need to
+// know of one image format. Each format's folder exports one; nothing outside it names the format.
+import type { Codecs, Compressors } from '../codecs.js'
+import type { CryptoProvider } from '../qcow2/crypto/provider.js'
+import type { ReadableStorage, Storage } from '../io/storage.js'
+import type { FormatDriver } from './driver.js'
+
+/** What an opening format driver may ask of the chain opener. */
+export interface FormatOpenContext {
+  /** Open for writing (only ever the top layer). */
+  writable: boolean
+  /** This layer is the top of the chain (the one the user named). */
+  top: boolean
+  codecs: Codecs | undefined
+  compressors: Compressors | undefined
+  crypto: CryptoProvider | undefined
+  /** The image's secret (a passphrase or key), asked for only when the image is encrypted. */
+  secret: (() => Promise<Uint8Array | undefined>) | undefined
+  /** Describe only (info): an encrypted image opens without its secret. */
+  metadataOnly: boolean
+  /** Read the image at this internal snapshot. */
+  snapshot: string | { id?: string; name?: string } | undefined
+  l2CacheSize: number | undefined
+  /** Lines an open prints on its own (QEMU's fprintf(stderr)). */
+  report: ((line: string) => void) | undefined
+  /** The file-reference policy says files the image names are not to be opened at all (info). */
+  skipReferencedFiles: boolean
+  /**
+   * Opens a file the image names other than its backing file (an external data file, a VMDK
+   * extent), resolved against the image's own name and checked under the file-reference
+   * policy; `what` names it in messages ('external data file'). Undefined when no host can open
+   * files.
+   */
+  openReferenced: ((name: string, what: string, options?: { writable?: boolean }) => Promise<ReadableStorage>) | undefined
+  /** The caller's own data file for the top image (the user's data-file option). */
+  dataFile: ReadableStorage | undefined
+}
+
+/** One creation option as qemu-img lists it in `-o help` and the "Formatting" line. */
+export interface CreateOptionDesc {
+  name: string
+  type: 'size' | 'number' | 'bool' | 'string'
+  help: string
+  /** The default qemu-img prints in the "Formatting …" line. */
+  default?: string
+}
+
+/** What `create` (and `convert`'s target creation) hands a module. */
+export interface FormatCreateRequest {
+  /** The new, empty image file. */
+  storage: Storage
+  /** Virtual size in bytes as the user gave it (the module rounds as QEMU does). */
+  size: number
+  /** The -o options, validated against {@link FormatModule.createOptions}. */
+  options: ReadonlyMap<string, string>
+  /** The secret named by an encryption option, when one was given. */
+  secret: Uint8Array | undefined
+  crypto: CryptoProvider | undefined
+  compressors: Compressors | undefined
+}
+
+/** One image format. */
+export interface FormatModule {
+  /** The name qemu-img uses (-f, -O, info's "file format"). */
+  readonly name: string
+  /**
+   * QEMU's bdrv_probe: a score for how sure the module is that `head` (the file's first bytes,
+   * at most 2048) starts an image of this format; 0 for no. The highest score wins; raw is the
+   * fallback with score 1.
+   */
+  probe?(head: Uint8Array, fileSize: number, filename: string): number
+  /** Opens one layer over `storage`. */
+  open(storage: ReadableStorage, context: FormatOpenContext): Promise<FormatDriver>
+  /** The -o options create takes, in the order qemu-img prints them (size included). */
+  readonly createOptions?: readonly CreateOptionDesc[]
+  /** Its drivers take whole-cluster compressed writes (convert -c, qemu-io write -c). */
+  readonly compressedWrites?: boolean
+  /** Writes a new image into `request.storage`; absent when qimg cannot create the format. */
+  create?(request: FormatCreateRequest): Promise<void>
+}

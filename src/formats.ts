@@ -1,0 +1,12 @@
+// The formats qimg knows, in probing order. The one place that lists them: everything else
+// asks the modules (format/module.ts).
+import type { FormatModule } from './format/module.js'
+import { qcow2Module } from './qcow2/module.js'
+import { rawModule } from './raw-module.js'
+
+export const formatModules: readonly FormatModule[] = [qcow2Module, rawModule]
+
+/** The module named `name`, if qimg has it. */
+export function findFormatModule(name: string, modules: readonly FormatModule[] = formatModules): FormatModule | undefined {
+  return modules.find((m) => m.name === name)
+}
