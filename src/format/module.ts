@@ -4,6 +4,7 @@ import type { Codecs, Compressors } from '../codecs.js'
 import type { CryptoProvider } from '../qcow2/crypto/provider.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import type { FormatDriver } from './driver.js'
+import type { CheckReport } from './capabilities.js'
 
 /** What an opening format driver may ask of the chain opener. */
 export interface FormatOpenContext {
@@ -75,6 +76,12 @@ export interface FormatModule {
   readonly createOptions?: readonly CreateOptionDesc[]
   /** Its drivers take whole-cluster compressed writes (convert -c, qemu-io write -c). */
   readonly compressedWrites?: boolean
+  /**
+   * qemu-img check for this format, on the image file itself (read-only unless `fix`), with
+   * QEMU's verdicts; `report` prints the lines QEMU prints while checking (ERROR/Leaked …/Repairing …).
+   * Absent when the format has no check (qemu-img: "This image format does not support checks").
+   */
+  check?(storage: ReadableStorage, options: { fix?: 'leaks' | 'all' | undefined; report: (line: string) => void }): Promise<CheckReport>
   /** Writes a new image into `request.storage`; absent when qimg cannot create the format. */
   create?(request: FormatCreateRequest): Promise<void>
 }
