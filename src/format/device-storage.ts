@@ -32,6 +32,17 @@ export class DeviceStorage implements Storage {
     return this.#device.write(offset, data)
   }
 
+  /** The inner image's discard (whole clusters of its top layer). */
+  async discard(offset: number, length: number): Promise<boolean> {
+    await this.#device.discard(offset, length)
+    return true
+  }
+
+  /** The inner image's zero write (the zero flag where the format has one). */
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.#device.writeZeroes(offset, length)
+  }
+
   flush(): Promise<void> {
     return this.#device.flush()
   }

@@ -6,7 +6,7 @@
 import { ImageError } from '../errors.js'
 import { errnoName, errnoText } from './errno.js'
 import { BLKDEBUG_EVENTS, type BlkdebugEvent, type BlkdebugIoType, type BlkdebugRule, type InjectErrorRule, type SuspendRule } from './blkdebug-rules.js'
-import { isWritable, type ReadableStorage, type Storage } from './storage.js'
+import { isWritable, writeZeroBytes, type ReadableStorage, type Storage } from './storage.js'
 
 /** An error injected by blkdebug (code IO; `errno` says which). */
 export function injectedError(errno: number, file: string): ImageError {
@@ -176,6 +176,24 @@ export class BlkdebugStorage implements Storage {
     this.#check(offset, data.length, 'write')
     await this.#writable().write(offset, data)
     this.debugEvent('pwritev_done')
+  }
+
+  /** A zero write (BDRV_REQ_ZERO_WRITE): pwritev_zero before, pwritev_done after. */
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    await this.debugEvent('pwritev_zero')
+    this.#unflushed = true
+    this.#check(offset, length, 'write-zeroes')
+    const image = this.#writable()
+    if (image.writeZeroes) await image.writeZeroes(offset, length)
+    else await writeZeroBytes(image, offset, length)
+    this.debugEvent('pwritev_done')
+  }
+
+  /** bdrv_co_pdiscard passes the discard down to the image child. */
+  async discard(offset: number, length: number): Promise<boolean> {
+    this.#check(offset, length, 'discard')
+    this.#unflushed = true
+    return (await this.#writable().discard?.(offset, length)) ?? false
   }
 
   async flush(): Promise<void> {

@@ -180,7 +180,9 @@ async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promi
   checkNoReference(options, 'image')
   const xImage = stringValue(options, 'x-image')
   let image: ProtocolNode
-  if (hasOption(options, 'image')) image = await openProtocol(subOptions(options, 'image'), base, false)
+  // bdrv_open_child(x-image, options, "image"): the parsed name is the image child's own name.
+  if (hasOption(options, 'image') && xImage !== undefined && !subOptions(options, 'image').has('filename')) image = await openProtocol(new Map([...subOptions(options, 'image'), ['filename', xImage]]), base, true)
+  else if (hasOption(options, 'image')) image = await openProtocol(subOptions(options, 'image'), base, false)
   else if (xImage !== undefined) image = await openProtocol(new Map([['filename', xImage]]), base, true)
   else throw invalid('A block device must be specified for "image"')
   // blkdebug_refresh_filename: blkdebug:CONFIG:IMAGE unless options other than config were given.
@@ -202,7 +204,9 @@ async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{
   if (boolValue(options, 'read-only') === true && base.writable) throw new ImageError('READ_ONLY', 'Block node is read-only')
   const driver = stringValue(options, 'driver') ?? base.format
   if (driver !== undefined && PROTOCOLS.has(driver)) {
-    const node = await openProtocol(options, base, false)
+    // A protocol driver named beside a name with its own prefix (driver=blkdebug,
+    // blkdebug::IMG) parses the name (bdrv_fill_options: parse_filename).
+    const node = await openProtocol(options, base, true)
     return { device: new BlockDevice(await RawImage.open(node.storage, { writable: base.writable ?? false, format: driver }), undefined), name: node.name }
   }
   if (driver !== undefined && !FORMATS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
@@ -210,7 +214,11 @@ async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{
   checkNoReference(options, 'file')
   const filename = stringValue(options, 'filename')
   let file: ProtocolNode
-  if (hasOption(options, 'file')) file = await openProtocol(subOptions(options, 'file'), base, false)
+  const fileOptions = hasOption(options, 'file') ? subOptions(options, 'file') : undefined
+  // bdrv_open_child_bs(filename, options, "file"): a name beside file.* options is the file
+  // child's own name, its protocol prefix (blkdebug::) parsed there.
+  if (fileOptions !== undefined && filename !== undefined && !fileOptions.has('filename')) file = await openProtocol(new Map([...fileOptions, ['filename', filename]]), base, true)
+  else if (fileOptions !== undefined) file = await openProtocol(fileOptions, base, false)
   else if (filename !== undefined) file = await openProtocol(new Map([['filename', filename]]), base, true)
   else throw invalid('A block device must be specified for "file"')
   try {
