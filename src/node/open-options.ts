@@ -3,7 +3,7 @@
 // `backing` and `data-file` children. Follows QEMU's block.c (bdrv_open_inherit,
 // bdrv_fill_options: a format node's `filename` goes to its file child, where a protocol prefix
 // is parsed) and its messages. Names stored inside images stay plain paths (chain.ts).
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { ImageError } from '../errors.js'
 import { openDriver, type OpenChainOptions } from '../format/chain.js'
 import { BlockDevice } from '../format/device.js'
@@ -26,12 +26,19 @@ export interface GraphOpenOptions extends OpenImageOptions {
 }
 
 const FORMATS = new Set(['qcow2', 'raw'])
-const PROTOCOLS = new Set(['file', 'blkdebug', 'null-co', 'null-aio'])
+const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio'])
+
+/** True when `driver` names a protocol (a node over bytes, not an image format). */
+export function isProtocolDriver(driver: string): boolean {
+  return PROTOCOLS.has(driver)
+}
 
 /** Options every node takes (block.c bdrv_runtime_opts and the cache/read-only flags). */
 const NODE_KEYS = ['driver', 'filename', 'node-name', 'read-only', 'auto-read-only', 'force-share', 'discard', 'detect-zeroes', 'cache.direct', 'cache.no-flush', 'cache.writeback']
 const DRIVER_KEYS: Record<string, string[]> = {
   file: ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'],
+  host_device: ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'],
+  host_cdrom: ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'],
   blkdebug: ['config', 'x-image', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
   raw: ['offset', 'size'],
   'null-co': ['size', 'latency-ns', 'read-zeroes'],
@@ -41,7 +48,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
-  file: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'],
+  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
 }
 
@@ -130,6 +137,7 @@ const STRONG: Record<string, readonly string[]> = {
 /** Opens a protocol node: bytes for a format driver. `parse`: the filename may carry a prefix. */
 export async function openProtocol(options: FlatOptions, base: GraphOpenOptions, parse: boolean): Promise<ProtocolNode> {
   let driver = stringValue(options, 'driver')
+  const explicitDriver = driver !== undefined
   const filename = stringValue(options, 'filename')
   if (driver === undefined || (parse && filename !== undefined && driver === protocolPrefix(filename))) {
     if (filename === undefined) throw invalid('Must specify either driver or file')
@@ -149,11 +157,15 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
   }
   if (!PROTOCOLS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
   checkKeys(options, driver)
-  if (driver === 'file') {
+  if (driver === 'file' || driver === 'host_device' || driver === 'host_cdrom') {
     const name = stringValue(options, 'filename')
-    if (name === undefined) throw invalid("The 'file' block driver requires a file name")
+    if (name === undefined) throw invalid(`The '${driver}' block driver requires a file name`)
     const storage = await FileStorage.open(name, { writable: base.writable ?? false, sync: base.cache !== 'unsafe' && boolValue(options, 'cache.no-flush') !== true })
-    return { storage, name: { full: { driver: 'file', filename: name }, plain: name }, protocol: true }
+    await checkFileKind(driver, name, explicitDriver).catch(async (e: unknown) => {
+      await storage.close()
+      throw e
+    })
+    return { storage, name: { full: { driver, filename: name }, plain: name }, protocol: true }
   }
   if (driver === 'null-co' || driver === 'null-aio') {
     const full = strongOptions(options, driver, STRONG[driver]!)
@@ -162,6 +174,19 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     return { storage, name: { full, plain: Object.keys(full).length === 1 ? `${driver}://` : undefined }, protocol: true }
   }
   return openBlkdebug(options, base)
+}
+
+/**
+ * raw_open_common's checks (file-posix.c): the file driver, when named, takes only regular files;
+ * host_device and host_cdrom only character or block devices.
+ */
+async function checkFileKind(driver: string, name: string, explicit: boolean): Promise<void> {
+  const info = await stat(name)
+  if (driver === 'file') {
+    if (explicit && !info.isFile()) throw invalid(`'file' driver requires '${name}' to be a regular file`)
+  } else if (!info.isCharacterDevice() && !info.isBlockDevice()) {
+    throw invalid(`'${driver}' driver requires '${name}' to be either a character or block device`)
+  }
 }
 
 /** blkdebug_open: rules from the config file and the options, then the image child. */

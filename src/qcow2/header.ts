@@ -116,7 +116,7 @@ export function unsupportedFeatures(mask: bigint, table: readonly FeatureName[])
  * is). Throws NOT_AN_IMAGE on a wrong magic, UNSUPPORTED or CORRUPT on rules QEMU enforces.
  */
 export function decodeHeader(bytes: Uint8Array, file: string): Qcow2Header {
-  if (bytes.length < spec.HEADER_V2_LENGTH) throw new ImageError('NOT_AN_IMAGE', `${file}: file of ${bytes.length} bytes is too short for a qcow2 header`, { file })
+  if (bytes.length < spec.HEADER_V2_LENGTH) throw new ImageError('NOT_AN_IMAGE', `${file}: file of ${bytes.length} bytes is too short for a qcow2 header`, { file, qemuText: 'Image is not in qcow2 format' })
   const view = viewOf(bytes)
   if (view.getUint32(0) !== spec.QCOW_MAGIC) throw new ImageError('NOT_AN_IMAGE', `${file}: not a qcow2 image (bad magic 0x${view.getUint32(0).toString(16)})`, { file, offset: 0 })
   const version = view.getUint32(4)

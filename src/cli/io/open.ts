@@ -9,6 +9,7 @@ import { openImage } from '../../node/open.js'
 import { parseOptionString } from '../image-opts.js'
 import { errorText } from '../context.js'
 import { describesGraph, openOperandOptions, operandOptions } from '../block-options.js'
+import { isProtocolDriver, openGraph } from '../../node/open-options.js'
 import type { FlatOptions } from '../../format/option-map.js'
 import { loadSecrets, lookupSecret, promptedSecret } from '../secrets.js'
 import { CommandOptions, EINVAL } from './args.js'
@@ -59,15 +60,19 @@ function graphOptions(filename: string, format: string | undefined, options: Map
   return graph
 }
 
-async function openDevice(session: Session, filename: string, format: string | undefined, options: Map<string, string>, flags: OpenFlags): Promise<OpenImage> {
+async function openDevice(session: Session, filename: string, format: string | undefined, options: Map<string, string>, flags: OpenFlags, named = true): Promise<OpenImage> {
   const keySecret = options.get('encrypt.key-secret')
   const secrets = await loadSecrets(session.objects)
   const secret = keySecret === undefined ? promptedSecret(filename) : async () => lookupSecret(secrets, keySecret)
   if (!flags.snapshot) {
-    const device = describesGraph(filename, false) || [...options.keys()].some((key) => !PLAIN_KEYS.has(key))
-      ? await openOperandOptions(filename, false, undefined, secrets, { writable: !flags.readOnly, secret }, graphOptions(filename, format, options))
-      : await openImage(filename, { format, writable: !flags.readOnly, secret })
-    return { device, flags, reopen: (f) => openDevice(session, filename, format, options, f) }
+    const graph = describesGraph(filename, false) || (format !== undefined && isProtocolDriver(format)) || [...options.keys()].some((key) => !PLAIN_KEYS.has(key))
+    const device = !graph
+      ? await openImage(filename, { format, writable: !flags.readOnly, secret })
+      // Without a name (open -o filename=…), blk_new_open reports the driver's own message.
+      : named
+        ? await openOperandOptions(filename, false, undefined, secrets, { writable: !flags.readOnly, secret }, graphOptions(filename, format, options))
+        : await openGraph(graphOptions(filename, format, options), { writable: !flags.readOnly, secret, keySecret: (id, file) => id === undefined ? secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id) })
+    return { device, flags, reopen: (f) => openDevice(session, filename, format, options, f, named) }
   }
   // BDRV_O_SNAPSHOT: a temporary qcow2 overlay takes the writes; the image itself stays as it was.
   const base = await openImage(filename, { format, secret })
@@ -94,7 +99,7 @@ export async function openFile(session: Session, name: string | undefined, flags
     // bdrv_open_common's check, then file-posix's (raw_open_common).
     if (flags.forceShare && !flags.readOnly) throw new ImageError('INVALID_ARGUMENT', 'force-share=on can only be used with read-only images')
     if (flags.nativeAio && !flags.cacheDirect) throw new ImageError('INVALID_ARGUMENT', 'aio=native was specified, but it requires cache.direct=on, which was not specified.')
-    session.image = await openDevice(session, filename, options.get('driver'), options, flags)
+    session.image = await openDevice(session, filename, options.get('driver'), options, flags, name !== undefined)
     return 0
   } catch (e) {
     session.report(`can't open${name === undefined ? '' : ` device ${name}`}: ${errorText(session.ctx, e)}`)
