@@ -33,24 +33,38 @@ export function describesGraph(operand: string, imageOpts: boolean): boolean {
   return imageOpts || operand.startsWith('json:') || protocolPrefix(operand) !== undefined
 }
 
+/** A block graph as bdrv_open takes it: options, and a name given as such (not as an option). */
+export interface OperandGraph {
+  options: FlatOptions
+  filename?: string | undefined
+}
+
 /**
- * The options an operand stands for: an --image-opts string, a json: name, or a name with a
- * protocol prefix (file:, blkdebug:). `format` (-f) wins over a json: driver, as qemu-img's
- * qdict_join keeps the first.
+ * The graph an operand stands for: an --image-opts string, a json: name (options only), or a
+ * name, perhaps with a protocol prefix (file:, blkdebug:). `format` (-f) wins over a json:
+ * driver, as qemu-img's qdict_join keeps the first.
  */
+export function operandGraph(operand: string, imageOpts: boolean, format: string | undefined): OperandGraph {
+  const graph: OperandGraph = imageOpts ? { options: parseDottedOptions(operand) } : operand.startsWith('json:') ? { options: parseJsonOptions(operand) } : { options: new Map(), filename: operand }
+  if (format !== undefined) graph.options.set('driver', format)
+  return graph
+}
+
+/** The options an operand stands for, its name (if it is one) as `filename`. */
 export function operandOptions(operand: string, imageOpts: boolean, format: string | undefined): FlatOptions {
-  const options = imageOpts ? parseDottedOptions(operand) : operand.startsWith('json:') ? parseJsonOptions(operand) : new Map([['filename', operand]])
-  if (format !== undefined) options.set('driver', format)
+  const { options, filename } = operandGraph(operand, imageOpts, format)
+  if (filename !== undefined) options.set('filename', filename)
   return options
 }
 
 /** Opens an operand's block graph; errors read as qemu-img's: "Could not open 'OPERAND': …". */
-export async function openOperandOptions(operand: string, imageOpts: boolean, format: string | undefined, secrets: SecretRegistry, extra: OpenImageOptions, options?: FlatOptions): Promise<BlockDevice> {
+export async function openOperandOptions(operand: string, imageOpts: boolean, format: string | undefined, secrets: SecretRegistry, extra: OpenImageOptions, graph?: OperandGraph): Promise<BlockDevice> {
   try {
-    return await openGraph(options ?? operandOptions(operand, imageOpts, format), {
+    const { options, filename } = graph ?? operandGraph(operand, imageOpts, format)
+    return await openGraph(options, {
       ...extra,
       keySecret: (id, file) => id === undefined ? extra.secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id),
-    })
+    }, filename)
   } catch (e) {
     throw openFailure(operand, e)
   }

@@ -104,7 +104,18 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
   const chunkSize = options.chunkSize ?? 2 * 1024 * 1024
   const parallel = Math.max(1, options.parallel ?? 8)
   const size = source.size
-  const progress = new Progress(size, options.progress)
+  // qemu-img convert's progress counts only what it copies: a first pass over the source's block
+  // status sums the data runs (and zero runs with -S 0), as convert_do_copy's allocated_sectors.
+  const counted = (kind: RunKind): boolean => kind === 'data' || (kind === 'zero' && sparseSize === 0)
+  let progressTotal = 0
+  if (options.progress) {
+    for (let at = 0; at < size;) {
+      const run = await runAt(source, at, size - at, options)
+      if (counted(run.kind)) progressTotal += run.length
+      at += run.length
+    }
+  }
+  const progress = new Progress(progressTotal, options.progress)
   const targetIsZero = options.targetIsZero ?? true
   let next = 0
   // qemu-img's has_zero_init: a new target without a backing file already reads as zeros.
@@ -128,6 +139,7 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
         // Over a backing file, zero runs must be written as zeros (else the backing shows through).
         await writeSparse(target, offset, data, sparseSize, hasZeroInit)
       }
+      if (counted(run.kind)) progress.add(run.length)
       offset += run.length
     }
   }
@@ -171,6 +183,7 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
       writes.push(write)
     }
     await Promise.all(writes)
+    for (const c of clusters) if (counted(c.kind)) progress.add(c.length)
   }
   // Write ordering: chunk k may start writing once chunk k-1 has finished writing.
   const ordered = !options.outOfOrder
@@ -199,7 +212,6 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
         if (turn) await turn
         release()
       }
-      progress.add(end - start)
     }
   }
   await Promise.all(Array.from({ length: parallel }, worker))

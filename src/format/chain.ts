@@ -117,6 +117,18 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
 }
 
 /** Opens `storage` as the top of a chain and follows its backing files per `options`. */
+/**
+ * bdrv_open_backing_file: a backing file that cannot be opened fails its parent with "Could not
+ * open backing file: " before the reason, once per level of the chain above it.
+ */
+export function backingError(cause: unknown, depth: number, path: string): unknown {
+  if (!(cause instanceof ImageError)) return cause
+  const prefix = 'Could not open backing file: '.repeat(depth)
+  return new ImageError(cause.code, `${prefix}${cause.message}`, {
+    cause, file: cause.file ?? path, ...(cause.qemuText === undefined ? {} : { qemuText: `${prefix}${cause.qemuText}` }),
+  })
+}
+
 export async function openChain(storage: ReadableStorage, options: OpenChainOptions = {}): Promise<BlockDevice> {
   const policy = options.fileReferences ?? 'follow'
   const opened: FormatDriver[] = []
@@ -138,19 +150,17 @@ export async function openChain(storage: ReadableStorage, options: OpenChainOpti
       const key = await options.host.canonical(path).catch(() => path)
       if (seen.has(key)) throw new ImageError('CORRUPT', `${driver.storage.name}: backing file '${name}' forms a loop in the backing chain`, { file: driver.storage.name, qemuText: `Backing file '${path}' creates an infinite loop.` })
       seen.add(key)
+      const depth = opened.length
       let backingStorage: ReadableStorage
       try {
         backingStorage = await options.host.open(path)
       } catch (cause) {
-        if (cause instanceof ImageError) {
-          throw new ImageError(cause.code, `Could not open backing file: ${cause.message}`, { cause, file: path })
-        }
-        throw cause
+        throw backingError(cause, depth, path)
       }
       const format = (driver === top ? options.backingFormat : undefined) ?? driver.backing.format
-      const next = await openDriver(backingStorage, format, options, false).catch(async (e) => {
+      const next = await openDriver(backingStorage, format, options, false).catch(async (e: unknown) => {
         await backingStorage.close()
-        throw e
+        throw backingError(e, depth, path)
       })
       opened.push(next)
       driver = next

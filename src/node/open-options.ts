@@ -5,7 +5,8 @@
 // is parsed) and its messages. Names stored inside images stay plain paths (chain.ts).
 import { readFile, stat } from 'node:fs/promises'
 import { ImageError } from '../errors.js'
-import { openDriver, type OpenChainOptions } from '../format/chain.js'
+import { backingError, checkReferencedName, openDriver, pathCombine, type OpenChainOptions } from '../format/chain.js'
+import type { FormatDriver } from '../format/driver.js'
 import { BlockDevice } from '../format/device.js'
 import { DeviceStorage } from '../format/device-storage.js'
 import { nodeFilename, type FullOptions, type NodeName } from '../format/graph-name.js'
@@ -134,9 +135,15 @@ const STRONG: Record<string, readonly string[]> = {
   'null-aio': ['size', 'read-zeroes'],
 }
 
-/** Opens a protocol node: bytes for a format driver. `parse`: the filename may carry a prefix. */
-export async function openProtocol(options: FlatOptions, base: GraphOpenOptions, parse: boolean): Promise<ProtocolNode> {
+/**
+ * Opens a child node: bytes for a format driver (bdrv_open_child_bs). `given`: a name the parent
+ * passed as such, beside the options; only such a name may carry a protocol prefix.
+ */
+export async function openProtocol(options: FlatOptions, base: GraphOpenOptions, given?: string): Promise<ProtocolNode> {
   let driver = stringValue(options, 'driver')
+  if (driver !== undefined && FORMATS.has(driver)) return openInnerFormat(options, base, given)
+  options = withFilename(options, given)
+  const parse = given !== undefined
   const explicitDriver = driver !== undefined
   const filename = stringValue(options, 'filename')
   if (driver === undefined || (parse && filename !== undefined && driver === protocolPrefix(filename))) {
@@ -149,11 +156,6 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
       options = new Map([...options, ['driver', 'file']])
     }
     driver = stringValue(options, 'driver')!
-  }
-  if (FORMATS.has(driver)) {
-    // A format under a format (qcow2 in qcow2): the inner image's guest bytes are the outer's file.
-    const { device, name } = await openNode(options, base)
-    return { storage: new DeviceStorage(device, nodeFilename(name, qdictJson)), name: { full: name.full, plain: undefined }, protocol: false }
   }
   if (!PROTOCOLS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
   checkKeys(options, driver)
@@ -174,6 +176,12 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     return { storage, name: { full, plain: Object.keys(full).length === 1 ? `${driver}://` : undefined }, protocol: true }
   }
   return openBlkdebug(options, base)
+}
+
+/** A format under a format (qcow2 in qcow2): the inner image's guest bytes are the outer's file. */
+async function openInnerFormat(options: FlatOptions, base: GraphOpenOptions, given: string | undefined): Promise<ProtocolNode> {
+  const { device, name } = await openNode(options, base, given)
+  return { storage: new DeviceStorage(device, nodeFilename(name, qdictJson)), name: { full: name.full, plain: undefined }, protocol: false }
 }
 
 /**
@@ -206,9 +214,7 @@ async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promi
   const xImage = stringValue(options, 'x-image')
   let image: ProtocolNode
   // bdrv_open_child(x-image, options, "image"): the parsed name is the image child's own name.
-  if (hasOption(options, 'image') && xImage !== undefined && !subOptions(options, 'image').has('filename')) image = await openProtocol(new Map([...subOptions(options, 'image'), ['filename', xImage]]), base, true)
-  else if (hasOption(options, 'image')) image = await openProtocol(subOptions(options, 'image'), base, false)
-  else if (xImage !== undefined) image = await openProtocol(new Map([['filename', xImage]]), base, true)
+  if (hasOption(options, 'image') || xImage !== undefined) image = await openProtocol(subOptions(options, 'image'), base, xImage)
   else throw invalid('A block device must be specified for "image"')
   // blkdebug_refresh_filename: blkdebug:CONFIG:IMAGE unless options other than config were given.
   const full = strongOptions(options, 'blkdebug', STRONG['blkdebug']!)
@@ -217,35 +223,35 @@ async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promi
   return { storage: new BlkdebugStorage(image.storage, rules), name: { full, plain: plain ? `blkdebug:${config ?? ''}:${image.name.plain}` : undefined }, protocol: true }
 }
 
-/** Opens a format node (or a protocol node read as raw bytes) with its children. */
-export async function openGraph(options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
-  const { device, name } = await openNode(options, base)
+/**
+ * Opens a format node (or a protocol node read as raw bytes) with its children. `filename`: a name
+ * the user gave as such (bdrv_open's filename argument), not a `filename` option: only a name
+ * goes to the file child and has its protocol prefix parsed.
+ */
+export async function openGraph(options: FlatOptions, base: GraphOpenOptions, filename?: string): Promise<BlockDevice> {
+  const { device, name } = await openNode(options, base, filename)
   device.label = nodeFilename(name, qdictJson)
   return device
 }
 
-async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{ device: BlockDevice; name: NodeName }> {
+async function openNode(options: FlatOptions, base: GraphOpenOptions, filename?: string): Promise<{ device: BlockDevice; name: NodeName }> {
   // A node the user made read-only cannot serve a command that writes (bdrv_open_common's check).
   if (boolValue(options, 'read-only') === true && base.writable) throw new ImageError('READ_ONLY', 'Block node is read-only')
   const driver = stringValue(options, 'driver') ?? base.format
   if (driver !== undefined && PROTOCOLS.has(driver)) {
-    // A protocol driver named beside a name with its own prefix (driver=blkdebug,
-    // blkdebug::IMG) parses the name (bdrv_fill_options: parse_filename).
-    const node = await openProtocol(options, base, true)
+    // bdrv_fill_options: a name given to a protocol driver becomes its filename option, its
+    // prefix parsed (driver=blkdebug, blkdebug::IMG).
+    const node = await openProtocol(options, base, filename)
     return { device: new BlockDevice(await RawImage.open(node.storage, { writable: base.writable ?? false, format: driver }), undefined), name: node.name }
   }
   if (driver !== undefined && !FORMATS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
   if (driver !== undefined) checkKeys(options, driver)
   checkNoReference(options, 'file')
-  const filename = stringValue(options, 'filename')
-  let file: ProtocolNode
   const fileOptions = hasOption(options, 'file') ? subOptions(options, 'file') : undefined
-  // bdrv_open_child_bs(filename, options, "file"): a name beside file.* options is the file
-  // child's own name, its protocol prefix (blkdebug::) parsed there.
-  if (fileOptions !== undefined && filename !== undefined && !fileOptions.has('filename')) file = await openProtocol(new Map([...fileOptions, ['filename', filename]]), base, true)
-  else if (fileOptions !== undefined) file = await openProtocol(fileOptions, base, false)
-  else if (filename !== undefined) file = await openProtocol(new Map([['filename', filename]]), base, true)
-  else throw invalid('A block device must be specified for "file"')
+  // bdrv_open_child_bs(filename, options, "file"): the name (never a format node's `filename`
+  // option) goes to the file child beside its file.* options, its protocol prefix parsed there.
+  if (fileOptions === undefined && filename === undefined) throw invalid(driver === undefined ? 'Must specify either driver or file' : 'A block device must be specified for "file"')
+  const file = await openProtocol(fileOptions ?? new Map(), base, filename)
   try {
     const device = await openFormat(file.storage, driver, options, base)
     // bdrv_refresh_filename: the file's name unless strong options change what it opens as.
@@ -257,6 +263,13 @@ async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{
     await file.storage.close().catch(() => undefined)
     throw e
   }
+}
+
+/** The options of a protocol node with the name given beside them (bdrv_fill_options). */
+function withFilename(options: FlatOptions, filename: string | undefined): FlatOptions {
+  if (filename === undefined) return options
+  if (options.has('filename')) throw invalid("Can't specify 'file' and 'filename' options at the same time")
+  return new Map([...options, ['filename', filename]])
 }
 
 async function openFormat(storage: ReadableStorage, driver: string | undefined, options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
@@ -272,7 +285,7 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
     ...(base.keySecret ? { secret: base.keySecret(keySecret, storage.name) } : {}),
   }
   checkNoReference(options, 'data-file')
-  if (hasOption(options, 'data-file')) chain.dataFile = (await openProtocol(subOptions(options, 'data-file'), base, false)).storage
+  if (hasOption(options, 'data-file')) chain.dataFile = (await openProtocol(subOptions(options, 'data-file'), base)).storage
   const backing = options.get('backing')
   const backingGiven = hasOption(options, 'backing') && !options.has('backing')
   if (backingGiven && (base.fileReferences === 'ignore' || base.metadataOnly)) {
@@ -284,7 +297,7 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
     const top = await openDriver(storage, driver, { ...chain, fileReferences: 'ignore' }, true)
     let below: BlockDevice | undefined
     try {
-      below = backingGiven ? await openGraph(subOptions(options, 'backing'), { ...base, writable: false, format: undefined }) : undefined
+      below = backingGiven ? await openBackingOptions(top, subOptions(options, 'backing'), base) : undefined
     } catch (e) {
       await top.close().catch(() => undefined)
       throw e
@@ -293,6 +306,25 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
   }
   checkNoReference(options, 'backing')
   return openImage(storage, chain)
+}
+
+/**
+ * bdrv_open_backing_file with backing.* options: unless they name a file, the backing file is
+ * still the one the image names (its format the default driver), opened with those options.
+ */
+async function openBackingOptions(top: FormatDriver, options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
+  let path: string | undefined
+  if (!options.has('file.filename') && top.backing) {
+    if (base.fileReferences === 'deny') throw new ImageError('DENIED', `${top.storage.name}: the image names backing file '${top.backing.name}' and opening files named by images is not allowed`, { file: top.storage.name })
+    checkReferencedName(top.storage.name, 'backing file', top.backing.name)
+    path = pathCombine(top.storage.name, top.backing.name)
+    if (!options.has('driver') && top.backing.format !== undefined) options = new Map([...options, ['driver', top.backing.format]])
+  }
+  try {
+    return await openGraph(options, { ...base, writable: false, format: undefined }, path)
+  } catch (e) {
+    throw backingError(e, 1, path ?? top.storage.name)
+  }
 }
 
 /** raw_read_options: `size` bytes of the file from `offset` (both checked as QEMU does). */

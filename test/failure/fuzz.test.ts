@@ -65,7 +65,7 @@ async function exercise(device: BlockDevice): Promise<void> {
   }
 }
 
-const NAMES_FILE = /fuzz\.qcow2|base\.qcow2|disk\.raw|^Could not open backing file: Could not open '|^Unknown driver '/
+const NAMES_FILE = /fuzz\.qcow2|base\.qcow2|disk\.raw|^Could not open backing file: (Could not open '|Unknown driver ')/
 
 /** Undefined for an acceptable failure: an ImageError whose message names the file it is about. */
 function judge(e: unknown): { bug: unknown } | undefined {

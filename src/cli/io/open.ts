@@ -8,9 +8,8 @@ import { createQcow2 } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
 import { parseOptionString } from '../image-opts.js'
 import { errorText } from '../context.js'
-import { describesGraph, openOperandOptions, operandOptions } from '../block-options.js'
+import { describesGraph, openOperandOptions, operandGraph, type OperandGraph } from '../block-options.js'
 import { isProtocolDriver, openGraph } from '../../node/open-options.js'
-import type { FlatOptions } from '../../format/option-map.js'
 import { loadSecrets, lookupSecret, promptedSecret } from '../secrets.js'
 import { CommandOptions, EINVAL } from './args.js'
 import { usage, type CommandInfo } from './command.js'
@@ -48,15 +47,10 @@ export function parseDiscardMode(mode: string, flags: OpenFlags): boolean {
 const PLAIN_KEYS = new Set(['driver', 'filename', 'file.filename', 'file', 'encrypt.key-secret'])
 
 /** The block graph `open` describes: the file name's own options (json:, prefixes), then -o's. */
-function graphOptions(filename: string, format: string | undefined, options: Map<string, string>): FlatOptions {
-  const graph: FlatOptions = filename === '' ? new Map() : operandOptions(filename, false, undefined)
-  // A plain name given beside -o file.* options is the protocol node's file name.
-  if (!describesGraph(filename, false) && [...options.keys()].some((key) => key.startsWith('file.'))) {
-    graph.delete('filename')
-    if (!options.has('file.filename')) graph.set('file.filename', filename)
-  }
-  for (const [key, value] of options) if (key !== 'filename' && key !== 'file') graph.set(key, value)
-  if (format !== undefined) graph.set('driver', format)
+function graphOptions(filename: string, format: string | undefined, options: Map<string, string>): OperandGraph {
+  const graph: OperandGraph = filename === '' ? { options: new Map() } : operandGraph(filename, false, undefined)
+  for (const [key, value] of options) if (key !== 'filename' && key !== 'file' && !(key === 'file.filename' && value === filename)) graph.options.set(key, value)
+  if (format !== undefined) graph.options.set('driver', format)
   return graph
 }
 
@@ -65,13 +59,14 @@ async function openDevice(session: Session, filename: string, format: string | u
   const secrets = await loadSecrets(session.objects)
   const secret = keySecret === undefined ? promptedSecret(filename) : async () => lookupSecret(secrets, keySecret)
   if (!flags.snapshot) {
-    const graph = describesGraph(filename, false) || (format !== undefined && isProtocolDriver(format)) || [...options.keys()].some((key) => !PLAIN_KEYS.has(key))
-    const device = !graph
+    const describes = describesGraph(filename, false) || (format !== undefined && isProtocolDriver(format)) || [...options.keys()].some((key) => !PLAIN_KEYS.has(key))
+    const graph = graphOptions(filename, format, options)
+    const device = !describes
       ? await openImage(filename, { format, writable: !flags.readOnly, secret })
       // Without a name (open -o filename=…), blk_new_open reports the driver's own message.
       : named
-        ? await openOperandOptions(filename, false, undefined, secrets, { writable: !flags.readOnly, secret }, graphOptions(filename, format, options))
-        : await openGraph(graphOptions(filename, format, options), { writable: !flags.readOnly, secret, keySecret: (id, file) => id === undefined ? secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id) })
+        ? await openOperandOptions(filename, false, undefined, secrets, { writable: !flags.readOnly, secret }, graph)
+        : await openGraph(graph.options, { writable: !flags.readOnly, secret, keySecret: (id, file) => id === undefined ? secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id) }, graph.filename)
     return { device, flags, reopen: (f) => openDevice(session, filename, format, options, f, named) }
   }
   // BDRV_O_SNAPSHOT: a temporary qcow2 overlay takes the writes; the image itself stays as it was.
