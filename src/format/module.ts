@@ -1,7 +1,7 @@
 // A format module: everything the generic layers (chain opener, probe, create, convert) need to
 // know of one image format. Each format's folder exports one; nothing outside it names the format.
 import type { Codecs, Compressors } from '../codecs.js'
-import type { CryptoProvider } from '../qcow2/crypto/provider.js'
+import type { CryptoProvider } from '../crypto/provider.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import type { FormatDriver } from './driver.js'
 import type { CheckReport } from './capabilities.js'

@@ -9,9 +9,9 @@ import { Qcow2Image } from '../qcow2/image.js'
 import { RawImage } from '../raw.js'
 import { nodeCodecs } from './codecs.js'
 import { nodeCrypto } from './crypto.js'
-import { setUpLuksEncryption } from '../qcow2/crypto/encryption.js'
-import { resolveLuksOptions } from '../qcow2/crypto/luks.js'
-import type { CryptoProvider } from '../qcow2/crypto/provider.js'
+import { setUpLuksEncryption } from '../qcow2/crypto/setup.js'
+import { resolveLuksOptions } from '../crypto/luks.js'
+import type { CryptoProvider } from '../crypto/provider.js'
 import type { FormatModule } from '../format/module.js'
 
 /**

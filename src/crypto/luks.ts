@@ -1,8 +1,8 @@
 // LUKS1 volumes as QEMU's crypto/block-luks.c makes and opens them: formatting (random master
 // key, PBKDF2 iterations from a benchmark, key slot 0 holding the AF-split key), unlocking a
 // key slot with a passphrase, and the facts `info` shows.
-import { ImageError } from '../../errors.js'
-import type { LuksInfo } from '../../format/info.js'
+import { ImageError } from '../errors.js'
+import type { LuksInfo } from '../format/info.js'
 import { afMerge, afSplit } from './af.js'
 import {
   HASH_DIGEST_LENGTH, requireCipher, requireHash,
