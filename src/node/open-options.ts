@@ -25,7 +25,7 @@ export interface GraphOpenOptions extends OpenImageOptions {
   keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
 }
 
-const FORMATS = new Set(['qcow2', 'raw'])
+const FORMATS = new Set(['qcow2', 'luks', 'raw'])
 const PROTOCOLS = new Set(['file', 'blkdebug', 'null-co', 'null-aio'])
 
 /** Options every node takes (block.c bdrv_runtime_opts and the cache/read-only flags). */
@@ -34,6 +34,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
   file: ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'],
   blkdebug: ['config', 'x-image', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
   raw: ['offset', 'size'],
+  luks: ['key-secret'],
   'null-co': ['size', 'latency-ns', 'read-zeroes'],
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
@@ -41,7 +42,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
-  file: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'],
+  file: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
 }
 
@@ -123,6 +124,7 @@ const STRONG: Record<string, readonly string[]> = {
   blkdebug: ['config', 'inject-error.', 'set-state.', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
   raw: ['offset', 'size'],
   qcow2: ['encrypt.key-secret'],
+  luks: ['key-secret'],
   'null-co': ['size', 'read-zeroes'],
   'null-aio': ['size', 'read-zeroes'],
 }
@@ -227,7 +229,7 @@ async function openNode(options: FlatOptions, base: GraphOpenOptions): Promise<{
 }
 
 async function openFormat(storage: ReadableStorage, driver: string | undefined, options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
-  const keySecret = stringValue(options, 'encrypt.key-secret')
+  const keySecret = stringValue(options, 'encrypt.key-secret') ?? stringValue(options, 'key-secret')
   if (driver === 'raw' && (options.has('offset') || options.has('size'))) {
     const window = await rawWindow(storage, options)
     return new BlockDevice(await RawImage.open(storage, { writable: base.writable ?? false, window }), undefined)

@@ -44,7 +44,7 @@ export function parseDiscardMode(mode: string, flags: OpenFlags): boolean {
 
 /** Opens the device of `name` (or of the options) with `flags`: the overlay of -s on top. */
 /** Options qemu-io's open takes itself (the rest describe a block graph, opened as such). */
-const PLAIN_KEYS = new Set(['driver', 'filename', 'file.filename', 'file', 'encrypt.key-secret'])
+const PLAIN_KEYS = new Set(['driver', 'filename', 'file.filename', 'file', 'encrypt.key-secret', 'key-secret'])
 
 /** The block graph `open` describes: the file name's own options (json:, prefixes), then -o's. */
 function graphOptions(filename: string, format: string | undefined, options: Map<string, string>): FlatOptions {
@@ -60,7 +60,7 @@ function graphOptions(filename: string, format: string | undefined, options: Map
 }
 
 async function openDevice(session: Session, filename: string, format: string | undefined, options: Map<string, string>, flags: OpenFlags): Promise<OpenImage> {
-  const keySecret = options.get('encrypt.key-secret')
+  const keySecret = options.get('encrypt.key-secret') ?? options.get('key-secret')
   const secrets = await loadSecrets(session.objects)
   const secret = keySecret === undefined ? promptedSecret(filename) : async () => lookupSecret(secrets, keySecret)
   if (!flags.snapshot) {
