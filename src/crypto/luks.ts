@@ -32,6 +32,12 @@ export interface LuksCreateOptions {
   iterTime?: number | undefined
 }
 
+/**
+ * Most PBKDF2 iterations qimg runs for one key slot or the master key digest (2^26: about a
+ * minute of SHA-256 here; QEMU's default iter-time of 2 s gives a few million). QEMU has no limit.
+ */
+export const LUKS_MAX_ITERATIONS = 1 << 26
+
 /** A LUKS header with its parsed cipher strings. */
 export interface LuksVolume {
   header: LuksHeader
@@ -155,6 +161,11 @@ export async function unlockLuks(provider: CryptoProvider, volume: LuksVolume, r
   requireHash(provider, spec.hashAlg)
   requireCipher(provider, spec.cipherAlg, spec.cipherMode)
   const keyLength = header.masterKeyLength
+  // Checked before any PBKDF2 runs: a hostile header must not keep qimg busy for hours.
+  if (header.masterKeyIterations > LUKS_MAX_ITERATIONS) throw new ImageError('BAD_KEY', `master key digest iterations ${header.masterKeyIterations} exceed qimg's limit of ${LUKS_MAX_ITERATIONS}`)
+  header.keySlots.forEach((slot, i) => {
+    if (slot.active === LUKS_KEY_SLOT_ENABLED && slot.iterations > LUKS_MAX_ITERATIONS) throw new ImageError('BAD_KEY', `Keyslot ${i} iterations ${slot.iterations} exceed qimg's limit of ${LUKS_MAX_ITERATIONS}`)
+  })
   const digestLength = HASH_DIGEST_LENGTH[spec.hashAlg]
   const hash = (parts: readonly Uint8Array[]) => provider.hash(spec.hashAlg, parts)
   for (const slot of header.keySlots) {
