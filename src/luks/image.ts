@@ -23,7 +23,7 @@ const ZERO_CHUNK = 1 << 20
 export function missingKeySecretError(file: string): ImageError {
   return new ImageError('BAD_KEY', `${file}: Parameter 'key-secret' is required for cipher ` +
     `(give it with --object secret,id=ID,data=…|file=… and --image-opts driver=luks,file.filename=…,key-secret=ID)`,
-  { file, qemuText: "Parameter 'key-secret' is required for cipher" })
+  { file, qemuText: `Could not open '${file}': Parameter 'key-secret' is required for cipher` })
 }
 
 /** Reads and checks the LUKS header at the start of the file. */
@@ -31,7 +31,7 @@ export async function loadVolume(storage: ReadableStorage): Promise<LuksVolume> 
   const file = storage.name
   const size = await storage.size()
   if (size < LUKS_HEADER_LENGTH) {
-    throw new ImageError('BAD_KEY', `${file}: file of ${size} bytes is too short for a LUKS header (${LUKS_HEADER_LENGTH} bytes)`, { file, offset: 0, qemuText: 'Volume is not in LUKS format' })
+    throw new ImageError('BAD_KEY', `${file}: file of ${size} bytes is too short for a LUKS header (${LUKS_HEADER_LENGTH} bytes)`, { file, offset: 0, qemuText: `Could not open '${file}': Volume is not in LUKS format` })
   }
   const bytes = await storage.read(0, LUKS_HEADER_LENGTH)
   try {
@@ -41,7 +41,7 @@ export async function loadVolume(storage: ReadableStorage): Promise<LuksVolume> 
   } catch (cause) {
     if (cause instanceof ImageError) {
       const text = cause.message.replace(/^LUKS header: /, '')
-      throw new ImageError(cause.code, `${file}: ${text}`, { file, offset: 0, cause, qemuText: text })
+      throw new ImageError(cause.code, `${file}: ${text}`, { file, offset: 0, cause, qemuText: `Could not open '${file}': ${text}` })
     }
     throw cause
   }
@@ -116,7 +116,7 @@ export class LuksImage implements WritableFormatDriver {
       const masterKey = await unlockLuks(provider, volume, read, secret)
       cipher = createSectorCipher(provider, volume.spec, masterKey)
     } catch (cause) {
-      if (cause instanceof ImageError && !cause.message.startsWith(file)) throw new ImageError(cause.code, `${file}: ${cause.message}`, { file, cause, qemuText: cause.message })
+      if (cause instanceof ImageError && !cause.message.startsWith(file)) throw new ImageError(cause.code, `${file}: ${cause.message}`, { file, cause, qemuText: `Could not open '${file}': ${cause.message}` })
       throw cause
     }
     return new LuksImage(storage, volume, fileSize, cipher, context.writable)

@@ -49,7 +49,7 @@ describe('luks module', () => {
     await assert.rejects(LuksImage.open(storage, context(false, new TextEncoder().encode('nope'))),
       (e) => isImageError(e, 'BAD_KEY') && /Invalid password, cannot unlock any keyslot/.test(e.message))
     await assert.rejects(LuksImage.open(storage, { ...context(false), secret: undefined }),
-      (e) => isImageError(e, 'BAD_KEY') && e.qemuText === "Parameter 'key-secret' is required for cipher")
+      (e) => isImageError(e, 'BAD_KEY') && e.qemuText === "Could not open 'm.luks': Parameter 'key-secret' is required for cipher")
     // info opens without the secret.
     const image = await LuksImage.open(storage, { ...context(false), secret: undefined, metadataOnly: true })
     assert.equal(image.virtualSize, 65536)
