@@ -124,4 +124,20 @@ describe('luks format against qemu-img', () => {
     assert.match(c.stderr, /Parameter 'key-secret' is required for cipher/)
     assert.equal(existsSync(gone), false)
   })
+
+  it('prints the options and preallocates as qemu-img does', async (t) => {
+    if (!needTools(t, 'qemu-img', 'qemu-io')) return
+    for (const args of [['create', '-f', 'luks', '-o', 'help'], ['create', '-f', 'luks', '-o', 'help', work.at('h.luks')]]) {
+      assert.equal((await qimg(args)).stdout, (await run('qemu-img', args)).stdout)
+    }
+    for (const mode of ['full', 'metadata']) {
+      const ours = work.at(`p-${mode}-ours.luks`)
+      const theirs = work.at(`p-${mode}-theirs.luks`)
+      const r = await qimg(['create', '-f', 'luks', ...OBJECT, '-o', `key-secret=sec0,iter-time=10,preallocation=${mode}`, ours, '1M'])
+      assert.equal(r.stdout, `Formatting '${ours}', fmt=luks size=1048576 key-secret=sec0 iter-time=10 preallocation=${mode}\n`)
+      await runOk('qemu-img', ['create', '-f', 'luks', ...OBJECT, '-o', `key-secret=sec0,iter-time=10,preallocation=${mode}`, theirs, '1M'])
+      assert.equal(statSync(ours).size, statSync(theirs).size)
+      assert.equal(statSync(ours).blocks, statSync(theirs).blocks, mode)
+    }
+  })
 })
