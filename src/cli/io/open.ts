@@ -97,7 +97,10 @@ export async function openFile(session: Session, name: string | undefined, flags
     session.image = await openDevice(session, filename, options.get('driver'), options, flags)
     return 0
   } catch (e) {
-    session.report(`can't open${name === undefined ? '' : ` device ${name}`}: ${errorText(session.ctx, e)}`)
+    // qemu-io reports QEMU's error itself, without qemu-img's "Could not open 'FILE': ".
+    const text = errorText(session.ctx, e)
+    const prefix = e instanceof ImageError && e.file !== undefined ? `Could not open '${e.file}': ` : undefined
+    session.report(`can't open${name === undefined ? '' : ` device ${name}`}: ${prefix !== undefined && text.startsWith(prefix) ? text.slice(prefix.length) : text}`)
     return 1
   }
 }

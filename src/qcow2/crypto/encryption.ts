@@ -105,7 +105,7 @@ export async function openEncryption(storage: ReadableStorage, header: Qcow2Head
     const masterKey = await unlockLuks(provider, luks, read, secret)
     encryption.cipher = createSectorCipher(provider, luks.spec, masterKey)
   } catch (cause) {
-    if (cause instanceof ImageError && !cause.message.startsWith(file)) throw new ImageError(cause.code, `${file}: ${cause.message}`, { file, cause })
+    if (cause instanceof ImageError && !cause.message.startsWith(file)) throw new ImageError(cause.code, `${file}: ${cause.message}`, { file, cause, qemuText: cause.qemuText ?? cause.message })
     throw cause
   }
   return encryption
