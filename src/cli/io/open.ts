@@ -97,9 +97,10 @@ export async function openFile(session: Session, name: string | undefined, flags
     session.image = await openDevice(session, filename, options.get('driver'), options, flags)
     return 0
   } catch (e) {
-    // qemu-io reports QEMU's error itself, without qemu-img's "Could not open 'FILE': ".
+    // qemu-io reports a format's key error itself, without qemu-img's "Could not open 'FILE': "
+    // (a file's own errors keep theirs: file-posix words them so).
     const text = errorText(session.ctx, e)
-    const prefix = e instanceof ImageError && e.file !== undefined ? `Could not open '${e.file}': ` : undefined
+    const prefix = e instanceof ImageError && e.code === 'BAD_KEY' && e.file !== undefined ? `Could not open '${e.file}': ` : undefined
     session.report(`can't open${name === undefined ? '' : ` device ${name}`}: ${prefix !== undefined && text.startsWith(prefix) ? text.slice(prefix.length) : text}`)
     return 1
   }
