@@ -73,7 +73,10 @@ export async function openOperandOptions(operand: string, imageOpts: boolean, fo
 /** An error opening `operand` as qemu-img reports it: "Could not open 'OPERAND': …". */
 export function openFailure(operand: string, e: unknown): unknown {
   if (!(e instanceof ImageError) || e.message.startsWith(`Could not open '${operand}'`)) return e
+  // A text already naming the image file (as a plain open names it) names the operand instead.
+  const qemuText = e.qemuText !== undefined && e.file !== undefined && e.qemuText.startsWith(`Could not open '${e.file}': `)
+    ? e.qemuText.slice(`Could not open '${e.file}': `.length) : e.qemuText
   return new ImageError(e.code, `Could not open '${operand}': ${e.message}`, {
-    cause: e, ...(e.file === undefined ? {} : { file: e.file }), ...(e.qemuText === undefined ? {} : { qemuText: `Could not open '${operand}': ${e.qemuText}` }),
+    cause: e, ...(e.file === undefined ? {} : { file: e.file }), ...(qemuText === undefined ? {} : { qemuText: `Could not open '${operand}': ${qemuText}` }),
   })
 }

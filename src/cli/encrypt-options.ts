@@ -3,8 +3,8 @@
 // header they add to a `measure` (qcow2_measure reads them its own way).
 import { ImageError } from '../errors.js'
 import type { Qcow2CreateOptions } from '../qcow2/create.js'
-import { CIPHER_ALGORITHMS, CIPHER_MODES, HASH_ALGORITHMS, IVGEN_ALGORITHMS, isOneOf } from '../qcow2/crypto/provider.js'
-import { luksPayloadLength, type LuksCreateOptions } from '../qcow2/crypto/luks.js'
+import { CIPHER_ALGORITHMS, CIPHER_MODES, HASH_ALGORITHMS, IVGEN_ALGORITHMS, isOneOf } from '../crypto/provider.js'
+import { luksPayloadLength, type LuksCreateOptions } from '../crypto/luks.js'
 import { parseBool } from './create-options.js'
 import { lookupSecretUtf8, type SecretRegistry } from './secrets.js'
 

@@ -1,6 +1,6 @@
 // Human-readable `info` / `snapshot -l` output, byte-exact with qemu-img 7.2 (block/qapi.c, util/cutils.c).
 import type { ImageInfo, SnapshotInfo } from '../format/info.js'
-import { qcow2SpecificToQValue } from './info-json.js'
+import { formatSpecificToQValue } from './info-json.js'
 import { qdictKeys, utf8Bytes, type QValue } from './qjson.js'
 
 /** Exact decimal digits of a finite, non-negative double: value = digits × 10^-scale. */
@@ -162,5 +162,5 @@ export function formatInfoHuman(info: ImageInfo): string {
 /** The "Format specific information:" section (bdrv_image_info_specific_dump), or ''. */
 export function formatSpecificHuman(info: ImageInfo): string {
   if (info.formatSpecific === undefined) return ''
-  return 'Format specific information:\n' + dumpQValue(1, qcow2SpecificToQValue(info.formatSpecific))
+  return 'Format specific information:\n' + dumpQValue(1, formatSpecificToQValue(info.formatSpecific))
 }

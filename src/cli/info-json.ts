@@ -1,5 +1,5 @@
 // ImageInfo → QEMU 7.2 QAPI ImageInfo object (block-core.json), ready for toQemuJson.
-import type { ImageInfo, LuksInfo, Qcow2SpecificInfo, SnapshotInfo } from '../format/info.js'
+import type { FormatSpecificInfo, ImageInfo, LuksInfo, Qcow2SpecificInfo, SnapshotInfo } from '../format/info.js'
 import type { QValue } from './qjson.js'
 
 // Members are inserted in QAPI declaration order (base fields first), which together with the
@@ -82,6 +82,11 @@ export function infoToQValue(info: ImageInfo): QValue {
     'full-backing-filename': info.fullBackingFilename,
     'backing-filename-format': info.backingFilenameFormat,
     snapshots: snapshots?.map(snapshotToQValue),
-    'format-specific': spec === undefined ? undefined : { type: spec.type, data: qcow2SpecificToQValue(spec) },
+    'format-specific': spec === undefined ? undefined : { type: spec.type, data: formatSpecificToQValue(spec) },
   }
+}
+
+/** The `data` member of `format-specific` for any format. */
+export function formatSpecificToQValue(spec: FormatSpecificInfo): QValue {
+  return spec.type === 'luks' ? luksToQValue(spec.luks) as QValue : qcow2SpecificToQValue(spec)
 }

@@ -86,8 +86,9 @@ export async function measureQcow2(target: Qcow2MeasureTarget, source: { size: n
     }
     // Only a v3 qcow2 source can carry persistent bitmaps (and a v3 target take them).
     const info = device.driver.format === 'qcow2' ? await device.info() : undefined
-    if (target.version >= 3 && info?.formatSpecific?.compat === '1.1') {
-      bitmaps = bitmapsSize(info.formatSpecific.bitmaps ?? [], ssize, cs)
+    const specific = info?.formatSpecific
+    if (target.version >= 3 && specific?.type === 'qcow2' && specific.compat === '1.1') {
+      bitmaps = bitmapsSize(specific.bitmaps ?? [], ssize, cs)
     }
   } else {
     virtualSize = roundUp(roundUp(source.size, 512), cs)

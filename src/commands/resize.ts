@@ -6,6 +6,7 @@ import { Qcow2Image } from '../qcow2/image.js'
 import { l1EntriesFor } from '../qcow2/geometry.js'
 import { MAX_L1_BYTES } from '../qcow2/spec.js'
 import { RawImage } from '../raw.js'
+import { canResize } from '../format/capabilities.js'
 
 /** Options of {@link resizeImage}. */
 export interface ResizeOptions {
@@ -27,6 +28,10 @@ export async function resizeImage(device: BlockDevice, size: number, options: Re
   if (driver instanceof RawImage) {
     if (prealloc === 'metadata') throw new ImageError('INVALID_ARGUMENT', 'Unsupported preallocation mode: metadata')
     await driver.setVirtualSize(size, prealloc)
+    return
+  }
+  if (canResize(driver)) {
+    await driver.resize(size, { preallocation: prealloc })
     return
   }
   if (!(driver instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `resize: format '${driver.format}' is not supported`)

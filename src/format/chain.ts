@@ -2,7 +2,7 @@
 // names resolved against the overlay's directory as QEMU does; protocol and json: names never
 // interpreted; cycles and absurd depth refused; a policy can refuse every file an image names.
 import type { Codecs, Compressors } from '../codecs.js'
-import type { CryptoProvider } from '../qcow2/crypto/provider.js'
+import type { CryptoProvider } from '../crypto/provider.js'
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { findFormatModule, formatModules } from '../formats.js'

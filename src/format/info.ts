@@ -80,5 +80,15 @@ export interface ImageInfo {
   fullBackingFilename: string | undefined
   backingFilenameFormat: string | undefined
   snapshots: SnapshotInfo[] | undefined
-  formatSpecific: Qcow2SpecificInfo | undefined
+  formatSpecific: FormatSpecificInfo | undefined
 }
+
+/** Format-specific facts of a LUKS image (ImageInfoSpecific type 'luks'). */
+export interface LuksSpecificInfo {
+  type: 'luks'
+  luks: LuksInfo
+}
+
+/** ImageInfoSpecific: one of the formats that has some. */
+export type FormatSpecificInfo = Qcow2SpecificInfo | LuksSpecificInfo
+

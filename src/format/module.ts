@@ -1,7 +1,7 @@
 // A format module: everything the generic layers (chain opener, probe, create, convert) need to
 // know of one image format. Each format's folder exports one; nothing outside it names the format.
 import type { Codecs, Compressors } from '../codecs.js'
-import type { CryptoProvider } from '../qcow2/crypto/provider.js'
+import type { CryptoProvider } from '../crypto/provider.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import type { FormatDriver } from './driver.js'
 import type { CheckReport } from './capabilities.js'
@@ -82,6 +82,13 @@ export interface FormatModule {
    * Absent when the format has no check (qemu-img: "This image format does not support checks").
    */
   check?(storage: ReadableStorage, options: { fix?: 'leaks' | 'all' | undefined; report: (line: string) => void }): Promise<CheckReport>
+  /**
+   * False when a new image does not read as zeros (QEMU's bdrv_has_zero_init is 0, as for
+   * luks): convert then writes the zeros. Default true.
+   */
+  readonly zeroInit?: boolean
+  /** A failed create deletes the file it made (QEMU's bdrv_co_delete_file, as block/crypto.c does). */
+  readonly removeOnCreateFailure?: boolean
   /** Writes a new image into `request.storage`; absent when qimg cannot create the format. */
   create?(request: FormatCreateRequest): Promise<void>
 }

@@ -1,5 +1,6 @@
 // Creating images on disk: raw (a sized file) and QCOW2 (skeleton, L1 grown to the size,
 // optional preallocation), as `qemu-img create` does.
+import { unlink } from 'node:fs/promises'
 import { pathCombine } from '../format/chain.js'
 import { ImageError } from '../errors.js'
 import { FileStorage } from '../io/file.js'
@@ -9,9 +10,9 @@ import { Qcow2Image } from '../qcow2/image.js'
 import { RawImage } from '../raw.js'
 import { nodeCodecs } from './codecs.js'
 import { nodeCrypto } from './crypto.js'
-import { setUpLuksEncryption } from '../qcow2/crypto/encryption.js'
-import { resolveLuksOptions } from '../qcow2/crypto/luks.js'
-import type { CryptoProvider } from '../qcow2/crypto/provider.js'
+import { setUpLuksEncryption } from '../qcow2/crypto/setup.js'
+import { resolveLuksOptions } from '../crypto/luks.js'
+import type { CryptoProvider } from '../crypto/provider.js'
 import type { FormatModule } from '../format/module.js'
 
 /**
@@ -90,7 +91,10 @@ export async function createWithModule(path: string, module: FormatModule, size:
   try {
     await module.create({ storage, size, options, secret, crypto: nodeCrypto, compressors: undefined })
     await storage.flush()
-  } finally {
-    await storage.close()
+  } catch (e) {
+    await storage.close().catch(() => undefined)
+    if (module.removeOnCreateFailure) await unlink(path).catch(() => undefined)
+    throw e
   }
+  await storage.close()
 }

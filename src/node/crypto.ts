@@ -1,13 +1,13 @@
 // The crypto provider on Node: block ciphers, hashes, PBKDF2 and randomness from node:crypto
 // (OpenSSL). No cipher is written here; XTS for key sizes OpenSSL lacks (aes-192) is built on
-// its ECB mode as QEMU builds XTS (qcow2/crypto/xts.ts).
+// its ECB mode as QEMU builds XTS (crypto/xts.ts).
 import * as nodeCryptoModule from 'node:crypto'
 import { createCipheriv, createDecipheriv, createHash, getCiphers, getHashes, pbkdf2, pbkdf2Sync, randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { ImageError } from '../errors.js'
-import type { CipherAlgorithm, CipherContext, CipherMode, CryptoProvider, HashAlgorithm } from '../qcow2/crypto/provider.js'
-import { CIPHER_KEY_LENGTH } from '../qcow2/crypto/provider.js'
-import { xtsFromEcb } from '../qcow2/crypto/xts.js'
+import type { CipherAlgorithm, CipherContext, CipherMode, CryptoProvider, HashAlgorithm } from '../crypto/provider.js'
+import { CIPHER_KEY_LENGTH } from '../crypto/provider.js'
+import { xtsFromEcb } from '../crypto/xts.js'
 
 const pbkdf2Async = promisify(pbkdf2)
 const oneShotHash = (nodeCryptoModule as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash

@@ -26,7 +26,7 @@ export interface GraphOpenOptions extends OpenImageOptions {
   keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
 }
 
-const FORMATS = new Set(['qcow2', 'raw'])
+const FORMATS = new Set(['qcow2', 'luks', 'raw'])
 const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio'])
 
 /** True when `driver` names a protocol (a node over bytes, not an image format). */
@@ -42,6 +42,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
   host_cdrom: ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'],
   blkdebug: ['config', 'x-image', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
   raw: ['offset', 'size'],
+  luks: ['key-secret'],
   'null-co': ['size', 'latency-ns', 'read-zeroes'],
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
@@ -49,7 +50,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
-  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'],
+  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
 }
 
@@ -131,6 +132,7 @@ const STRONG: Record<string, readonly string[]> = {
   blkdebug: ['config', 'inject-error.', 'set-state.', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
   raw: ['offset', 'size'],
   qcow2: ['encrypt.key-secret'],
+  luks: ['key-secret'],
   'null-co': ['size', 'read-zeroes'],
   'null-aio': ['size', 'read-zeroes'],
 }
@@ -273,7 +275,7 @@ function withFilename(options: FlatOptions, filename: string | undefined): FlatO
 }
 
 async function openFormat(storage: ReadableStorage, driver: string | undefined, options: FlatOptions, base: GraphOpenOptions): Promise<BlockDevice> {
-  const keySecret = stringValue(options, 'encrypt.key-secret')
+  const keySecret = stringValue(options, 'encrypt.key-secret') ?? stringValue(options, 'key-secret')
   if (driver === 'raw' && (options.has('offset') || options.has('size'))) {
     const window = await rawWindow(storage, options)
     return new BlockDevice(await RawImage.open(storage, { writable: base.writable ?? false, window }), undefined)

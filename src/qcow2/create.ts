@@ -9,7 +9,7 @@ import { l1EntriesFor, makeGeometry } from './geometry.js'
 import { setRefcountEntry } from './refcount.js'
 import * as spec from './spec.js'
 import { LEGACY_AES_REFUSAL } from './crypto/encryption.js'
-import { resolveLuksOptions, type LuksCreateOptions } from './crypto/luks.js'
+import { resolveLuksOptions, type LuksCreateOptions } from '../crypto/luks.js'
 
 /** Preallocation modes of qemu-img create -o preallocation=… */
 export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full'

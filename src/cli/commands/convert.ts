@@ -155,7 +155,7 @@ export const convert: Command = async (args, ctx) => {
           opts.set('backing_file', backing)
           opts.set('backing_fmt', backingFormat)
         }
-        const secretId = opts.get('encrypt.key-secret')
+        const secretId = opts.get('encrypt.key-secret') ?? opts.get('key-secret')
         targetSecret = secretId !== undefined ? lookupSecret(await secretsOf(parsed), secretId) : undefined
         const secret = targetSecret
         await creating(() => createWithModule(output, targetModule!, device.size, opts, secret))
@@ -183,7 +183,7 @@ export const convert: Command = async (args, ctx) => {
         compress: compress ? { compressors: compressPool.compressors() } : undefined,
         sparseSize, parallel,
         outOfOrder: flag(parsed, 'out-of-order'),
-        targetIsZero: !noCreate || flag(parsed, 'target-is-zero'),
+        targetIsZero: (!noCreate && targetModule?.zeroInit !== false) || flag(parsed, 'target-is-zero'),
         topLayerOnly: backing !== undefined,
         targetBackingSize: backing !== undefined && !noCreate ? target.backing?.size : undefined,
         progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,

@@ -94,7 +94,7 @@ async function createImage(filename: string, format: string, optionTexts: string
   if (format === 'raw') {
     await createRaw(filename, size, rawPreallocation(opts))
   } else if (format !== 'qcow2') {
-    const secretId = opts.get('encrypt.key-secret')
+    const secretId = opts.get('encrypt.key-secret') ?? opts.get('key-secret')
     await createWithModule(filename, module!, size, opts, secretId !== undefined ? lookupSecret(secrets, secretId) : undefined)
   } else {
     // QEMU rounds qcow2 sizes up to whole sectors.

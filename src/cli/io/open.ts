@@ -44,7 +44,7 @@ export function parseDiscardMode(mode: string, flags: OpenFlags): boolean {
 
 /** Opens the device of `name` (or of the options) with `flags`: the overlay of -s on top. */
 /** Options qemu-io's open takes itself (the rest describe a block graph, opened as such). */
-const PLAIN_KEYS = new Set(['driver', 'filename', 'file.filename', 'file', 'encrypt.key-secret'])
+const PLAIN_KEYS = new Set(['driver', 'filename', 'file.filename', 'file', 'encrypt.key-secret', 'key-secret'])
 
 /** The block graph `open` describes: the file name's own options (json:, prefixes), then -o's. */
 function graphOptions(filename: string, format: string | undefined, options: Map<string, string>): OperandGraph {
@@ -55,7 +55,7 @@ function graphOptions(filename: string, format: string | undefined, options: Map
 }
 
 async function openDevice(session: Session, filename: string, format: string | undefined, options: Map<string, string>, flags: OpenFlags, named = true): Promise<OpenImage> {
-  const keySecret = options.get('encrypt.key-secret')
+  const keySecret = options.get('encrypt.key-secret') ?? options.get('key-secret')
   const secrets = await loadSecrets(session.objects)
   const secret = keySecret === undefined ? promptedSecret(filename) : async () => lookupSecret(secrets, keySecret)
   if (!flags.snapshot) {
@@ -97,7 +97,11 @@ export async function openFile(session: Session, name: string | undefined, flags
     session.image = await openDevice(session, filename, options.get('driver'), options, flags, name !== undefined)
     return 0
   } catch (e) {
-    session.report(`can't open${name === undefined ? '' : ` device ${name}`}: ${errorText(session.ctx, e)}`)
+    // qemu-io reports a format's key error itself, without qemu-img's "Could not open 'FILE': "
+    // (a file's own errors keep theirs: file-posix words them so).
+    const text = errorText(session.ctx, e)
+    const prefix = e instanceof ImageError && e.code === 'BAD_KEY' && e.file !== undefined ? `Could not open '${e.file}': ` : undefined
+    session.report(`can't open${name === undefined ? '' : ` device ${name}`}: ${prefix !== undefined && text.startsWith(prefix) ? text.slice(prefix.length) : text}`)
     return 1
   }
 }

@@ -4,15 +4,14 @@
 import type { Extent } from '../../format/extent.js'
 import type { ReadableStorage, Storage } from '../../io/storage.js'
 import { getExtent, type LookupContext } from '../lookup.js'
-import { encryptedStorage } from './encrypted-storage.js'
+import { encryptedStorage } from '../../crypto/encrypted-storage.js'
 import { ImageError, hex } from '../../errors.js'
 import type { Qcow2Header } from '../header.js'
-import type { Qcow2Image } from '../image.js'
 import * as spec from '../spec.js'
-import { formatLuks, luksInfo, unlockLuks, type LuksCreateOptions, type LuksVolume } from './luks.js'
-import { decodeLuksHeader, LUKS_HEADER_LENGTH, parseLuksCipher, validateLuksHeader } from './luks-header.js'
-import { requireCipher, type CryptoProvider } from './provider.js'
-import { createSectorCipher, SECTOR_SIZE, type SectorCipher } from './sector-cipher.js'
+import { luksInfo, unlockLuks, type LuksVolume } from '../../crypto/luks.js'
+import { decodeLuksHeader, LUKS_HEADER_LENGTH, parseLuksCipher, validateLuksHeader } from '../../crypto/luks-header.js'
+import { requireCipher, type CryptoProvider } from '../../crypto/provider.js'
+import { createSectorCipher, SECTOR_SIZE, type SectorCipher } from '../../crypto/sector-cipher.js'
 import type { LuksInfo } from '../../format/info.js'
 
 /** An opened encryption layer of one image. */
@@ -106,7 +105,7 @@ export async function openEncryption(storage: ReadableStorage, header: Qcow2Head
     const masterKey = await unlockLuks(provider, luks, read, secret)
     encryption.cipher = createSectorCipher(provider, luks.spec, masterKey)
   } catch (cause) {
-    if (cause instanceof ImageError && !cause.message.startsWith(file)) throw new ImageError(cause.code, `${file}: ${cause.message}`, { file, cause })
+    if (cause instanceof ImageError && !cause.message.startsWith(file)) throw new ImageError(cause.code, `${file}: ${cause.message}`, { file, cause, qemuText: cause.qemuText ?? cause.message })
     throw cause
   }
   return encryption
@@ -183,25 +182,3 @@ export async function readDecrypted(encryption: Qcow2Encryption, ctx: LookupCont
 export const LEGACY_AES_REFUSAL = 'Use of AES-CBC encrypted qcow2 images is no longer supported in system emulators. ' +
   'The use of encryption in qcow and qcow2 images is considered to be flawed by modern cryptography standards; ' +
   'use encrypt.format=luks instead (existing AES images can still be read and converted)'
-
-/**
- * Gives a freshly created, still unencrypted image a LUKS header (qcow2_set_up_encryption):
- * the header area is allocated (cluster aligned, zero filled) and written, then crypt_method
- * and the FDE header extension are set in the header.
- */
-export async function setUpLuksEncryption(image: Qcow2Image, provider: CryptoProvider, options: LuksCreateOptions, secret: Uint8Array): Promise<void> {
-  const { area } = await formatLuks(provider, options, secret)
-  const cs = image.layout.geometry.clusterSize
-  const clusters = Math.ceil(area.length / cs)
-  const offset = await image.writer.withTables(async (tables) => {
-    const at = await tables.refcounts.allocate(clusters)
-    const padded = new Uint8Array(clusters * cs)
-    padded.set(area)
-    await (tables.storage as Storage).write(at, padded)
-    return at
-  })
-  const header = image.layout.header
-  header.cryptMethod = spec.CRYPT_LUKS
-  header.cryptoHeader = { offset, length: area.length }
-  await image.rewriteHeader()
-}

@@ -1,8 +1,8 @@
 // LUKS1 volumes as QEMU's crypto/block-luks.c makes and opens them: formatting (random master
 // key, PBKDF2 iterations from a benchmark, key slot 0 holding the AF-split key), unlocking a
 // key slot with a passphrase, and the facts `info` shows.
-import { ImageError } from '../../errors.js'
-import type { LuksInfo } from '../../format/info.js'
+import { ImageError } from '../errors.js'
+import type { LuksInfo } from '../format/info.js'
 import { afMerge, afSplit } from './af.js'
 import {
   HASH_DIGEST_LENGTH, requireCipher, requireHash,
@@ -31,6 +31,12 @@ export interface LuksCreateOptions {
   /** Milliseconds of PBKDF2 work to aim for when unlocking; default 2000. */
   iterTime?: number | undefined
 }
+
+/**
+ * Most PBKDF2 iterations qimg runs for one key slot or the master key digest (2^26: about a
+ * minute of SHA-256 here; QEMU's default iter-time of 2 s gives a few million). QEMU has no limit.
+ */
+export const LUKS_MAX_ITERATIONS = 1 << 26
 
 /** A LUKS header with its parsed cipher strings. */
 export interface LuksVolume {
@@ -155,6 +161,11 @@ export async function unlockLuks(provider: CryptoProvider, volume: LuksVolume, r
   requireHash(provider, spec.hashAlg)
   requireCipher(provider, spec.cipherAlg, spec.cipherMode)
   const keyLength = header.masterKeyLength
+  // Checked before any PBKDF2 runs: a hostile header must not keep qimg busy for hours.
+  if (header.masterKeyIterations > LUKS_MAX_ITERATIONS) throw new ImageError('BAD_KEY', `master key digest iterations ${header.masterKeyIterations} exceed qimg's limit of ${LUKS_MAX_ITERATIONS}`)
+  header.keySlots.forEach((slot, i) => {
+    if (slot.active === LUKS_KEY_SLOT_ENABLED && slot.iterations > LUKS_MAX_ITERATIONS) throw new ImageError('BAD_KEY', `Keyslot ${i} iterations ${slot.iterations} exceed qimg's limit of ${LUKS_MAX_ITERATIONS}`)
+  })
   const digestLength = HASH_DIGEST_LENGTH[spec.hashAlg]
   const hash = (parts: readonly Uint8Array[]) => provider.hash(spec.hashAlg, parts)
   for (const slot of header.keySlots) {

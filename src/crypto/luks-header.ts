@@ -1,8 +1,8 @@
 // The LUKS1 partition header (LUKS On-Disk Format Specification 1.2.3, QEMU crypto/block-luks.c):
 // 592 big-endian bytes with 8 key slots of 48 bytes. Pure decode/encode through field tables,
 // the checks QEMU makes before trusting it, and the cipher strings it names.
-import { struct } from '../../binary/struct.js'
-import { ImageError } from '../../errors.js'
+import { struct } from '../binary/struct.js'
+import { ImageError } from '../errors.js'
 import {
   CIPHER_MODES, HASH_ALGORITHMS, IVGEN_ALGORITHMS, isOneOf,
   type CipherAlgorithm, type CipherMode, type HashAlgorithm, type IvgenAlgorithm,

@@ -2,7 +2,7 @@
 // for a key size (OpenSSL has aes-128-xts and aes-256-xts, not aes-192-xts). QEMU builds XTS
 // the same way on top of its ECB ciphers (crypto/xts.c). Whole blocks only: sectors never need
 // ciphertext stealing.
-import { ImageError } from '../../errors.js'
+import { ImageError } from '../errors.js'
 import type { CipherContext } from './provider.js'
 
 const BLOCK = 16

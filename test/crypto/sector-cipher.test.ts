@@ -1,10 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createCipheriv, createHash } from 'node:crypto'
-import { createSectorCipher, essivCipher, masterKeyLength } from '../../../src/qcow2/crypto/sector-cipher.js'
-import { nodeCrypto } from '../../../src/node/crypto.js'
-import { CIPHER_MODES, IVGEN_ALGORITHMS, type CipherAlgorithm } from '../../../src/qcow2/crypto/provider.js'
-import { isImageError } from '../../../src/errors.js'
+import { createSectorCipher, essivCipher, masterKeyLength } from '../../src/crypto/sector-cipher.js'
+import { nodeCrypto } from '../../src/node/crypto.js'
+import { CIPHER_MODES, IVGEN_ALGORITHMS, type CipherAlgorithm } from '../../src/crypto/provider.js'
+import { isImageError } from '../../src/errors.js'
 
 const key32 = Uint8Array.from({ length: 32 }, (_, i) => i * 3 + 1)
 const data = Uint8Array.from({ length: 1536 }, (_, i) => (i * 31 + 7) & 0xff)
@@ -59,7 +59,7 @@ test('the ESSIV cipher follows the digest length, as qcrypto_block_luks_essiv_ci
 })
 
 test('XTS built on ECB (for aes-192) equals OpenSSL XTS where OpenSSL has it', async () => {
-  const { xtsFromEcb } = await import('../../../src/qcow2/crypto/xts.js')
+  const { xtsFromEcb } = await import('../../src/crypto/xts.js')
   for (const alg of ['aes-128', 'aes-256'] as const) {
     const key = nodeCrypto.randomBytes(masterKeyLength(alg, 'xts'))
     const half = key.length / 2
@@ -100,7 +100,7 @@ test('ciphers Node lacks are refused with UNSUPPORTED, naming what is available'
 })
 
 test('bulk XTS over many sectors equals OpenSSL XTS sector by sector, also at unaligned offsets', async () => {
-  const { xtsSectors } = await import('../../../src/qcow2/crypto/xts.js')
+  const { xtsSectors } = await import('../../src/crypto/xts.js')
   for (const alg of ['aes-128', 'aes-256'] as const) {
     const key = nodeCrypto.randomBytes(masterKeyLength(alg, 'xts'))
     const half = key.length / 2

@@ -1,7 +1,7 @@
 // Sector encryption as QEMU's qcrypto_block_cipher_{en,de}crypt_helper does it: the data is cut
 // into 512-byte sectors (the last may be shorter, as for LUKS key material), each encrypted on its
 // own with an IV from the sector number (crypto/ivgen-plain.c, ivgen-plain64.c, ivgen-essiv.c).
-import { ImageError } from '../../errors.js'
+import { ImageError } from '../errors.js'
 import { xtsSectors } from './xts.js'
 import {
   CIPHER_KEY_LENGTH, HASH_DIGEST_LENGTH, cipherBlockSize, requireCipher, requireHash,

@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { encryptedStorage } from '../../../src/qcow2/crypto/encrypted-storage.js'
-import { createSectorCipher } from '../../../src/qcow2/crypto/sector-cipher.js'
-import { MemoryStorage } from '../../../src/io/memory.js'
-import { nodeCrypto } from '../../../src/node/crypto.js'
+import { encryptedStorage } from '../../src/crypto/encrypted-storage.js'
+import { createSectorCipher } from '../../src/crypto/sector-cipher.js'
+import { MemoryStorage } from '../../src/io/memory.js'
+import { nodeCrypto } from '../../src/node/crypto.js'
 
 test('writes land encrypted at their host sectors; unaligned writes keep their neighbours', async () => {
   const inner = new MemoryStorage(new Uint8Array(8192))

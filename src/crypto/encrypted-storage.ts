@@ -3,7 +3,7 @@
 // and rewrite the partial sectors at their ends (QEMU aligns encrypted requests to 512 bytes).
 // The write engine writes guest data through it and never sees ciphertext. Writes touching the
 // same sector are serialized (a range lock), since the write engine runs in-place writes in parallel.
-import type { Storage } from '../../io/storage.js'
+import type { Storage } from '../io/storage.js'
 import { SECTOR_SIZE, type SectorCipher } from './sector-cipher.js'
 
 /** Plaintext `[offset, offset+length)` (sector aligned) of `inner`; bytes past its end read as zeros first. */

@@ -1,7 +1,7 @@
 // The crypto primitives image encryption needs (block ciphers, hashes, PBKDF2, randomness),
 // injected by the host like the codecs: node/crypto.ts on Node, so the core imports no node:*.
 // Algorithm names are QEMU's (qapi/crypto.json QCryptoCipherAlgorithm, QCryptoHashAlgorithm).
-import { ImageError } from '../../errors.js'
+import { ImageError } from '../errors.js'
 
 /** Ciphers QEMU 7.2 offers for LUKS (QCryptoCipherAlgorithm, without the DES family). */
 export const CIPHER_ALGORITHMS = [

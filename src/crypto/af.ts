@@ -1,7 +1,7 @@
 // LUKS anti-forensic splitter (crypto/afsplit.c, cryptsetup's AF_split/AF_merge): a key becomes
 // `stripes` blocks, all but the last random, folded together with the H1 diffuse function, so
 // that wiping any part of the key material destroys the key.
-import { ImageError } from '../../errors.js'
+import { ImageError } from '../errors.js'
 
 /** Hashes the concatenation of its parts (the volume's hash algorithm). */
 export type HashFunction = (parts: readonly Uint8Array[]) => Uint8Array

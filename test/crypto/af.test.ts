@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { afMerge, afSplit, diffuse } from '../../../src/qcow2/crypto/af.js'
-import { nodeCrypto } from '../../../src/node/crypto.js'
-import type { HashAlgorithm } from '../../../src/qcow2/crypto/provider.js'
-import { HASH_DIGEST_LENGTH, HASH_ALGORITHMS } from '../../../src/qcow2/crypto/provider.js'
+import { afMerge, afSplit, diffuse } from '../../src/crypto/af.js'
+import { nodeCrypto } from '../../src/node/crypto.js'
+import type { HashAlgorithm } from '../../src/crypto/provider.js'
+import { HASH_DIGEST_LENGTH, HASH_ALGORITHMS } from '../../src/crypto/provider.js'
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 const hashOf = (h: HashAlgorithm) => (parts: readonly Uint8Array[]) => nodeCrypto.hash(h, parts)

@@ -1,11 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { formatLuks, luksInfo, luksPayloadLength, resolveLuksOptions, unlockLuks, type AreaReader } from '../../../src/qcow2/crypto/luks.js'
-import { decodeLuksHeader, parseLuksCipher, validateLuksHeader } from '../../../src/qcow2/crypto/luks-header.js'
-import { afSplit } from '../../../src/qcow2/crypto/af.js'
-import { createSectorCipher } from '../../../src/qcow2/crypto/sector-cipher.js'
-import { nodeCrypto } from '../../../src/node/crypto.js'
-import { isImageError } from '../../../src/errors.js'
+import { formatLuks, luksInfo, luksPayloadLength, resolveLuksOptions, unlockLuks, type AreaReader } from '../../src/crypto/luks.js'
+import { decodeLuksHeader, parseLuksCipher, validateLuksHeader } from '../../src/crypto/luks-header.js'
+import { afSplit } from '../../src/crypto/af.js'
+import { createSectorCipher } from '../../src/crypto/sector-cipher.js'
+import { nodeCrypto } from '../../src/node/crypto.js'
+import { isImageError } from '../../src/errors.js'
 
 const secret = new TextEncoder().encode('correct horse')
 const reader = (area: Uint8Array): AreaReader => async (offset, length) => area.slice(offset, offset + length)

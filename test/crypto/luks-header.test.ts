@@ -3,8 +3,8 @@ import assert from 'node:assert/strict'
 import {
   LUKS_KEY_SLOT_DISABLED, LUKS_KEY_SLOT_ENABLED, LUKS_MAGIC, decodeLuksHeader, encodeLuksHeader, keySlotSectors,
   luksCipherStrings, parseLuksCipher, validateLuksHeader, type LuksHeader,
-} from '../../../src/qcow2/crypto/luks-header.js'
-import { isImageError } from '../../../src/errors.js'
+} from '../../src/crypto/luks-header.js'
+import { isImageError } from '../../src/errors.js'
 
 function header(overrides: Partial<LuksHeader> = {}): LuksHeader {
   return {

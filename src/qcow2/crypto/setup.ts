@@ -1,0 +1,29 @@
+// Gives a new qcow2 image its LUKS encryption (qcow2_set_up_encryption). Apart from
+// crypto/encryption.ts so that encryption.ts (which image.ts imports) does not import image.ts.
+import type { Storage } from '../../io/storage.js'
+import type { Qcow2Image } from '../image.js'
+import * as spec from '../spec.js'
+import { formatLuks, type LuksCreateOptions } from '../../crypto/luks.js'
+import type { CryptoProvider } from '../../crypto/provider.js'
+
+/**
+ * Gives a freshly created, still unencrypted image a LUKS header (qcow2_set_up_encryption):
+ * the header area is allocated (cluster aligned, zero filled) and written, then crypt_method
+ * and the FDE header extension are set in the header.
+ */
+export async function setUpLuksEncryption(image: Qcow2Image, provider: CryptoProvider, options: LuksCreateOptions, secret: Uint8Array): Promise<void> {
+  const { area } = await formatLuks(provider, options, secret)
+  const cs = image.layout.geometry.clusterSize
+  const clusters = Math.ceil(area.length / cs)
+  const offset = await image.writer.withTables(async (tables) => {
+    const at = await tables.refcounts.allocate(clusters)
+    const padded = new Uint8Array(clusters * cs)
+    padded.set(area)
+    await (tables.storage as Storage).write(at, padded)
+    return at
+  })
+  const header = image.layout.header
+  header.cryptMethod = spec.CRYPT_LUKS
+  header.cryptoHeader = { offset, length: area.length }
+  await image.rewriteHeader()
+}
