@@ -69,16 +69,18 @@ export function resolveCreateOptions(o: Qcow2CreateOptions): Required<Omit<Qcow2
   return {
     size: o.size, compat, clusterSize, refcountBits, lazyRefcounts: o.lazyRefcounts ?? false, extendedL2: o.extendedL2 ?? false,
     preallocation, backingFile: o.backingFile, backingFormat: o.backingFormat, compressionType: o.compressionType ?? 'zlib',
-    dataFile: o.dataFile, dataFileRaw: o.dataFileRaw ?? false, encrypt: checkEncryption(o.encrypt, preallocation),
+    dataFile: o.dataFile, dataFileRaw: o.dataFileRaw ?? false, encrypt: checkEncryption(o.encrypt),
   }
 }
 
-/** Encryption options as qimg accepts them: LUKS only, without preallocation. */
-function checkEncryption(encrypt: Qcow2CreateOptions['encrypt'], preallocation: Preallocation): Qcow2CreateOptions['encrypt'] {
+/**
+ * Encryption options as qimg accepts them: LUKS only. With preallocation, as in QEMU, clusters
+ * allocated but never written do not read as zeros (qcow2_has_zero_init is false): convert
+ * writes the zeros.
+ */
+function checkEncryption(encrypt: Qcow2CreateOptions['encrypt']): Qcow2CreateOptions['encrypt'] {
   if (encrypt === undefined) return undefined
   if (encrypt.format === 'aes') throw new ImageError('UNSUPPORTED', LEGACY_AES_REFUSAL)
-  // qemu-img accepts this, but preallocated clusters are not encrypted zeros: they read as garbage.
-  if (preallocation !== 'off') throw bad('Preallocation and encryption not supported at the same time (preallocated clusters would not read as zeros)')
   resolveLuksOptions(encrypt)
   return encrypt
 }

@@ -142,6 +142,7 @@ export const convert: Command = async (args, ctx) => {
     }
   }
   let targetSecret: Uint8Array | undefined
+  let targetZeroInit = true
   try {
     if (copyBitmaps) await checkSourceBitmaps(device, skipBroken)
     if (!noCreate) {
@@ -169,6 +170,8 @@ export const convert: Command = async (args, ctx) => {
         const secretId = encryptionSecretId(opts)
         targetSecret = encrypt && secretId !== undefined ? lookupSecret(await secretsOf(parsed), secretId) : undefined
         await creating(() => createQcow2(output, { ...toQcow2Options(opts, Math.ceil(device.size / 512) * 512), encrypt }, { secret: targetSecret }))
+        // qcow2_has_zero_init: preallocated clusters of an encrypted image do not read as zeros.
+        if (encrypt && (opts.get('preallocation') ?? 'off') !== 'off') targetZeroInit = false
       }
     }
     const secret = targetSecret
@@ -183,7 +186,7 @@ export const convert: Command = async (args, ctx) => {
         compress: compress ? { compressors: compressPool.compressors() } : undefined,
         sparseSize, parallel,
         outOfOrder: flag(parsed, 'out-of-order'),
-        targetIsZero: (!noCreate && targetModule?.zeroInit !== false) || flag(parsed, 'target-is-zero'),
+        targetIsZero: (!noCreate && targetModule?.zeroInit !== false && targetZeroInit) || flag(parsed, 'target-is-zero'),
         topLayerOnly: backing !== undefined,
         targetBackingSize: backing !== undefined && !noCreate ? target.backing?.size : undefined,
         progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,
