@@ -9,6 +9,8 @@ export interface OptionSpec {
   value: boolean
   /** Key in the result; defaults to the long name, else the short letter. */
   key?: string
+  /** Checks a value as it is parsed (qemu-img reports these inside its getopt loop, in order). */
+  check?: (value: string) => void
 }
 
 /** Parsed command line: option values (last wins; repeated ones in `all`) and operands. */
@@ -33,6 +35,7 @@ export function getopt(args: readonly string[], specs: readonly OptionSpec[], me
   const order: { key: string; value: string | true }[] = []
   const set = (spec: OptionSpec, value: string | true) => {
     const key = spec.key ?? spec.long ?? spec.short!
+    if (typeof value === 'string') spec.check?.(value)
     order.push({ key, value })
     options.set(key, value)
     all.set(key, [...(all.get(key) ?? []), value])

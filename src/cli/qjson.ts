@@ -2,7 +2,7 @@
 import { ImageError } from '../errors.js'
 
 /** A JSON value as QEMU's QObject model holds it; `undefined` object members are omitted. */
-export type QValue = null | boolean | number | string | QValue[] | { [key: string]: QValue | undefined }
+export type QValue = null | boolean | number | bigint | string | QValue[] | { [key: string]: QValue | undefined }
 
 /** Number of hash buckets in a QEMU QDict (qobject/qdict.c QDICT_BUCKET_MAX). */
 const QDICT_BUCKETS = 512
@@ -117,6 +117,8 @@ class Writer {
         throw new ImageError('INVALID_ARGUMENT', `JSON number ${value} is not a safe integer`)
       }
       this.text += String(value)
+    } else if (typeof value === 'bigint') {
+      this.text += value.toString()
     } else if (typeof value === 'string') {
       this.text += quoteString(value)
     } else if (Array.isArray(value)) {

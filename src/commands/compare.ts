@@ -46,8 +46,10 @@ export async function compareImages(first: BlockDevice, second: BlockDevice, opt
   progress?: ((text: string) => void) | undefined
   /** The images as the user named them, for read errors ("Error while reading offset N of NAME"). */
   names?: [string, string] | undefined
+  /** Receives the messages as they are made (still there when a read fails afterwards). */
+  messages?: string[] | undefined
 } = {}): Promise<CompareResult> {
-  const messages: string[] = []
+  const messages: string[] = options.messages ?? []
   // qemu-img compare reports a failed read naming the image and the offset (exit code 4).
   const read = async (device: BlockDevice, offset: number, length: number): Promise<Uint8Array> => {
     try {

@@ -6,13 +6,14 @@ import { parseBool } from '../create-options.js'
 import { parseOptionString } from '../image-opts.js'
 import { parseSize } from '../size.js'
 import { oneOperand, openOperand, operandImage, parseArgs, type Command } from '../context.js'
+import { optionListCheck } from '../option-checks.js'
 
 const CREATE_ONLY = new Set(['cluster_size', 'preallocation', 'extended_l2', 'compression_type', 'encryption', 'encrypt.format'])
 const AMENDABLE = new Set(['compat', 'lazy_refcounts', 'refcount_bits', 'data_file', 'data_file_raw', 'size', 'backing_file', 'backing_fmt'])
 
 export const amend: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
-    { short: 'o', value: true, key: 'options' },
+    { short: 'o', value: true, key: 'options', ...optionListCheck },
     { short: 'p', value: false, key: 'progress' },
     { short: 't', value: true, key: 'cache' },
     { long: 'force', value: false },

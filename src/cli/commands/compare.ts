@@ -26,18 +26,22 @@ export const compare: Command = async (args, ctx) => {
       reportError(ctx, (e as Error).message)
       return 2
     }
+    const messages: string[] = []
     try {
       const progress = flag(parsed, 'progress') && !quiet
       const result = await compareImages(devices[0]!, devices[1]!, {
         strict: flag(parsed, 'strict'),
         names: [parsed.operands[0]!, parsed.operands[1]!],
         progress: progress ? (t) => ctx.out(t) : undefined,
+        messages,
       })
       if (!quiet) for (const line of result.messages) ctx.out(line + '\n')
       if (progress) ctx.out('\n') // qemu_progress_end, after the verdict
       return result.exitCode
     } catch (e) {
       reportError(ctx, (e as Error).message)
+      // qemu-img's qprintf lines sit in its stdout buffer until exit: after the error.
+      if (!quiet) for (const line of messages) ctx.out(line + '\n')
       return 4
     }
   } finally {

@@ -9,7 +9,6 @@ import { FileStorage } from '../../io/file.js'
 import { CodecPool, decodeThreads } from '../../node/pool.js'
 import { flag, stringOption } from '../getopt.js'
 import { parseCreateOptions, rawPreallocation, toQcow2Options } from '../create-options.js'
-import { parseOptionString } from '../image-opts.js'
 import { parseSize } from '../size.js'
 import { openOperand, parseArgs, reportError, type CliContext, type Command } from '../context.js'
 import type { BlockDevice } from '../../format/device.js'
@@ -17,16 +16,9 @@ import { Qcow2Image } from '../../qcow2/image.js'
 import { addBitmap, bitmapsOf, mergeBitmap } from './bitmap.js'
 import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
 import { lookupSecret, secretsOf } from '../secrets.js'
+import { optionListCheck, snapshotParam, snapshotParamCheck } from '../option-checks.js'
 
-/** qemu-img's -l: "snapshot.id=ID,snapshot.name=NAME" or a bare ID or name. */
-function snapshotOption(text: string | undefined): string | { id?: string; name?: string } | undefined {
-  if (text === undefined) return undefined
-  if (!text.startsWith('snapshot.')) return text
-  const opts = parseOptionString(text)
-  const id = opts.get('snapshot.id')
-  const name = opts.get('snapshot.name')
-  return { ...(id === undefined ? {} : { id }), ...(name === undefined ? {} : { name }) }
-}
+const snapshotOf = (text: string | undefined) => text === undefined ? undefined : snapshotParam(text)
 
 function supportsBitmaps(device: BlockDevice): boolean {
   return device.driver instanceof Qcow2Image && device.driver.layout.header.version >= 3
@@ -73,11 +65,11 @@ async function copyBitmapsTo(source: BlockDevice, target: BlockDevice, skipBroke
 export const convert: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
     { short: 'O', value: true, key: 'target-format' },
-    { short: 'o', value: true, key: 'options' },
+    { short: 'o', value: true, key: 'options', ...optionListCheck },
     { short: 'B', value: true, key: 'backing' },
     { short: 'b', value: true, key: 'backing' },
     { short: 'F', value: true, key: 'backing-format' },
-    { short: 'l', value: true, key: 'snapshot' },
+    { short: 'l', value: true, key: 'snapshot', ...snapshotParamCheck },
     { short: 's', value: true, key: 'snapshot-old' },
     { short: 'S', value: true, key: 'sparse' },
     { short: 'p', value: false, key: 'progress' },
@@ -127,7 +119,7 @@ export const convert: Command = async (args, ctx) => {
   // reads and writes; compression, the heavy part of -c, gets every core.
   const pool = new CodecPool(decodeThreads())
   const compressPool = new CodecPool()
-  const device = await openOperand(source, parsed, { pool, snapshot: snapshotOption(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) }).catch(async (e: unknown) => {
+  const device = await openOperand(source, parsed, { pool, snapshot: snapshotOf(stringOption(parsed, 'snapshot') ?? stringOption(parsed, 'snapshot-old')) }).catch(async (e: unknown) => {
     await pool.close()
     await compressPool.close()
     throw isImageError(e, 'NO_SUCH_SNAPSHOT') ? new ImageError(e.code, "Failed to load snapshot: Can't find snapshot", { cause: e }) : e

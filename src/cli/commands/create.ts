@@ -11,6 +11,7 @@ import { cvtnum } from '../size.js'
 import { parseArgs, type CliContext, type Command } from '../context.js'
 import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
 import { lookupSecret, secretsOf } from '../secrets.js'
+import { optionListCheck } from '../option-checks.js'
 
 /** The size operand as qemu-img's cvtnum("image size", …) reads it, with its messages. */
 export function parseImageSize(text: string): number {
@@ -19,7 +20,7 @@ export function parseImageSize(text: string): number {
 
 export const create: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
-    { short: 'o', value: true, key: 'options' },
+    { short: 'o', value: true, key: 'options', ...optionListCheck },
     { short: 'b', long: 'backing', value: true, key: 'backing' },
     { short: 'F', long: 'backing-format', value: true, key: 'backing-format' },
     { short: 'B', value: true, key: 'backing-format-new' },

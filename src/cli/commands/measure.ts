@@ -9,6 +9,8 @@ import { secretsOf } from '../secrets.js'
 import { toQemuJson } from '../qjson.js'
 import { parseImageSize } from './create.js'
 import { openOperand, outputFormat, parseArgs, type Command } from '../context.js'
+import { optionListCheck, snapshotParam, snapshotParamCheck } from '../option-checks.js'
+import { findFormatModule } from '../../formats.js'
 
 /** The largest L1 table QEMU accepts (QCOW_MAX_L1_SIZE). */
 const MAX_L1_BYTES = 32 * 1024 * 1024
@@ -36,13 +38,18 @@ function qcow2Target(opts: Map<string, string>) {
   }
 }
 
+/** A size as QEMU prints its uint64: every digit (sizes above 2^53 are exact powers-of-two multiples). */
+const exact = (n: number): bigint => BigInt(n)
+
+const snapshotOf = (text: string | undefined) => text === undefined ? undefined : snapshotParam(text)
+
 export const measure: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
     { long: 'output', value: true },
     { short: 'O', value: true, key: 'target-format' },
-    { short: 'o', value: true, key: 'options' },
+    { short: 'o', value: true, key: 'options', ...optionListCheck },
     { long: 'size', value: true },
-    { short: 'l', value: true, key: 'snapshot' },
+    { short: 'l', value: true, key: 'snapshot', ...snapshotParamCheck },
   ])
   const secrets = await secretsOf(parsed) // qemu-img creates the --object secrets first
   const output = outputFormat(parsed)
@@ -57,9 +64,9 @@ export const measure: Command = async (args, ctx) => {
   if (size !== undefined && filename !== undefined) throw new ImageError('INVALID_ARGUMENT', '--size N cannot be used together with a filename.')
   if (size === undefined && filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'Either --size N or one filename must be specified.')
   // As qemu-img: the source opens first, then the target's options are read.
-  const device = filename === undefined ? undefined : await openOperand(filename, parsed, { snapshot: stringOption(parsed, 'snapshot') })
+  const device = filename === undefined ? undefined : await openOperand(filename, parsed, { snapshot: snapshotOf(stringOption(parsed, 'snapshot')) })
   try {
-    if (format !== 'raw' && format !== 'qcow2') throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg measures for qcow2 and raw)`)
+    if (format !== 'raw' && format !== 'qcow2' && !findFormatModule(format)) throw new ImageError('UNSUPPORTED', `Unknown file format '${format}'`)
     const optionTexts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
     let opts: Map<string, string>
     try {
@@ -83,9 +90,9 @@ export const measure: Command = async (args, ctx) => {
       result = await measureQcow2(target, source)
     }
     if (output === 'json') {
-      ctx.out(toQemuJson({ bitmaps: result.bitmaps, required: result.required, 'fully-allocated': result.fullyAllocated }) + '\n')
+      ctx.out(toQemuJson({ bitmaps: result.bitmaps, required: exact(result.required), 'fully-allocated': exact(result.fullyAllocated) }) + '\n')
     } else {
-      ctx.out(`required size: ${result.required}\nfully allocated size: ${result.fullyAllocated}\n`)
+      ctx.out(`required size: ${exact(result.required)}\nfully allocated size: ${exact(result.fullyAllocated)}\n`)
       if (result.bitmaps !== undefined) ctx.out(`bitmaps size: ${result.bitmaps}\n`)
     }
   } finally {
