@@ -3,8 +3,9 @@
 import type { FormatModule } from './format/module.js'
 import { qcow2Module } from './qcow2/module.js'
 import { rawModule } from './raw-module.js'
+import { vdiModule } from './vdi/module.js'
 
-export const formatModules: readonly FormatModule[] = [qcow2Module, rawModule]
+export const formatModules: readonly FormatModule[] = [qcow2Module, vdiModule, rawModule]
 
 /** The module named `name`, if qimg has it. */
 export function findFormatModule(name: string, modules: readonly FormatModule[] = formatModules): FormatModule | undefined {

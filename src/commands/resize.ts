@@ -6,6 +6,7 @@ import { Qcow2Image } from '../qcow2/image.js'
 import { l1EntriesFor } from '../qcow2/geometry.js'
 import { MAX_L1_BYTES } from '../qcow2/spec.js'
 import { RawImage } from '../raw.js'
+import { canResize } from '../format/capabilities.js'
 
 /** Options of {@link resizeImage}. */
 export interface ResizeOptions {
@@ -29,7 +30,13 @@ export async function resizeImage(device: BlockDevice, size: number, options: Re
     await driver.setVirtualSize(size, prealloc)
     return
   }
-  if (!(driver instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `resize: format '${driver.format}' is not supported`)
+  if (!(driver instanceof Qcow2Image)) {
+    // Every other format resizes through its Resizable capability, or not at all (QEMU's text).
+    if (!canResize(driver)) throw new ImageError('UNSUPPORTED', `${driver.storage.name}: format '${driver.format}' cannot be resized`, { qemuText: 'Image format driver does not support resize' })
+    await driver.resize(size, { preallocation: prealloc })
+    await device.flush()
+    return
+  }
   if (size % 512 !== 0) throw new ImageError('INVALID_ARGUMENT', 'The new size must be a multiple of 512')
   const header = driver.layout.header
   if (header.version < 3 && header.snapshotCount > 0) throw new ImageError('UNSUPPORTED', "Can't resize a v2 image which has snapshots")
