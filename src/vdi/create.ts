@@ -39,7 +39,8 @@ export async function createVdi(storage: Storage, options: VdiCreateOptions): Pr
   if (size > VDI_DISK_SIZE_MAX) {
     const x = (n: number) => '0x' + BigInt(n).toString(16)
     const text = `Unsupported VDI image size (size is ${x(size)}, max supported is ${x(VDI_DISK_SIZE_MAX)})`
-    throw new ImageError('INVALID_ARGUMENT', `${storage.name}: ${text}`, { file: storage.name, qemuText: text })
+    // The command names the file ("qemu-img: FILE: …").
+    throw new ImageError('INVALID_ARGUMENT', text, { file: storage.name })
   }
   const blocks = Math.ceil(size / VDI_BLOCK_SIZE)
   const mapBytes = bmapBytes(blocks)

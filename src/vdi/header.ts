@@ -14,8 +14,11 @@ export const VDI_TEXT = '<<< QEMU VM Virtual Disk Image >>>\n'
 export const VDI_UNALLOCATED = 0xffffffff
 /** A block map entry for a discarded block (reads zeros). */
 export const VDI_DISCARDED = 0xfffffffe
-/** The most blocks an image may have (QEMU's VDI_BLOCKS_IN_IMAGE_MAX). */
-export const VDI_BLOCKS_IN_IMAGE_MAX = 0x3fffffff
+/**
+ * The most blocks an image may have (QEMU 7.2's VDI_BLOCKS_IN_IMAGE_MAX): the block map, read in
+ * one request and rounded up to whole sectors, must stay within INT_MAX bytes.
+ */
+export const VDI_BLOCKS_IN_IMAGE_MAX = (2 ** 31 - 512) / 4
 /** The only block size QEMU opens and creates. */
 export const VDI_BLOCK_SIZE = 1024 * 1024
 /** The largest disk: VDI_BLOCKS_IN_IMAGE_MAX blocks of 1 MiB (QEMU's VDI_DISK_SIZE_MAX). */
@@ -147,12 +150,12 @@ const isNull = (uuid: Uint8Array) => uuid.every((b) => b === 0)
 
 /**
  * vdi_open's rules, in QEMU's order and with its texts (ImageError.qemuText); the message adds
- * the file, the field and its offset. Returns the disk size QEMU uses: an odd one (VBoxManage
+ * the file, the field and its offset (qemuText as qemu-img prints it: "Could not open 'FILE': …"). Returns the disk size QEMU uses: an odd one (VBoxManage
  * convertfromraw makes them) rounded up to whole sectors, which QEMU does without a word.
  */
 export function validateHeader(header: VdiHeader, file: string): number {
   const fail = (code: 'NOT_AN_IMAGE' | 'UNSUPPORTED' | 'CORRUPT', field: keyof typeof FIELD, rule: string, qemuText: string) => {
-    throw new ImageError(code, `${file}: VDI header ${field} at ${hex(FIELD[field])}: ${rule}`, { file, offset: FIELD[field], qemuText })
+    throw new ImageError(code, `${file}: VDI header ${field} at ${hex(FIELD[field])}: ${rule}`, { file, offset: FIELD[field], qemuText: `Could not open '${file}': ${qemuText}` })
   }
   const h = header
   const x64 = (n: number) => BigInt(n).toString(16)

@@ -112,8 +112,19 @@ export class VdiImage implements WritableFormatDriver {
     }
   }
 
+  /**
+   * Block by block, in guest order as vdi_co_pwritev goes: new host blocks are then numbered in
+   * the order QEMU numbers them (the generic writer would allocate a request's blocks at once).
+   */
   async write(offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
-    await writeUnits(this.#allocator(), this.#locks, offset, data, readGuest)
+    const allocator = this.#allocator()
+    const bs = this.header.blockSize
+    for (let at = 0; at < data.length;) {
+      const n = Math.min(data.length - at, bs - ((offset + at) % bs))
+      await writeUnits(allocator, this.#locks, offset + at, data.subarray(at, at + n), readGuest)
+      at += n
+    }
+    if (data.length === 0) await writeUnits(allocator, this.#locks, offset, data, readGuest)
   }
 
   /** VDI has no write-zeroes: QEMU's block layer writes a buffer of zeros (allocating). */

@@ -101,7 +101,7 @@ async function checkWithModule(storage: FileStorage, format: string, operand: st
       reportError(ctx, e.qemuText)
       return 63
     }
-    throw openFailure(operand, e)
+    throw e // vdi_open's refusals: the module's qemuText reads "Could not open 'NAME': …" already
   }
   if (result.failed) {
     reportError(ctx, `Check failed: ${result.failed}`)
