@@ -2,7 +2,8 @@
 // raw, map and info as JSON alike); images qimg made and wrote (a seeded script of write,
 // write -z and discard) are the bytes qemu-io makes from the same script, compare equal to a raw
 // image written alike and pass qemu-img check; convert -O vdi from qcow2 and back; create,
-// hostile headers, check verdicts on corrupted block maps and resize, message for message.
+// hostile headers, check verdicts on corrupted block maps, resize, and snapshot/amend/measure
+// refusals, message for message.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs'
@@ -212,5 +213,23 @@ describe('vdi hostile headers and check verdicts', () => {
       const { ours, theirs } = await both(args)
       assert.deepEqual(ours, theirs, args.join(' '))
     }
+  })
+  it('snapshot, amend and measure: what QEMU does for a format without them', async (t) => {
+    if (!needTools(t, 'qemu-img', 'qemu-io')) return
+    const path = await baseImage('caps.vdi')
+    const before = readFileSync(path)
+    const cases = [
+      ['snapshot', '-l', path], ['snapshot', '-c', 's1', path], ['snapshot', '-a', 's1', path], ['snapshot', '-d', 's1', path],
+      ['amend', '-o', 'size=8M', path], ['amend', '-f', 'vdi', '-o', 'cluster_size=4k', path], ['amend', '-o', 'no_such_option=1', path],
+      ['amend', '-o', 'help', path], ['amend', '-f', 'raw', '-o', 'size=8M', path],
+      ['measure', '-O', 'vdi', path], ['measure', '-O', 'vdi', '--size', '8M'], ['measure', '-O', 'vdi', '-o', 'static=on', '--size', '8M'],
+      ['measure', '-O', 'vdi', '-o', 'cluster_size=4k', '--size', '8M'], ['measure', '-O', 'vdi', '-o', 'static=maybe', '--size', '8M'],
+      ['measure', '-O', 'qcow2', path], ['measure', '--output=json', path],
+    ]
+    for (const args of cases) {
+      const { ours, theirs } = await both(args)
+      assert.deepEqual(ours, theirs, args.join(' '))
+    }
+    assert.ok(Buffer.compare(readFileSync(path), before) === 0, 'a refused command changed the image')
   })
 })

@@ -2,6 +2,7 @@
 // A LUKS target (-o encrypt.format=luks,encrypt.key-secret=ID) counts its header, as qemu-img does.
 import { measureQcow2, measureRaw } from '../../commands/measure.js'
 import { ImageError } from '../../errors.js'
+import { findFormatModule } from '../../formats.js'
 import { stringOption } from '../getopt.js'
 import { parseBool, parseCreateOptions, parseOptionNumber, parseOptionSize } from '../create-options.js'
 import { measureLuksHeader } from '../encrypt-options.js'
@@ -59,7 +60,7 @@ export const measure: Command = async (args, ctx) => {
   // As qemu-img: the source opens first, then the target's options are read.
   const device = filename === undefined ? undefined : await openOperand(filename, parsed, { snapshot: stringOption(parsed, 'snapshot') })
   try {
-    if (format !== 'raw' && format !== 'qcow2') throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg measures for qcow2 and raw)`)
+    if (format !== 'raw' && format !== 'qcow2' && !findFormatModule(format)) throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg measures for qcow2 and raw)`)
     const optionTexts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
     let opts: Map<string, string>
     try {
@@ -68,6 +69,8 @@ export const measure: Command = async (args, ctx) => {
       if (!(e instanceof ImageError) || e.code !== 'INVALID_ARGUMENT') throw e
       throw new ImageError(e.code, `${e.message}\nqimg: Invalid options for file format '${format}'`, { cause: e })
     }
+    // Formats qimg has but cannot measure are those QEMU cannot measure either (vdi has no bdrv_measure).
+    if (format !== 'raw' && format !== 'qcow2') throw new ImageError('UNSUPPORTED', `Block driver '${format}' does not support size measurement`)
     const source = device ? { device } : { size: size! }
     let result
     if (format === 'raw') {
