@@ -4,8 +4,9 @@ import type { FormatModule } from './format/module.js'
 import { qcow2Module } from './qcow2/module.js'
 import { rawModule } from './raw-module.js'
 import { luksModule } from './luks/module.js'
+import { vdiModule } from './vdi/module.js'
 
-export const formatModules: readonly FormatModule[] = [qcow2Module, luksModule, rawModule]
+export const formatModules: readonly FormatModule[] = [qcow2Module, luksModule, vdiModule, rawModule]
 
 /** The module named `name`, if qimg has it. */
 export function findFormatModule(name: string, modules: readonly FormatModule[] = formatModules): FormatModule | undefined {

@@ -30,11 +30,13 @@ export async function resizeImage(device: BlockDevice, size: number, options: Re
     await driver.setVirtualSize(size, prealloc)
     return
   }
-  if (canResize(driver)) {
+  if (!(driver instanceof Qcow2Image)) {
+    // Every other format resizes through its Resizable capability, or not at all (QEMU's text).
+    if (!canResize(driver)) throw new ImageError('UNSUPPORTED', `${driver.storage.name}: format '${driver.format}' cannot be resized`, { qemuText: 'Image format driver does not support resize' })
     await driver.resize(size, { preallocation: prealloc })
+    await device.flush()
     return
   }
-  if (!(driver instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `resize: format '${driver.format}' is not supported`)
   if (size % 512 !== 0) throw new ImageError('INVALID_ARGUMENT', 'The new size must be a multiple of 512')
   const header = driver.layout.header
   if (header.version < 3 && header.snapshotCount > 0) throw new ImageError('UNSUPPORTED', "Can't resize a v2 image which has snapshots")

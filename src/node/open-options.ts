@@ -26,7 +26,7 @@ export interface GraphOpenOptions extends OpenImageOptions {
   keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
 }
 
-const FORMATS = new Set(['qcow2', 'luks', 'raw'])
+const FORMATS = new Set(['qcow2', 'luks', 'vdi', 'raw'])
 const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio'])
 
 /** True when `driver` names a protocol (a node over bytes, not an image format). */
@@ -43,6 +43,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
   blkdebug: ['config', 'x-image', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
   raw: ['offset', 'size'],
   luks: ['key-secret'],
+  vdi: [],
   'null-co': ['size', 'latency-ns', 'read-zeroes'],
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
@@ -50,7 +51,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
-  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'],
+  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
 }
 
@@ -133,6 +134,7 @@ const STRONG: Record<string, readonly string[]> = {
   raw: ['offset', 'size'],
   qcow2: ['encrypt.key-secret'],
   luks: ['key-secret'],
+  vdi: [],
   'null-co': ['size', 'read-zeroes'],
   'null-aio': ['size', 'read-zeroes'],
 }

@@ -21,19 +21,23 @@ export const amend: Command = async (args, ctx) => {
   const texts = (parsed.all.get('options') ?? []).filter((v): v is string => typeof v === 'string')
   if (texts.length === 0) throw new ImageError('INVALID_ARGUMENT', 'Must specify options (-o)')
   const filename = oneOperand(parsed)
-  const opts = new Map<string, string>()
-  for (const text of texts) for (const [k, v] of parseOptionString(text)) opts.set(k, v)
-  for (const key of opts.keys()) {
-    if (CREATE_ONLY.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'\nThis option is only supported for image creation`)
-    if (!AMENDABLE.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
-  }
   // Opened as qemu-img amend opens it: with its backing chain and its external data file.
   // --image-opts and --object (an encrypted image's secret) as every image-opening command.
   const open = () => openOperand(filename, parsed, { writable: true })
   const path = operandImage(filename, parsed).filename
   const current = await openOperand(filename, parsed, { fileReferences: 'ignore' })
   const backing = current.driver.backing
+  const format = current.driver.format
   await current.close()
+  // As qemu-img: the image opens first; a format without amend (raw, vdi) is refused before
+  // the options are even parsed, then they are checked against qcow2's amend options.
+  if (format !== 'qcow2') throw new ImageError('UNSUPPORTED', `Format driver '${format}' does not support option amendment`)
+  const opts = new Map<string, string>()
+  for (const text of texts) for (const [k, v] of parseOptionString(text)) opts.set(k, v)
+  for (const key of opts.keys()) {
+    if (CREATE_ONLY.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'\nThis option is only supported for image creation`)
+    if (!AMENDABLE.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
+  }
   if ((opts.has('backing_file') && opts.get('backing_file') !== backing?.name) || (opts.has('backing_fmt') && opts.get('backing_fmt') !== backing?.format)) {
     throw new ImageError('INVALID_ARGUMENT', "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.")
   }

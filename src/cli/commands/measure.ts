@@ -2,6 +2,7 @@
 // A LUKS target (-o encrypt.format=luks,encrypt.key-secret=ID) counts its header, as qemu-img does.
 import { measureQcow2, measureRaw } from '../../commands/measure.js'
 import { ImageError } from '../../errors.js'
+import { findFormatModule } from '../../formats.js'
 import { stringOption } from '../getopt.js'
 import { parseBool, parseCreateOptions, parseOptionNumber, parseOptionSize } from '../create-options.js'
 import { measureLuksHeader } from '../encrypt-options.js'
@@ -10,7 +11,6 @@ import { toQemuJson } from '../qjson.js'
 import { parseImageSize } from './create.js'
 import { openOperand, outputFormat, parseArgs, type Command } from '../context.js'
 import { optionListCheck, snapshotParam, snapshotParamCheck } from '../option-checks.js'
-import { findFormatModule } from '../../formats.js'
 
 /** The largest L1 table QEMU accepts (QCOW_MAX_L1_SIZE). */
 const MAX_L1_BYTES = 32 * 1024 * 1024
@@ -75,6 +75,8 @@ export const measure: Command = async (args, ctx) => {
       if (!(e instanceof ImageError) || e.code !== 'INVALID_ARGUMENT') throw e
       throw new ImageError(e.code, `${e.message}\nqimg: Invalid options for file format '${format}'`, { cause: e })
     }
+    // Formats qimg has but cannot measure are those QEMU cannot measure either (vdi has no bdrv_measure).
+    if (format !== 'raw' && format !== 'qcow2') throw new ImageError('UNSUPPORTED', `Block driver '${format}' does not support size measurement`)
     const source = device ? { device } : { size: size! }
     let result
     if (format === 'raw') {

@@ -27,7 +27,12 @@ export const snapshot: Command = async (args, ctx) => {
     const image = device.driver
     const name = stringOption(parsed, action)!
     const verb = { create: 'create', apply: 'apply', delete: 'delete' }[action as 'create']
-    if (!(image instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `Could not ${verb} snapshot '${name}': Operation not supported`)
+    if (!(image instanceof Qcow2Image)) {
+      // What qemu-img says for a format without internal snapshots (raw, vdi): create gets
+      // -ENOTSUP as a number, delete finds no snapshot, apply is refused by the block layer.
+      const why = { create: '-95 (Operation not supported)', delete: 'snapshot not found', apply: 'Block driver does not support snapshots' }[verb]
+      throw new ImageError('UNSUPPORTED', `Could not ${verb} snapshot '${name}': ${why}`)
+    }
     try {
       if (action === 'create') await image.createSnapshot(name)
       else if (action === 'apply') await image.applySnapshot(name)
