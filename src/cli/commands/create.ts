@@ -79,7 +79,8 @@ async function createImage(filename: string, format: string, optionTexts: string
     if (backing === '') throw new ImageError('INVALID_ARGUMENT', 'Expected backing file name, got empty string')
     if (!flag(parsed, 'unsafe')) {
       // The backing chain must open (this also refuses loops) before anything is written.
-      const base = await openImage(full, { format: backingFormat }).catch((e: Error) => {
+      // bdrv_img_create opens the chain with BDRV_O_NO_IO: an encrypted backing file needs no secret.
+      const base = await openImage(full, { format: backingFormat, metadataOnly: true }).catch((e: Error) => {
         throw new ImageError('INVALID_ARGUMENT', `${e.message}\nCould not open backing image.`)
       })
       const detected = base.driver.format
