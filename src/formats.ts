@@ -2,9 +2,10 @@
 // asks the modules (format/module.ts).
 import type { FormatModule } from './format/module.js'
 import { qcow2Module } from './qcow2/module.js'
+import { qcowModule } from './qcow/module.js'
 import { rawModule } from './raw-module.js'
 
-export const formatModules: readonly FormatModule[] = [qcow2Module, rawModule]
+export const formatModules: readonly FormatModule[] = [qcow2Module, qcowModule, rawModule]
 
 /** The module named `name`, if qimg has it. */
 export function findFormatModule(name: string, modules: readonly FormatModule[] = formatModules): FormatModule | undefined {
