@@ -25,7 +25,7 @@ export interface GraphOpenOptions extends OpenImageOptions {
   keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
 }
 
-const FORMATS = new Set(['qcow2', 'raw'])
+const FORMATS = new Set(['qcow2', 'qcow', 'raw'])
 const PROTOCOLS = new Set(['file', 'blkdebug', 'null-co', 'null-aio'])
 
 /** Options every node takes (block.c bdrv_runtime_opts and the cache/read-only flags). */
@@ -38,11 +38,13 @@ const DRIVER_KEYS: Record<string, string[]> = {
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
     'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size', 'cache-clean-interval', 'encrypt.key-secret', 'encrypt.format'],
+  qcow: ['encrypt.key-secret', 'encrypt.format'],
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
   file: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
+  qcow: ['file', 'backing'],
 }
 
 /** qobject_to_json of a node's options (one line). */
@@ -123,6 +125,7 @@ const STRONG: Record<string, readonly string[]> = {
   blkdebug: ['config', 'inject-error.', 'set-state.', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
   raw: ['offset', 'size'],
   qcow2: ['encrypt.key-secret'],
+  qcow: ['encrypt.key-secret'],
   'null-co': ['size', 'read-zeroes'],
   'null-aio': ['size', 'read-zeroes'],
 }

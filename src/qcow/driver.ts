@@ -46,6 +46,7 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
   readonly #l2Pending = new Map<number, Promise<number>>()
   /** The file's length as allocation sees it (bdrv_getlength), kept here so allocations never race. */
   #end: number | undefined
+  #endRead: Promise<void> | undefined
 
   constructor(p: QcowParts) {
     this.storage = p.storage
@@ -130,26 +131,33 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     return entry.kind === 'data' ? entry.offset : undefined
   }
 
-  async #fileEnd(): Promise<number> {
-    this.#end ??= await this.storage.size()
-    return this.#end
+  /**
+   * Reserves `length` bytes at the file's end, aligned to `align`. The end is read once and
+   * then kept here; the reservation itself is synchronous, so concurrent allocations never overlap.
+   */
+  async #reserve(length: number, align: number): Promise<number> {
+    this.#endRead ??= this.storage.size().then((size) => { this.#end ??= size })
+    await this.#endRead
+    const offset = alignUp(this.#end!, align)
+    this.#end = offset + length
+    return offset
   }
 
   async #l2For(guestUnit: number): Promise<number> {
     const index = Math.floor(guestUnit / this.#g.l2Size)
+    let pending = this.#l2Pending.get(index)
+    if (pending) return pending
     const existing = this.#l1.get(index)
     if (existing !== 0) return existing
-    let pending = this.#l2Pending.get(index)
-    if (!pending) {
+    {
       pending = (async () => {
         const storage = this.#writableStorage()
         const bytes = this.#g.l2Size * 8
-        const offset = alignUp(await this.#fileEnd(), this.#g.clusterSize)
-        this.#end = Math.max(this.#end!, offset + bytes)
+        const offset = await this.#reserve(bytes, this.#g.clusterSize)
         // QEMU's order: the L1 entry, then the zeroed table (get_cluster_offset).
+        this.#cache.put(offset, new BigUint64Array(this.#g.l2Size))
         await this.#l1.set(storage, index, offset)
         await storage.write(offset, new Uint8Array(bytes))
-        this.#cache.put(offset, new BigUint64Array(this.#g.l2Size))
         return offset
       })()
       this.#l2Pending.set(index, pending)
@@ -161,8 +169,7 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
   async allocateUnit(guestUnit: number): Promise<number> {
     await this.#l2For(guestUnit)
     const cs = this.#g.clusterSize
-    const offset = alignUp(await this.#fileEnd(), cs)
-    this.#end = offset + cs
+    const offset = await this.#reserve(cs, cs)
     await this.#writableStorage().truncate(Math.max(await this.storage.size(), offset + cs))
     return offset
   }
@@ -240,8 +247,7 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     await this.#locks.with(unit, async () => {
       await this.#l2For(unit)
       // Compressed data goes at the file's end, unaligned.
-      const host = await this.#fileEnd()
-      this.#end = host + compressed.length
+      const host = await this.#reserve(compressed.length, 1)
       await this.#writableStorage().write(host, compressed)
       await this.#setEntry(unit, compressedEntry(host, compressed.length, this.#g))
     })
