@@ -1,5 +1,6 @@
 // `resize`: grow (the L1 table grows, the new area reads zeros, optional preallocation) or
 // shrink (clusters past the end freed, the file's tail cut) an image, as qemu-img resize does.
+import { canResize } from '../format/capabilities.js'
 import { ImageError } from '../errors.js'
 import type { BlockDevice } from '../format/device.js'
 import { Qcow2Image } from '../qcow2/image.js'
@@ -29,6 +30,8 @@ export async function resizeImage(device: BlockDevice, size: number, options: Re
     await driver.setVirtualSize(size, prealloc)
     return
   }
+  // A format without a truncate (qcow): bdrv_co_truncate's message.
+  if (!(driver instanceof Qcow2Image) && !canResize(driver)) throw new ImageError('UNSUPPORTED', 'Image format driver does not support resize')
   if (!(driver instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `resize: format '${driver.format}' is not supported`)
   if (size % 512 !== 0) throw new ImageError('INVALID_ARGUMENT', 'The new size must be a multiple of 512')
   const header = driver.layout.header
