@@ -200,6 +200,9 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     this.#writableStorage()
     if (this.#encrypted && !this.#cipher) throw new ImageError('BAD_KEY', `${this.name}: encrypted image opened without its key`, { file: this.name })
     const end = offset + data.length
+    if (offset < 0 || end > this.virtualSize) {
+      throw new ImageError('OUT_OF_RANGE', `${this.name}: write of ${data.length} bytes at ${offset} is outside the image (${this.virtualSize} bytes)`)
+    }
     // qcow_co_pwritev does no copy-on-write: a newly allocated cluster keeps zeros outside the
     // sectors written (a compressed cluster's old content is kept, as decompress_cluster does).
     const reader: GuestReader = async (at, length) => {
@@ -211,7 +214,14 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
       if (to > from) out.set(await readGuest(from, to - from), from - at)
       return out
     }
-    await writeUnits(this, this.#locks, offset, data, reader)
+    // Cluster by cluster, in guest order, as qcow_co_pwritev's loop: each new cluster (and L2
+    // table) is placed at the file's end in that order, so the layout is QEMU's.
+    const cs = this.#g.clusterSize
+    for (let at = offset; at < end;) {
+      const pieceEnd = Math.min(end, (Math.floor(at / cs) + 1) * cs)
+      await writeUnits(this, this.#locks, at, data.subarray(at - offset, pieceEnd - offset), reader)
+      at = pieceEnd
+    }
   }
 
   /** qcow has no zero write: QEMU's block layer writes zero buffers. */
@@ -235,6 +245,8 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     }
     const compress = (compressors ?? this.#compressors)?.deflate
     if (!compress) throw new ImageError('UNSUPPORTED', `${this.name}: no deflate compressor available`)
+    // qemu-io 7.2 would store the cluster compressed and unencrypted; qimg refuses, as for qcow2.
+    if (this.#encrypted) throw new ImageError('UNSUPPORTED', `${this.name}: Compression and encryption not supported at the same time`)
     let cluster = data
     if (data.length < cs) {
       cluster = new Uint8Array(cs)
