@@ -14,14 +14,25 @@ export const QCOW_CREATE_OPTIONS: readonly CreateOptionDesc[] = [
   { name: 'encrypt.key-secret', type: 'string', help: 'ID of the secret that provides the AES encryption key' },
 ]
 
-/** Whether the options ask for encryption (encryption=on is the legacy spelling of encrypt.format=aes). */
+/**
+ * Whether the options ask for encryption, decided as qcow_co_create_opts does: the legacy
+ * encryption=on becomes the crypto format 'qcow' (off is dropped, other spellings of a bool stay
+ * as they are), encrypt.format=aes becomes 'qcow', the legacy key is renamed to encrypt.format
+ * (both given is an error), and the format must then be a QCryptoBlockFormat that qcow takes.
+ */
 function wantsEncryption(options: ReadonlyMap<string, string>): boolean {
-  const format = options.get('encrypt.format')
-  const legacy = options.get('encryption')
-  const on = legacy !== undefined && ['on', 'yes', 'true', 'y'].includes(legacy)
-  if (format !== undefined && on && format !== 'aes') throw new ImageError('INVALID_ARGUMENT', 'Unsupported encryption format')
-  if (format === undefined) return on
-  if (format !== 'aes') throw new ImageError('INVALID_ARGUMENT', format === 'luks' ? 'Unsupported encryption format' : `Parameter 'encrypt.format' does not accept value '${format}'`)
+  let legacy = options.get('encryption')
+  if (legacy === 'on') legacy = 'qcow'
+  else if (legacy === 'off') legacy = undefined
+  let format = options.get('encrypt.format')
+  if (format === 'aes') format = 'qcow'
+  if (legacy !== undefined && format !== undefined) {
+    throw new ImageError('INVALID_ARGUMENT', "'encrypt.format' and its alias 'encryption' can't be used at the same time")
+  }
+  format ??= legacy
+  if (format === undefined) return false
+  if (format === 'luks') throw new ImageError('INVALID_ARGUMENT', 'Unsupported encryption format')
+  if (format !== 'qcow') throw new ImageError('INVALID_ARGUMENT', `Parameter 'format' does not accept value '${format}'`)
   return true
 }
 

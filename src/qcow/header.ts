@@ -64,8 +64,9 @@ export function validateHeader(h: QcowHeader, file: string): QcowGeometry {
   }
   if (h.magic !== QCOW_MAGIC) fail('NOT_AN_IMAGE', 'Image not in qcow format', 0)
   if (h.version !== QCOW_VERSION) {
-    const text = `qcow (v1) does not support qcow version ${h.version}`
-    throw new ImageError('UNSUPPORTED', `${file}: qcow header at 0x4: ${text}` + (h.version === 2 || h.version === 3 ? "\nTry the 'qcow2' driver instead." : ''), { file, offset: 4, qemuText: text })
+    // QEMU appends a hint line for the versions qcow2 reads.
+    const text = `qcow (v1) does not support qcow version ${h.version}` + (h.version === 2 || h.version === 3 ? "\nTry the 'qcow2' driver instead." : '')
+    throw new ImageError('UNSUPPORTED', `${file}: qcow header at 0x4: ${text}`, { file, offset: 4, qemuText: text })
   }
   if (h.size <= 1n) fail('CORRUPT', 'Image size is too small (must be at least 2 bytes)', 24)
   if (h.clusterBits < 9 || h.clusterBits > 16) fail('CORRUPT', 'Cluster size must be between 512 and 64k', 32, ` (cluster_bits ${h.clusterBits}, allowed 9..16)`)
