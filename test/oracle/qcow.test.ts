@@ -2,8 +2,8 @@
 // images qimg made and wrote equal to what qemu-img sees, creation byte-identical.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, writeFileSync } from 'node:fs'
-import { needTools, qimg, run, runOk, tempDir } from '../helpers/oracle.js'
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { QIMG, needTools, qimg, run, runOk, tempDir } from '../helpers/oracle.js'
 import { mulberry32 } from '../helpers/prng.js'
 
 const SECRET = ['--object', 'secret,id=sec0,data=abc']
@@ -178,6 +178,46 @@ describe('qcow (v1) against qemu-img', () => {
           assert.match(await runOk('qemu-img', ['compare', d.file('m.qcow'), d.file('q.qcow')]), /identical/)
         }
       }
+    } finally {
+      d.cleanup()
+    }
+  })
+
+  it('says what qemu-img says of hostile headers and refused create options (qimg run as qemu-img)', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const d = tempDir()
+    try {
+      symlinkSync(QIMG, d.file('qemu-img'))
+      const both = async (args: string[], what: string) => {
+        const q = await run('qemu-img', args, { cwd: d.path })
+        const m = await run(process.execPath, [d.file('qemu-img'), ...args], { cwd: d.path })
+        assert.equal(m.stderr, q.stderr, what)
+        assert.equal(m.stdout, q.stdout, what)
+        assert.equal(m.code, q.code, what)
+      }
+      await runOk('qemu-img', ['create', '-q', '-f', 'qcow', d.file('base.qcow'), '1M'])
+      const base = readFileSync(d.file('base.qcow'))
+      // [offset, byte width, value]: every check qcow_open makes, in its order.
+      const pokes: [string, [number, number, bigint][]][] = [
+        ['magic', [[0, 4, 0x12345678n]]], ['version 2', [[4, 4, 2n]]], ['version 7', [[4, 4, 7n]]],
+        ['size 1', [[24, 8, 1n]]], ['cluster_bits 8', [[32, 1, 8n]]], ['cluster_bits 17', [[32, 1, 17n]]],
+        ['l2_bits 5', [[33, 1, 5n]]], ['l2_bits 14', [[33, 1, 14n]]], ['crypt_method 2', [[36, 4, 2n]]],
+        ['size near 2^64', [[24, 8, 0xfffffffffffff000n]]], ['L1 over INT_MAX', [[24, 8, 1n << 48n], [32, 1, 9n], [33, 1, 6n]]],
+        ['backing name too long', [[8, 8, 48n], [16, 4, 1024n]]],
+      ]
+      for (const [what, changes] of pokes) {
+        const bytes = Buffer.from(base)
+        for (const [at, width, value] of changes) {
+          for (let i = 0; i < width; i++) bytes[at + i] = Number((value >> BigInt(8 * (width - 1 - i))) & 0xffn)
+        }
+        writeFileSync(d.file('h.qcow'), bytes)
+        await both(['info', '--image-opts', 'driver=qcow,file.filename=h.qcow'], what)
+      }
+      for (const options of ['encryption=on', 'encrypt.format=aes', 'encryption=on,encrypt.format=aes,encrypt.key-secret=sec0',
+        'encrypt.format=luks,encrypt.key-secret=sec0', 'encrypt.format=foo', 'encryption=yes,encrypt.key-secret=sec0', 'encryption=bar']) {
+        await both(['create', '-f', 'qcow', ...SECRET, '-o', options, 'never.qcow', '1M'], options)
+      }
+      await both(['create', '-f', 'qcow', 'never.qcow', '0'], 'size 0')
     } finally {
       d.cleanup()
     }
