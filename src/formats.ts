@@ -2,11 +2,12 @@
 // asks the modules (format/module.ts).
 import type { FormatModule } from './format/module.js'
 import { qcow2Module } from './qcow2/module.js'
+import { qcowModule } from './qcow/module.js'
 import { rawModule } from './raw-module.js'
 import { luksModule } from './luks/module.js'
 import { vdiModule } from './vdi/module.js'
 
-export const formatModules: readonly FormatModule[] = [qcow2Module, luksModule, vdiModule, rawModule]
+export const formatModules: readonly FormatModule[] = [qcow2Module, qcowModule, luksModule, vdiModule, rawModule]
 
 /** The module named `name`, if qimg has it. */
 export function findFormatModule(name: string, modules: readonly FormatModule[] = formatModules): FormatModule | undefined {

@@ -1,5 +1,6 @@
 // `resize`: grow (the L1 table grows, the new area reads zeros, optional preallocation) or
 // shrink (clusters past the end freed, the file's tail cut) an image, as qemu-img resize does.
+import { canResize } from '../format/capabilities.js'
 import { ImageError } from '../errors.js'
 import type { BlockDevice } from '../format/device.js'
 import { Qcow2Image } from '../qcow2/image.js'

@@ -26,7 +26,7 @@ export interface GraphOpenOptions extends OpenImageOptions {
   keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
 }
 
-const FORMATS = new Set(['qcow2', 'luks', 'vdi', 'raw'])
+const FORMATS = new Set(['qcow2', 'qcow', 'luks', 'vdi', 'raw'])
 const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio'])
 
 /** True when `driver` names a protocol (a node over bytes, not an image format). */
@@ -48,11 +48,13 @@ const DRIVER_KEYS: Record<string, string[]> = {
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
     'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size', 'cache-clean-interval', 'encrypt.key-secret', 'encrypt.format'],
+  qcow: ['encrypt.key-secret', 'encrypt.format'],
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
   file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
+  qcow: ['file', 'backing'],
 }
 
 /** qobject_to_json of a node's options (one line). */
@@ -135,6 +137,7 @@ const STRONG: Record<string, readonly string[]> = {
   qcow2: ['encrypt.key-secret'],
   luks: ['key-secret'],
   vdi: [],
+  qcow: ['encrypt.key-secret'],
   'null-co': ['size', 'read-zeroes'],
   'null-aio': ['size', 'read-zeroes'],
 }
