@@ -18,7 +18,7 @@ import { ioError, FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { NullStorage } from '../io/null.js'
 import { RawImage } from '../raw.js'
-import { openImage, stderrReport, type OpenImageOptions } from './open.js'
+import { nodeChainOptions, openImage, stderrReport, type OpenImageOptions } from './open.js'
 
 /** What opening from options needs besides the options. */
 export interface GraphOpenOptions extends OpenImageOptions {
@@ -296,7 +296,8 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
     throw invalid(`Block format '${driver ?? 'qcow2'}' does not support the option '${key}'`)
   }
   if (backing === null || backing === '' || backingGiven) {
-    const top = await openDriver(storage, driver, { ...chain, fileReferences: 'ignore' }, true)
+    // As openImage would open it (codecs, crypto), but without the backing file it names.
+    const top = await openDriver(storage, driver, { ...nodeChainOptions(chain), fileReferences: 'ignore' }, true)
     let below: BlockDevice | undefined
     try {
       below = backingGiven ? await openBackingOptions(top, subOptions(options, 'backing'), base) : undefined

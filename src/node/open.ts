@@ -35,6 +35,14 @@ export const nodeFileHost: FileHost = {
   canonical: (path) => realpath(path),
 }
 
+/** Chain options with node's defaults: files, codecs (or the pool's), node:crypto, stderr reports. */
+export function nodeChainOptions(options: OpenImageOptions): OpenChainOptions {
+  const { pool, ...rest } = options
+  const codecs = options.codecs ?? pool?.decompressors() ?? nodeCodecs
+  const compressors = options.compressors ?? pool?.compressors() ?? nodeCompressors
+  return { host: nodeFileHost, ...rest, codecs, compressors, crypto: options.crypto ?? nodeCrypto, report: options.report ?? stderrReport }
+}
+
 /**
  * Opens an image (a path or a storage) with its backing chain for reading. Close it with
  * `close()`. Files named inside the image are opened only when `fileReferences` is 'follow'
@@ -45,10 +53,7 @@ export async function openImage(target: string | ReadableStorage, options: OpenI
     ? await FileStorage.open(target, { writable: options.writable ?? false, sync: options.cache !== 'unsafe' })
     : target
   try {
-    const { pool, ...rest } = options
-    const codecs = options.codecs ?? pool?.decompressors() ?? nodeCodecs
-    const compressors = options.compressors ?? pool?.compressors() ?? nodeCompressors
-    return await openChain(storage, { host: nodeFileHost, ...rest, codecs, compressors, crypto: options.crypto ?? nodeCrypto, report: options.report ?? stderrReport })
+    return await openChain(storage, nodeChainOptions(options))
   } catch (e) {
     await storage.close().catch(() => undefined)
     throw e
