@@ -7,7 +7,6 @@ import { Qcow2Image } from '../qcow2/image.js'
 import { l1EntriesFor } from '../qcow2/geometry.js'
 import { MAX_L1_BYTES } from '../qcow2/spec.js'
 import { RawImage } from '../raw.js'
-import { canResize } from '../format/capabilities.js'
 
 /** Options of {@link resizeImage}. */
 export interface ResizeOptions {

@@ -10,7 +10,7 @@ import { Qcow2Image } from '../qcow2/image.js'
 import { RawImage } from '../raw.js'
 import { nodeCodecs } from './codecs.js'
 import { nodeCrypto } from './crypto.js'
-import { setUpLuksEncryption } from '../qcow2/crypto/setup.js'
+import { setUpAesEncryption, setUpLuksEncryption } from '../qcow2/crypto/setup.js'
 import { resolveLuksOptions } from '../crypto/luks.js'
 import type { CryptoProvider } from '../crypto/provider.js'
 import type { FormatModule } from '../format/module.js'
@@ -46,7 +46,7 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, enc
   const o = resolveCreateOptions(options)
   if (o.encrypt && encryption.secret === undefined) throw new ImageError('BAD_KEY', `${path}: Parameter 'encrypt.key-secret' is required for cipher`)
   // Nothing is written for a cipher or hash this host cannot run.
-  if (o.encrypt) resolveLuksOptions(o.encrypt, encryption.crypto ?? nodeCrypto)
+  if (o.encrypt?.format === 'luks') resolveLuksOptions(o.encrypt, encryption.crypto ?? nodeCrypto)
   // QEMU creates the data file with the image's size (and its preallocation, metadata aside).
   if (o.dataFile !== undefined) await createRaw(pathCombine(path, o.dataFile), o.size, o.preallocation === 'metadata' ? 'off' : o.preallocation)
   const skeleton = await FileStorage.create(path)
@@ -69,8 +69,10 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, enc
     if (entries > 0) await image.writer.growL1(entries)
     await image.setVirtualSize(o.size)
     if (o.preallocation !== 'off' && o.size > 0) await image.writer.preallocate(0, o.size, o.preallocation)
-    // QEMU sets encryption up last: the LUKS area comes after the L1 table.
-    if (o.encrypt && encryption.secret) await setUpLuksEncryption(image, encryption.crypto ?? nodeCrypto, o.encrypt, encryption.secret)
+    // QEMU sets encryption up last: the LUKS area comes after the L1 table (and preallocated
+    // clusters, which therefore hold plain zeros).
+    if (o.encrypt?.format === 'aes') await setUpAesEncryption(image)
+    else if (o.encrypt && encryption.secret) await setUpLuksEncryption(image, encryption.crypto ?? nodeCrypto, o.encrypt, encryption.secret)
     if (o.dataFileRaw) {
       const data = image.dataStorage as FileStorage
       if ((await data.size()) < o.size) await data.truncate(o.size)

@@ -301,7 +301,8 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
     throw invalid(`Block format '${driver ?? 'qcow2'}' does not support the option '${key}'`)
   }
   if (backing === null || backing === '' || backingGiven) {
-    const top = await openDriver(storage, driver, nodeChainOptions({ ...chain, fileReferences: 'ignore' }), true)
+    // As openImage would open it (codecs, crypto), but without the backing file it names.
+    const top = await openDriver(storage, driver, { ...nodeChainOptions(chain), fileReferences: 'ignore' }, true)
     let below: BlockDevice | undefined
     try {
       below = backingGiven ? await openBackingOptions(top, subOptions(options, 'backing'), base) : undefined

@@ -35,7 +35,7 @@ export const nodeFileHost: FileHost = {
   canonical: (path) => realpath(path),
 }
 
-/** The chain opener's options with Node's defaults: files, codecs (or the pool's), crypto, stderr. */
+/** Chain options with node's defaults: files, codecs (or the pool's), node:crypto, stderr reports. */
 export function nodeChainOptions(options: OpenImageOptions): OpenChainOptions {
   const { pool, ...rest } = options
   const codecs = options.codecs ?? pool?.decompressors() ?? nodeCodecs

@@ -1,8 +1,8 @@
 // QCOW's legacy AES encryption (crypto/block-qcow.c): AES-128-CBC per 512-byte sector, the IV
 // the little-endian guest sector number (plain64), the key the secret cut or zero-padded to 16 bytes.
 import { ImageError } from '../errors.js'
-import type { CryptoProvider } from '../qcow2/crypto/provider.js'
-import { createSectorCipher, type SectorCipher } from '../qcow2/crypto/sector-cipher.js'
+import type { CryptoProvider } from '../crypto/provider.js'
+import { createSectorCipher, type SectorCipher } from '../crypto/sector-cipher.js'
 
 export function qcowAesCipher(provider: CryptoProvider, secret: Uint8Array): SectorCipher {
   const key = new Uint8Array(16)

@@ -7,7 +7,7 @@ import type { Extent } from '../format/extent.js'
 import type { ImageInfo } from '../format/info.js'
 import { UnitLocks, writeUnits, type UnitAllocator } from '../format/unit-writer.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
-import type { SectorCipher } from '../qcow2/crypto/sector-cipher.js'
+import type { SectorCipher } from '../crypto/sector-cipher.js'
 import type { QcowGeometry } from './header.js'
 import { L1Table, L2Cache, compressedEntry, decodeEntry, lookupCluster, readPadded } from './tables.js'
 

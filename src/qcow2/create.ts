@@ -8,7 +8,6 @@ import { encodeHeaderCluster } from './header-encode.js'
 import { l1EntriesFor, makeGeometry } from './geometry.js'
 import { setRefcountEntry } from './refcount.js'
 import * as spec from './spec.js'
-import { LEGACY_AES_REFUSAL } from './crypto/encryption.js'
 import { resolveLuksOptions, type LuksCreateOptions } from '../crypto/luks.js'
 
 /** Preallocation modes of qemu-img create -o preallocation=… */
@@ -29,7 +28,7 @@ export interface Qcow2CreateOptions {
   compressionType?: 'zlib' | 'zstd' | undefined
   dataFile?: string | undefined
   dataFileRaw?: boolean | undefined
-  /** Encryption (-o encrypt.format=… and encrypt.*): qimg creates LUKS only; the secret is passed apart. */
+  /** Encryption (-o encrypt.format=… or encryption=on, and encrypt.*): LUKS or legacy AES; the secret is passed apart. */
   encrypt?: ({ format: 'luks' | 'aes' } & LuksCreateOptions) | undefined
 }
 
@@ -74,13 +73,14 @@ export function resolveCreateOptions(o: Qcow2CreateOptions): Required<Omit<Qcow2
 }
 
 /**
- * Encryption options as qimg accepts them: LUKS only. With preallocation, as in QEMU, clusters
- * allocated but never written do not read as zeros (qcow2_has_zero_init is false): convert
- * writes the zeros.
+ * Encryption options as qemu-img accepts them: LUKS (its options checked) or legacy AES
+ * (crypt_method 1, no options of its own). Preallocation is allowed with either, as in QEMU
+ * 7.2: the clusters are preallocated before encryption is set up, so they hold plain zeros
+ * (which read back decrypted, as noise, in qemu-img as in qimg).
  */
 function checkEncryption(encrypt: Qcow2CreateOptions['encrypt']): Qcow2CreateOptions['encrypt'] {
   if (encrypt === undefined) return undefined
-  if (encrypt.format === 'aes') throw new ImageError('UNSUPPORTED', LEGACY_AES_REFUSAL)
+  if (encrypt.format === 'aes') return { format: 'aes' }
   resolveLuksOptions(encrypt)
   return encrypt
 }

@@ -60,7 +60,7 @@ export async function expandZeroClusters(a: TableAccess, snapshots: readonly Sna
   const shared = new Set<number>()
   for (const [host, paths] of zeroPaths) if ((await a.refcounts.get(host / cs)) > paths) shared.add(host)
   const state: ExpandState = { expanded: 0, shared, zeros: new Uint8Array(cs) }
-  for (const { l1, what } of l1Tables) await forEachTable(a, l1, what, (table, l2Refcount) => expandTable(a, table, l2Refcount, hasBacking, state))
+  for (const { l1, what } of l1Tables) await forEachTable(a, l1, what, (table, l2Refcount, l1Index) => expandTable(a, table, l2Refcount, l1Index, hasBacking, state))
   await a.flush()
   // A cluster given up by zero entries may have one reference left now: the COPIED flags of
   // the active tree must say so (qemu-img check compares them).
@@ -75,8 +75,8 @@ interface ExpandState {
   zeros: Uint8Array
 }
 
-/** Runs `fn` on each L2 table `l1` reaches (through the cache) with the table's refcount. */
-async function forEachTable(a: TableAccess, l1: DataView, what: string, fn: (table: CachedTable, l2Refcount: number) => Promise<void>): Promise<void> {
+/** Runs `fn` on each L2 table `l1` reaches (through the cache) with the table's refcount and L1 index. */
+async function forEachTable(a: TableAccess, l1: DataView, what: string, fn: (table: CachedTable, l2Refcount: number, l1Index: number) => Promise<void>): Promise<void> {
   const cs = a.ctx.geometry.clusterSize
   for (let i = 0; i < l1.byteLength / 8; i++) {
     const l1Entry = decodeL1Entry(l1.getUint32(i * 8), l1.getUint32(i * 8 + 4), cs, () => `${a.storage.name}: ${what} entry ${i}`)
@@ -85,30 +85,31 @@ async function forEachTable(a: TableAccess, l1: DataView, what: string, fn: (tab
     const table = await loadL2(a.ctx, l1Entry.hostOffset, `${what} entry ${i}`)
     const l2Refcount = await a.refcounts.get(l1Entry.hostOffset / cs)
     if (l2Refcount === 0) throw new ImageError('CORRUPT', `${a.storage.name}: L2 table at ${hex(l1Entry.hostOffset)} (${what} entry ${i}) has refcount 0`, { offset: l1Entry.hostOffset })
-    await fn(table, l2Refcount)
+    await fn(table, l2Refcount, i)
   }
 }
 
-async function expandTable(a: TableAccess, table: CachedTable, l2Refcount: number, hasBacking: boolean, state: ExpandState): Promise<void> {
+async function expandTable(a: TableAccess, table: CachedTable, l2Refcount: number, l1Index: number, hasBacking: boolean, state: ExpandState): Promise<void> {
   const { ctx, refcounts } = a
   const g = ctx.geometry
   const cs = g.clusterSize
   for (let j = 0; j < g.l2Entries; j++) {
     const { entry } = readL2Entry(ctx, table, j)
     if (entry.kind !== 'zero') continue
+    const guestOffset = (l1Index * g.l2Entries + j) * cs
     let next: L2Entry
     if (entry.hostOffset === undefined && !hasBacking) {
       next = { kind: 'unallocated' }
     } else if (entry.hostOffset !== undefined && !state.shared.has(entry.hostOffset)) {
       // In place; zero entries of other tables may reach it too (then it stays shared).
-      await a.writeData(entry.hostOffset, state.zeros)
+      await a.writeData(entry.hostOffset, state.zeros, guestOffset)
       next = { kind: 'normal', hostOffset: entry.hostOffset, copied: (await refcounts.get(entry.hostOffset / cs)) === 1 }
     } else {
       // This table's references move to a new cluster (queued frees apply once it is written).
       if (entry.hostOffset !== undefined) for (let k = 0; k < l2Refcount; k++) refcounts.free(entry.hostOffset)
       const host = await refcounts.allocate(1)
       if (l2Refcount > 1) await refcounts.add(host / cs, l2Refcount - 1)
-      await a.writeData(host, state.zeros)
+      await a.writeData(host, state.zeros, guestOffset)
       next = { kind: 'normal', hostOffset: host, copied: l2Refcount === 1 }
     }
     const [hi, lo] = encodeL2Entry(next, g.clusterBits)

@@ -11,6 +11,8 @@ import { l1Index, l2Coverage } from './geometry.js'
 import { Mutex } from './lock.js'
 import { loadL2, type LookupContext } from './lookup.js'
 import type { RefcountManager } from './refcount.js'
+import type { EncryptedStorage } from '../crypto/encrypted-storage.js'
+import type { DataTarget } from './crypto/encryption.js'
 
 import { ALL_SUBCLUSTERS, type GuestReader, type WriterHost, type Contiguity, type ZeroOptions, type Decoded, type TableAccess } from './writer-types.js'
 import { InFlight, OverlapMap } from './writer-support.js'
@@ -27,6 +29,8 @@ export class WriterCore {
   protected readonly storage: Storage
 
   protected readonly data: Storage
+  /** Legacy AES: guest data goes here instead, its sectors numbered by guest offset. */
+  protected readonly guestNumbered: EncryptedStorage | undefined
 
   readonly refcounts: RefcountManager
 
@@ -54,10 +58,11 @@ export class WriterCore {
 
   protected l1Offset = 0
 
-  constructor(ctx: LookupContext, storage: Storage, data: Storage, refcounts: RefcountManager, host: WriterHost, options: { version: number; hasBacking: boolean; rawDataFile?: boolean }) {
+  constructor(ctx: LookupContext, storage: Storage, target: DataTarget, refcounts: RefcountManager, host: WriterHost, options: { version: number; hasBacking: boolean; rawDataFile?: boolean }) {
     this.ctx = ctx
     this.storage = storage
-    this.data = data
+    this.data = target.data
+    this.guestNumbered = target.guestNumbered
     this.refcounts = refcounts
     this.host = host
     this.version = options.version
@@ -221,8 +226,8 @@ export class WriterCore {
         refcounts: this.refcounts,
         l1Offset: this.l1Offset,
         markL1Dirty: () => { this.l1Dirty = true },
-        writeData: async (hostOffset, bytes) => {
-          await this.writeData(hostOffset, bytes)
+        writeData: async (hostOffset, bytes, guestOffset) => {
+          await this.writeData(hostOffset, bytes, guestOffset)
           this.dataDirty = true
         },
         flush: () => this.flushLocked(),
@@ -273,9 +278,10 @@ export class WriterCore {
 
   /**
    * Guest data goes to the host through here: a write onto metadata marks the image corrupt
-   * and stops, as QEMU's overlap check does.
+   * and stops, as QEMU's overlap check does. `guestOffset` is where the bytes lie in the guest
+   * (legacy AES numbers its sectors by it; congruent to `hostOffset` modulo the cluster size).
    */
-  protected async writeData(hostOffset: number, bytes: Uint8Array): Promise<void> {
+  protected async writeData(hostOffset: number, bytes: Uint8Array, guestOffset: number): Promise<void> {
     if (this.corrupt) throw new ImageError('CORRUPT', `${this.storage.name}: image is marked corrupt; no more writes`, { file: this.storage.name })
     // Data in the image file itself (`data` may be an encrypting view of it: compare by data file).
     if (!this.ctx.hasDataFile && bytes.length > 0) {
@@ -292,7 +298,8 @@ export class WriterCore {
       }
     }
     await this.storage.debugEvent?.('write_aio')
-    await this.data.write(hostOffset, bytes)
+    if (this.guestNumbered) await this.guestNumbered.writeNumbered(hostOffset, bytes, guestOffset)
+    else await this.data.write(hostOffset, bytes)
   }
 
   /** Dirty refcount blocks, then a changed refcount table, each durable (the flush's step 2). */

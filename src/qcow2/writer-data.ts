@@ -50,7 +50,7 @@ export class DataWriter extends WriterCore {
       position = end
     }
     this.writesSinceFlush = true
-    for (const p of pieces) await this.writeData(p.hostOffset, data.subarray(p.from, p.to))
+    for (const p of pieces) await this.writeData(p.hostOffset, data.subarray(p.from, p.to), offset + p.from)
     this.dataDirty = true
     return true
   }
@@ -68,7 +68,7 @@ export class DataWriter extends WriterCore {
         const e = decoded.entry as Extract<L2Entry, { kind: 'normal' }>
         const pieceEnd = Math.min(end, (cluster + 1) * cs)
         if (g.extendedL2) await this.writeSubclusters(table, decoded, e.hostOffset, position, data.subarray(position - start, pieceEnd - start), readGuest)
-        else await this.writeData(e.hostOffset + (position % cs), data.subarray(position - start, pieceEnd - start))
+        else await this.writeData(e.hostOffset + (position % cs), data.subarray(position - start, pieceEnd - start), position)
         contiguity.nextHost = e.hostOffset + cs
         this.dataDirty = true
         position = pieceEnd
@@ -82,7 +82,7 @@ export class DataWriter extends WriterCore {
         const buffer = new Uint8Array(Math.min(clusterStart + cs, this.ctx.virtualSize) - clusterStart)
         buffer.set(data.subarray(position - start, pieceEnd - start), position - clusterStart)
         const hostOffset = (decoded.entry as Extract<L2Entry, { kind: 'zero' }>).hostOffset!
-        await this.writeData(hostOffset, buffer)
+        await this.writeData(hostOffset, buffer, clusterStart)
         this.setEntry(table, l2Index(g, position), { kind: 'normal', hostOffset, copied: true })
         contiguity.nextHost = hostOffset + cs
         this.dataDirty = true
@@ -113,7 +113,7 @@ export class DataWriter extends WriterCore {
           const fresh: Decoded = { entry: { kind: 'normal', hostOffset: at, copied: true }, allocated: 0, zero: 0 }
           if (old.entry.kind === 'normal' || old.entry.kind === 'compressed') {
             // Old data must move: copy the whole cluster's current content into the new one.
-            await this.writeData(at, await readGuest(clusterStart, Math.min(cs, this.ctx.virtualSize - clusterStart)))
+            await this.writeData(at, await readGuest(clusterStart, Math.min(cs, this.ctx.virtualSize - clusterStart)), clusterStart)
             fresh.allocated = ALL_SUBCLUSTERS
           } else {
             // Untouched subclusters keep reading as before: zero bits stay, others read from backing.
@@ -129,7 +129,7 @@ export class DataWriter extends WriterCore {
         const piece = data.subarray(position - start, runEnd - start)
         if (headLength === 0 && runEnd === lastClusterEnd) {
           // Whole clusters: the caller's bytes go straight to their new place.
-          await this.writeData(hostOffset, piece)
+          await this.writeData(hostOffset, piece, runStart)
         } else {
           // Copy-on-write: the untouched head and tail come from the current content.
           const buffer = new Uint8Array(count * cs)
@@ -137,7 +137,7 @@ export class DataWriter extends WriterCore {
           if (headLength > 0) buffer.set(await readGuest(runStart, headLength), 0)
           if (runEnd < lastClusterEnd) buffer.set(await readGuest(runEnd, lastClusterEnd - runEnd), runEnd - runStart)
           buffer.set(piece, headLength)
-          await this.writeData(hostOffset, buffer)
+          await this.writeData(hostOffset, buffer, runStart)
         }
         for (let i = 0; i < count; i++) {
           this.setEntry(table, l2Index(g, runStart + i * cs), { kind: 'normal', hostOffset: hostOffset + i * cs, copied: true })
@@ -175,9 +175,9 @@ export class DataWriter extends WriterCore {
     if ((position > spanStart && needsFill(first)) || (position + data.length < spanEnd && needsFill(last))) {
       const buffer = await readGuest(spanStart, spanEnd - spanStart)
       buffer.set(data, position - spanStart)
-      await this.writeData(hostOffset + first * sc, buffer)
+      await this.writeData(hostOffset + first * sc, buffer, spanStart)
     } else {
-      await this.writeData(hostOffset + (position - clusterStart), data)
+      await this.writeData(hostOffset + (position - clusterStart), data, position)
     }
     for (let i = first; i <= last; i++) {
       allocated = (allocated | (1 << i)) >>> 0
@@ -205,7 +205,7 @@ export class DataWriter extends WriterCore {
       }
       await this.beforeAllocation()
       const hostOffset = await this.refcounts.allocateBytes(compressed.length)
-      await this.writeData(hostOffset, compressed)
+      await this.writeData(hostOffset, compressed, guestOffset)
       // Reads clamp a compressed stream to the file's end: the file grew past the size seen at open.
       this.ctx.fileSize = Math.max(this.ctx.fileSize, hostOffset + compressed.length)
       this.dataDirty = true

@@ -54,8 +54,11 @@ export interface TableAccess {
   /** Host offset of the active L1 table. */
   l1Offset: number
   markL1Dirty(): void
-  /** Writes guest data at a host offset (encrypted when the image is; overlap-checked). */
-  writeData(hostOffset: number, bytes: Uint8Array): Promise<void>
+  /**
+   * Writes guest data at a host offset (encrypted when the image is; overlap-checked);
+   * `guestOffset` is where it lies in the guest (legacy AES numbers sectors by it).
+   */
+  writeData(hostOffset: number, bytes: Uint8Array, guestOffset: number): Promise<void>
   /** The ordered write-back (data, refcounts, L2, L1, frees). */
   flush(): Promise<void>
   /** The same write-back when the caches hold too many changed tables (memory stays bounded). */

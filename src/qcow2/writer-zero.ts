@@ -254,7 +254,7 @@ export class ZeroingWriter extends DataWriter {
         const { hostOffset } = await this.allocateData(position / cs, count)
         if (mode === 'full') {
           const zeros = new Uint8Array(Math.min(count * cs, 4 * 1024 * 1024))
-          for (let at = 0; at < count * cs; at += zeros.length) await this.writeData(hostOffset + at, zeros.subarray(0, Math.min(zeros.length, count * cs - at)))
+          for (let at = 0; at < count * cs; at += zeros.length) await this.writeData(hostOffset + at, zeros.subarray(0, Math.min(zeros.length, count * cs - at)), position + at)
           this.dataDirty = true
         }
         // Extended L2: the subclusters stay unallocated (QEMU leaves the bitmap alone for

@@ -1,10 +1,11 @@
 // Encryption of a QCOW2 image (qcow2.rst "crypt_method", "Full disk encryption header
 // pointer"): opening LUKS (the header area the FDE extension points at) or legacy AES, reading
-// encrypted clusters, and giving a new image a LUKS header as qcow2_set_up_encryption does.
+// encrypted clusters, and the views the writer encrypts through (LUKS numbers sectors by host
+// offset, legacy AES by guest offset: QEMU's crypt_physical_offset).
 import type { Extent } from '../../format/extent.js'
 import type { ReadableStorage, Storage } from '../../io/storage.js'
 import { getExtent, type LookupContext } from '../lookup.js'
-import { encryptedStorage } from '../../crypto/encrypted-storage.js'
+import { encryptedStorage, type EncryptedStorage } from '../../crypto/encrypted-storage.js'
 import { ImageError, hex } from '../../errors.js'
 import type { Qcow2Header } from '../header.js'
 import * as spec from '../spec.js'
@@ -136,15 +137,28 @@ export async function readEncrypted(encryption: Qcow2Encryption, storage: Readab
   return plain.subarray(head, head + length)
 }
 
+/** Where the write engine writes guest data. */
+export interface DataTarget {
+  /** The data storage, for LUKS a view that encrypts at host offsets. */
+  data: Storage
+  /** Legacy AES: guest data is written here, its sectors numbered by guest offset. */
+  guestNumbered: EncryptedStorage | undefined
+}
+
 /**
- * What the write engine writes guest data to: for LUKS a view that encrypts at host offsets.
- * Legacy AES images are refused (qimg only reads them, to rescue them).
+ * What the write engine writes guest data to: for LUKS a view that encrypts at host offsets;
+ * for legacy AES (crypt_physical_offset false) one whose writes must say their guest offset,
+ * so its plain `write` refuses.
  */
-export function dataForWriting(encryption: Qcow2Encryption | undefined, data: Storage): Storage {
-  if (!encryption) return data
-  if (encryption.format === 'aes') throw new ImageError('UNSUPPORTED', `${data.name}: legacy AES encrypted images are read-only in qimg. ${LEGACY_AES_REFUSAL}`, { file: data.name })
+export function dataForWriting(encryption: Qcow2Encryption | undefined, data: Storage): DataTarget {
+  if (!encryption) return { data, guestNumbered: undefined }
   if (!encryption.cipher) throw missingSecretError(data.name)
-  return encryptedStorage(data, encryption.cipher)
+  const view = encryptedStorage(data, encryption.cipher)
+  if (encryption.physicalOffsets) return { data: view, guestNumbered: undefined }
+  const hostNumbered = async (): Promise<void> => {
+    throw new ImageError('UNSUPPORTED', `${data.name}: a legacy AES write without its guest offset`, { file: data.name })
+  }
+  return { data: { ...view, write: hostNumbered }, guestNumbered: view }
 }
 
 /**
@@ -177,8 +191,3 @@ export async function readDecrypted(encryption: Qcow2Encryption, ctx: LookupCont
   }
   return out
 }
-
-/** Why qimg does not create legacy AES images (QEMU's words, block/qcow2.c and qemu-img.rst). */
-export const LEGACY_AES_REFUSAL = 'Use of AES-CBC encrypted qcow2 images is no longer supported in system emulators. ' +
-  'The use of encryption in qcow and qcow2 images is considered to be flawed by modern cryptography standards; ' +
-  'use encrypt.format=luks instead (existing AES images can still be read and converted)'

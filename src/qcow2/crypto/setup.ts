@@ -1,4 +1,4 @@
-// Gives a new qcow2 image its LUKS encryption (qcow2_set_up_encryption). Apart from
+// Gives a new qcow2 image its encryption (qcow2_set_up_encryption): LUKS or legacy AES. Apart from
 // crypto/encryption.ts so that encryption.ts (which image.ts imports) does not import image.ts.
 import type { Storage } from '../../io/storage.js'
 import type { Qcow2Image } from '../image.js'
@@ -25,5 +25,15 @@ export async function setUpLuksEncryption(image: Qcow2Image, provider: CryptoPro
   const header = image.layout.header
   header.cryptMethod = spec.CRYPT_LUKS
   header.cryptoHeader = { offset, length: area.length }
+  await image.rewriteHeader()
+}
+
+/**
+ * Gives a freshly created image legacy AES encryption (qcow2_set_up_encryption with the qcow
+ * format): only crypt_method changes, to 1. The key (the secret cut or zero-padded to 16 bytes)
+ * is not stored in the image, and nothing is written under it.
+ */
+export async function setUpAesEncryption(image: Qcow2Image): Promise<void> {
+  image.layout.header.cryptMethod = spec.CRYPT_AES
   await image.rewriteHeader()
 }
