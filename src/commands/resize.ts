@@ -32,7 +32,7 @@ export async function resizeImage(device: BlockDevice, size: number, options: Re
   }
   if (!(driver instanceof Qcow2Image)) {
     // Every other format resizes through its Resizable capability, or not at all (QEMU's text).
-    if (!canResize(driver)) throw new ImageError('UNSUPPORTED', `${driver.storage.name}: format '${driver.format}' cannot be resized`, { qemuText: 'Image format driver does not support resize' })
+    if (!canResize(driver)) throw new ImageError('UNSUPPORTED', 'Image format driver does not support resize', { file: driver.storage.name })
     await driver.resize(size, { preallocation: prealloc })
     await device.flush()
     return
