@@ -44,6 +44,12 @@ export class BlockDevice {
    * otherwise than by its file (a json: description, blkdebug:CONFIG:IMAGE).
    */
   label: string | undefined
+  /**
+   * Set when this device is a filter node over a format node (blkdebug over qcow2): reads go
+   * through the filter, block status and allocation are the inner device's (QEMU passes a
+   * filter's status down: BDRV_BLOCK_RAW, and bdrv_filter_or_cow_bs skips filters in depth).
+   */
+  filterOf: BlockDevice | undefined
 
   constructor(driver: FormatDriver, backing: BlockDevice | undefined) {
     this.driver = driver
@@ -124,6 +130,7 @@ export class BlockDevice {
 
   /** Block status of the run starting at `offset` (at most `maxLength` bytes), through the chain. */
   async blockStatus(offset: number, maxLength: number, depth = 0): Promise<BlockStatus> {
+    if (this.filterOf) return this.filterOf.blockStatus(offset, maxLength, depth)
     const extent = await this.driver.getExtent(offset, Math.min(maxLength, this.size - offset))
     const base = { start: offset, length: extent.length, depth }
     switch (extent.kind) {
@@ -163,6 +170,7 @@ export class BlockDevice {
 
   /** Whether the top layer alone allocates the run at `offset` (for compare -s and convert -B). */
   async isAllocated(offset: number, maxLength: number): Promise<{ allocated: boolean; length: number }> {
+    if (this.filterOf) return this.filterOf.isAllocated(offset, maxLength)
     const extent = await this.driver.getExtent(offset, maxLength)
     return { allocated: extent.kind !== 'unallocated', length: extent.length }
   }

@@ -6,6 +6,7 @@
 import { ImageError } from '../errors.js'
 import { errnoName, errnoText } from './errno.js'
 import { BLKDEBUG_EVENTS, type BlkdebugEvent, type BlkdebugIoType, type BlkdebugRule, type InjectErrorRule, type SuspendRule } from './blkdebug-rules.js'
+import { discardPieces, MAX_BOUNCE_BYTES, writeZeroesPieces, type RequestLimits } from './request-limits.js'
 import { isWritable, writeZeroBytes, type ReadableStorage, type Storage } from './storage.js'
 
 /** An error injected by blkdebug (code IO; `errno` says which). */
@@ -33,8 +34,12 @@ export class BlkdebugStorage implements Storage {
   /** Writes went through since the last flush that succeeded (bdrv_co_flush's write_gen check). */
   #unflushed = false
 
-  constructor(image: ReadableStorage, rules: readonly BlkdebugRule[]) {
+  /** The node's request limits, when options set zero-write or discard ones (else requests pass whole). */
+  readonly #limits: RequestLimits | undefined
+
+  constructor(image: ReadableStorage, rules: readonly BlkdebugRule[], limits?: RequestLimits) {
     this.#image = image
+    this.#limits = limits
     this.name = image.name
     for (const rule of rules) {
       const list = this.#rules.get(rule.event) ?? []
@@ -184,16 +189,49 @@ export class BlkdebugStorage implements Storage {
     this.#unflushed = true
     this.#check(offset, length, 'write-zeroes')
     const image = this.#writable()
+    const limits = this.#limits
+    if (limits && (limits.writeZeroesAlignment || limits.maxWriteZeroes)) {
+      // blkdebug_co_pwrite_zeroes refuses pieces below the preferred alignment (-ENOTSUP), so
+      // the block layer writes zeros there, at most max_transfer at a time.
+      for (const piece of writeZeroesPieces(offset, length, limits)) {
+        if (!piece.small) {
+          await this.#zeroChild(image, piece.offset, piece.length)
+          continue
+        }
+        const step = Math.min(limits.maxTransfer || MAX_BOUNCE_BYTES, piece.length)
+        for (let at = 0; at < piece.length; at += step) {
+          const bytes = Math.min(step, piece.length - at)
+          this.#check(piece.offset + at, bytes, 'write')
+          await image.write(piece.offset + at, new Uint8Array(bytes))
+        }
+      }
+    } else {
+      await this.#zeroChild(image, offset, length)
+    }
+    this.debugEvent('pwritev_done')
+  }
+
+  async #zeroChild(image: Storage, offset: number, length: number): Promise<void> {
     if (image.writeZeroes) await image.writeZeroes(offset, length)
     else await writeZeroBytes(image, offset, length)
-    this.debugEvent('pwritev_done')
   }
 
   /** bdrv_co_pdiscard passes the discard down to the image child. */
   async discard(offset: number, length: number): Promise<boolean> {
-    this.#check(offset, length, 'discard')
     this.#unflushed = true
-    return (await this.#writable().discard?.(offset, length)) ?? false
+    const limits = this.#limits
+    if (!limits || !(limits.discardAlignment || limits.maxDiscard)) {
+      this.#check(offset, length, 'discard')
+      return (await this.#writable().discard?.(offset, length)) ?? false
+    }
+    // blkdebug_co_pdiscard passes on pieces of at least request_alignment, ignores the rest.
+    let done = false
+    for (const piece of discardPieces(offset, length, limits)) {
+      if (piece.small) continue
+      this.#check(piece.offset, piece.length, 'discard')
+      if (await this.#writable().discard?.(piece.offset, piece.length)) done = true
+    }
+    return done
   }
 
   async flush(): Promise<void> {

@@ -14,6 +14,7 @@ import { toQemuJson } from '../cli/qjson.js'
 import { boolValue, hasOption, sizeValue, stringValue, subOptions, type FlatOptions } from '../format/option-map.js'
 import { BlkdebugStorage } from '../io/blkdebug.js'
 import { blkdebugRules, parseBlkdebugConfig } from '../io/blkdebug-rules.js'
+import type { RequestLimits } from '../io/request-limits.js'
 import { ioError, FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { NullStorage } from '../io/null.js'
@@ -115,6 +116,12 @@ export interface ProtocolNode {
   name: NodeName
   /** False for a format node under another (its guest bytes are the storage). */
   protocol: boolean
+  /**
+   * The format node whose guest bytes this node's storage is, directly or through filters
+   * (blkdebug over qcow2): block status and allocation come from it, as QEMU's
+   * bdrv_co_block_status passes a filter's BDRV_BLOCK_RAW answer down to the child.
+   */
+  statusFrom?: BlockDevice
 }
 
 /** The strong options (append_strong_runtime_options) of a node, in the driver's order. */
@@ -188,7 +195,7 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
 /** A format under a format (qcow2 in qcow2): the inner image's guest bytes are the outer's file. */
 async function openInnerFormat(options: FlatOptions, base: GraphOpenOptions, given: string | undefined): Promise<ProtocolNode> {
   const { device, name } = await openNode(options, base, given)
-  return { storage: new DeviceStorage(device, nodeFilename(name, qdictJson)), name: { full: name.full, plain: undefined }, protocol: false }
+  return { storage: new DeviceStorage(device, nodeFilename(name, qdictJson)), name: { full: name.full, plain: undefined }, protocol: false, statusFrom: device }
 }
 
 /**
@@ -227,7 +234,18 @@ async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promi
   const full = strongOptions(options, 'blkdebug', STRONG['blkdebug']!)
   full['image'] = image.name.full
   const plain = image.name.plain !== undefined && Object.keys(full).every((k) => k === 'driver' || k === 'config' || k === 'image')
-  return { storage: new BlkdebugStorage(image.storage, rules), name: { full, plain: plain ? `blkdebug:${config ?? ''}:${image.name.plain}` : undefined }, protocol: true }
+  const limits: RequestLimits = {
+    requestAlignment: align || 1,
+    maxTransfer: sizeValue(options, 'max-transfer') ?? 0,
+    writeZeroesAlignment: sizeValue(options, 'opt-write-zero') ?? 0,
+    maxWriteZeroes: sizeValue(options, 'max-write-zero') ?? 0,
+    discardAlignment: sizeValue(options, 'opt-discard') ?? 0,
+    maxDiscard: sizeValue(options, 'max-discard') ?? 0,
+  }
+  const node: ProtocolNode = { storage: new BlkdebugStorage(image.storage, rules, limits), name: { full, plain: plain ? `blkdebug:${config ?? ''}:${image.name.plain}` : undefined }, protocol: true }
+  // blkdebug is a filter (is_filter): its block status is its image child's.
+  if (image.statusFrom) node.statusFrom = image.statusFrom
+  return node
 }
 
 /**
@@ -249,7 +267,9 @@ async function openNode(options: FlatOptions, base: GraphOpenOptions, filename?:
     // bdrv_fill_options: a name given to a protocol driver becomes its filename option, its
     // prefix parsed (driver=blkdebug, blkdebug::IMG).
     const node = await openProtocol(options, base, filename)
-    return { device: new BlockDevice(await RawImage.open(node.storage, { writable: base.writable ?? false, format: driver }), undefined), name: node.name }
+    const device = new BlockDevice(await RawImage.open(node.storage, { writable: base.writable ?? false, format: driver }), undefined)
+    device.filterOf = node.statusFrom
+    return { device, name: node.name }
   }
   if (driver !== undefined && !FORMATS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
   if (driver !== undefined) checkKeys(options, driver)

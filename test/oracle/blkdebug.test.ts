@@ -95,6 +95,38 @@ describe('blkdebug: qimg fails where qemu-io fails, with the same messages', { c
     }
   })
 
+  // iotest 204 in small: blkdebug is a filter, so block status comes from the qcow2 node and its
+  // backing chain; zero writes below opt-write-zero become written zeros, discards pass in pieces.
+  it('blkdebug over qcow2: block status through the filter, zero writes and discards split by the limits', async (t) => {
+    if (!needTools(t, 'qemu-img', 'qemu-io')) return
+    assert.ok(work.ready())
+    await runOk('sh', ['-c', [
+      'qemu-img create -q -f qcow2 -o cluster_size=64k filter-base.qcow2 8M',
+      "qemu-io -c 'write -P 11 0 8M' filter-base.qcow2 >/dev/null",
+      'qemu-img create -q -f qcow2 -o cluster_size=64k -b filter-base.qcow2 -F qcow2 filter-top.qcow2',
+      "qemu-io -c 'write -P 22 0 7M' filter-top.qcow2 >/dev/null",
+      'cp filter-top.qcow2 filter-q.qcow2 && cp filter-top.qcow2 filter-o.qcow2',
+    ].join(' && ')], { cwd: dir })
+    const limits = 'align=512,opt-write-zero=960k,max-write-zero=960k,opt-discard=960k,max-discard=960k'
+    const open = (file: string): string => `open -o driver=blkdebug,image.driver=qcow2,${limits} blkdebug::${file}`
+    const commands = (file: string): string[] => ['-c', open(file), '-c', 'write -z 2M 2M', '-c', 'discard 5000001 1920k', '-c', 'alloc 1 1', '-c', 'alloc 0x6ffff0 1000', '-c', 'alloc 7m 5P', '-c', 'map']
+    const [theirs, ours] = await Promise.all([
+      run('qemu-io', commands('filter-q.qcow2'), { cwd: dir }),
+      run(process.execPath, [work.linked('qemu-io'), ...commands('filter-o.qcow2')], { cwd: dir }),
+    ])
+    assert.equal(theirs.code, 0, theirs.stderr)
+    assert.match(theirs.stdout, /16\/1000 bytes allocated/, 'the case reaches the backing file through the filter')
+    assert.equal(withoutTimes(ours.stdout), withoutTimes(theirs.stdout), 'transcript')
+    assert.equal(ours.stderr, theirs.stderr)
+    const map = (file: string): Promise<string> => runOk('qemu-img', ['map', '--output=json', file], { cwd: dir })
+    const [theirMap, ourMap] = await Promise.all([map('filter-q.qcow2'), map('filter-o.qcow2')])
+    assert.equal(ourMap.replaceAll("filter-o", "filter-q"), theirMap, "the images have the same allocation")
+    const opts = (file: string): string[] => ['map', '--image-opts', `driver=blkdebug,image.driver=qcow2,image.file.driver=file,image.file.filename=${file},align=4k`]
+    const [theirFilterMap, ourFilterMap] = await Promise.all([run('qemu-img', opts('filter-q.qcow2'), { cwd: dir }), run(process.execPath, [work.linked('qemu-img'), ...opts('filter-q.qcow2')], { cwd: dir })])
+    assert.match(theirFilterMap.stdout, /filter-base\.qcow2/)
+    assert.equal(ourFilterMap.stdout, theirFilterMap.stdout, 'map through the filter')
+  })
+
   // qemu-io words open errors its own way ("can't open device"): that is the io command's part.
   it('blkdebug: operands that cannot open say what qemu-img info says', async (t) => {
     if (!needTools(t, 'qemu-img')) return
