@@ -40,8 +40,7 @@ export function writeZeroesPieces(offset: number, length: number, limits: Reques
   const maxWriteZeroes = Math.floor((limits.maxWriteZeroes || MAX_REQUEST) / alignment) * alignment
   let head = offset % alignment
   const tail = (offset + length) % alignment
-  const pieces: RequestPiece[] = []
-  for (let at = offset, left = length; left > 0;) {
+  return split(offset, length, (left) => {
     let num = left
     if (head) {
       num = Math.min(left, maxTransfer, alignment - head)
@@ -49,8 +48,16 @@ export function writeZeroesPieces(offset: number, length: number, limits: Reques
     } else if (tail && num > alignment) {
       num -= tail
     }
-    num = Math.min(num, maxWriteZeroes)
-    pieces.push({ offset: at, length: num, small: num < alignment })
+    return Math.min(num, maxWriteZeroes)
+  }, alignment)
+}
+
+/** Cuts `length` bytes at `offset` into pieces of `next(bytes left)` bytes each. */
+function split(offset: number, length: number, next: (left: number) => number, smallBelow: number): RequestPiece[] {
+  const pieces: RequestPiece[] = []
+  for (let at = offset, left = length; left > 0;) {
+    const num = next(left)
+    pieces.push({ offset: at, length: num, small: num < smallBelow })
     at += num
     left -= num
   }
@@ -68,8 +75,7 @@ export function discardPieces(offset: number, length: number, limits: RequestLim
   const maxDiscard = Math.floor(Math.min(limits.maxDiscard || MAX_REQUEST, MAX_REQUEST) / align) * align || align
   let head = offset % align
   let tail = (offset + length) % align
-  const pieces: RequestPiece[] = []
-  for (let at = offset, left = length; left > 0;) {
+  return split(offset, length, (left) => {
     let num = left
     if (head) {
       num = Math.min(left, align - head)
@@ -83,10 +89,6 @@ export function discardPieces(offset: number, length: number, limits: RequestLim
         num -= tail
       }
     }
-    num = Math.min(num, maxDiscard)
-    pieces.push({ offset: at, length: num, small: num < requestAlignment })
-    at += num
-    left -= num
-  }
-  return pieces
+    return Math.min(num, maxDiscard)
+  }, requestAlignment)
 }
