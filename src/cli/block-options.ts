@@ -73,6 +73,8 @@ export async function openOperandOptions(operand: string, imageOpts: boolean, fo
 /** An error opening `operand` as qemu-img reports it: "Could not open 'OPERAND': …". */
 export function openFailure(operand: string, e: unknown): unknown {
   if (!(e instanceof ImageError) || e.message.startsWith(`Could not open '${operand}'`)) return e
+  // A permission refused after the graph opened (bdrv_check_perm) is not an open failure.
+  if (e.code === 'READ_ONLY' && e.message === 'Block node is read-only') return e
   // A text already naming the image file (as a plain open names it) names the operand instead.
   const qemuText = e.qemuText !== undefined && e.file !== undefined && e.qemuText.startsWith(`Could not open '${e.file}': `)
     ? e.qemuText.slice(`Could not open '${e.file}': `.length) : e.qemuText

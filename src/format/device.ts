@@ -50,6 +50,8 @@ export class BlockDevice {
    * filter's status down: BDRV_BLOCK_RAW, and bdrv_filter_or_cow_bs skips filters in depth).
    */
   filterOf: BlockDevice | undefined
+  /** Reads through this node copy what the chain supplies into the top image (copy-on-read filter, qemu-io -C). */
+  copyOnRead = false
 
   constructor(driver: FormatDriver, backing: BlockDevice | undefined) {
     this.driver = driver

@@ -45,6 +45,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
   raw: ['offset', 'size'],
   luks: ['key-secret'],
   vdi: [],
+  'copy-on-read': ['bottom'],
   'null-co': ['size', 'latency-ns', 'read-zeroes'],
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
@@ -53,7 +54,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
-  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'],
+  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'], 'copy-on-read': ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
   qcow: ['file', 'backing'],
 }
@@ -189,7 +190,7 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     // null_refresh_filename: "null-co://" unless strong options were given.
     return { storage, name: { full, plain: Object.keys(full).length === 1 ? `${driver}://` : undefined }, protocol: true }
   }
-  return openBlkdebug(options, base)
+  return openBlkdebug(options, base, given)
 }
 
 /** A format under a format (qcow2 in qcow2): the inner image's guest bytes are the outer's file. */
@@ -212,7 +213,7 @@ async function checkFileKind(driver: string, name: string, explicit: boolean): P
 }
 
 /** blkdebug_open: rules from the config file and the options, then the image child. */
-async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promise<ProtocolNode> {
+async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions, given: string | undefined): Promise<ProtocolNode> {
   const config = stringValue(options, 'config')
   let sections = [] as ReturnType<typeof parseBlkdebugConfig>
   if (config !== undefined) {
@@ -225,7 +226,9 @@ async function openBlkdebug(options: FlatOptions, base: GraphOpenOptions): Promi
   const align = sizeValue(options, 'align') ?? 0
   if (align && (align >= 2 ** 31 - 1 || (align & (align - 1)) !== 0)) throw invalid(`Cannot meet constraints with align ${align}`)
   checkNoReference(options, 'image')
-  const xImage = stringValue(options, 'x-image')
+  // blkdebug_parse_filename: a name given as such (never a filename option) without the
+  // blkdebug: prefix is the image child's, whole.
+  const xImage = stringValue(options, 'x-image') ?? given
   let image: ProtocolNode
   // bdrv_open_child(x-image, options, "image"): the parsed name is the image child's own name.
   if (hasOption(options, 'image') || xImage !== undefined) image = await openProtocol(subOptions(options, 'image'), base, xImage)
@@ -271,6 +274,7 @@ async function openNode(options: FlatOptions, base: GraphOpenOptions, filename?:
     device.filterOf = node.statusFrom
     return { device, name: node.name }
   }
+  if (driver === 'copy-on-read') return openCopyOnRead(options, base, filename)
   if (driver !== undefined && !FORMATS.has(driver)) throw invalid(`Unknown driver '${driver}'`)
   if (driver !== undefined) checkKeys(options, driver)
   checkNoReference(options, 'file')
@@ -290,6 +294,21 @@ async function openNode(options: FlatOptions, base: GraphOpenOptions, filename?:
     await file.storage.close().catch(() => undefined)
     throw e
   }
+}
+
+/**
+ * The copy-on-read filter (block/copy-on-read.c) over its file child: reads through it copy
+ * into the child what the child's backing chain supplies. It needs the child writable.
+ */
+async function openCopyOnRead(options: FlatOptions, base: GraphOpenOptions, filename: string | undefined): Promise<{ device: BlockDevice; name: NodeName }> {
+  if (!base.writable) throw new ImageError('READ_ONLY', 'Block node is read-only')
+  checkKeys(options, 'copy-on-read')
+  checkNoReference(options, 'file')
+  const file = await openProtocol(hasOption(options, 'file') ? subOptions(options, 'file') : new Map(), base, filename)
+  const device = new BlockDevice(await RawImage.open(file.storage, { writable: true, format: 'copy-on-read' }), undefined)
+  device.filterOf = file.statusFrom
+  device.copyOnRead = true
+  return { device, name: { full: { driver: 'copy-on-read', file: file.name.full }, plain: file.name.plain } }
 }
 
 /** The options of a protocol node with the name given beside them (bdrv_fill_options). */

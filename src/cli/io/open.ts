@@ -93,6 +93,7 @@ export async function openFile(session: Session, name: string | undefined, flags
     if (filename === undefined) throw new ImageError('INVALID_ARGUMENT', 'A block device must be specified for "file"')
     // bdrv_open_common's check, then file-posix's (raw_open_common).
     if (flags.forceShare && !flags.readOnly) throw new ImageError('INVALID_ARGUMENT', 'force-share=on can only be used with read-only images')
+    if (flags.copyOnRead && flags.readOnly) throw new ImageError('READ_ONLY', "Can't use copy-on-read on read-only device")
     if (flags.nativeAio && !flags.cacheDirect) throw new ImageError('INVALID_ARGUMENT', 'aio=native was specified, but it requires cache.direct=on, which was not specified.')
     session.image = await openDevice(session, filename, options.get('driver'), options, flags, name !== undefined)
     return 0

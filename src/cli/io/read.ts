@@ -1,4 +1,5 @@
 // qemu-io's reads: read, readv, aio_read — pattern verification, -v dumps and the reports.
+import { readCopyOnRead } from '../../format/copy-on-read.js'
 import { hexDump } from '../io-format.js'
 import { CommandOptions, EINVAL, ERANGE, parsePattern, sizeArgument, vectorLengths } from './args.js'
 import { BDRV_REQUEST_MAX_BYTES, checkRange, usage, vectoredOptions, type CommandInfo } from './command.js'
@@ -7,25 +8,12 @@ import type { Session } from './session.js'
 
 const INT_MAX = 2 ** 31 - 1
 
-/** Reads guest bytes (copy-on-read when the image was opened with -C). */
+/** Reads guest bytes (copy-on-read when the image was opened with -C or through the filter). */
 async function readBytes(session: Session, offset: number, length: number): Promise<Uint8Array> {
   const device = session.device
   checkRange(device, offset, length)
-  const data = await device.read(offset, length)
-  if (session.image!.flags.copyOnRead && device.backing && length > 0) await copyOnRead(session, offset, length, data)
-  return data
-}
-
-/** -C: what the backing chain supplied is written into the top image (block/io.c's COR). */
-async function copyOnRead(session: Session, offset: number, length: number, data: Uint8Array): Promise<void> {
-  const device = session.device
-  let at = offset
-  while (at < offset + length) {
-    const status = await device.isAllocated(at, offset + length - at)
-    if (status.length === 0) break
-    if (!status.allocated) await device.write(at, data.subarray(at - offset, at - offset + status.length))
-    at += status.length
-  }
+  if (session.image!.flags.copyOnRead || device.copyOnRead) return readCopyOnRead(device, offset, length)
+  return device.read(offset, length)
 }
 
 /** "Pattern verification failed …" unless `data` is all `pattern`; true when it matched. */
