@@ -44,12 +44,12 @@ const luksOptions = `encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-ti
  * qimg's qcow2 output: `qemu-img check` clean, `qemu-img compare` equal to the raw source, and
  * no larger than qemu-img's output (+1 %).
  */
-function qcow2LikeQemu(qimgOut, qemuOut, source, { luks = false } = {}) {
+function qcow2LikeQemu(qimgOut, qemuOut, source, { luks = false, sourceFormat = 'raw' } = {}) {
   const check = tool('qemu-img', luks ? ['check', ...secretObject, '--image-opts', `driver=qcow2,file.filename=${qimgOut},encrypt.key-secret=sec0`] : ['check', qimgOut])
   if (check.status !== 0) return { ok: false, text: `qemu-img check: exit ${check.status}: ${check.stdout}${check.stderr}` }
   const compare = luks
     ? tool('qemu-img', ['compare', ...secretObject, '--image-opts', `driver=qcow2,file.filename=${qimgOut},encrypt.key-secret=sec0`, `driver=raw,file.filename=${source}`])
-    : tool('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', qimgOut, source])
+    : tool('qemu-img', ['compare', '-f', 'qcow2', '-F', sourceFormat, qimgOut, source])
   if (compare.status !== 0) return { ok: false, text: `qemu-img compare with the source: exit ${compare.status}: ${compare.stdout}${compare.stderr}` }
   const ours = statSync(qimgOut).size
   const theirs = statSync(qemuOut).size
@@ -99,6 +99,8 @@ const BENCHMARKS = [
     ...same((i, o) => ['convert', ...secretObject, '--image-opts', `driver=qcow2,file.filename=${i},encrypt.key-secret=sec0`, '-O', 'raw', o]),
     verify: sameBytes,
   },
+  { name: 'convert -O qcow2  disk.vdi', image: 'vdi', ...same((i, o) => ['convert', '-f', 'vdi', '-O', 'qcow2', i, o]), verify: (a, b, src) => qcow2LikeQemu(a, b, src, { sourceFormat: 'vdi' }) },
+  { name: 'convert -O raw  disk.qcow (QCOW v1)', image: 'qcow', ...same((i, o) => ['convert', '-f', 'qcow', '-O', 'raw', i, o]), verify: sameBytes },
   { name: 'check  snaps.qcow2 (1 TiB, 16M clusters, 4 snapshots)', image: 'snaps', ...same((i) => ['check', i]) },
   {
     name: 'snapshot -c  snaps.qcow2', image: 'snaps', prepare: (o) => copySparse(image('snaps'), o),

@@ -53,6 +53,8 @@ export function imageCache(work, root) {
         '-o', `encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=${LUKS_ITER_TIME_MS}`, image('raw'), out]),
     },
     snaps: { file: 'snaps.qcow2', build: buildSnapshots },
+    vdi: { file: 'disk.vdi', build: (out) => sh('qemu-img', ['convert', '-O', 'vdi', image('raw'), out]) },
+    qcow: { file: 'disk.qcow', build: (out) => sh('qemu-img', ['convert', '-O', 'qcow', image('raw'), out]) },
   }
 
   /** Path of a cached image, building it (and what it needs) on first use. */
