@@ -93,12 +93,16 @@ export function parseBool(key: string, value: string): boolean {
   throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects 'on' or 'off'`)
 }
 
-/** QEMU's parse_option_number: decimal, 0x hexadecimal or 0 octal. */
+/**
+ * QEMU's parse_option_number: decimal, 0x hexadecimal or 0 octal, through qemu_strtou64, which
+ * (as strtoull) takes a minus sign and wraps: "-1" is 2^64 - 1. It is kept here as the int64
+ * QEMU prints it as ("refcount_bits=-1" in the Formatting line); every range check refuses it.
+ */
 export function parseOptionNumber(key: string, value: string): number {
-  const match = /^\s*(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))$/.exec(value)
+  const match = /^\s*(-?)(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))$/.exec(value)
   if (!match) throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects a number`)
-  if (match[1] !== undefined) return Number.parseInt(match[1], 16)
-  return match[2] !== undefined ? Number.parseInt(match[2], 8) : Number(match[3])
+  const n = match[2] !== undefined ? Number.parseInt(match[2], 16) : match[3] !== undefined ? Number.parseInt(match[3], 8) : Number(match[4])
+  return match[1] === '-' ? -n || 0 : n
 }
 
 /** QEMU's parse_option_size, with its message and hint. */

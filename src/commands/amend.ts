@@ -5,6 +5,9 @@
 import { ImageError } from '../errors.js'
 import type { Storage } from '../io/storage.js'
 import { computeReferences } from '../qcow2/check.js'
+import { decodeReftableEntry } from '../qcow2/entries.js'
+import type { Qcow2Layout } from '../qcow2/open.js'
+import { RefcountReader } from '../qcow2/refcount-read.js'
 import { expandZeroClusters } from '../qcow2/expand-zero.js'
 import { encodeHeaderCluster } from '../qcow2/header-encode.js'
 import { writeRefcountStructure } from '../qcow2/refcount-rebuild.js'
@@ -27,7 +30,8 @@ export interface AmendOptions {
 export async function changeRefcountWidth(storage: Storage, refcountBits: number): Promise<void> {
   const order = Math.log2(refcountBits)
   if (!Number.isInteger(order) || order < 0 || order > 6) throw new ImageError('INVALID_ARGUMENT', 'Refcount width must be a power of two and may not exceed 64 bits')
-  const { refs, layout } = await computeReferences(storage)
+  const { refs: references, layout } = await computeReferences(storage)
+  const refs = await storedRefcounts(storage, layout, references.length)
   const max = 2 ** refcountBits - 1
   const cs = layout.geometry.clusterSize
   for (let i = 0; i < refs.length; i++) {
@@ -39,6 +43,30 @@ export async function changeRefcountWidth(storage: Storage, refcountBits: number
   bytes.set(encodeHeaderCluster(header))
   await storage.write(0, bytes)
   await storage.flush()
+}
+
+/**
+ * The refcounts as stored, for `clusters` host clusters, with the clusters of the refcount
+ * structure itself at 0: qcow2_change_refcount_order copies every refcount as it is (a wrong
+ * one stays for check to find) and frees the old structure once the new one is in place.
+ */
+async function storedRefcounts(storage: Storage, layout: Qcow2Layout, clusters: number): Promise<Float64Array> {
+  const reader = new RefcountReader(storage, layout)
+  const refs = new Float64Array(clusters)
+  for (let i = 0; i < clusters; i++) refs[i] = await reader.get(i)
+  const cs = layout.geometry.clusterSize
+  const { refcountTableOffset, refcountTableClusters } = layout.header
+  const table = await storage.read(refcountTableOffset, refcountTableClusters * cs)
+  const view = new DataView(table.buffer, table.byteOffset, table.byteLength)
+  const free = (offset: number): void => {
+    if (offset / cs < clusters) refs[offset / cs] = 0
+  }
+  for (let i = 0; i < refcountTableClusters; i++) free(refcountTableOffset + i * cs)
+  for (let i = 0; i < view.byteLength / 8; i++) {
+    const block = decodeReftableEntry(view.getUint32(i * 8), view.getUint32(i * 8 + 4), cs, () => `${storage.name}: refcount table entry ${i}`)
+    if (block !== 0) free(block)
+  }
+  return refs
 }
 
 /**

@@ -1,10 +1,13 @@
 // qimg snapshot (-l | -c NAME | -a NAME | -d NAME) [-f FMT] [-U] [-q] IMG
 import { ImageError } from '../../errors.js'
+import { errnoText } from '../../io/errno.js'
 import { Qcow2Image } from '../../qcow2/image.js'
 import { describeLayer } from '../../node/open.js'
 import { stringOption } from '../getopt.js'
 import { formatSnapshotTable } from '../human.js'
 import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
+
+const EINVAL = 22
 
 export const snapshot: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
@@ -38,8 +41,11 @@ export const snapshot: Command = async (args, ctx) => {
       else if (action === 'apply') await image.applySnapshot(name)
       else await image.deleteSnapshot(name)
     } catch (e) {
-      if (e instanceof ImageError) throw new ImageError(e.code, `Could not ${verb} snapshot '${name}': ${e.message}`, { cause: e })
-      throw e
+      if (!(e instanceof ImageError)) throw e
+      // qemu-img snapshot -c reports bdrv_snapshot_create's errno alone: "-22 (Invalid argument)".
+      const errno = (e as ImageError & { errno?: number }).errno ?? EINVAL
+      const qemuText = verb === 'create' ? `Could not create snapshot '${name}': ${-errno} (${errnoText(errno)})` : undefined
+      throw new ImageError(e.code, `Could not ${verb} snapshot '${name}': ${e.message}`, { cause: e, ...(qemuText === undefined ? {} : { qemuText }) })
     }
     return 0
   } finally {
