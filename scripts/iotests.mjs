@@ -5,6 +5,7 @@
 //   npm run iotests                       every test in scripts/iotests/tests.tsv, both tools
 //   npm run iotests -- --subset ci        the CI subset, qimg only; exits 1 if one fails
 //   npm run iotests -- --tool qimg 013 024   chosen tests, one tool
+//   QIMG_IOTESTS_TIMEOUT=S  seconds before one check run (one tool, one format) is stopped (default 3 h)
 //   options: --format qcow2|raw, --jobs N, --work DIR (default iotests-work/, or QIMG_IOTESTS_WORK),
 //            --qimg PATH (another checkout's bin/qimg.js)
 import { createHash } from 'node:crypto'
@@ -72,7 +73,7 @@ await Promise.all(tools.map(async (tool) => {
     const tests = rows.filter((row) => row.formats.includes(format)).map((row) => row.test)
     if (tests.length === 0) continue
     const verdicts = await runCheck({
-      checkDir, srcDir, workDir, tag, format, tests, jobs, timeoutSeconds: 3600,
+      checkDir, srcDir, workDir, tag, format, tests, jobs, timeoutSeconds: Number(process.env.QIMG_IOTESTS_TIMEOUT ?? 3 * 3600),
       onLine: (test, status) => {
         done++
         if (process.stdout.isTTY) process.stdout.write(`\r${done}/${total} ${tool} ${format} ${test} ${status}        `)
