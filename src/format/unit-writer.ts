@@ -36,7 +36,7 @@ export async function writeUnits(allocator: UnitAllocator, offset: number, data:
 /** The lock-free fast path: every unit is plain data here, so no metadata changes. */
 async function overwrite(allocator: UnitAllocator, offset: number, data: Uint8Array): Promise<boolean> {
   const fast = allocator.overwrite
-  if (!fast || data.length === 0) return false
+  if (!fast) return false
   return fast.run(async () => {
     const pieces = await fast.map(offset, data.length)
     if (!pieces) return false
