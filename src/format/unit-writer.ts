@@ -1,100 +1,161 @@
-// The generic write path for formats that allocate whole units (QCOW clusters, VDI blocks):
-// a driver says where a unit lives and allocates; copy-on-write of partial units, the order of
-// data and metadata writes, and serialization of concurrent allocations live here, once.
+// The generic write path for formats that allocate whole units (qcow2 and QCOW clusters, VDI
+// blocks): a driver says where a unit lives and allocates (unit-allocator.ts); splitting into
+// partial and whole units, copy-on-write of partial units from the chain, contiguous runs
+// written at once, and the crash-safe order (data before the metadata that points at it) live
+// here, once.
 import { ImageError } from '../errors.js'
-import type { Storage } from '../io/storage.js'
-import type { GuestReader } from './driver.js'
+import type { Contiguity, GuestReader, UnitAllocator, UnitMap } from './unit-allocator.js'
+import { forEachRegion } from './unit-split.js'
 
-/** What a unit-allocating format gives the generic write path. */
-export interface UnitAllocator {
-  /** Guest bytes per allocation unit (a power of two, or any size for formats that allow it). */
-  readonly unitSize: number
-  /** Guest-visible size: the last unit may be partial. */
-  readonly virtualSize: number
-  /** Where unit data is written. */
-  readonly dataStorage: Storage
-  /** Name for messages. */
-  readonly name: string
-  /**
-   * Host offset of `guestUnit`'s bytes when this layer holds them as plain data that can be
-   * overwritten in place; undefined when the unit is unallocated, zero, compressed or encrypted
-   * (then a write reads the unit's current guest content and allocates a new unit).
-   */
-  writableUnitOffset(guestUnit: number): Promise<number | undefined>
-  /** Reserves host space for a whole unit and returns its offset (nothing points at it yet). */
-  allocateUnit(guestUnit: number): Promise<number>
-  /**
-   * Makes the metadata point `guestUnit` at `hostOffset`, after its data was written, so a crash
-   * leaves at worst an unreferenced unit (a leak), never a unit pointing at unwritten space.
-   */
-  linkUnit(guestUnit: number, hostOffset: number): Promise<void>
-  /** Optional: transforms a whole unit's plain bytes before they are stored (encryption). */
-  encodeUnit?(guestUnit: number, hostOffset: number, plain: Uint8Array): Uint8Array | Promise<Uint8Array>
-}
+export type { Contiguity, GuestReader, HostPiece, SubunitSpan, UnitAllocator, UnitMap, UnitPlan } from './unit-allocator.js'
+export { UnitLocks, lockingUnits } from './unit-locks.js'
 
-/** Per-unit locks, so two writes into one unallocated unit never allocate it twice. */
-export class UnitLocks {
-  readonly #held = new Map<number, Promise<void>>()
+/** Every subunit holds data (a unit whose old content moved into it whole). */
+export const ALL_SUBUNITS = 0xffff_ffff
 
-  /** Runs `work` while holding `unit`'s lock. */
-  async with<T>(unit: number, work: () => Promise<T>): Promise<T> {
-    for (let held = this.#held.get(unit); held; held = this.#held.get(unit)) await held
-    let release!: () => void
-    this.#held.set(unit, new Promise<void>((resolve) => { release = resolve }))
-    try {
-      return await work()
-    } finally {
-      this.#held.delete(unit)
-      release()
-    }
+/** Throws OUT_OF_RANGE unless `[offset, offset+length)` lies inside the guest. */
+export function checkGuestRange(allocator: Pick<UnitAllocator, 'name' | 'virtualSize'>, offset: number, length: number): void {
+  if (offset < 0 || length < 0 || offset + length > allocator.virtualSize) {
+    throw new ImageError('OUT_OF_RANGE', `${allocator.name}: write of ${length} bytes at ${offset} is outside the image (${allocator.virtualSize} bytes)`)
   }
 }
 
 /**
- * Writes `data` at guest `offset` through `allocator`: in-place where a unit is plain data,
- * otherwise the unit's current content (from `readGuest`, the whole chain) is merged with the new
- * bytes, written to a newly allocated unit, and linked.
+ * Writes `data` at guest `offset`: lock-free where the driver can overwrite every unit in place,
+ * otherwise region by region under the driver's lock, one request keeping its host space
+ * contiguous across regions.
  */
-export async function writeUnits(allocator: UnitAllocator, locks: UnitLocks, offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
-  const end = offset + data.length
-  if (offset < 0 || end > allocator.virtualSize) {
-    throw new ImageError('OUT_OF_RANGE', `${allocator.name}: write of ${data.length} bytes at ${offset} is outside the image (${allocator.virtualSize} bytes)`)
-  }
-  const unitSize = allocator.unitSize
-  const pending: Promise<void>[] = []
-  for (let at = offset; at < end;) {
-    const unit = Math.floor(at / unitSize)
-    const unitStart = unit * unitSize
-    const pieceEnd = Math.min(end, unitStart + unitSize)
-    const piece = data.subarray(at - offset, pieceEnd - offset)
-    const within = at - unitStart
-    pending.push(locks.with(unit, () => writeOneUnit(allocator, unit, within, piece, readGuest)))
-    at = pieceEnd
-  }
-  await Promise.all(pending)
+export async function writeUnits(allocator: UnitAllocator, offset: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
+  checkGuestRange(allocator, offset, data.length)
+  if (await overwrite(allocator, offset, data)) return
+  const contiguity: Contiguity = {}
+  await forEachRegion(offset, data.length, allocator.regionSize ?? allocator.unitSize, (start, end) =>
+    allocator.exclusive(start, end, (map) => writeInRegion(allocator, map, start, data.subarray(start - offset, end - offset), readGuest, contiguity)))
 }
 
-async function writeOneUnit(allocator: UnitAllocator, unit: number, within: number, piece: Uint8Array, readGuest: GuestReader): Promise<void> {
+/** The lock-free fast path: every unit is plain data here, so no metadata changes. */
+async function overwrite(allocator: UnitAllocator, offset: number, data: Uint8Array): Promise<boolean> {
+  const fast = allocator.overwrite
+  if (!fast) return false
+  return fast.run(async () => {
+    const pieces = await fast.map(offset, data.length)
+    if (!pieces) return false
+    for (const p of pieces) await fast.writeData(p.hostOffset, data.subarray(p.from, p.to), offset + p.from)
+    return true
+  })
+}
+
+/**
+ * Writes `data` at guest `start` inside one locked region (the caller holds `map`'s lock):
+ * unit by unit as the driver plans them, runs of units that need new space allocated together
+ * and written with one data write.
+ */
+export async function writeInRegion(allocator: UnitAllocator, map: UnitMap, start: number, data: Uint8Array, readGuest: GuestReader, contiguity: Contiguity = {}): Promise<void> {
   const unitSize = allocator.unitSize
-  const unitStart = unit * unitSize
-  const existing = await allocator.writableUnitOffset(unit)
-  if (existing !== undefined && !allocator.encodeUnit) {
-    await allocator.dataStorage.write(existing + within, piece)
-    return
+  const end = start + data.length
+  const bytes = (from: number, to: number) => data.subarray(from - start, to - start)
+  let position = start
+  while (position < end) {
+    const unit = Math.floor(position / unitSize)
+    const unitStart = unit * unitSize
+    const pieceEnd = Math.min(end, unitStart + unitSize)
+    const plan = await map.plan(unit)
+    if (plan.kind === 'inPlace') {
+      if (allocator.subunitSize) await writeSubunits(allocator, map, unit, plan.hostOffset, plan.filled ?? 0, position, bytes(position, pieceEnd), readGuest)
+      else await map.writeData(plan.hostOffset + (position - unitStart), bytes(position, pieceEnd), position)
+      contiguity.nextHost = plan.hostOffset + unitSize
+      position = pieceEnd
+      continue
+    }
+    if (plan.kind === 'rewrite') {
+      const guestEnd = Math.min(unitStart + unitSize, allocator.virtualSize)
+      const buffer = new Uint8Array(allocator.padUnits ? unitSize : guestEnd - unitStart)
+      if (plan.fill === 'guest' && (position > unitStart || pieceEnd < guestEnd)) buffer.set(await readGuest(unitStart, guestEnd - unitStart))
+      buffer.set(bytes(position, pieceEnd), position - unitStart)
+      await map.writeData(plan.hostOffset, buffer, unitStart)
+      if (plan.link) await map.linkRun(unit, 1, plan.hostOffset)
+      contiguity.nextHost = plan.hostOffset + unitSize
+      position = pieceEnd
+      continue
+    }
+    // A run of units that all need new space: allocated contiguously, written once.
+    const carry = [plan.carry === true]
+    let runEnd = pieceEnd
+    while (runEnd < end) {
+      const next = await map.plan(unit + carry.length)
+      if (next.kind !== 'allocate') break
+      carry.push(next.carry === true)
+      runEnd = Math.min(end, runEnd + unitSize)
+    }
+    const { hostOffset, count } = await map.allocateRun(unit, carry.length, contiguity)
+    if (count < carry.length) runEnd = Math.min(end, (unit + count) * unitSize)
+    if (allocator.subunitSize) await allocateSubunits(allocator, map, unit, count, hostOffset, carry, position, runEnd, bytes, readGuest)
+    else await allocateWhole(allocator, map, unit, count, hostOffset, position, bytes(position, runEnd), readGuest)
+    position = runEnd
   }
-  // Copy-on-write: the whole unit as the guest sees it now, with the new bytes over it. The
-  // guest part of a last, partial unit is read; the rest of the unit is stored as zeros.
-  const guestBytes = Math.min(unitSize, allocator.virtualSize - unitStart)
-  let whole: Uint8Array
-  if (within === 0 && piece.length === unitSize) {
-    whole = piece
+}
+
+/** New whole units for `piece` at guest `position`: the untouched head and tail from the chain. */
+async function allocateWhole(allocator: UnitAllocator, map: UnitMap, unit: number, count: number, hostOffset: number, position: number, piece: Uint8Array, readGuest: GuestReader): Promise<void> {
+  const unitSize = allocator.unitSize
+  const runStart = unit * unitSize
+  const headLength = position - runStart
+  const runEnd = position + piece.length
+  const lastUnitEnd = Math.min(runStart + count * unitSize, allocator.virtualSize)
+  if (headLength === 0 && runEnd === lastUnitEnd && (!allocator.padUnits || piece.length === count * unitSize)) {
+    // Whole units: the caller's bytes go straight to their new place.
+    await map.writeData(hostOffset, piece, runStart)
   } else {
-    whole = new Uint8Array(unitSize)
-    if (within > 0 || piece.length < guestBytes) whole.set(await readGuest(unitStart, guestBytes))
-    whole.set(piece, within)
+    // Copy-on-write: the untouched head and tail come from the current content.
+    const buffer = new Uint8Array(count * unitSize)
+    map.beforeCopyOnWrite?.()
+    if (headLength > 0) buffer.set(await readGuest(runStart, headLength), 0)
+    if (runEnd < lastUnitEnd) buffer.set(await readGuest(runEnd, lastUnitEnd - runEnd), runEnd - runStart)
+    buffer.set(piece, headLength)
+    await map.writeData(hostOffset, buffer, runStart)
   }
-  const hostOffset = existing ?? await allocator.allocateUnit(unit)
-  const stored = allocator.encodeUnit ? await allocator.encodeUnit(unit, hostOffset, whole) : whole
-  await allocator.dataStorage.write(hostOffset, stored)
-  if (existing === undefined) await allocator.linkUnit(unit, hostOffset)
+  await map.linkRun(unit, count, hostOffset)
+}
+
+/**
+ * New units with subunits (qcow2 extended L2), one at a time: old data that must move is
+ * copied whole first; otherwise only partly written subunits are completed.
+ */
+async function allocateSubunits(allocator: UnitAllocator, map: UnitMap, unit: number, count: number, hostOffset: number, carry: boolean[], position: number, runEnd: number, bytes: (from: number, to: number) => Uint8Array, readGuest: GuestReader): Promise<void> {
+  const unitSize = allocator.unitSize
+  for (let i = 0; i < count; i++) {
+    const unitStart = (unit + i) * unitSize
+    const from = Math.max(position, unitStart)
+    const to = Math.min(runEnd, unitStart + unitSize)
+    const at = hostOffset + i * unitSize
+    let filled = 0
+    if (carry[i]) {
+      await map.writeData(at, await readGuest(unitStart, Math.min(unitSize, allocator.virtualSize - unitStart)), unitStart)
+      filled = ALL_SUBUNITS
+    }
+    await writeSubunits(allocator, map, unit + i, at, filled, from, bytes(from, to), readGuest)
+  }
+}
+
+/**
+ * Writes `data` at guest `position` into the unit at `hostOffset`, completing partly written
+ * subunits that hold nothing yet (`filled` clear) from the current content, then links the
+ * touched subunits (qcow2: allocated, not zero).
+ */
+async function writeSubunits(allocator: UnitAllocator, map: UnitMap, unit: number, hostOffset: number, filled: number, position: number, data: Uint8Array, readGuest: GuestReader): Promise<void> {
+  const subunitSize = allocator.subunitSize!
+  const unitStart = unit * allocator.unitSize
+  const first = Math.floor((position - unitStart) / subunitSize)
+  const last = Math.floor((position + data.length - 1 - unitStart) / subunitSize)
+  const spanStart = unitStart + first * subunitSize
+  const spanEnd = Math.min(unitStart + (last + 1) * subunitSize, allocator.virtualSize)
+  const needsFill = (index: number) => ((filled >>> index) & 1) === 0
+  if ((position > spanStart && needsFill(first)) || (position + data.length < spanEnd && needsFill(last))) {
+    const buffer = await readGuest(spanStart, spanEnd - spanStart)
+    buffer.set(data, position - spanStart)
+    await map.writeData(hostOffset + first * subunitSize, buffer, spanStart)
+  } else {
+    await map.writeData(hostOffset + (position - unitStart), data, position)
+  }
+  await map.linkRun(unit, 1, hostOffset, { first, last })
 }

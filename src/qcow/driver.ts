@@ -5,7 +5,8 @@ import { ImageError, hex } from '../errors.js'
 import type { BackingReference, GuestReader, WritableFormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
 import type { ImageInfo } from '../format/info.js'
-import { UnitLocks, writeUnits, type UnitAllocator } from '../format/unit-writer.js'
+import { UnitLocks, lockingUnits, writeUnits, type UnitAllocator, type UnitMap } from '../format/unit-writer.js'
+import { writeZeroBuffers } from '../format/unit-split.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import type { SectorCipher } from '../crypto/sector-cipher.js'
 import type { QcowGeometry } from './header.js'
@@ -25,7 +26,7 @@ export interface QcowParts {
 
 const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to
 
-export class QcowImage implements WritableFormatDriver, UnitAllocator {
+export class QcowImage implements WritableFormatDriver {
   readonly format = 'qcow'
   readonly storage: ReadableStorage
   readonly virtualSize: number
@@ -53,7 +54,6 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     this.#g = p.geometry
     this.virtualSize = p.geometry.virtualSize
     this.clusterSize = p.geometry.clusterSize
-    this.unitSize = p.geometry.clusterSize
     this.backing = p.backing
     this.#l1 = p.l1
     this.#cache = new L2Cache(p.storage, p.geometry)
@@ -65,9 +65,27 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     this.name = p.storage.name
   }
 
-  readonly unitSize: number
-  get dataStorage(): Storage {
-    return this.#writableStorage()
+  #unitAllocator: UnitAllocator | undefined
+  #allocator(): UnitAllocator {
+    if (this.#unitAllocator) return this.#unitAllocator
+    const cs = this.#g.clusterSize
+    const map: UnitMap = {
+      // An encrypted cluster is rewritten whole where it is (sectors encrypted together).
+      plan: async (unit) => {
+        const entry = await this.#entry(unit)
+        if (entry.kind !== 'data') return { kind: 'allocate' }
+        return this.#encrypted ? { kind: 'rewrite', hostOffset: entry.offset, fill: 'guest', link: false } : { kind: 'inPlace', hostOffset: entry.offset }
+      },
+      allocateRun: async (unit) => ({ hostOffset: await this.#allocateCluster(unit), count: 1 }),
+      writeData: async (hostOffset, bytes, guestOffset) => {
+        // Encrypted writes are whole clusters (the plans above); sectors numbered by guest offset.
+        const stored = this.#encrypted ? await this.#cipher!.encrypt(bytes, guestOffset / 512) : bytes
+        await this.#writableStorage().write(hostOffset, stored)
+      },
+      linkRun: (unit, _count, hostOffset) => this.#setEntry(unit, BigInt(hostOffset)),
+    }
+    this.#unitAllocator = { unitSize: cs, virtualSize: this.virtualSize, name: this.name, padUnits: true, exclusive: lockingUnits(this.#locks, cs, map) }
+    return this.#unitAllocator
   }
 
   #writableStorage(): Storage {
@@ -124,12 +142,7 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     return false
   }
 
-  // ---- UnitAllocator ----
-
-  async writableUnitOffset(guestUnit: number): Promise<number | undefined> {
-    const entry = await this.#entry(guestUnit)
-    return entry.kind === 'data' ? entry.offset : undefined
-  }
+  // ---- allocation ----
 
   /**
    * Reserves `length` bytes at the file's end, aligned to `align`. The end is read once and
@@ -166,7 +179,7 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     return pending
   }
 
-  async allocateUnit(guestUnit: number): Promise<number> {
+  async #allocateCluster(guestUnit: number): Promise<number> {
     await this.#l2For(guestUnit)
     const cs = this.#g.clusterSize
     const offset = await this.#reserve(cs, cs)
@@ -182,16 +195,6 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     const bytes = new Uint8Array(8)
     new DataView(bytes.buffer).setBigUint64(0, value)
     await this.#writableStorage().write(l2Offset + index * 8, bytes)
-  }
-
-  async linkUnit(guestUnit: number, hostOffset: number): Promise<void> {
-    await this.#setEntry(guestUnit, BigInt(hostOffset))
-  }
-
-  get encodeUnit(): ((unit: number, host: number, plain: Uint8Array) => Promise<Uint8Array>) | undefined {
-    const cipher = this.#cipher
-    if (!this.#encrypted || !cipher) return undefined
-    return (unit, _host, plain) => cipher.encrypt(plain, unit * this.#g.clusterSize / 512)
   }
 
   // ---- writes ----
@@ -219,17 +222,14 @@ export class QcowImage implements WritableFormatDriver, UnitAllocator {
     const cs = this.#g.clusterSize
     for (let at = offset; at < end;) {
       const pieceEnd = Math.min(end, (Math.floor(at / cs) + 1) * cs)
-      await writeUnits(this, this.#locks, at, data.subarray(at - offset, pieceEnd - offset), reader)
+      await writeUnits(this.#allocator(), at, data.subarray(at - offset, pieceEnd - offset), reader)
       at = pieceEnd
     }
   }
 
   /** qcow has no zero write: QEMU's block layer writes zero buffers. */
   async writeZeroes(offset: number, length: number, readGuest: GuestReader): Promise<void> {
-    const piece = Math.max(this.#g.clusterSize, 1024 * 1024)
-    for (let at = offset; at < offset + length; at += piece) {
-      await this.write(at, new Uint8Array(Math.min(piece, offset + length - at)), readGuest)
-    }
+    await writeZeroBuffers((at, zeros) => this.write(at, zeros, readGuest), offset, length, Math.max(this.#g.clusterSize, 1024 * 1024))
   }
 
   /** qcow has no discard: QEMU's block layer accepts it and changes nothing. */

@@ -25,10 +25,6 @@ export interface WriterHost {
   refcountsMayLag(): boolean
 }
 
-/** Where the host space of one write request continues (see {@link WriterCore.allocateData}). */
-export interface Contiguity {
-  nextHost?: number | undefined
-}
 
 /** Options for zero writes, as qemu-io's write -z [-u]. */
 export interface ZeroOptions {
@@ -44,7 +40,7 @@ export interface ZeroOptions {
 
 export type Decoded = { entry: L2Entry; allocated: number; zero: number }
 
-export const ALL_SUBCLUSTERS = 0xffff_ffff
+export { ALL_SUBUNITS as ALL_SUBCLUSTERS } from '../format/unit-writer.js'
 
 /** Direct table access for structural changes (see {@link Qcow2Writer.withTables}). */
 export interface TableAccess {
@@ -65,4 +61,3 @@ export interface TableAccess {
   writeBackIfFull(): Promise<void>
 }
 
-/** Writes to one QCOW2 layer. All metadata changes run under one mutex. */

@@ -3,7 +3,8 @@
 import type { GuestReader, WritableFormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
 import type { ImageInfo } from '../format/info.js'
-import { UnitLocks, writeUnits, type UnitAllocator } from '../format/unit-writer.js'
+import { UnitLocks, lockingUnits, writeUnits, type UnitAllocator } from '../format/unit-writer.js'
+import { writeZeroBuffers } from '../format/unit-split.js'
 import { ImageError } from '../errors.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { encodeEntry, isAllocated, readBmap, validateBmap } from './bmap.js'
@@ -91,25 +92,23 @@ export class VdiImage implements WritableFormatDriver {
   #allocator(): UnitAllocator {
     const out = this.#out()
     const header = this.header
-    return {
-      unitSize: header.blockSize,
-      virtualSize: this.virtualSize,
-      dataStorage: out,
-      name: out.name,
-      writableUnitOffset: async (unit) => {
+    const exclusive = lockingUnits(this.#locks, header.blockSize, {
+      plan: async (unit) => {
         const entry = this.#bmap[unit]!
-        return isAllocated(entry) ? this.#hostOffset(entry) : undefined
+        return isAllocated(entry) ? { kind: 'inPlace', hostOffset: this.#hostOffset(entry) } : { kind: 'allocate' }
       },
       // vdi_co_pwritev: the next host block is blocks_allocated, counted up at once.
-      allocateUnit: async () => this.#hostOffset(header.blocksAllocated++),
+      allocateRun: async () => ({ hostOffset: this.#hostOffset(header.blocksAllocated++), count: 1 }),
+      writeData: (hostOffset, bytes) => out.write(hostOffset, bytes),
       // QEMU writes the header, then the block map sector; qimg the entry, then the header.
-      linkUnit: async (unit, hostOffset) => {
+      linkRun: async (unit, _count, hostOffset) => {
         const entry = (hostOffset - header.offsetData) / header.blockSize
         this.#bmap[unit] = entry
         await out.write(header.offsetBmap + unit * 4, encodeEntry(entry))
         await out.write(0, encodeHeader(header, this.#headerBytes))
       },
-    }
+    })
+    return { unitSize: header.blockSize, virtualSize: this.virtualSize, name: out.name, padUnits: true, exclusive }
   }
 
   /**
@@ -121,19 +120,15 @@ export class VdiImage implements WritableFormatDriver {
     const bs = this.header.blockSize
     for (let at = 0; at < data.length;) {
       const n = Math.min(data.length - at, bs - ((offset + at) % bs))
-      await writeUnits(allocator, this.#locks, offset + at, data.subarray(at, at + n), readGuest)
+      await writeUnits(allocator, offset + at, data.subarray(at, at + n), readGuest)
       at += n
     }
-    if (data.length === 0) await writeUnits(allocator, this.#locks, offset, data, readGuest)
+    if (data.length === 0) await writeUnits(allocator, offset, data, readGuest)
   }
 
   /** VDI has no write-zeroes: QEMU's block layer writes a buffer of zeros (allocating). */
   async writeZeroes(offset: number, length: number, readGuest: GuestReader): Promise<void> {
-    const piece = 4 * this.header.blockSize
-    for (let at = 0; at < length; at += piece) {
-      const n = Math.min(piece, length - at)
-      await this.write(offset + at, new Uint8Array(n), readGuest)
-    }
+    await writeZeroBuffers((at, zeros) => this.write(at, zeros, readGuest), offset, length, 4 * this.header.blockSize)
   }
 
   /** VDI has no discard: QEMU's bdrv_co_pdiscard succeeds doing nothing. */
