@@ -5,6 +5,9 @@ import { ImageError, hex } from '../errors.js'
 import type { BackingReference, FormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
 import type { ImageInfo } from '../format/info.js'
+import type { MakeEmpty, ResizeRequest, Resizable, SetBacking, Snapshots, VmState } from '../format/capabilities.js'
+import type { PersistentBitmaps } from '../format/bitmap-capability.js'
+import type { Amendable, AmendHost, AmendOptions } from '../format/amend-capability.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { allocUninitialized, setU64 } from '../binary/bytes.js'
 import { RefcountManager } from './refcount.js'
@@ -23,12 +26,15 @@ import { grownL1Entries, perTableRanges, vmStateOffset } from './vmstate.js'
 import { l1Index } from './geometry.js'
 import { openQcow2Context, type Qcow2OpenOptions } from './image-options.js'
 import { describeQcow2 } from './image-info.js'
+import { resizeQcow2 } from './resize.js'
+import { amendQcow2 } from './amend.js'
+import { bitmapRefusal } from './bitmap-refusal.js'
 import { dataForWriting, encryptionInfo, hideEncryptedData, openEncryption, readDecrypted, type Qcow2Encryption } from './crypto/encryption.js'
 
 export type { Qcow2OpenOptions }
 
 /** A read-only QCOW2 layer. */
-export class Qcow2Image implements FormatDriver {
+export class Qcow2Image implements FormatDriver, Resizable, MakeEmpty, SetBacking, Snapshots, VmState, PersistentBitmaps, Amendable {
   readonly format = 'qcow2'
   readonly storage: ReadableStorage
   readonly layout: Qcow2Layout
@@ -161,6 +167,25 @@ export class Qcow2Image implements FormatDriver {
     this.#bitmaps = undefined
   }
 
+  /** Bitmaps need a version 3 image. */
+  get storesBitmaps(): boolean {
+    return this.layout.header.version >= 3
+  }
+
+  loadedBitmaps(): readonly DirtyBitmap[] {
+    return this.#bitmaps?.bitmaps ?? []
+  }
+
+  bitmapRefusal(name: string, granularity: number): string | undefined {
+    return bitmapRefusal(this.#bitmaps, this.layout, this.virtualSize, name, granularity)
+  }
+
+  addBitmap(name: string, granularity: number, index?: number): DirtyBitmap {
+    const set = this.#bitmaps
+    if (!set) throw new ImageError('UNSUPPORTED', `${this.storage.name}: no persistent bitmaps loaded (image open read-only or version 2)`)
+    return set.add(name, granularity, index)
+  }
+
   /** Deletes a persistent bitmap from the image now (block-dirty-bitmap-remove). */
   async removeBitmap(name: string): Promise<void> {
     const set = this.#bitmaps
@@ -277,6 +302,11 @@ export class Qcow2Image implements FormatDriver {
     }
   }
 
+  /** Where the VM state area starts (QEMU's qcow2_vm_state_offset). */
+  vmStateOffset(): number {
+    return vmStateOffset(this.layout.geometry, this.virtualSize)
+  }
+
   /** Makes completed writes durable. */
   async flush(): Promise<void> {
     if (this.#writer) await this.#writer.flush()
@@ -358,6 +388,28 @@ export class Qcow2Image implements FormatDriver {
       h.backingFormat = old.format
       throw e
     }
+  }
+
+  /** The unit a write allocates: the subcluster. */
+  get allocationUnit(): number {
+    return this.layout.geometry.subclusterSize
+  }
+
+  /** qemu-img resize, qemu-io truncate (qcow2_co_truncate). */
+  async resize(size: number, request: ResizeRequest): Promise<void> {
+    await resizeQcow2(this, size, request)
+  }
+
+  /** Every cluster deallocated, the file cut (qcow2_make_empty, after a commit). */
+  async makeEmpty(): Promise<void> {
+    const writer = this.#requireWriter()
+    await writer.deallocate(0, this.virtualSize)
+    await writer.truncateUnused()
+  }
+
+  /** qemu-img amend (qcow2_amend_options). */
+  async amend(options: AmendOptions, host: AmendHost): Promise<void> {
+    await amendQcow2(this, options, host)
   }
 
   /** Changes the virtual size kept in memory and the header (resize). */

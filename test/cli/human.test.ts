@@ -7,7 +7,7 @@ import { cFormatG, formatDate, formatInfoHuman, formatSnapshotTable, formatVmClo
 process.env.TZ = 'UTC' // goldens were captured with TZ=UTC
 
 const V3: Qcow2SpecificInfo = {
-  type: 'qcow2', compat: '1.1', compressionType: 'zlib', lazyRefcounts: false, refcountBits: 16,
+  compat: '1.1', compressionType: 'zlib', lazyRefcounts: false, refcountBits: 16,
   corrupt: false, extendedL2: false, dataFile: undefined, dataFileRaw: undefined, bitmaps: undefined,
   encryptFormat: undefined,
 }
@@ -17,7 +17,7 @@ function qcow2(overrides: Partial<ImageInfo>, spec: Partial<Qcow2SpecificInfo> =
   return {
     filename: 'x.qcow2', format: 'qcow2', virtualSize: 1048576, actualSize: 200704, clusterSize: 65536,
     encrypted: undefined, dirtyFlag: false, backingFilename: undefined, fullBackingFilename: undefined,
-    backingFilenameFormat: undefined, snapshots: undefined, formatSpecific: { ...V3, ...spec }, ...overrides,
+    backingFilenameFormat: undefined, snapshots: undefined, formatSpecific: { type: 'qcow2', data: { ...V3, ...spec } }, ...overrides,
   }
 }
 

@@ -6,7 +6,7 @@ import { infoToQValue } from '../../src/cli/info-json.js'
 import { toQemuJson } from '../../src/cli/qjson.js'
 
 const V3: Qcow2SpecificInfo = {
-  type: 'qcow2', compat: '1.1', compressionType: 'zlib', lazyRefcounts: false, refcountBits: 16,
+  compat: '1.1', compressionType: 'zlib', lazyRefcounts: false, refcountBits: 16,
   corrupt: false, extendedL2: false, dataFile: undefined, dataFileRaw: undefined, bitmaps: undefined,
   encryptFormat: undefined,
 }
@@ -16,7 +16,7 @@ function qcow2(overrides: Partial<ImageInfo>, spec: Partial<Qcow2SpecificInfo> =
   return {
     filename: 'x.qcow2', format: 'qcow2', virtualSize: 1048576, actualSize: 200704, clusterSize: 65536,
     encrypted: undefined, dirtyFlag: false, backingFilename: undefined, fullBackingFilename: undefined,
-    backingFilenameFormat: undefined, snapshots: undefined, formatSpecific: { ...V3, ...spec }, ...overrides,
+    backingFilenameFormat: undefined, snapshots: undefined, formatSpecific: { type: 'qcow2', data: { ...V3, ...spec } }, ...overrides,
   }
 }
 
