@@ -41,3 +41,9 @@ export async function sizeNewImage(image: Qcow2Image, size: number, preallocatio
   await image.setVirtualSize(size)
   if (preallocation !== 'off' && size > 0) await image.writer.preallocate(0, size, preallocation)
 }
+
+/** Every cluster deallocated, so reads go to the backing file, and the file's tail cut. */
+export async function emptyQcow2(image: Qcow2Image): Promise<void> {
+  await image.writer.deallocate(0, image.virtualSize)
+  await image.writer.truncateUnused()
+}

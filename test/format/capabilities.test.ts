@@ -185,4 +185,28 @@ describe('qcow2 through its capabilities', () => {
       await v2.close()
     }
   })
+
+  it('keeps VM state past the disk, records a new backing file, and takes snapshots through the capabilities', async () => {
+    const device = await created('qcow2', 2 * MiB)
+    try {
+      const driver = device.driver
+      assert.ok(hasVmState(driver) && canSetBacking(driver) && hasSnapshots(driver))
+      assert.ok(driver.vmStateOffset() >= device.size, 'the VM state area starts past the disk')
+      const state = new Uint8Array(70000).map((_, i) => i % 251)
+      await device.saveVmState(1000, state)
+      assert.deepEqual(await device.loadVmState(1000, state.length), state)
+      assert.equal(device.size, 2 * MiB, 'the disk keeps its size')
+      await rebaseImage(device, { newBacking: undefined, name: 'base.raw', format: 'raw', unsafe: true })
+      assert.deepEqual(driver.backing, { name: 'base.raw', format: 'raw' })
+      await device.write(0, new Uint8Array(4096).fill(1))
+      await driver.createSnapshot('s1')
+      await device.write(0, new Uint8Array(4096).fill(2))
+      await driver.applySnapshot('s1')
+      assert.ok((await device.read(0, 4096)).every((b) => b === 1), 'the snapshot content is back')
+      await driver.deleteSnapshot('s1')
+      await assert.rejects(driver.applySnapshot('s1'), isImageError)
+    } finally {
+      await device.close()
+    }
+  })
 })
