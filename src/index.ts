@@ -6,7 +6,13 @@ export { FileStorage } from './io/file.js'
 export { BlockDevice, type BlockStatus } from './format/device.js'
 export type { Extent } from './format/extent.js'
 export type { FormatDriver, WritableFormatDriver } from './format/driver.js'
-export type { ImageInfo, SnapshotInfo, BitmapInfo, Qcow2SpecificInfo } from './format/info.js'
+export type { ImageInfo, SnapshotInfo, BitmapInfo, Qcow2SpecificInfo, FormatSpecificInfo } from './format/info.js'
+export {
+  canMakeEmpty, canResize, canSetBacking, hasCompressedWrites, hasSnapshots, hasVmState,
+  type CompressedWrites, type MakeEmpty, type Resizable, type ResizePreallocation, type ResizeRequest, type SetBacking, type Snapshots, type VmState,
+} from './format/capabilities.js'
+export { hasPersistentBitmaps, type PersistentBitmap, type PersistentBitmaps } from './format/bitmap-capability.js'
+export { isAmendable, type Amendable, type AmendHost, type AmendOptions } from './format/amend-capability.js'
 export { openChain, type OpenChainOptions, type FileHost, type FileReferencePolicy } from './format/chain.js'
 export { Qcow2Image, type Qcow2OpenOptions } from './qcow2/image.js'
 export type { Qcow2CreateOptions } from './qcow2/create.js'

@@ -1,12 +1,13 @@
 // The raw format: guest offset = host offset, the whole file is the disk.
 import type { WritableFormatDriver } from './format/driver.js'
 import type { Extent } from './format/extent.js'
-import type { ImageInfo } from './format/info.js'
+import { layerInfo, type ImageInfo } from './format/info.js'
+import type { Resizable, ResizeRequest } from './format/capabilities.js'
 import { ImageError } from './errors.js'
 import { isWritable, writeZeroBytes, writeZeroes, type ReadableStorage, type Storage } from './io/storage.js'
 
 /** A raw image over a storage. */
-export class RawImage implements WritableFormatDriver {
+export class RawImage implements WritableFormatDriver, Resizable {
   /** 'raw', or the protocol's name when a protocol node is opened with no format ('file', 'blkdebug'). */
   readonly format: string
   readonly backing = undefined
@@ -75,6 +76,12 @@ export class RawImage implements WritableFormatDriver {
     if (this.writable) await (this.storage as Storage).flush()
   }
 
+  /** qemu-img resize: raw has no metadata to preallocate (QEMU's raw_co_truncate). */
+  async resize(size: number, request: Pick<ResizeRequest, 'preallocation'>): Promise<void> {
+    if (request.preallocation === 'metadata') throw new ImageError('INVALID_ARGUMENT', 'Unsupported preallocation mode: metadata')
+    await this.setVirtualSize(size, request.preallocation)
+  }
+
   /**
    * Changes the size as QEMU's file-posix handle_aiocb_truncate does: `falloc` reserves the new
    * part (posix_fallocate, which writes zeros where the filesystem cannot), `full` writes zeros
@@ -107,21 +114,8 @@ export class RawImage implements WritableFormatDriver {
   async consultHostHoles(): Promise<boolean> {
     return true
   }
-  async info(): Promise<ImageInfo> {
-    return {
-      filename: this.storage.name,
-      format: this.format,
-      virtualSize: this.virtualSize,
-      actualSize: await this.storage.allocatedSize?.(),
-      clusterSize: undefined,
-      encrypted: undefined,
-      dirtyFlag: false,
-      backingFilename: undefined,
-      fullBackingFilename: undefined,
-      backingFilenameFormat: undefined,
-      snapshots: undefined,
-      formatSpecific: undefined,
-    }
+  info(): Promise<ImageInfo> {
+    return layerInfo(this)
   }
   async close(): Promise<void> {
     await this.storage.close()

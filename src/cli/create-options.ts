@@ -1,10 +1,11 @@
-// qemu-img's -o option lists for qcow2 and raw: parsing, validation, `-o help`, and the
+// qemu-img's -o option lists (each format's from its module): parsing, validation, `-o help`, and the
 // "Formatting '…', fmt=… k=v …" line create prints.
 import { ImageError } from '../errors.js'
 import type { Qcow2CreateOptions, Preallocation } from '../qcow2/create.js'
 import { parseOptionString } from './image-opts.js'
 import { strtosz } from './size.js'
 import type { CreateOptionDesc } from '../format/module.js'
+import { SIZE_OPTION } from '../format/create-options.js'
 import { findFormatModule } from '../formats.js'
 
 /** How QEMU parses (and prints) an option's value. */
@@ -13,47 +14,17 @@ type OptionType = CreateOptionDesc['type']
 /** One creation option as qemu-img lists it: name, type, help text, the default it prints. */
 type OptionDesc = CreateOptionDesc
 
-const SIZE: OptionDesc = { name: 'size', type: 'size', help: 'Virtual disk size' }
-
-/** Each format's own options, in the order qemu-img 7.2 prints them in "Formatting …". */
-const FORMAT_OPTIONS: Record<string, OptionDesc[]> = {
-  qcow2: [
-    { name: 'encryption', type: 'bool', help: "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)" },
-    { name: 'encrypt.format', type: 'string', help: "Encrypt the image, format choices: 'aes', 'luks'" },
-    { name: 'encrypt.key-secret', type: 'string', help: 'ID of secret providing qcow AES key or LUKS passphrase' },
-    { name: 'encrypt.cipher-alg', type: 'string', help: 'Name of encryption cipher algorithm' },
-    { name: 'encrypt.cipher-mode', type: 'string', help: 'Name of encryption cipher mode' },
-    { name: 'encrypt.ivgen-alg', type: 'string', help: 'Name of IV generator algorithm' },
-    { name: 'encrypt.ivgen-hash-alg', type: 'string', help: 'Name of IV generator hash algorithm' },
-    { name: 'encrypt.hash-alg', type: 'string', help: 'Name of encryption hash algorithm' },
-    { name: 'encrypt.iter-time', type: 'number', help: 'Time to spend in PBKDF in milliseconds' },
-    { name: 'cluster_size', type: 'size', help: 'qcow2 cluster size', default: '65536' },
-    { name: 'extended_l2', type: 'bool', help: 'Extended L2 tables', default: 'off' },
-    { name: 'preallocation', type: 'string', help: 'Preallocation mode (allowed values: off, metadata, falloc, full)' },
-    { name: 'compression_type', type: 'string', help: 'Compression method used for image cluster compression', default: 'zlib' },
-    SIZE,
-    { name: 'compat', type: 'string', help: 'Compatibility level (v2 [0.10] or v3 [1.1])' },
-    { name: 'backing_file', type: 'string', help: 'File name of a base image' },
-    { name: 'backing_fmt', type: 'string', help: 'Image format of the base image' },
-    { name: 'data_file', type: 'string', help: 'File name of an external data file' },
-    { name: 'data_file_raw', type: 'bool', help: 'The external data file must stay valid as a raw image' },
-    { name: 'lazy_refcounts', type: 'bool', help: 'Postpone refcount updates', default: 'off' },
-    { name: 'refcount_bits', type: 'number', help: 'Width of a reference count entry in bits', default: '16' },
-  ],
-  raw: [SIZE],
-}
-
 /** The file protocol's options, which follow the format's (duplicates skipped). */
 const FILE_OPTIONS: OptionDesc[] = [
-  SIZE,
+  SIZE_OPTION,
   { name: 'nocow', type: 'bool', help: 'Turn off copy-on-write (valid only on btrfs)' },
   { name: 'preallocation', type: 'string', help: 'Preallocation mode (allowed values: off, falloc, full)' },
   { name: 'extent_size_hint', type: 'size', help: 'Extent size hint for the image file, 0 to disable' },
 ]
 
-/** A format's own options: qcow2's and raw's here, every other format's from its module. */
+/** A format's own options, from its module. */
 function ownOptions(format: string): readonly OptionDesc[] | undefined {
-  return FORMAT_OPTIONS[format] ?? findFormatModule(format)?.createOptions
+  return findFormatModule(format)?.createOptions
 }
 
 /** Every option a format accepts on a file: its own, then the file protocol's. */

@@ -88,5 +88,8 @@ export function infoToQValue(info: ImageInfo): QValue {
 
 /** The `data` member of `format-specific` for any format. */
 export function formatSpecificToQValue(spec: FormatSpecificInfo): QValue {
-  return spec.type === 'luks' ? luksToQValue(spec.luks) as QValue : qcow2SpecificToQValue(spec)
+  switch (spec.type) {
+    case 'qcow2': return qcow2SpecificToQValue(spec.data)
+    case 'luks': return luksToQValue(spec.data) as QValue
+  }
 }

@@ -2,7 +2,7 @@
 // growing the base when it is smaller, then empty the image unless asked to keep it (-d).
 import { ImageError } from '../errors.js'
 import type { BlockDevice } from '../format/device.js'
-import { Qcow2Image } from '../qcow2/image.js'
+import { canMakeEmpty } from '../format/capabilities.js'
 import { resizeImage } from './resize.js'
 import { Progress } from './progress.js'
 
@@ -50,10 +50,9 @@ export async function commitImage(top: BlockDevice, depth: number, base: BlockDe
   if (!options.keep && emptyTop) await emptyTop()
 }
 
-/** Empties a qcow2 image: every cluster deallocated, the file cut (QEMU's make_empty). */
+/** Empties the top image of `device` through its MakeEmpty capability (QEMU's make_empty). */
 export async function emptyImage(device: BlockDevice): Promise<void> {
   const driver = device.driver
-  if (!(driver instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `commit: cannot empty a '${driver.format}' image`)
-  await driver.writer.deallocate(0, driver.virtualSize)
-  await driver.writer.truncateUnused()
+  if (!canMakeEmpty(driver)) throw new ImageError('UNSUPPORTED', `commit: cannot empty a '${driver.format}' image`)
+  await driver.makeEmpty()
 }

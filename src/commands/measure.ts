@@ -1,6 +1,7 @@
 // `measure`: the file size a new image needs, with QEMU's formulas (qcow2_measure,
 // qcow2_calc_prealloc_size, qcow2_refcount_metadata_size; raw_measure).
 import type { BlockDevice } from '../format/device.js'
+import { hasPersistentBitmaps } from '../format/bitmap-capability.js'
 
 /** The figures qemu-img measure prints (BlockMeasureInfo). */
 export interface MeasureResult {
@@ -85,10 +86,10 @@ export async function measureQcow2(target: Qcow2MeasureTarget, source: { size: n
       }
     }
     // Only a v3 qcow2 source can carry persistent bitmaps (and a v3 target take them).
-    const info = device.driver.format === 'qcow2' ? await device.info() : undefined
+    const info = hasPersistentBitmaps(device.driver) ? await device.info() : undefined
     const specific = info?.formatSpecific
-    if (target.version >= 3 && specific?.type === 'qcow2' && specific.compat === '1.1') {
-      bitmaps = bitmapsSize(specific.bitmaps ?? [], ssize, cs)
+    if (target.version >= 3 && specific?.type === 'qcow2' && specific.data.compat === '1.1') {
+      bitmaps = bitmapsSize(specific.data.bitmaps ?? [], ssize, cs)
     }
   } else {
     virtualSize = roundUp(roundUp(source.size, 512), cs)

@@ -3,7 +3,7 @@
 // same; unsafe mode (-u) only rewrites the name in the header.
 import { ImageError } from '../errors.js'
 import type { BlockDevice } from '../format/device.js'
-import { Qcow2Image } from '../qcow2/image.js'
+import { canSetBacking } from '../format/capabilities.js'
 import { Progress } from './progress.js'
 
 /** Options for {@link rebaseImage}. */
@@ -35,10 +35,10 @@ async function readOrZero(device: BlockDevice | undefined, offset: number, lengt
 /** Rebases the writable top image of `image` (its `backing` is the old chain). */
 export async function rebaseImage(image: BlockDevice, options: RebaseOptions): Promise<void> {
   const driver = image.driver
-  if (!(driver instanceof Qcow2Image)) throw new ImageError('UNSUPPORTED', `rebase: format '${driver.format}' has no backing file`)
+  if (!canSetBacking(driver)) throw new ImageError('UNSUPPORTED', `rebase: format '${driver.format}' has no backing file`)
   if (!options.unsafe) {
     const old = image.backing
-    const unit = driver.layout.geometry.subclusterSize
+    const unit = driver.allocationUnit
     const size = image.size
     const progress = new Progress(size, options.progress)
     const step = Math.max(unit, 1024 * 1024)

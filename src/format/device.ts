@@ -4,8 +4,9 @@ import { allocUninitialized } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
 import type { Compressors } from '../codecs.js'
-import { isWritableDriver, type FormatDriver, type GuestReader, type WritableFormatDriver } from './driver.js'
+import { isWritableDriver, type FormatDriver, type WritableFormatDriver } from './driver.js'
 import type { ImageInfo } from './info.js'
+import { hasCompressedWrites, hasVmState, type VmState } from './capabilities.js'
 
 /** Block status of a run of guest bytes, as qemu-img map reports it (MapEntry). */
 export interface BlockStatus {
@@ -23,12 +24,6 @@ export interface BlockStatus {
   offset: number | undefined
   /** The file holding the bytes (image file or external data file). */
   file: string | undefined
-}
-
-/** A format with a VM state area (qcow2). */
-interface VmStateDriver {
-  saveVmState(pos: number, data: Uint8Array, readGuest: GuestReader): Promise<void>
-  loadVmState(pos: number, length: number, read: GuestReader): Promise<Uint8Array>
 }
 
 /** Largest single read a device issues to its storage. */
@@ -207,10 +202,10 @@ export class BlockDevice {
     return this.#vmStateDriver().loadVmState(pos, length, this.#readGuest)
   }
 
-  #vmStateDriver(): VmStateDriver {
-    const driver = this.driver as Partial<VmStateDriver>
-    if (!driver.saveVmState || !driver.loadVmState) throw new ImageError('UNSUPPORTED', `${this.driver.storage.name}: format '${this.driver.format}' has no VM state area`)
-    return driver as VmStateDriver
+  #vmStateDriver(): VmState {
+    const driver = this.driver
+    if (!hasVmState(driver)) throw new ImageError('UNSUPPORTED', `${driver.storage.name}: format '${driver.format}' has no VM state area`)
+    return driver
   }
 
   /** Cluster size of the top layer when it has clusters (compressed writes work per cluster). */
@@ -220,8 +215,8 @@ export class BlockDevice {
 
   /** Writes whole clusters compressed (formats that support it: qcow2). */
   async writeCompressed(offset: number, data: Uint8Array, compressors?: Compressors, after?: Promise<unknown>): Promise<void> {
-    const driver = this.#writable() as WritableFormatDriver & { writeCompressed?: (o: number, d: Uint8Array, r: GuestReader, c?: Compressors, a?: Promise<unknown>) => Promise<void> }
-    if (!driver.writeCompressed) throw new ImageError('UNSUPPORTED', `${driver.storage.name}: format '${driver.format}' has no compressed clusters`)
+    const driver = this.#writable()
+    if (!hasCompressedWrites(driver)) throw new ImageError('UNSUPPORTED', `${driver.storage.name}: format '${driver.format}' has no compressed clusters`)
     await driver.writeCompressed(offset, data, this.#readGuest, compressors, after)
   }
 

@@ -1,5 +1,6 @@
 // The facts `info` reports about one image, independent of output form (JSON or human).
 // Field names follow qemu-img's JSON (block-core.json ImageInfo / ImageInfoSpecificQCow2).
+import type { FormatDriver } from './driver.js'
 
 /** One internal snapshot as `info` lists it (SnapshotInfo). */
 export interface SnapshotInfo {
@@ -22,9 +23,8 @@ export interface BitmapInfo {
   flags: string[]
 }
 
-/** Format-specific facts of a QCOW2 image (ImageInfoSpecificQCow2). */
+/** Format-specific facts of a QCOW2 image (ImageInfoSpecificQCow2, the `data` of type 'qcow2'). */
 export interface Qcow2SpecificInfo {
-  type: 'qcow2'
   compat: '0.10' | '1.1'
   compressionType: 'zlib' | 'zstd'
   lazyRefcounts: boolean | undefined // v3 only
@@ -83,12 +83,35 @@ export interface ImageInfo {
   formatSpecific: FormatSpecificInfo | undefined
 }
 
-/** Format-specific facts of a LUKS image (ImageInfoSpecific type 'luks'). */
-export interface LuksSpecificInfo {
-  type: 'luks'
-  luks: LuksInfo
+/**
+ * ImageInfoSpecific (block-core.json): a union keyed by `type`, each variant's `data` typed per
+ * format, as qemu-img's JSON has it. Of qimg's formats only qcow2 and luks have one (qemu-img
+ * 7.2 prints none for raw, vdi and qcow).
+ */
+export type FormatSpecificInfo =
+  | { type: 'qcow2'; data: Qcow2SpecificInfo }
+  | { type: 'luks'; data: LuksInfo }
+
+
+/**
+ * The `info` facts of one layer from what every driver knows (file, format, sizes, backing
+ * name), with `facts` — the format's own answers — over them. Not dirty, no snapshots and no
+ * format-specific facts unless `facts` says otherwise.
+ */
+export async function layerInfo(driver: FormatDriver, facts: Partial<ImageInfo> = {}): Promise<ImageInfo> {
+  return {
+    filename: driver.storage.name,
+    format: driver.format,
+    virtualSize: driver.virtualSize,
+    actualSize: await driver.storage.allocatedSize?.(),
+    clusterSize: driver.clusterSize,
+    encrypted: undefined,
+    dirtyFlag: false,
+    backingFilename: driver.backing?.name,
+    fullBackingFilename: undefined,
+    backingFilenameFormat: driver.backing?.format,
+    snapshots: undefined,
+    formatSpecific: undefined,
+    ...facts,
+  }
 }
-
-/** ImageInfoSpecific: one of the formats that has some. */
-export type FormatSpecificInfo = Qcow2SpecificInfo | LuksSpecificInfo
-

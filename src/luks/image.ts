@@ -5,8 +5,8 @@
 // zeros are written encrypted, as QEMU's generic fallback writes a zero buffer.
 import type { GuestReader, WritableFormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
-import type { ImageInfo } from '../format/info.js'
-import type { ResizePreallocation } from '../format/capabilities.js'
+import { layerInfo, type ImageInfo } from '../format/info.js'
+import type { ResizeRequest } from '../format/capabilities.js'
 import type { FormatOpenContext } from '../format/module.js'
 import { ImageError, hex } from '../errors.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
@@ -198,30 +198,16 @@ export class LuksImage implements WritableFormatDriver {
    * block_crypto_co_truncate: the file becomes payload + `newSize` bytes (not rounded), with the
    * file's preallocation (which writes plain zeros: the new area reads as decrypted zeros).
    */
-  async resize(newSize: number, options: { preallocation: ResizePreallocation }): Promise<void> {
+  async resize(newSize: number, options: Pick<ResizeRequest, 'preallocation'>): Promise<void> {
     this.#writer()
-    if (options.preallocation === 'metadata') throw new ImageError('INVALID_ARGUMENT', 'Unsupported preallocation mode: metadata')
     const file = await RawImage.open(this.storage, { writable: true })
-    await file.setVirtualSize(this.payloadOffset + newSize, options.preallocation)
+    await file.resize(this.payloadOffset + newSize, options)
     this.virtualSize = LuksImage.#sizeOf(this.payloadOffset + newSize, this.payloadOffset)
     await this.flush()
   }
 
-  async info(): Promise<ImageInfo> {
-    return {
-      filename: this.storage.name,
-      format: this.format,
-      virtualSize: this.virtualSize,
-      actualSize: await this.storage.allocatedSize?.(),
-      clusterSize: undefined,
-      encrypted: true,
-      dirtyFlag: false,
-      backingFilename: undefined,
-      fullBackingFilename: undefined,
-      backingFilenameFormat: undefined,
-      snapshots: undefined,
-      formatSpecific: { type: 'luks', luks: luksInfo(this.volume) },
-    }
+  info(): Promise<ImageInfo> {
+    return layerInfo(this, { encrypted: true, formatSpecific: { type: 'luks', data: luksInfo(this.volume) } })
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@
 // _co_create_opts_luks): probe by magic, open, and create with QEMU's options.
 import type { CreateOptionDesc, FormatCreateRequest, FormatModule } from '../format/module.js'
 import { ImageError } from '../errors.js'
+import { SIZE_OPTION, luksCipherOptions } from '../format/create-options.js'
 import { RawImage } from '../raw.js'
 import { formatLuks, type LuksCreateOptions } from '../crypto/luks.js'
 import { LUKS_MAGIC, LUKS_HEADER_LENGTH } from '../crypto/luks-header.js'
@@ -11,14 +12,9 @@ import { LuksImage } from './image.js'
 
 /** The options in the order qemu-img 7.2 prints them ("Formatting …"). */
 const CREATE_OPTIONS: readonly CreateOptionDesc[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size' },
+  SIZE_OPTION,
   { name: 'key-secret', type: 'string', help: 'ID of the secret that provides the keyslot passphrase' },
-  { name: 'cipher-alg', type: 'string', help: 'Name of encryption cipher algorithm' },
-  { name: 'cipher-mode', type: 'string', help: 'Name of encryption cipher mode' },
-  { name: 'ivgen-alg', type: 'string', help: 'Name of IV generator algorithm' },
-  { name: 'ivgen-hash-alg', type: 'string', help: 'Name of IV generator hash algorithm' },
-  { name: 'hash-alg', type: 'string', help: 'Name of encryption hash algorithm' },
-  { name: 'iter-time', type: 'number', help: 'Time to spend in PBKDF in milliseconds' },
+  ...luksCipherOptions(),
 ]
 
 /** qcrypto_block_has_format: the magic and version 1. */

@@ -5,7 +5,7 @@ import { pathCombine } from '../format/chain.js'
 import { ImageError } from '../errors.js'
 import { FileStorage } from '../io/file.js'
 import { resolveCreateOptions, writeSkeleton, type Qcow2CreateOptions } from '../qcow2/create.js'
-import { l1EntriesFor, makeGeometry } from '../qcow2/geometry.js'
+import { sizeNewImage } from '../qcow2/resize.js'
 import { Qcow2Image } from '../qcow2/image.js'
 import { RawImage } from '../raw.js'
 import { nodeCodecs } from './codecs.js'
@@ -65,10 +65,7 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, enc
     throw e
   })
   try {
-    const entries = l1EntriesFor(makeGeometry(Math.log2(o.clusterSize), o.extendedL2), o.size)
-    if (entries > 0) await image.writer.growL1(entries)
-    await image.setVirtualSize(o.size)
-    if (o.preallocation !== 'off' && o.size > 0) await image.writer.preallocate(0, o.size, o.preallocation)
+    await sizeNewImage(image, o.size, o.preallocation)
     // QEMU sets encryption up last: the LUKS area comes after the L1 table (and preallocated
     // clusters, which therefore hold plain zeros).
     if (o.encrypt?.format === 'aes') await setUpAesEncryption(image)

@@ -4,7 +4,7 @@ import type { Codecs, Compressors } from '../codecs.js'
 import { ImageError, hex } from '../errors.js'
 import type { BackingReference, GuestReader, WritableFormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
-import type { ImageInfo } from '../format/info.js'
+import { layerInfo, type ImageInfo } from '../format/info.js'
 import { UnitLocks, lockingUnits, writeUnits, type UnitAllocator, type UnitMap } from '../format/unit-writer.js'
 import { writeZeroBuffers } from '../format/unit-split.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
@@ -269,21 +269,8 @@ export class QcowImage implements WritableFormatDriver {
     await this.#writableStorage().flush()
   }
 
-  async info(): Promise<ImageInfo> {
-    return {
-      filename: this.name,
-      format: 'qcow',
-      virtualSize: this.virtualSize,
-      actualSize: await this.storage.allocatedSize?.(),
-      clusterSize: this.#g.clusterSize,
-      encrypted: this.#encrypted ? true : undefined,
-      dirtyFlag: false,
-      backingFilename: this.backing?.name,
-      fullBackingFilename: undefined,
-      backingFilenameFormat: undefined,
-      snapshots: undefined,
-      formatSpecific: undefined,
-    }
+  info(): Promise<ImageInfo> {
+    return layerInfo(this, { encrypted: this.#encrypted ? true : undefined })
   }
 
   async close(): Promise<void> {

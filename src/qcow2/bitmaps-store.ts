@@ -10,6 +10,7 @@ import { FLAG_AUTO, FLAG_IN_USE, encodeBitmapDirectory, hasBitmaps, loadBitmapDi
 import type { Qcow2Layout } from './open.js'
 import { AUTOCLEAR_BITMAPS, MAX_BITMAP_DIRECTORY_BYTES, MAX_BITMAPS } from './spec.js'
 import type { TableAccess } from './writer.js'
+import { inconsistentError } from '../format/bitmap-capability.js'
 
 /** What the set needs of its image: the file, the header (kept current) and a header write. */
 export interface BitmapHost {
@@ -164,9 +165,4 @@ async function freeBitmapClusters(a: TableAccess, storage: Storage, entry: Bitma
   const cs = a.ctx.geometry.clusterSize
   for (const offset of await readBitmapTable(storage, entry, cs)) if (offset > 0) a.refcounts.free(offset)
   a.refcounts.free(entry.tableOffset, Math.ceil((entry.tableSize * 8) / cs))
-}
-
-/** bdrv_dirty_bitmap_check's message for an in-use bitmap, with its hint line. */
-export function inconsistentError(name: string): ImageError {
-  return new ImageError('INVALID_ARGUMENT', `Bitmap '${name}' is inconsistent and cannot be used\nTry block-dirty-bitmap-remove to delete this bitmap from disk`)
 }

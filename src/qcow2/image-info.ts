@@ -28,8 +28,7 @@ export async function describeQcow2(storage: ReadableStorage, layout: Qcow2Layou
       id: s.id, name: s.name, vmStateSize: s.vmStateSize, dateSec: s.dateSec, dateNsec: s.dateNsec,
       vmClockSec: Math.floor(s.vmClockNsec / 1e9), vmClockNsec: s.vmClockNsec % 1e9, icount: s.icount,
     })),
-    formatSpecific: {
-      type: 'qcow2',
+    formatSpecific: { type: 'qcow2', data: {
       compat: v3 ? '1.1' : '0.10',
       compressionType: h.compressionType === spec.COMPRESSION_ZSTD ? 'zstd' : 'zlib',
       lazyRefcounts: v3 ? feature(h.compatibleFeatures, spec.COMPAT_LAZY_REFCOUNTS) : undefined,
@@ -41,6 +40,6 @@ export async function describeQcow2(storage: ReadableStorage, layout: Qcow2Layou
       bitmaps: v3 ? await loadBitmapInfo(storage, layout) : undefined,
       encryptFormat: h.cryptMethod === spec.CRYPT_AES ? 'aes' : h.cryptMethod === spec.CRYPT_LUKS ? 'luks' : undefined,
       luks: luks,
-    },
+    } },
   }
 }

@@ -5,6 +5,9 @@ import { ImageError, hex } from '../errors.js'
 import type { BackingReference, FormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
 import type { ImageInfo } from '../format/info.js'
+import type { MakeEmpty, ResizeRequest, Resizable, SetBacking, Snapshots, VmState } from '../format/capabilities.js'
+import type { PersistentBitmaps } from '../format/bitmap-capability.js'
+import type { Amendable, AmendHost, AmendOptions } from '../format/amend-capability.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { allocUninitialized, setU64 } from '../binary/bytes.js'
 import { RefcountManager } from './refcount.js'
@@ -15,26 +18,32 @@ import type { DirtyBitmap } from './bitmap-data.js'
 import { getExtent, type LookupContext } from './lookup.js'
 import { openWarnings, type Qcow2Layout } from './open.js'
 import { detectMetadataPreallocation } from './refcount-read.js'
-import { findSnapshot, type Snapshot } from './snapshot.js'
-import { applySnapshot, createSnapshot, deleteSnapshot, snapshotTableSize, type SnapshotTarget } from './snapshot-ops.js'
+import type { Snapshot } from './snapshot.js'
+import { snapshotTableSize } from './snapshot-ops.js'
+import { applyImageSnapshot, createImageSnapshot, deleteImageSnapshot } from './image-snapshots.js'
 import { clearStaleAutoclear, encodeHeaderCluster, writeHeaderPointer } from './header-encode.js'
 import * as spec from './spec.js'
 import { grownL1Entries, perTableRanges, vmStateOffset } from './vmstate.js'
 import { l1Index } from './geometry.js'
 import { openQcow2Context, type Qcow2OpenOptions } from './image-options.js'
 import { describeQcow2 } from './image-info.js'
+import { emptyQcow2, resizeQcow2 } from './resize.js'
+import { amendQcow2 } from './amend.js'
+import { bitmapRefusal } from './bitmap-refusal.js'
 import { dataForWriting, encryptionInfo, hideEncryptedData, openEncryption, readDecrypted, type Qcow2Encryption } from './crypto/encryption.js'
 
 export type { Qcow2OpenOptions }
 
 /** A read-only QCOW2 layer. */
-export class Qcow2Image implements FormatDriver {
+export class Qcow2Image implements FormatDriver, Resizable, MakeEmpty, SetBacking, Snapshots, VmState, PersistentBitmaps, Amendable {
   readonly format = 'qcow2'
   readonly storage: ReadableStorage
   readonly layout: Qcow2Layout
   readonly snapshots: Snapshot[]
   readonly warnings: string[]
   readonly dataStorage: ReadableStorage
+  /** The unit a write allocates: the subcluster. */
+  readonly allocationUnit: number
   readonly #ctx: LookupContext
   readonly #decoded: CompressedReader
   #preallocation: Promise<boolean> | undefined
@@ -50,16 +59,17 @@ export class Qcow2Image implements FormatDriver {
     this.snapshots = snapshots
     this.#ctx = ctx
     this.dataStorage = ctx.dataStorage
+    this.allocationUnit = layout.geometry.subclusterSize
     this.#decoded = new CompressedReader(ctx, codecs, layout.header.compressionType)
     this.warnings = openWarnings(layout)
   }
 
-  /** Opens `storage` as QCOW2, validating the header and loading the L1 table. */
   /** Bytes per cluster. */
   get clusterSize(): number {
     return this.layout.geometry.clusterSize
   }
 
+  /** Opens `storage` as QCOW2, validating the header and loading the L1 table. */
   static async open(storage: ReadableStorage, options: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
     const { layout, snapshots, ctx } = await openQcow2Context(storage, options)
     const { header } = layout
@@ -143,11 +153,6 @@ export class Qcow2Image implements FormatDriver {
     await storage.flush()
   }
 
-  /** Persistent bitmaps of an image open for writing (loaded at open, stored at close). */
-  get bitmaps(): BitmapSet | undefined {
-    return this.#bitmaps
-  }
-
   /** Reads the persistent bitmaps without changing the image (those in use come back inconsistent, without data). */
   async readBitmaps(): Promise<DirtyBitmap[]> {
     return this.#bitmaps?.bitmaps ?? (await loadBitmaps(this.storage, this.layout)).bitmaps
@@ -159,6 +164,24 @@ export class Qcow2Image implements FormatDriver {
    */
   forgetBitmaps(): void {
     this.#bitmaps = undefined
+  }
+
+  /** Bitmaps need a version 3 image. */
+  get storesBitmaps(): boolean {
+    return this.layout.header.version >= 3
+  }
+
+  loadedBitmaps(): readonly DirtyBitmap[] {
+    return this.#bitmaps?.bitmaps ?? []
+  }
+
+  bitmapRefusal(name: string, granularity: number): string | undefined {
+    return bitmapRefusal(this.#bitmaps, this.layout, this.virtualSize, name, granularity)
+  }
+
+  addBitmap(name: string, granularity: number, index?: number): DirtyBitmap {
+    if (!this.#bitmaps) throw new ImageError('UNSUPPORTED', `${this.storage.name}: no persistent bitmaps loaded (image open read-only or version 2)`)
+    return this.#bitmaps.add(name, granularity, index)
   }
 
   /** Deletes a persistent bitmap from the image now (block-dirty-bitmap-remove). */
@@ -277,6 +300,11 @@ export class Qcow2Image implements FormatDriver {
     }
   }
 
+  /** Where the VM state area starts (QEMU's qcow2_vm_state_offset). */
+  vmStateOffset(): number {
+    return vmStateOffset(this.layout.geometry, this.virtualSize)
+  }
+
   /** Makes completed writes durable. */
   async flush(): Promise<void> {
     if (this.#writer) await this.#writer.flush()
@@ -287,47 +315,20 @@ export class Qcow2Image implements FormatDriver {
     return this.#requireWriter()
   }
 
-  #snapshotTarget(): SnapshotTarget {
-    return { snapshots: this.snapshots, snapshotsOffset: this.layout.header.snapshotsOffset, virtualSize: this.virtualSize }
-  }
-
-  #checkSnapshotsAllowed(): void {
-    if (this.layout.hasDataFile) throw new ImageError('UNSUPPORTED', 'Operation not supported (images with an external data file cannot have internal snapshots)')
-  }
-
   /** Creates an internal snapshot of the current state (qemu-img snapshot -c). */
-  async createSnapshot(name: string, now = Date.now()): Promise<Snapshot> {
-    this.#checkSnapshotsAllowed()
-    const target = this.#snapshotTarget()
-    const snapshot = await this.#requireWriter().withTables((a) => createSnapshot(a, target, name, { sec: Math.floor(now / 1000), nsec: (now % 1000) * 1e6 }))
-    this.layout.header.snapshotsOffset = target.snapshotsOffset
-    this.layout.header.snapshotCount = this.snapshots.length
-    return snapshot
+  createSnapshot(name: string, now = Date.now()): Promise<Snapshot> {
+    return createImageSnapshot(this, name, now)
   }
 
   /** Reverts the disk to snapshot `key` (ID or name) (qemu-img snapshot -a). */
   async applySnapshot(key: string): Promise<void> {
-    this.#checkSnapshotsAllowed()
-    const snapshot = findSnapshot(this.snapshots, key)
-    if (snapshot && snapshot.l1Size > this.layout.header.l1Size) await this.#requireWriter().growL1(snapshot.l1Size)
-    // The disk takes the snapshot's size first (QEMU's qcow2_snapshot_goto truncates); the
-    // snapshot's L1 table then replaces everything, so nothing else of a shrink is needed.
-    if (snapshot?.diskSize !== undefined && snapshot.diskSize !== this.virtualSize) {
-      if (this.layout.header.version < 3) throw new ImageError('UNSUPPORTED', "Can't resize a v2 image which has snapshots")
-      await this.#requireWriter().flush()
-      await this.setVirtualSize(snapshot.diskSize)
-    }
-    const target = this.#snapshotTarget()
-    this.#decoded.invalidate()
-    await this.#requireWriter().withTables((a) => applySnapshot(a, target, key))
+    // The guest content is the snapshot's afterwards (unknown after a failure): no decoded cluster stays.
+    await applyImageSnapshot(this, key).finally(() => this.#decoded.invalidate())
   }
 
   /** Deletes snapshot `key` (ID or name) (qemu-img snapshot -d). */
-  async deleteSnapshot(key: string): Promise<void> {
-    const target = this.#snapshotTarget()
-    await this.#requireWriter().withTables((a) => deleteSnapshot(a, target, key))
-    this.layout.header.snapshotsOffset = target.snapshotsOffset
-    this.layout.header.snapshotCount = this.snapshots.length
+  deleteSnapshot(key: string): Promise<void> {
+    return deleteImageSnapshot(this, key)
   }
 
   /**
@@ -335,14 +336,8 @@ export class Qcow2Image implements FormatDriver {
    * when the backing file, data file name, features or version change.
    */
   async rewriteHeader(): Promise<void> {
-    const writer = this.#requireWriter()
-    await writer.flush()
-    const cs = this.layout.geometry.clusterSize
-    const bytes = new Uint8Array(cs)
-    bytes.set(encodeHeaderCluster(this.layout.header))
-    const storage = this.storage as Storage
-    await storage.write(0, bytes)
-    await storage.flush()
+    await this.#requireWriter().flush()
+    await this.#writeHeaderCluster()
   }
 
   /** Changes the backing file name and format recorded in the header (rebase, commit). */
@@ -358,6 +353,21 @@ export class Qcow2Image implements FormatDriver {
       h.backingFormat = old.format
       throw e
     }
+  }
+
+  /** qemu-img resize, qemu-io truncate (qcow2_co_truncate). */
+  async resize(size: number, request: ResizeRequest): Promise<void> {
+    await resizeQcow2(this, size, request)
+  }
+
+  /** Every cluster deallocated, the file cut (qcow2_make_empty, after a commit). */
+  makeEmpty(): Promise<void> {
+    return emptyQcow2(this)
+  }
+
+  /** qemu-img amend (qcow2_amend_options). */
+  async amend(options: AmendOptions, host: AmendHost): Promise<void> {
+    await amendQcow2(this, options, host)
   }
 
   /** Changes the virtual size kept in memory and the header (resize). */

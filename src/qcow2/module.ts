@@ -1,6 +1,7 @@
 // The qcow2 format module: probe (qcow2.c qcow2_probe) and open for the chain opener.
 import type { FormatModule } from '../format/module.js'
 import { Qcow2Image } from './image.js'
+import { QCOW2_CREATE_OPTIONS } from './create-options.js'
 
 /** "QFI\xfb", the magic every QCOW version starts with (docs/interop/qcow2.rst, header). */
 const QCOW_MAGIC = 0x514649fb
@@ -13,6 +14,7 @@ export const qcow2Module: FormatModule = {
     const view = new DataView(head.buffer, head.byteOffset, head.length)
     return view.getUint32(0) === QCOW_MAGIC && view.getUint32(4) >= 2 ? 100 : 0
   },
+  createOptions: QCOW2_CREATE_OPTIONS,
   open(storage, context) {
     return Qcow2Image.open(storage, {
       codecs: context.codecs,

@@ -2,7 +2,7 @@
 // 1 MiB blocks through the generic unit writer, no backing file, no discard, no resize.
 import type { GuestReader, WritableFormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
-import type { ImageInfo } from '../format/info.js'
+import { layerInfo, type ImageInfo } from '../format/info.js'
 import { UnitLocks, lockingUnits, writeUnits, type UnitAllocator } from '../format/unit-writer.js'
 import { writeZeroBuffers } from '../format/unit-split.js'
 import { ImageError } from '../errors.js'
@@ -143,21 +143,8 @@ export class VdiImage implements WritableFormatDriver {
     if (this.writable) await (this.storage as Storage).flush()
   }
 
-  async info(): Promise<ImageInfo> {
-    return {
-      filename: this.storage.name,
-      format: this.format,
-      virtualSize: this.virtualSize,
-      actualSize: await this.storage.allocatedSize?.(),
-      clusterSize: this.clusterSize,
-      encrypted: undefined,
-      dirtyFlag: false,
-      backingFilename: undefined,
-      fullBackingFilename: undefined,
-      backingFilenameFormat: undefined,
-      snapshots: undefined,
-      formatSpecific: undefined,
-    }
+  info(): Promise<ImageInfo> {
+    return layerInfo(this)
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 // The VDI format module: probe (vdi_probe), open, create options and create, check.
 import type { FormatModule } from '../format/module.js'
+import { SIZE_OPTION } from '../format/create-options.js'
 import { checkVdi } from './check.js'
 import { createVdi } from './create.js'
 import { FIELD, VDI_HEADER_BYTES, VDI_SIGNATURE } from './header.js'
@@ -17,7 +18,7 @@ export const vdiModule: FormatModule = {
   },
   open: (storage, context) => VdiImage.open(storage, { writable: context.writable }),
   createOptions: [
-    { name: 'size', type: 'size', help: 'Virtual disk size' },
+    SIZE_OPTION,
     { name: 'static', type: 'bool', help: 'VDI static (pre-allocated) image', default: 'off' },
   ],
   check: checkVdi,

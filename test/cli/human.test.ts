@@ -1,25 +1,12 @@
 // Tests for human `info` / `snapshot -l` output and size_to_str, against goldens captured from qemu-img 7.2.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from '../../src/format/info.js'
+import type { ImageInfo, SnapshotInfo } from '../../src/format/info.js'
+import { qcow2 } from '../helpers/info-fixtures.js'
 import { cFormatG, formatDate, formatInfoHuman, formatSnapshotTable, formatVmClock, sizeToStr } from '../../src/cli/human.js'
 
 process.env.TZ = 'UTC' // goldens were captured with TZ=UTC
 
-const V3: Qcow2SpecificInfo = {
-  type: 'qcow2', compat: '1.1', compressionType: 'zlib', lazyRefcounts: false, refcountBits: 16,
-  corrupt: false, extendedL2: false, dataFile: undefined, dataFileRaw: undefined, bitmaps: undefined,
-  encryptFormat: undefined,
-}
-
-/** A qcow2 ImageInfo like qemu-img reports for a fresh 1 MiB v3 image, with `overrides`. */
-function qcow2(overrides: Partial<ImageInfo>, spec: Partial<Qcow2SpecificInfo> = {}): ImageInfo {
-  return {
-    filename: 'x.qcow2', format: 'qcow2', virtualSize: 1048576, actualSize: 200704, clusterSize: 65536,
-    encrypted: undefined, dirtyFlag: false, backingFilename: undefined, fullBackingFilename: undefined,
-    backingFilenameFormat: undefined, snapshots: undefined, formatSpecific: { ...V3, ...spec }, ...overrides,
-  }
-}
 
 test('sizeToStr reproduces size_to_str', () => {
   const cases: [number, string][] = [

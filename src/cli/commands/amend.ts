@@ -1,6 +1,7 @@
 // qimg amend [-f FMT] -o OPTIONS [-q] IMG
 import { amendImage } from '../../commands/amend.js'
 import { ImageError } from '../../errors.js'
+import { isAmendable } from '../../format/amend-capability.js'
 import { FileStorage } from '../../io/file.js'
 import { parseBool } from '../create-options.js'
 import { parseOptionString } from '../image-opts.js'
@@ -28,10 +29,11 @@ export const amend: Command = async (args, ctx) => {
   const current = await openOperand(filename, parsed, { fileReferences: 'ignore' })
   const backing = current.driver.backing
   const format = current.driver.format
+  const amendable = isAmendable(current.driver)
   await current.close()
   // As qemu-img: the image opens first; a format without amend (raw, vdi) is refused before
   // the options are even parsed, then they are checked against qcow2's amend options.
-  if (format !== 'qcow2') throw new ImageError('UNSUPPORTED', `Format driver '${format}' does not support option amendment`)
+  if (!amendable) throw new ImageError('UNSUPPORTED', `Format driver '${format}' does not support option amendment`)
   const opts = new Map<string, string>()
   for (const text of texts) for (const [k, v] of parseOptionString(text)) opts.set(k, v)
   for (const key of opts.keys()) {

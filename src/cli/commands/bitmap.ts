@@ -6,11 +6,7 @@
 import { ImageError } from '../../errors.js'
 import type { BlockDevice } from '../../format/device.js'
 import { openImage } from '../../node/open.js'
-import type { DirtyBitmap } from '../../qcow2/bitmap-data.js'
-import { MAX_GRANULARITY_BITS, MAX_NAME_BYTES, bitmapBytes, entrySize } from '../../qcow2/bitmaps.js'
-import { inconsistentError } from '../../qcow2/bitmaps-store.js'
-import { Qcow2Image } from '../../qcow2/image.js'
-import { MAX_BITMAP_DIRECTORY_BYTES, MAX_BITMAP_PHYS_BYTES, MAX_BITMAP_TABLE_ENTRIES, MAX_BITMAPS } from '../../qcow2/spec.js'
+import { hasPersistentBitmaps, inconsistentError, type PersistentBitmap } from '../../format/bitmap-capability.js'
 import { getopt, stringOption } from '../getopt.js'
 import { cvtnum } from '../size.js'
 import { openOperand, type Command } from '../context.js'
@@ -30,17 +26,17 @@ function fail(message: string): ImageError {
 }
 
 /** block_dirty_bitmap_lookup. */
-function lookup(bitmaps: readonly DirtyBitmap[], name: string): DirtyBitmap {
+function lookup(bitmaps: readonly PersistentBitmap[], name: string): PersistentBitmap {
   const found = bitmaps.find((b) => b.name === name)
   if (!found) throw fail(`Dirty bitmap '${name}' not found`)
   return found
 }
 
 /**
- * qmp_block_dirty_bitmap_add's checks, then the qcow2 driver's (qcow2_co_can_store_new_dirty_bitmap);
+ * qmp_block_dirty_bitmap_add's checks, then the driver's (bdrv_co_can_store_new_dirty_bitmap);
  * the new bitmap goes at `index` of the image's list (the end by default).
  */
-export function addBitmap(device: BlockDevice, name: string, granularityOption: number, options: { enabled?: boolean; index?: number } = {}): DirtyBitmap {
+export function addBitmap(device: BlockDevice, name: string, granularityOption: number, options: { enabled?: boolean; index?: number } = {}): PersistentBitmap {
   if (name === '') throw fail('Bitmap name cannot be empty')
   const image = device.driver
   let granularity: number
@@ -48,37 +44,35 @@ export function addBitmap(device: BlockDevice, name: string, granularityOption: 
     granularity = granularityOption % 2 ** 32 // a uint32 in QMP
     if (granularity < 512 || (granularity & (granularity - 1)) !== 0) throw fail('Granularity must be power of 2 and at least 512')
   } else {
-    // bdrv_get_default_bitmap_granularity: the cluster size within [4 KiB, 64 KiB].
-    const clusterSize = image instanceof Qcow2Image ? image.layout.geometry.clusterSize : 65536
-    granularity = Math.min(65536, Math.max(4096, clusterSize))
+    // bdrv_get_default_bitmap_granularity: the cluster size within [4 KiB, 64 KiB], 64 KiB
+    // for a format without clusters.
+    granularity = Math.min(65536, Math.max(4096, image.clusterSize ?? 65536))
   }
-  if (!(image instanceof Qcow2Image)) throw fail(`Can't store persistent bitmaps to ${nodeName()}: Operation not supported`)
-  const set = image.bitmaps
-  if (set?.find(name)) throw fail(`Bitmap already exists: ${name}`)
-  const cannot = (why: string) => fail(`Can't make bitmap '${name}' persistent in '${nodeName()}': ${why}`)
-  if (!set || image.layout.header.version < 3) throw cannot('Cannot store dirty bitmaps in qcow2 v2 files')
-  // check_constraints_on_bitmap
-  if (Math.log2(granularity) > MAX_GRANULARITY_BITS) throw cannot(`Granularity exceeds maximum (${2 ** MAX_GRANULARITY_BITS} bytes)`)
-  const bytes = bitmapBytes(image.virtualSize, granularity)
-  if (bytes > MAX_BITMAP_PHYS_BYTES || bytes > MAX_BITMAP_TABLE_ENTRIES * image.layout.geometry.clusterSize) throw cannot('Too much space will be occupied by the bitmap. Use larger granularity')
-  if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) throw cannot(`Name length exceeds maximum (${MAX_NAME_BYTES} characters)`)
-  if (set.bitmaps.length + 1 > MAX_BITMAPS) throw cannot('Maximum number of persistent bitmaps is already reached')
-  const directoryBytes = [...set.bitmaps.map((b) => b.name), name].reduce((n, b) => n + entrySize(b), 0)
-  if (directoryBytes > MAX_BITMAP_DIRECTORY_BYTES) throw cannot('Not enough space in the bitmap directory')
-  const added = set.add(name, granularity, options.index)
+  if (!hasPersistentBitmaps(image)) throw fail(`Can't store persistent bitmaps to ${nodeName()}: Operation not supported`)
+  if (image.loadedBitmaps().some((b) => b.name === name)) throw fail(`Bitmap already exists: ${name}`)
+  const refusal = image.bitmapRefusal(name, granularity)
+  if (refusal !== undefined) throw fail(`Can't make bitmap '${name}' persistent in '${nodeName()}': ${refusal}`)
+  const added = image.addBitmap(name, granularity, options.index)
   added.enabled = options.enabled ?? true
   return added
 }
 
 /** bdrv_merge_dirty_bitmap's checks, then the merge. */
-export function mergeBitmap(dest: DirtyBitmap, src: DirtyBitmap): void {
+export function mergeBitmap(dest: PersistentBitmap, src: PersistentBitmap): void {
   if (dest.inconsistent || src.inconsistent) throw inconsistentError(dest.inconsistent ? dest.name : src.name)
   if (src.size !== dest.size) throw fail(`Bitmaps are of different sizes (destination size is ${dest.size}, source size is ${src.size}) and can't be merged`)
   dest.merge(src)
 }
 
-export async function bitmapsOf(device: BlockDevice): Promise<DirtyBitmap[]> {
-  return device.driver instanceof Qcow2Image ? device.driver.readBitmaps() : []
+export async function bitmapsOf(device: BlockDevice): Promise<PersistentBitmap[]> {
+  const driver = device.driver
+  return hasPersistentBitmaps(driver) ? driver.readBitmaps() : []
+}
+
+/** Deletes bitmap `name` (found in the image's bitmaps, so the driver has them). */
+export async function removeBitmap(device: BlockDevice, name: string): Promise<void> {
+  const driver = device.driver
+  if (hasPersistentBitmaps(driver)) await driver.removeBitmap(name)
 }
 
 export const bitmap: Command = async (args) => {
@@ -111,14 +105,13 @@ export const bitmap: Command = async (args) => {
     for (const action of actions) {
       try {
         const bitmaps = await bitmapsOf(device)
-        const image = device.driver as Qcow2Image
         if (action.key === 'add') addBitmap(device, name, granularity)
         else if (action.key === 'merge') {
           const dest = lookup(bitmaps, name)
           mergeBitmap(dest, lookup(source ? await bitmapsOf(source) : bitmaps, action.value as string))
         } else {
           const target = lookup(bitmaps, name)
-          if (action.key === 'remove') await image.removeBitmap(name)
+          if (action.key === 'remove') await removeBitmap(device, name)
           else if (target.inconsistent) throw inconsistentError(name)
           else if (action.key === 'clear') target.clear()
           else target.enabled = action.key === 'enable'

@@ -12,8 +12,8 @@ import { parseCreateOptions, rawPreallocation, toQcow2Options } from '../create-
 import { parseSize } from '../size.js'
 import { openOperand, parseArgs, reportError, type CliContext, type Command } from '../context.js'
 import type { BlockDevice } from '../../format/device.js'
-import { Qcow2Image } from '../../qcow2/image.js'
-import { addBitmap, bitmapsOf, mergeBitmap } from './bitmap.js'
+import { hasPersistentBitmaps } from '../../format/bitmap-capability.js'
+import { addBitmap, bitmapsOf, mergeBitmap, removeBitmap } from './bitmap.js'
 import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
 import { lookupSecret, secretsOf } from '../secrets.js'
 import { optionListCheck, snapshotParam, snapshotParamCheck } from '../option-checks.js'
@@ -21,7 +21,8 @@ import { optionListCheck, snapshotParam, snapshotParamCheck } from '../option-ch
 const snapshotOf = (text: string | undefined) => text === undefined ? undefined : snapshotParam(text)
 
 function supportsBitmaps(device: BlockDevice): boolean {
-  return device.driver instanceof Qcow2Image && device.driver.layout.header.version >= 3
+  const driver = device.driver
+  return hasPersistentBitmaps(driver) && driver.storesBitmaps
 }
 
 /** convert_check_bitmaps: a source that has bitmaps, none inconsistent (unless skipped). */
@@ -39,7 +40,8 @@ async function checkSourceBitmaps(source: BlockDevice, skipBroken: boolean): Pro
  * the target's directory keeps the source's order.
  */
 async function copyBitmapsTo(source: BlockDevice, target: BlockDevice, skipBroken: boolean, ctx: CliContext): Promise<void> {
-  const index = (target.driver as Qcow2Image).bitmaps?.bitmaps.length ?? 0
+  const driver = target.driver
+  const index = hasPersistentBitmaps(driver) ? driver.loadedBitmaps().length : 0
   for (const b of (await bitmapsOf(source)).slice().reverse()) {
     if (skipBroken && b.inconsistent) {
       reportError(ctx, `warning: Skipping inconsistent bitmap '${b.name}'`)
@@ -55,7 +57,7 @@ async function copyBitmapsTo(source: BlockDevice, target: BlockDevice, skipBroke
     try {
       mergeBitmap(added, b)
     } catch (e) {
-      await (target.driver as Qcow2Image).removeBitmap(b.name)
+      await removeBitmap(target, b.name)
       if (e instanceof ImageError) throw new ImageError(e.code, `Failed to populate bitmap ${b.name}: ${e.message}`, { cause: e })
       throw e
     }

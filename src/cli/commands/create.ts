@@ -51,7 +51,7 @@ export const create: Command = async (args, ctx) => {
 async function createImage(filename: string, format: string, optionTexts: string[], sizeArgument: number | undefined, parsed: Parsed, ctx: CliContext): Promise<void> {
   const module = findFormatModule(format)
   if (format !== 'qcow2' && format !== 'raw' && !module?.create) throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg creates ${formatModules.filter((m) => m.create || m.name === 'qcow2' || m.name === 'raw').map((m) => m.name).join(', ')})`)
-  const takesBacking = format === 'qcow2' || (module?.createOptions?.some((o) => o.name === 'backing_file') ?? false)
+  const takesBacking = module?.createOptions?.some((o) => o.name === 'backing_file') ?? false
   const opts = parseCreateOptions(format, optionTexts)
   const secrets = await secretsOf(parsed) // --object is checked before anything is created
   let size = sizeArgument

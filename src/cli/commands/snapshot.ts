@@ -1,7 +1,7 @@
 // qimg snapshot (-l | -c NAME | -a NAME | -d NAME) [-f FMT] [-U] [-q] IMG
 import { ImageError } from '../../errors.js'
 import { errnoText } from '../../io/errno.js'
-import { Qcow2Image } from '../../qcow2/image.js'
+import { hasSnapshots } from '../../format/capabilities.js'
 import { describeLayer } from '../../node/open.js'
 import { stringOption } from '../getopt.js'
 import { formatSnapshotTable } from '../human.js'
@@ -30,7 +30,7 @@ export const snapshot: Command = async (args, ctx) => {
     const image = device.driver
     const name = stringOption(parsed, action)!
     const verb = { create: 'create', apply: 'apply', delete: 'delete' }[action as 'create']
-    if (!(image instanceof Qcow2Image)) {
+    if (!hasSnapshots(image)) {
       // What qemu-img says for a format without internal snapshots (raw, vdi): create gets
       // -ENOTSUP as a number, delete finds no snapshot, apply is refused by the block layer.
       const why = { create: '-95 (Operation not supported)', delete: 'snapshot not found', apply: 'Block driver does not support snapshots' }[verb]

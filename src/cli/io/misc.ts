@@ -1,9 +1,8 @@
 // qemu-io's commands that are not reads or writes: flush, truncate, length, info, discard, alloc,
 // map, sleep, sigraise, abort (texts and checks as in QEMU 7.2's qemu-io-cmds.c).
-import { vmStateOffset } from '../../qcow2/vmstate.js'
 import { resizeImage } from '../../commands/resize.js'
 import type { BlockDevice } from '../../format/device.js'
-import { Qcow2Image } from '../../qcow2/image.js'
+import { hasVmState } from '../../format/capabilities.js'
 import { formatSpecificHuman } from '../human.js'
 import { cvtstr } from '../io-format.js'
 import { CommandOptions, cvtnum, cvtnumError, EINVAL, sizeArgument, strtolWhole } from './args.js'
@@ -67,10 +66,10 @@ const length: CommandInfo = {
   },
 }
 
-/** qcow2's vm_state_offset (0 for formats without a VM state area, as bdrv_get_info leaves it). */
+/** bdrv_get_info's vm_state_offset (0 for formats without a VM state area, as it leaves it). */
 function vmStateOffsetOf(device: BlockDevice): number {
   const driver = device.driver
-  return driver instanceof Qcow2Image ? vmStateOffset(driver.layout.geometry, device.size) : 0
+  return hasVmState(driver) ? driver.vmStateOffset() : 0
 }
 
 const info: CommandInfo = {
