@@ -1,7 +1,7 @@
 // The raw format: guest offset = host offset, the whole file is the disk.
 import type { WritableFormatDriver } from './format/driver.js'
 import type { Extent } from './format/extent.js'
-import type { ImageInfo } from './format/info.js'
+import { plainInfo, type ImageInfo } from './format/info.js'
 import { ImageError } from './errors.js'
 import { isWritable, writeZeroBytes, writeZeroes, type ReadableStorage, type Storage } from './io/storage.js'
 
@@ -107,21 +107,8 @@ export class RawImage implements WritableFormatDriver {
   async consultHostHoles(): Promise<boolean> {
     return true
   }
-  async info(): Promise<ImageInfo> {
-    return {
-      filename: this.storage.name,
-      format: this.format,
-      virtualSize: this.virtualSize,
-      actualSize: await this.storage.allocatedSize?.(),
-      clusterSize: undefined,
-      encrypted: undefined,
-      dirtyFlag: false,
-      backingFilename: undefined,
-      fullBackingFilename: undefined,
-      backingFilenameFormat: undefined,
-      snapshots: undefined,
-      formatSpecific: undefined,
-    }
+  info(): Promise<ImageInfo> {
+    return plainInfo(this)
   }
   async close(): Promise<void> {
     await this.storage.close()

@@ -1,5 +1,6 @@
 // The facts `info` reports about one image, independent of output form (JSON or human).
 // Field names follow qemu-img's JSON (block-core.json ImageInfo / ImageInfoSpecificQCow2).
+import type { ReadableStorage } from '../io/storage.js'
 
 /** One internal snapshot as `info` lists it (SnapshotInfo). */
 export interface SnapshotInfo {
@@ -92,3 +93,25 @@ export interface LuksSpecificInfo {
 /** ImageInfoSpecific: one of the formats that has some. */
 export type FormatSpecificInfo = Qcow2SpecificInfo | LuksSpecificInfo
 
+
+/**
+ * The info of a layer that has none of the optional facts (no encryption, backing file,
+ * snapshots or format-specific data) unless `fields` gives them.
+ */
+export async function plainInfo(driver: { storage: ReadableStorage; format: string; virtualSize: number }, fields: Partial<ImageInfo> = {}): Promise<ImageInfo> {
+  return {
+    filename: driver.storage.name,
+    format: driver.format,
+    virtualSize: driver.virtualSize,
+    actualSize: await driver.storage.allocatedSize?.(),
+    clusterSize: undefined,
+    encrypted: undefined,
+    dirtyFlag: false,
+    backingFilename: undefined,
+    fullBackingFilename: undefined,
+    backingFilenameFormat: undefined,
+    snapshots: undefined,
+    formatSpecific: undefined,
+    ...fields,
+  }
+}

@@ -2,7 +2,7 @@
 // 1 MiB blocks through the generic unit writer, no backing file, no discard, no resize.
 import type { GuestReader, WritableFormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
-import type { ImageInfo } from '../format/info.js'
+import { plainInfo, type ImageInfo } from '../format/info.js'
 import { UnitLocks, writeUnits, type UnitAllocator } from '../format/unit-writer.js'
 import { ImageError } from '../errors.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
@@ -148,21 +148,8 @@ export class VdiImage implements WritableFormatDriver {
     if (this.writable) await (this.storage as Storage).flush()
   }
 
-  async info(): Promise<ImageInfo> {
-    return {
-      filename: this.storage.name,
-      format: this.format,
-      virtualSize: this.virtualSize,
-      actualSize: await this.storage.allocatedSize?.(),
-      clusterSize: this.clusterSize,
-      encrypted: undefined,
-      dirtyFlag: false,
-      backingFilename: undefined,
-      fullBackingFilename: undefined,
-      backingFilenameFormat: undefined,
-      snapshots: undefined,
-      formatSpecific: undefined,
-    }
+  info(): Promise<ImageInfo> {
+    return plainInfo(this, { clusterSize: this.clusterSize })
   }
 
   async close(): Promise<void> {
