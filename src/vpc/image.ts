@@ -38,7 +38,8 @@ export class VpcImage implements WritableFormatDriver {
     this.virtualSize = layout.virtualSize
     this.#fixed = layout.footer.diskType === VHD_FIXED
     this.#sparse = layout.sparse
-    this.#differencing = !this.#fixed && layout.footer.diskType === VHD_DIFFERENCING && layout.sparse !== undefined
+    // A differencing disk that names no parent is read as QEMU reads every one: as a dynamic disk.
+    this.#differencing = !this.#fixed && layout.footer.diskType === VHD_DIFFERENCING && layout.sparse !== undefined && backing !== undefined
     this.backing = this.#differencing ? backing : undefined
     this.clusterSize = this.#fixed ? undefined : layout.sparse?.blockSize
     this.#bitmaps = layout.sparse && !this.#fixed ? new SectorBitmaps(storage, layout.sparse) : undefined
@@ -54,10 +55,8 @@ export class VpcImage implements WritableFormatDriver {
     if (rest <= 0 || guestOffset < 0) throw this.#outOfRange('read', guestOffset, maxLength)
     const sparse = this.#sparse
     if (this.#fixed || !sparse) {
-      // The guest bytes are the file's; past its end QEMU's file layer reads zeros.
-      const fileSize = this.#layout.fileSize
-      if (guestOffset >= fileSize) return { kind: 'zero', length: rest, hostOffset: undefined }
-      return { kind: 'data', length: Math.min(rest, fileSize - guestOffset), storage: this.storage, hostOffset: guestOffset }
+      // The guest bytes are the file's (past its end they read as zeros, as in QEMU).
+      return { kind: 'data', length: rest, storage: this.storage, hostOffset: guestOffset }
     }
     const bs = sparse.blockSize
     const block = Math.floor(guestOffset / bs)

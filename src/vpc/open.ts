@@ -144,7 +144,8 @@ export async function openLayout(storage: ReadableStorage): Promise<VpcLayout> {
   const totalSectors = guestSectors(footer)
   if (totalSectors > VHD_MAX_SECTORS) {
     throw new ImageError('UNSUPPORTED', `${file}: VHD footer at ${hex(at)}: the disk has ${totalSectors} sectors, above the 2040 GiB QEMU allows (${VHD_MAX_SECTORS})`,
-      { file, offset: at, qemuText: `Could not open '${file}': File too large` })
+      // -EFBIG without a message: bdrv_open_driver names the file, and qemu-img names it again.
+      { file, offset: at, qemuText: `Could not open '${file}': Could not open '${file}': File too large` })
   }
   const fixed = at !== 0
   const sparse = fixed ? undefined : await readSparse(storage, file, fileSize, footer, totalSectors)
