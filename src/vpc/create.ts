@@ -96,7 +96,12 @@ export async function createVpc(request: FormatCreateRequest): Promise<void> {
     fixed: subformat === 'fixed', forceSize: boolOption(request.options, 'force_size'),
     nowSeconds: Math.floor(Date.now() / 1000), uuid: uuidV4(random),
   }, request.storage.name)
-  if (subformat === 'fixed') await request.storage.truncate(layout.fileSize)
+  if (subformat === 'fixed') {
+    // blk_truncate of the new, empty file: QEMU's file layer then writes the first block
+    // (file-posix allocate_first_block), so the file's allocation is QEMU's too.
+    await request.storage.truncate(layout.fileSize)
+    await request.storage.write(0, new Uint8Array(layout.fileSize < 4096 ? 512 : 4096))
+  }
   for (const [offset, bytes] of layout.writes) await request.storage.write(offset, bytes)
 }
 

@@ -1,6 +1,7 @@
-// The vpc (VHD) format module: probe (vpc_probe), open, create options and create. QEMU has no
-// check for vpc ("This image format does not support checks"), so neither has this module.
+// The vpc (VHD) format module: probe (vpc_probe), open, create options and create, and check as
+// qemu-img checks vpc: the image opened, then "This image format does not support checks".
 import type { FormatModule } from '../format/module.js'
+import { checkVpc } from './check.js'
 import { createVpc, VPC_CREATE_OPTIONS } from './create.js'
 import { hasCookie } from './footer.js'
 import { VpcImage } from './image.js'
@@ -24,4 +25,5 @@ export const vpcModule: FormatModule = {
   },
   createOptions: VPC_CREATE_OPTIONS,
   create: createVpc,
+  check: checkVpc,
 }

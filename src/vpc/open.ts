@@ -11,6 +11,8 @@ import { BAT_UNUSED, DYNAMIC_HEADER_BYTES, DYNAMIC_HEADER_COOKIE, bitmapBytes, d
 
 /** QEMU's BDRV_MAX_LENGTH bound on request offsets: reads beyond it fail rather than see zeros. */
 const MAX_REQUEST_END = 2n ** 63n - 2n ** 31n
+/** QEMU's BDRV_REQUEST_MAX_BYTES: the longest single request (INT_MAX in whole sectors). */
+const MAX_REQUEST_BYTES = 0x7ffffe00
 
 /** What open learned of a dynamic or differencing disk. */
 export interface VpcSparse {
@@ -82,7 +84,8 @@ async function readSparse(storage: ReadableStorage, file: string, fileSize: numb
     throw openError('UNSUPPORTED', file, where, `Max Table Entries too large (${signed})`, headerOffset + 28)
   }
   const batBytes = entries * 4
-  if (header.tableOffset + BigInt(batBytes) > MAX_REQUEST_END) {
+  // One read of the whole BAT: QEMU refuses a request above BDRV_REQUEST_MAX_BYTES or past BDRV_MAX_LENGTH.
+  if (batBytes > MAX_REQUEST_BYTES || header.tableOffset + BigInt(batBytes) > MAX_REQUEST_END) {
     throw openError('CORRUPT', file, `${where}: BAT offset 0x${header.tableOffset.toString(16)}`, 'Error reading pagetable', headerOffset + 16)
   }
   const batOffset = Number(header.tableOffset)

@@ -236,7 +236,7 @@ describe('vpc hostile images', () => {
   })
   it('a BAT outside the file is refused before it is read (no allocation the file cannot back)', async () => {
     const bytes = await base()
-    pokeBE(bytes, header(DYNAMIC_FIELD.maxTableEntries), 4, 0x1fffffff)
+    pokeBE(bytes, header(DYNAMIC_FIELD.maxTableEntries), 4, 0x1000000)
     pokeBE(bytes, header(DYNAMIC_FIELD.tableOffset), 8, 0x100000)
     const storage = new MemoryStorage(bytes, 'bad.vhd')
     let largest = 0
