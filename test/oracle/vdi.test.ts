@@ -8,7 +8,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs'
 import { needTools, run, runOk, sharedWorkDir, qimgInProcess as qimg } from '../helpers/oracle.js'
-import { prng } from '../helpers/prng.js'
+import { ioScript } from '../helpers/io-script.js'
 
 const MiB = 1024 * 1024
 const work = sharedWorkDir('qimg-oracle-vdi-', async () => {}, ['qemu-img', 'qemu-io'])
@@ -85,22 +85,6 @@ describe('vdi create', () => {
   })
 })
 
-/** A seeded script of qemu-io commands over an image of `size` bytes. */
-function script(seed: number, size: number, count: number): string[] {
-  const rand = prng(seed)
-  const sectors = size / 512
-  const out: string[] = []
-  for (let i = 0; i < count; i++) {
-    const start = Math.floor(rand() * sectors)
-    const length = 1 + Math.floor(rand() * Math.min(sectors - start, rand() < 0.3 ? 4096 : 64))
-    const kind = rand()
-    const range = `${start * 512} ${length * 512}`
-    if (kind < 0.6) out.push(`write -P 0x${(1 + Math.floor(rand() * 254)).toString(16)} ${range}`)
-    else if (kind < 0.8) out.push(`write -z ${range}`)
-    else out.push(`discard ${range}`)
-  }
-  return out
-}
 
 describe('vdi images qimg made and wrote', () => {
   for (const [seed, isStatic] of [[1, false], [2, false], [3, true], [4, false]] as const) {
@@ -113,7 +97,7 @@ describe('vdi images qimg made and wrote', () => {
       assert.equal((await qimg(['create', '-q', '-f', 'vdi', '-o', `static=${isStatic ? 'on' : 'off'}`, ours, String(size)])).code, 0)
       copyFileSync(ours, theirs)
       await runOk('qemu-img', ['create', '-q', '-f', 'raw', raw, String(size)])
-      const commands = script(seed, size, 40)
+      const commands = ioScript(seed, size, 40)
       const r = await qimg(['io', '-f', 'vdi', ...commands.flatMap((c) => ['-c', c]), ours])
       assert.equal(r.code, 0, r.stderr)
       await qemuIo(theirs, commands)

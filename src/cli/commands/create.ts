@@ -41,7 +41,10 @@ export const create: Command = async (args, ctx) => {
   try {
     await createImage(filename, format, optionTexts, size, parsed, ctx)
   } catch (e) {
-    if (isImageError(e)) throw new ImageError(e.code, `${filename}: ${e.message}`, { cause: e, file: filename })
+    if (isImageError(e)) {
+      const qemuText = e.qemuText === undefined ? {} : { qemuText: `${filename}: ${e.qemuText}` }
+      throw new ImageError(e.code, `${filename}: ${e.message}`, { cause: e, file: filename, ...qemuText })
+    }
     throw e
   }
   return 0
