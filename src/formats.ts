@@ -6,8 +6,9 @@ import { qcowModule } from './qcow/module.js'
 import { rawModule } from './raw-module.js'
 import { luksModule } from './luks/module.js'
 import { vdiModule } from './vdi/module.js'
+import { vmdkModule } from './vmdk/module.js'
 
-export const formatModules: readonly FormatModule[] = [qcow2Module, qcowModule, luksModule, vdiModule, rawModule]
+export const formatModules: readonly FormatModule[] = [qcow2Module, qcowModule, luksModule, vdiModule, vmdkModule, rawModule]
 
 /** The module named `name`, if qimg has it. */
 export function findFormatModule(name: string, modules: readonly FormatModule[] = formatModules): FormatModule | undefined {

@@ -1,5 +1,5 @@
 // ImageInfo → QEMU 7.2 QAPI ImageInfo object (block-core.json), ready for toQemuJson.
-import type { FormatSpecificInfo, ImageInfo, LuksInfo, Qcow2SpecificInfo, SnapshotInfo } from '../format/info.js'
+import type { FormatSpecificInfo, ImageInfo, LuksInfo, LuksSpecificInfo, Qcow2SpecificInfo, SnapshotInfo } from '../format/info.js'
 import type { QValue } from './qjson.js'
 
 // Members are inserted in QAPI declaration order (base fields first), which together with the
@@ -88,5 +88,6 @@ export function infoToQValue(info: ImageInfo): QValue {
 
 /** The `data` member of `format-specific` for any format. */
 export function formatSpecificToQValue(spec: FormatSpecificInfo): QValue {
-  return spec.type === 'luks' ? luksToQValue(spec.luks) as QValue : qcow2SpecificToQValue(spec)
+  if ('members' in spec) return spec.members as QValue
+  return spec.type === 'luks' ? luksToQValue((spec as LuksSpecificInfo).luks) as QValue : qcow2SpecificToQValue(spec as Qcow2SpecificInfo)
 }

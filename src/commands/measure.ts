@@ -87,7 +87,7 @@ export async function measureQcow2(target: Qcow2MeasureTarget, source: { size: n
     // Only a v3 qcow2 source can carry persistent bitmaps (and a v3 target take them).
     const info = device.driver.format === 'qcow2' ? await device.info() : undefined
     const specific = info?.formatSpecific
-    if (target.version >= 3 && specific?.type === 'qcow2' && specific.compat === '1.1') {
+    if (target.version >= 3 && specific?.type === 'qcow2' && !('members' in specific) && specific.compat === '1.1') {
       bitmaps = bitmapsSize(specific.bitmaps ?? [], ssize, cs)
     }
   } else {

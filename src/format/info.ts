@@ -89,6 +89,21 @@ export interface LuksSpecificInfo {
   luks: LuksInfo
 }
 
+/** A JSON-like value of format-specific info, members in QAPI declaration order. */
+export type InfoValue = null | boolean | number | string | InfoValue[] | InfoMembers
+
+/** The members of a QAPI object; undefined members are omitted. */
+export interface InfoMembers { [key: string]: InfoValue | undefined }
+
+/**
+ * Format-specific facts a format module gives already in QAPI form (`members` are the `data`
+ * object of `format-specific`, with QAPI's names): formats whose facts nothing else reads.
+ */
+export interface QapiSpecificInfo {
+  type: string
+  members: InfoMembers
+}
+
 /** ImageInfoSpecific: one of the formats that has some. */
-export type FormatSpecificInfo = Qcow2SpecificInfo | LuksSpecificInfo
+export type FormatSpecificInfo = Qcow2SpecificInfo | LuksSpecificInfo | QapiSpecificInfo
 

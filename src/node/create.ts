@@ -91,7 +91,11 @@ export async function createWithModule(path: string, module: FormatModule, size:
   if (!module.create) throw new ImageError('UNSUPPORTED', `Format '${module.name}' does not support image creation`)
   const storage = await FileStorage.create(path)
   try {
-    await module.create({ storage, size, options, secret, crypto: nodeCrypto, compressors: undefined })
+    await module.create({
+      storage, size, options, secret, crypto: nodeCrypto, compressors: undefined,
+      createFile: (file) => FileStorage.create(file),
+      openFile: (name) => FileStorage.open(pathCombine(path, name)),
+    })
     await storage.flush()
   } catch (e) {
     await storage.close().catch(() => undefined)
