@@ -158,7 +158,9 @@ export class VmdkImage implements WritableFormatDriver {
     if (this.#cidUpdated) return
     this.#cidUpdated = true
     const out = this.storage as Storage
-    const size = this.#parts.descOffset === 0 ? await out.size() : DESC_SIZE
+    // bdrv_getlength of a descriptor file is whole sectors: QEMU reads (zeros past the end) and
+    // writes back that much.
+    const size = this.#parts.descOffset === 0 ? Math.ceil((await out.size()) / SECTOR) * SECTOR : DESC_SIZE
     if (size > MAX_DESC_FILE) throw new ImageError('UNSUPPORTED', `${out.name}: VMDK description file too big`, { file: out.name, qemuText: 'VMDK description file too big' })
     const stored = new Uint8Array(size)
     const available = Math.max(0, Math.min(size, (await out.size()) - this.#parts.descOffset))
