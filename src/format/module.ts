@@ -105,6 +105,11 @@ export interface FormatModule {
   readonly zeroInit?: boolean
   /** A failed create deletes the file it made (QEMU's bdrv_co_delete_file, as block/crypto.c does). */
   readonly removeOnCreateFailure?: boolean
+  /**
+   * Checks the -o options as the format's create does before it makes any file (QEMU's messages);
+   * optional: create checks them again.
+   */
+  checkCreateOptions?(options: ReadonlyMap<string, string>): void
   /** Writes a new image into `request.storage`; absent when qimg cannot create the format. */
   create?(request: FormatCreateRequest): Promise<void>
 }

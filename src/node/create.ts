@@ -89,6 +89,7 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, enc
  */
 export async function createWithModule(path: string, module: FormatModule, size: number, options: ReadonlyMap<string, string>, secret: Uint8Array | undefined): Promise<void> {
   if (!module.create) throw new ImageError('UNSUPPORTED', `Format '${module.name}' does not support image creation`)
+  module.checkCreateOptions?.(options)
   const storage = await FileStorage.create(path)
   try {
     await module.create({

@@ -108,31 +108,36 @@ async function backingFormat(backing: ReadableStorage): Promise<string> {
   return probeFormat(backing)
 }
 
-/** Writes a new VMDK image (the descriptor or monolithic file in `request.storage`). */
-export async function createVmdk(request: FormatCreateRequest): Promise<void> {
-  const o = request.options
-  const backingFmt = o.get('backing_fmt')
-  if (backingFmt !== undefined && backingFmt !== 'vmdk') throw new ImageError('INVALID_ARGUMENT', 'backing_file must be a vmdk image')
-  const { path, prefix, postfix } = decomposeName(request.storage.name)
-  const size = Math.ceil(request.size / SECTOR) * SECTOR
+/** What the options ask for, checked as vmdk_co_create_opts checks them before any file is made. */
+export function resolveVmdkOptions(o: ReadonlyMap<string, string>): { subformat: string; adapterType: string; hwVersion: string | undefined; zeroedGrain: boolean } {
+  if (o.get('backing_fmt') !== undefined && o.get('backing_fmt') !== 'vmdk') throw new ImageError('INVALID_ARGUMENT', 'backing_file must be a vmdk image')
   const adapterType = o.get('adapter_type') ?? 'ide'
   if (!(ADAPTER_TYPES as readonly string[]).includes(adapterType)) throw new ImageError('INVALID_ARGUMENT', `invalid parameter value: ${adapterType}`)
   const subformat = o.get('subformat') ?? 'monolithicSparse'
   if (!(SUBFORMATS as readonly string[]).includes(subformat)) throw new ImageError('INVALID_ARGUMENT', `invalid parameter value: ${subformat}`)
-  const backingFile = o.get('backing_file')
   let hwVersion = o.get('hwversion')
   if (hwVersion === 'undefined') hwVersion = undefined
-  const compat6 = truthy(o.get('compat6'))
   const zeroedGrain = truthy(o.get('zeroed_grain'))
-  if (compat6) {
+  if (truthy(o.get('compat6'))) {
     if (hwVersion !== undefined) throw new ImageError('INVALID_ARGUMENT', 'compat6 cannot be enabled with hwversion set')
     hwVersion = '6'
   }
+  const flat = subformat === 'monolithicFlat' || subformat === 'twoGbMaxExtentFlat'
+  if (flat && o.get('backing_file') !== undefined) throw new ImageError('UNSUPPORTED', "Flat image can't have backing file")
+  if (flat && zeroedGrain) throw new ImageError('UNSUPPORTED', "Flat image can't enable zeroed grain")
+  return { subformat, adapterType, hwVersion, zeroedGrain }
+}
+
+/** Writes a new VMDK image (the descriptor or monolithic file in `request.storage`). */
+export async function createVmdk(request: FormatCreateRequest): Promise<void> {
+  const o = request.options
+  const { subformat, adapterType, hwVersion, zeroedGrain } = resolveVmdkOptions(o)
+  const { path, prefix, postfix } = decomposeName(request.storage.name)
+  const size = Math.ceil(request.size / SECTOR) * SECTOR
+  const backingFile = o.get('backing_file')
   const split = subformat === 'twoGbMaxExtentFlat' || subformat === 'twoGbMaxExtentSparse'
   const flat = subformat === 'monolithicFlat' || subformat === 'twoGbMaxExtentFlat'
   const compress = subformat === 'streamOptimized'
-  if (flat && backingFile !== undefined) throw new ImageError('UNSUPPORTED', "Flat image can't have backing file")
-  if (flat && zeroedGrain) throw new ImageError('UNSUPPORTED', "Flat image can't enable zeroed grain")
   const random = () => {
     const bytes = request.crypto ? request.crypto.randomBytes(4) : globalThis.crypto.getRandomValues(new Uint8Array(4))
     return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true)
@@ -172,8 +177,11 @@ export async function createVmdk(request: FormatCreateRequest): Promise<void> {
       const name = split ? `${prefix}-${flat ? 'f' : 's'}${String(index).padStart(3, '0')}${postfix}` : `${prefix}-flat${postfix}`
       const extent = await request.createFile(path + name)
       try {
-        if (flat) await extent.truncate(bytes)
-        else await initSparseExtent(extent, bytes, compress, zeroedGrain)
+        if (flat) {
+          // The new file grows from empty: QEMU's file driver writes its first block.
+          await extent.truncate(bytes)
+          await extent.write(0, new Uint8Array(bytes < 4096 ? 512 : 4096))
+        } else await initSparseExtent(extent, bytes, compress, zeroedGrain)
         await extent.flush()
       } finally {
         await extent.close()

@@ -1,7 +1,7 @@
 // The VMDK format module: probe (vmdk_probe), open, create options and create, check.
 import type { FormatModule } from '../format/module.js'
 import { checkVmdk } from './check.js'
-import { createVmdk, VMDK_CREATE_OPTIONS } from './create.js'
+import { createVmdk, resolveVmdkOptions, VMDK_CREATE_OPTIONS } from './create.js'
 import { VMDK3_MAGIC, VMDK4_MAGIC } from './header.js'
 import { openVmdk } from './open.js'
 
@@ -40,5 +40,6 @@ export const vmdkModule: FormatModule = {
   createOptions: VMDK_CREATE_OPTIONS,
   compressedWrites: true,
   check: checkVmdk,
+  checkCreateOptions: (options) => { resolveVmdkOptions(options) },
   create: createVmdk,
 }

@@ -4,12 +4,12 @@
 // Reproduce: QIMG_FUZZ_SEED=<seed> node --test dist/test/vdi/fuzz.test.js
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ImageError, isImageError } from '../../src/errors.js'
 import { openChain } from '../../src/format/chain.js'
 import { MemoryStorage } from '../../src/io/memory.js'
 import { FIELD } from '../../src/vdi/header.js'
 import { vdiModule } from '../../src/vdi/module.js'
 import { mulberry32 } from '../helpers/prng.js'
+import { boundedStorage, judge, walkDevice } from '../helpers/fuzz-run.js'
 import { newVdi, pokeLE } from './vdi-helpers.js'
 
 const SEED = Number(process.env['QIMG_FUZZ_SEED'] ?? 0x5eed_0d1) >>> 0
@@ -19,12 +19,6 @@ const NAME = 'fuzz.vdi'
 /** Memory storage must not grow without bound: a write this far is refused as a full disk. */
 const WRITE_LIMIT = 64 * MiB
 
-class BoundedStorage extends MemoryStorage {
-  override async write(offset: number, data: Uint8Array): Promise<void> {
-    if (offset + data.length > WRITE_LIMIT) throw new ImageError('IO', `${NAME}: write at ${offset} beyond the fuzz limit (No space left on device)`, { file: NAME })
-    return super.write(offset, data)
-  }
-}
 
 const BOUNDARY = [0, 1, 511, 512, 513, MiB - 1, MiB, MiB + 1, 0x1fffff80, 0x1fffff81, 0x3fffffff, 0x7fffffff, 0xfffffffe, 0xffffffff]
 
@@ -55,38 +49,20 @@ function mutate(rand: () => number, bytes: Uint8Array): void {
   }
 }
 
-function judge(e: unknown): unknown {
-  if (!isImageError(e)) return e
-  if (!e.message.includes(NAME)) return new Error(`${e.code} message names no file: ${e.message}`)
-  return undefined
-}
 
 async function exercise(rand: () => number, bytes: Uint8Array): Promise<unknown> {
   try {
-    const storage = new BoundedStorage(bytes.slice(), NAME)
-    const device = await openChain(storage, { format: 'vdi', writable: true })
-    let steps = 0
-    for (let offset = 0; offset < device.size && steps < 64; steps++) {
-      const st = await device.blockStatus(offset, device.size - offset)
-      assert.ok(st.length > 0)
-      offset += st.length
-    }
-    await device.read(0, Math.min(device.size, 2 * MiB))
-    for (let op = 0; op < 3 && device.size > 0; op++) {
-      const offset = rand() % Math.min(device.size, 8 * MiB)
-      const length = Math.min(1 + (rand() % (2 * MiB)), device.size - offset)
-      if (op === 1) await device.writeZeroes(offset, length)
-      else await device.write(offset, new Uint8Array(length).fill(0x5a))
-    }
+    const device = await openChain(boundedStorage(bytes.slice(), NAME, WRITE_LIMIT), { format: 'vdi', writable: true })
+    await walkDevice(device, rand)
     await device.close()
   } catch (e) {
-    const bug = judge(e)
+    const bug = judge(e, NAME)
     if (bug) return bug
   }
   try {
     await vdiModule.check!(new MemoryStorage(bytes, NAME), { report: () => {} })
   } catch (e) {
-    const bug = judge(e)
+    const bug = judge(e, NAME)
     if (bug) return bug
   }
   return undefined
