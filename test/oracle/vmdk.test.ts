@@ -88,10 +88,16 @@ async function both(dir: string, args: string[]): Promise<{ ours: string; theirs
 
 const GiB = 1024 * 1024 * 1024
 
+/** Big enough to cross a twoGbMaxExtent boundary, small elsewhere (raw copies are compared). */
+function sizeFor(subformat: string): number {
+  return subformat.startsWith('twoGb') ? 2 * GiB + 8 * 1024 * 1024 : 64 * 1024 * 1024
+}
+
 /** A script of writes: data, zeros, across the 2 GiB extent boundary, rewrites. */
 function script(size: number, stream: boolean): string[] {
   if (stream) return ['write -P 0x11 0 64k', 'write -c -P 0x12 192k 64k', `write -P 0x13 ${size - 65536} 64k`, 'write -P 0x14 1M 4k', 'write -P 0x15 0 64k']
-  return ['write -P 0x11 0 64k', 'write -P 0x22 70k 5k', 'write -z 1M 128k', `write -P 0x33 ${2 * GiB - 1024 * 1024} 2M`, 'write -z 100k 4k', `write -P 0x44 ${size - 1024 * 1024} 1M`, 'write -P 0x55 0 4k', 'write -z -u 2M 1M']
+  const middle = size > 2 * GiB ? 2 * GiB - 1024 * 1024 : size / 2 - 1024 * 1024 // across the extents' boundary
+  return ['write -P 0x11 0 64k', 'write -P 0x22 70k 5k', 'write -z 1M 128k', `write -P 0x33 ${middle} 2M`, 'write -z 100k 4k', `write -P 0x44 ${size - 1024 * 1024} 1M`, 'write -P 0x55 0 4k', 'write -z -u 2M 1M']
 }
 
 describe('vmdk images qemu-img made and qemu-io wrote, read by qimg', () => {
@@ -101,7 +107,7 @@ describe('vmdk images qemu-img made and qemu-io wrote, read by qimg', () => {
         if (!needTools(t, 'qemu-img', 'qemu-io')) return
         assert.ok(work.ready())
         const { theirs: dir } = pair(`read-${subformat}-${zeroed}`)
-        const size = 2 * GiB + 8 * 1024 * 1024
+        const size = sizeFor(subformat)
         await runOk('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', `subformat=${subformat},zeroed_grain=${zeroed}`, 'd.vmdk', String(size)], { cwd: dir })
         await run('qemu-io', ['-f', 'vmdk', ...script(size, subformat === 'streamOptimized').flatMap((c) => ['-c', c]), 'd.vmdk'], { cwd: dir })
         await sameRaw(dir, 'd.vmdk')
@@ -124,7 +130,8 @@ describe('vmdk create as qemu-img', () => {
     ['-o', 'adapter_type=scsi'], ['-o', 'subformat=vmfs'], ['-o', 'compat6=on,hwversion=7'], ['-o', 'subformat=monolithicFlat,zeroed_grain=on'],
   ]
   for (const args of cases) {
-    for (const size of ['0', '1000', '1M', '5G', '3221225472']) {
+    const refusal = cases.indexOf(args) >= cases.length - 4
+    for (const size of refusal ? ['1M'] : ['0', '1000', '1M', '5G']) {
       it(`create ${args.join(' ')} ${size}`, async (t) => {
         if (!needTools(t, 'qemu-img')) return
         const { ours, theirs } = pair(`create-${args.join('')}-${size}`)
@@ -170,7 +177,7 @@ describe('vmdk written by qimg io as by qemu-io', () => {
       it(`${subformat} zeroed_grain=${zeroed}`, async (t) => {
         if (!needTools(t, 'qemu-img', 'qemu-io')) return
         const { ours, theirs } = pair(`io-${subformat}-${zeroed}`)
-        const size = 2 * GiB + 8 * 1024 * 1024
+        const size = sizeFor(subformat)
         await runOk('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', `subformat=${subformat},zeroed_grain=${zeroed}`, 'd.vmdk', String(size)], { cwd: theirs })
         for (const name of readdirSync(theirs)) copyFileSync(join(theirs, name), join(ours, name))
         const commands = script(size, subformat === 'streamOptimized').flatMap((c) => ['-c', c])
