@@ -59,9 +59,13 @@ function assertSameFiles(ours: string, theirs: string, what: string): void {
       assert.equal(execFileSync('cmp', [join(ours, name), join(theirs, name)]).length, 0, `${what}: ${name} differs`)
       continue
     }
-    const t = readFileSync(join(theirs, name))
+    let t: Buffer = readFileSync(join(theirs, name))
     let o: Buffer = readFileSync(join(ours, name))
-    if (/(?:^|\n)CID=/.test(t.subarray(0, 0x200 + 10240).toString('latin1'))) o = withCidText(o, cidOf(t))
+    // Both CIDs written as the same text (their lengths in hex differ now and then).
+    if (/(?:^|\n)CID=/.test(t.subarray(0, 0x200 + 10240).toString('latin1'))) {
+      o = withCidText(o, cidOf(t))
+      t = withCidText(t, cidOf(t))
+    }
     assert.equal(o.length, t.length, `${what}: ${name} length`)
     assert.ok(o.equals(t), `${what}: ${name} differs`)
   }
