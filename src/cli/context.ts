@@ -89,7 +89,7 @@ export function operandImage(operand: string, parsed: Parsed, formatKey = 'forma
 
 /** Opens an operand as qemu-img does: a file name, or an option string with --image-opts. */
 export async function openOperand(operand: string, parsed: Parsed, extra: OpenImageOptions = {}, formatKey = 'format'): Promise<BlockDevice> {
-  if (parsed.options.has('untrusted') && extra.fileReferences !== 'ignore') extra = { ...extra, fileReferences: 'deny' }
+  if (parsed.options.has('untrusted')) extra = { ...extra, fileReferences: extra.fileReferences === 'ignore' ? 'ignore-untrusted' : 'deny' }
   // Secrets (--object) are checked up front; the one an encrypted image needs is looked up lazily,
   // or, without encrypt.key-secret, asked for on a terminal.
   const secrets = await secretsOf(parsed)

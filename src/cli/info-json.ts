@@ -91,5 +91,6 @@ export function formatSpecificToQValue(spec: FormatSpecificInfo): QValue {
   switch (spec.type) {
     case 'qcow2': return qcow2SpecificToQValue(spec.data)
     case 'luks': return luksToQValue(spec.data) as QValue
+    case 'vmdk': return spec.data as QValue
   }
 }

@@ -8,7 +8,7 @@ import type { ReadableStorage } from '../io/storage.js'
 import { findFormatModule, formatModules } from '../formats.js'
 import { BlockDevice } from './device.js'
 import type { FormatDriver } from './driver.js'
-import type { FormatModule } from './module.js'
+import type { FormatModule, FormatOpenContext } from './module.js'
 import { probeFormat } from './probe.js'
 
 /** Deepest chain qimg follows (QEMU has no fixed limit; anything deeper is an attack or a loop). */
@@ -18,7 +18,8 @@ export const MAX_CHAIN_DEPTH = 64
 export type FileReferencePolicy =
   | 'follow' // open them (plain paths only)
   | 'deny' // refuse to open an image that needs one: for untrusted images
-  | 'ignore' // do not open the backing file (info); data files are still refused
+  | 'ignore' // do not open the backing file (info) nor optional files (a data file); an image's own parts (VMDK extents) open
+  | 'ignore-untrusted' // 'ignore' for an untrusted image: no file it names opens at all (info --untrusted)
 
 /** What the chain opener needs from its host (Node: node:fs; tests: memory). */
 export interface FileHost {
@@ -102,18 +103,28 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
     snapshot: forTop ? options.snapshot : undefined,
     l2CacheSize: options.l2CacheSize,
     report: forTop ? options.report : undefined,
-    skipReferencedFiles: policy === 'ignore',
+    skipReferencedFiles: policy === 'ignore' || policy === 'ignore-untrusted',
     dataFile: forTop ? options.dataFile : undefined,
-    openReferenced: policy === 'follow' && host ? async (name, what, openOptions) => {
-      checkReferencedName(storage.name, what, name)
-      const path = pathCombine(storage.name, name)
-      return host.open(path, { writable: openOptions?.writable ?? false }).catch((cause: unknown) => {
-        // Say which image names the file (QEMU: "Could not open 'img': Could not open 'data': …").
-        if (cause instanceof ImageError) throw new ImageError(cause.code, `${storage.name}: Could not open ${what}: ${cause.message}`, { cause, file: path })
-        throw cause
-      })
-    } : undefined,
+    // Under 'ignore' files an image is made of (VMDK extents) still open; modules skip the
+    // optional ones (a qcow2 data file) by skipReferencedFiles.
+    openReferenced: (policy === 'follow' || policy === 'ignore') && host ? referencedOpener(storage.name, host) : undefined,
   })
+}
+
+/**
+ * The opener of files an image named `image` names other than its backing file: the name
+ * checked, resolved against the image's directory, and failures prefixed with what it is.
+ */
+export function referencedOpener(image: string, host: FileHost): NonNullable<FormatOpenContext['openReferenced']> {
+  return async (name, what, openOptions) => {
+    checkReferencedName(image, what, name)
+    const path = pathCombine(image, name)
+    return host.open(path, { writable: openOptions?.writable ?? false }).catch((cause: unknown) => {
+      // Say which image names the file (QEMU: "Could not open 'img': Could not open 'data': …").
+      if (cause instanceof ImageError) throw new ImageError(cause.code, `${image}: Could not open ${what}: ${cause.message}`, { cause, file: path })
+      throw cause
+    })
+  }
 }
 
 /** Opens `storage` as the top of a chain and follows its backing files per `options`. */
@@ -138,7 +149,7 @@ export async function openChain(storage: ReadableStorage, options: OpenChainOpti
     const seen = new Set<string>()
     if (options.host) seen.add(await options.host.canonical(storage.name).catch(() => storage.name))
     let driver = top
-    while (driver.backing && policy !== 'ignore') {
+    while (driver.backing && policy !== 'ignore' && policy !== 'ignore-untrusted') {
       const name = driver.backing.name
       if (policy === 'deny') {
         throw new ImageError('DENIED', `${driver.storage.name}: the image names backing file '${name}' and opening files named by images is not allowed`, { file: driver.storage.name })

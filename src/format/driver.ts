@@ -43,6 +43,11 @@ export interface FormatDriver {
    * the end of the file is reported as not data, where a format such as qcow2 keeps DATA.
    */
   readonly passesFileStatus?: boolean
+  /**
+   * Data must be written compressed, whole units in guest order (QEMU's needs_compressed_writes:
+   * a streamOptimized VMDK): convert then compresses as with -c.
+   */
+  readonly needsCompressedWrites?: boolean
   /** Bytes per allocation unit (cluster, block) when the format has them: compressed writes and convert work in them. */
   readonly clusterSize?: number
   /** The facts `info` reports about this layer (without chain). */

@@ -85,12 +85,14 @@ export interface ImageInfo {
 
 /**
  * ImageInfoSpecific (block-core.json): a union keyed by `type`, each variant's `data` typed per
- * format, as qemu-img's JSON has it. Of qimg's formats only qcow2 and luks have one (qemu-img
- * 7.2 prints none for raw, vdi and qcow).
+ * format, as qemu-img's JSON has it. Of qimg's formats qcow2, luks and vmdk have one (qemu-img
+ * 7.2 prints none for raw, vdi, qcow and vpc).
  */
 export type FormatSpecificInfo =
   | { type: 'qcow2'; data: Qcow2SpecificInfo }
   | { type: 'luks'; data: LuksInfo }
+  /** ImageInfoSpecificVmdk, given ready in QAPI form (nothing else reads its facts). */
+  | { type: 'vmdk'; data: InfoMembers }
 
 
 /**
@@ -115,3 +117,9 @@ export async function layerInfo(driver: FormatDriver, facts: Partial<ImageInfo> 
     ...facts,
   }
 }
+
+/** A JSON-like value of format-specific info, members in QAPI declaration order. */
+export type InfoValue = null | boolean | number | string | InfoValue[] | InfoMembers
+
+/** The members of a QAPI object; undefined members are omitted. */
+export interface InfoMembers { [key: string]: InfoValue | undefined }

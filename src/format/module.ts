@@ -37,6 +37,15 @@ export interface FormatOpenContext {
   dataFile: ReadableStorage | undefined
 }
 
+/** What `check` hands a module. */
+export interface FormatCheckOptions {
+  fix?: 'leaks' | 'all' | undefined
+  /** Prints a line as QEMU's check does on stderr (ERROR/Leaked …/Repairing …). */
+  report: (line: string) => void
+  /** Opens a file the image names (a VMDK extent), as {@link FormatOpenContext.openReferenced}. */
+  openReferenced?: FormatOpenContext['openReferenced']
+}
+
 /** One creation option as qemu-img lists it in `-o help` and the "Formatting" line. */
 export interface CreateOptionDesc {
   name: string
@@ -58,6 +67,13 @@ export interface FormatCreateRequest {
   secret: Uint8Array | undefined
   crypto: CryptoProvider | undefined
   compressors: Compressors | undefined
+  /**
+   * Creates a further file of the image (a VMDK extent) at `path`, a name the module composed
+   * from the image's own name, as QEMU composes it; absent when the host cannot.
+   */
+  createFile?: ((path: string) => Promise<Storage>) | undefined
+  /** Opens, read-only, a file the new image names (its backing file), resolved against the image's name. */
+  openFile?: ((name: string) => Promise<ReadableStorage>) | undefined
 }
 
 /** One image format. */
@@ -81,7 +97,7 @@ export interface FormatModule {
    * QEMU's verdicts; `report` prints the lines QEMU prints while checking (ERROR/Leaked …/Repairing …).
    * Absent when the format has no check (qemu-img: "This image format does not support checks").
    */
-  check?(storage: ReadableStorage, options: { fix?: 'leaks' | 'all' | undefined; report: (line: string) => void }): Promise<CheckReport>
+  check?(storage: ReadableStorage, options: FormatCheckOptions): Promise<CheckReport>
   /**
    * False when a new image does not read as zeros (QEMU's bdrv_has_zero_init is 0, as for
    * luks): convert then writes the zeros. Default true.
@@ -89,6 +105,11 @@ export interface FormatModule {
   readonly zeroInit?: boolean
   /** A failed create deletes the file it made (QEMU's bdrv_co_delete_file, as block/crypto.c does). */
   readonly removeOnCreateFailure?: boolean
+  /**
+   * Checks the -o options as the format's create does before it makes any file (QEMU's messages);
+   * optional: create checks them again.
+   */
+  checkCreateOptions?(options: ReadonlyMap<string, string>): void
   /** Writes a new image into `request.storage`; absent when qimg cannot create the format. */
   create?(request: FormatCreateRequest): Promise<void>
 }

@@ -86,9 +86,14 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, enc
  */
 export async function createWithModule(path: string, module: FormatModule, size: number, options: ReadonlyMap<string, string>, secret: Uint8Array | undefined): Promise<void> {
   if (!module.create) throw new ImageError('UNSUPPORTED', `Format '${module.name}' does not support image creation`)
+  module.checkCreateOptions?.(options)
   const storage = await FileStorage.create(path)
   try {
-    await module.create({ storage, size, options, secret, crypto: nodeCrypto, compressors: undefined })
+    await module.create({
+      storage, size, options, secret, crypto: nodeCrypto, compressors: undefined,
+      createFile: (file) => FileStorage.create(file),
+      openFile: (name) => FileStorage.open(pathCombine(path, name)),
+    })
     await storage.flush()
   } catch (e) {
     await storage.close().catch(() => undefined)

@@ -334,14 +334,14 @@ async function openFormat(storage: ReadableStorage, driver: string | undefined, 
   if (hasOption(options, 'data-file')) chain.dataFile = (await openProtocol(subOptions(options, 'data-file'), base)).storage
   const backing = options.get('backing')
   const backingGiven = hasOption(options, 'backing') && !options.has('backing')
-  if (backingGiven && (base.fileReferences === 'ignore' || base.metadataOnly)) {
+  if (backingGiven && (base.fileReferences === 'ignore' || base.fileReferences === 'ignore-untrusted' || base.metadataOnly)) {
     // qemu-img info opens each image without its backing file (BDRV_O_NO_BACKING): nothing takes these options.
     const key = [...options.keys()].find((k) => k.startsWith('backing.'))!
     throw invalid(`Block format '${driver ?? 'qcow2'}' does not support the option '${key}'`)
   }
   if (backing === null || backing === '' || backingGiven) {
     // As openImage would open it (codecs, crypto), but without the backing file it names.
-    const top = await openDriver(storage, driver, { ...nodeChainOptions(chain), fileReferences: 'ignore' }, true)
+    const top = await openDriver(storage, driver, { ...nodeChainOptions(chain), fileReferences: base.fileReferences === 'deny' || base.fileReferences === 'ignore-untrusted' ? 'ignore-untrusted' : 'ignore' }, true)
     let below: BlockDevice | undefined
     try {
       below = backingGiven ? await openBackingOptions(top, subOptions(options, 'backing'), base) : undefined

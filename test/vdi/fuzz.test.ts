@@ -4,13 +4,12 @@
 // Reproduce: QIMG_FUZZ_SEED=<seed> node --test dist/test/vdi/fuzz.test.js
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { isImageError } from '../../src/errors.js'
 import { openChain } from '../../src/format/chain.js'
 import { MemoryStorage } from '../../src/io/memory.js'
 import { FIELD } from '../../src/vdi/header.js'
 import { vdiModule } from '../../src/vdi/module.js'
 import { mulberry32 } from '../helpers/prng.js'
-import { BoundedStorage, exerciseDevice } from '../helpers/fuzz-storage.js'
+import { boundedStorage, judge, walkDevice } from '../helpers/fuzz-run.js'
 import { newVdi, pokeLE } from './vdi-helpers.js'
 
 const SEED = Number(process.env['QIMG_FUZZ_SEED'] ?? 0x5eed_0d1) >>> 0
@@ -19,6 +18,7 @@ const MiB = 1024 * 1024
 const NAME = 'fuzz.vdi'
 /** Memory storage must not grow without bound: a write this far is refused as a full disk. */
 const WRITE_LIMIT = 64 * MiB
+
 
 const BOUNDARY = [0, 1, 511, 512, 513, MiB - 1, MiB, MiB + 1, 0x1fffff80, 0x1fffff81, 0x3fffffff, 0x7fffffff, 0xfffffffe, 0xffffffff]
 
@@ -49,25 +49,20 @@ function mutate(rand: () => number, bytes: Uint8Array): void {
   }
 }
 
-function judge(e: unknown): unknown {
-  if (!isImageError(e)) return e
-  if (!e.message.includes(NAME)) return new Error(`${e.code} message names no file: ${e.message}`)
-  return undefined
-}
 
 async function exercise(rand: () => number, bytes: Uint8Array): Promise<unknown> {
   try {
-    const storage = new BoundedStorage(bytes.slice(), NAME, WRITE_LIMIT)
-    const device = await openChain(storage, { format: 'vdi', writable: true })
-    await exerciseDevice(device, rand)
+    const device = await openChain(boundedStorage(bytes.slice(), NAME, WRITE_LIMIT), { format: 'vdi', writable: true })
+    await walkDevice(device, rand)
+    await device.close()
   } catch (e) {
-    const bug = judge(e)
+    const bug = judge(e, NAME)
     if (bug) return bug
   }
   try {
     await vdiModule.check!(new MemoryStorage(bytes, NAME), { report: () => {} })
   } catch (e) {
-    const bug = judge(e)
+    const bug = judge(e, NAME)
     if (bug) return bug
   }
   return undefined

@@ -6,6 +6,8 @@ import { clearStaleAutoclear } from '../../qcow2/header-encode.js'
 import { openFailure } from '../block-options.js'
 import { probeFormat } from '../../format/probe.js'
 import { findFormatModule } from '../../formats.js'
+import { referencedOpener } from '../../format/chain.js'
+import { nodeFileHost } from '../../node/open.js'
 import { FileStorage } from '../../io/file.js'
 import { checkQcow2, type CheckResult } from '../../qcow2/check.js'
 import { flag, stringOption } from '../getopt.js'
@@ -87,7 +89,9 @@ function exitCode(r: CheckResult): number {
  * check for a format other than qcow2, through its module: QEMU's message and 63 when it has no
  * check, or its check cannot do what was asked (vdi with -r: -ENOTSUP).
  */
-async function checkWithModule(storage: FileStorage, format: string, operand: string, repair: string | undefined, output: string, quiet: boolean, ctx: Parameters<Command>[1]): Promise<number> {
+async function checkWithModule(storage: FileStorage, format: string, operand: string, repair: string | undefined, output: string, quiet: boolean, ctx: Parameters<Command>[1], untrusted: boolean): Promise<number> {
+  // Files the image is made of (VMDK extents) open as the chain opener opens them.
+  const openReferenced = untrusted ? undefined : referencedOpener(storage.name, nodeFileHost)
   const module = findFormatModule(format)
   if (!module?.check) {
     reportError(ctx, 'This image format does not support checks')
@@ -95,7 +99,7 @@ async function checkWithModule(storage: FileStorage, format: string, operand: st
   }
   let result: CheckResult
   try {
-    result = await module.check(storage, { fix: repair as 'leaks' | 'all' | undefined, report: (line) => ctx.err(line + '\n') })
+    result = await module.check(storage, { fix: repair as 'leaks' | 'all' | undefined, report: (line) => ctx.err(line + '\n'), openReferenced })
   } catch (e) {
     if (isImageError(e, 'UNSUPPORTED') && e.qemuText === 'This image format does not support checks') {
       reportError(ctx, e.qemuText)
@@ -127,7 +131,7 @@ export const check: Command = async (args, ctx) => {
   const storage = await FileStorage.open(filename, { writable: repair !== undefined })
   try {
     const format = formatOption ?? await probeFormat(storage)
-    if (format !== 'qcow2') return await checkWithModule(storage, format, operand, repair, output, quiet, ctx)
+    if (format !== 'qcow2') return await checkWithModule(storage, format, operand, repair, output, quiet, ctx, parsed.options.has('untrusted'))
     // qemu-img check opens the image first: an encrypted one needs its secret (given, or asked
     // for on a terminal), as for every other command. The refcounts are checked without it.
     if (await encrypted(storage)) await (await openOperand(operand, parsed, { fileReferences: 'ignore' })).close()

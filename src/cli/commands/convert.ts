@@ -176,8 +176,10 @@ export const convert: Command = async (args, ctx) => {
     }
     try {
       if (copyBitmaps && !supportsBitmaps(target)) throw new ImageError('UNSUPPORTED', `Format driver '${targetFormat}' does not support bitmaps`)
+      // img_convert: a target that needs compressed writes gets them as with -c.
+      const compressing = compress || target.driver.needsCompressedWrites === true
       await convertImage(device, target, {
-        compress: compress ? { compressors: compressPool.compressors() } : undefined,
+        compress: compressing ? { compressors: compressPool.compressors() } : undefined,
         sparseSize, parallel,
         outOfOrder: flag(parsed, 'out-of-order'),
         targetIsZero: (!noCreate && targetModule?.zeroInit !== false && targetZeroInit) || flag(parsed, 'target-is-zero'),
@@ -187,7 +189,7 @@ export const convert: Command = async (args, ctx) => {
       })
       await target.flush()
       if (copyBitmaps) await copyBitmapsTo(device, target, skipBroken, ctx)
-      if (compress) {
+      if (compressing) {
         // QEMU ends a compressed convert by padding the file to a whole sector.
         const file = target.driver.storage as FileStorage
         const length = await file.size()
