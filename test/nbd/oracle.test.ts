@@ -24,6 +24,9 @@ before(async () => {
   await runOk('qemu-io', ['-c', 'write -P 0x33 1M 1M', '-c', 'write -z 10M 512K', '-c', 'write -P 0x44 40M 64K', '-c', 'discard 2M 1M', at('top.qcow2')])
   await runOk('qemu-img', ['create', '-f', 'raw', at('sparse.raw'), '16M'])
   await runOk('qemu-io', ['-f', 'raw', '-c', 'write -P 0x55 4M 1M', at('sparse.raw')])
+  await runOk('qemu-img', ['create', '-f', 'qcow2', at('bitmap.qcow2'), '8M'])
+  await runOk('qemu-img', ['bitmap', '--add', at('bitmap.qcow2'), 'b0'])
+  await runOk('qemu-io', ['-c', 'write -P 0x66 1M 192K', '-c', 'write 5M 4K', at('bitmap.qcow2')])
   ready = true
 })
 
@@ -55,6 +58,7 @@ describe('nbdinfo sees what qemu-nbd shows', () => {
     { what: 'a read-only chain with -A, a name and a description', image: 'top.qcow2', args: ['-r', '-A', '-x', 'disk', '-D', 'the disk', '-f', 'qcow2'], name: 'disk' },
     { what: 'a writable qcow2 shared by 4 clients', image: 'base.qcow2', args: ['-e', '4'], copy: true },
     { what: 'a sparse raw file, read-only', image: 'sparse.raw', args: ['-r', '-f', 'raw', '-A'] },
+    { what: 'a persistent dirty bitmap (-B) beside allocation depth', image: 'bitmap.qcow2', args: ['-r', '-B', 'b0', '-A'] },
   ]
   for (const c of cases) {
     it(c.what, async (t) => {
@@ -65,6 +69,8 @@ describe('nbdinfo sees what qemu-nbd shows', () => {
       const theirs = await serve('qemu-nbd', images[1]!, [...c.args, '-t'])
       const views: [string, string[]][] = [['json', ['--json']], ['map', ['--map']], ['list', ['--list', '--json']]]
       if (c.args.includes('-A')) views.push(['depth', ['--map=qemu:allocation-depth']])
+      const bitmap = c.args[c.args.indexOf('-B') + 1]
+      if (c.args.includes('-B')) views.push(['bitmap', [`--map=qemu:dirty-bitmap:${bitmap}`]])
       for (const [view, args] of views) {
         assert.equal(await nbdinfo(args, ours.socket, c.name), await nbdinfo(args, theirs.socket, c.name), `nbdinfo ${view}`)
       }

@@ -85,7 +85,7 @@ export const nbd: Command = async (args, ctx) => {
   try {
     opened = await openExportDevice(s)
   } catch (e) {
-    if (isImageError(e, 'NO_SUCH_SNAPSHOT')) reportError(ctx, `Failed to load snapshot: ${errorText(ctx, e)}`)
+    if (isImageError(e, 'NO_SUCH_SNAPSHOT')) reportError(ctx, "Failed to load snapshot: Can't find snapshot")
     else reportError(ctx, `Failed to blk_new_open '${s.image}': ${errorText(ctx, e)}`)
     return 1
   }
