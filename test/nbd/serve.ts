@@ -8,6 +8,8 @@ import { QIMG } from '../helpers/oracle.js'
 export interface RunningServer {
   child: ChildProcess
   stderr: () => string
+  /** The exit code (or signal) once the server ends by itself. */
+  exited: Promise<number | string>
   /** SIGTERM (or `signal`) and wait for the exit; resolves to the exit code (or the signal). */
   stop(signal?: NodeJS.Signals): Promise<number | string>
 }
@@ -35,6 +37,7 @@ export async function startServer(tool: 'qimg' | 'qemu-nbd', args: readonly stri
   return {
     child,
     stderr: () => stderr,
+    exited,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
       return exited

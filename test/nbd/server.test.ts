@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { viewOf } from '../../src/binary/bytes.js'
-import { BlockDevice } from '../../src/format/device.js'
 import {
   NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FUA, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE,
   NBD_CMD_WRITE_ZEROES, NBD_EINVAL, NBD_FLAG_CAN_MULTI_CONN, NBD_FLAG_HAS_FLAGS, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF,
@@ -21,37 +20,12 @@ import { createQcow2 } from '../../src/node/create.js'
 import { NbdServer } from '../../src/node/nbd-server.js'
 import { openImage } from '../../src/node/open.js'
 import { tempDir } from '../helpers/oracle.js'
+import { GatedDevice } from './gated.js'
 import { WireClient, handleNumber, handleOf } from './wire.js'
 
 const MiB = 1024 * 1024
 const SIZE = 8 * MiB
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
-
-/** Reads at `gatedOffset` wait until `release()`: to hold a request in flight on purpose. */
-class GatedDevice extends BlockDevice {
-  gatedOffset = -1
-  started: number[] = []
-  #gate: Promise<void> = Promise.resolve()
-  #open: () => void = () => undefined
-  onStart: (() => void) | undefined
-  close_gate(): void {
-    this.#gate = new Promise((resolve) => { this.#open = resolve })
-  }
-  release(): void {
-    this.#open()
-  }
-  override async readInto(out: Uint8Array, offset: number): Promise<void> {
-    this.started.push(offset)
-    this.onStart?.()
-    if (offset === this.gatedOffset || this.gatedOffset === -2) await this.#gate
-    return super.readInto(out, offset)
-  }
-  override async read(offset: number, length: number): Promise<Uint8Array> {
-    const out = new Uint8Array(length)
-    await this.readInto(out, offset)
-    return out
-  }
-}
 
 const dir = tempDir('qimg-nbd-server-')
 let device: GatedDevice
