@@ -115,7 +115,7 @@ export class RawImage implements WritableFormatDriver {
       actualSize: await this.storage.allocatedSize?.(),
       clusterSize: undefined,
       encrypted: undefined,
-      dirtyFlag: false,
+      dirtyFlag: this.storage.hasInfo === false ? undefined : false,
       backingFilename: undefined,
       fullBackingFilename: undefined,
       backingFilenameFormat: undefined,

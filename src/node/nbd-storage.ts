@@ -22,6 +22,8 @@ export function nbdFilename(a: NbdAddress): string {
 
 export class NbdStorage implements Storage {
   readonly name: string
+  /** QEMU's nbd driver has no bdrv_get_info. */
+  readonly hasInfo = false
   readonly #client: NbdClient
   readonly #writable: boolean
 
