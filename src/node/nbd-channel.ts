@@ -48,6 +48,19 @@ export class SocketChannel implements NbdChannel {
     })
   }
 
+  /**
+   * Stops reading the socket (for STARTTLS: the TLS layer takes it over). Bytes already
+   * buffered would belong to the TLS handshake, which a client only starts after the reply: a
+   * client that sent them early is refused.
+   */
+  detach(): void {
+    this.socket.removeAllListeners('data')
+    this.socket.removeAllListeners('end')
+    this.socket.removeAllListeners('close')
+    this.socket.removeAllListeners('error')
+    if (this.#buffered > 0) throw new ImageError('IO', 'data before the TLS handshake')
+  }
+
   read(length: number): Promise<Uint8Array | undefined> {
     if (this.#pending) return Promise.reject(new ImageError('IO', 'NBD channel: overlapping reads'))
     return new Promise((resolve, reject) => {

@@ -97,7 +97,16 @@ export class NbdServer {
     let channel: NbdChannel = plain
     if (this.#options.startTls) {
       const startTls = this.#options.startTls
-      channel = { read: (n) => plain.read(n), write: (p) => plain.write(p), close: () => plain.close(), startTls: () => startTls(socket), secure: false }
+      channel = {
+        read: (n) => plain.read(n),
+        write: (p) => plain.write(p),
+        close: () => plain.close(),
+        startTls: async () => {
+          plain.detach()
+          return startTls(socket)
+        },
+        secure: false,
+      }
     }
     let negotiated = false
     const timer = setTimeout(() => channel.close(), this.#options.handshakeTimeoutMs ?? NBD_DEFAULT_HANDSHAKE_MAX_SECS * 1000)

@@ -5,12 +5,15 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
-import { isImageError } from '../../errors.js'
+import type { Socket } from 'node:net'
+import { ImageError, isImageError } from '../../errors.js'
 import type { BlockDevice } from '../../format/device.js'
 import { NbdExport } from '../../nbd/export.js'
 import { createQcow2 } from '../../node/create.js'
 import { NbdServer } from '../../node/nbd-server.js'
 import { openImage } from '../../node/open.js'
+import { SocketChannel } from '../../node/nbd-channel.js'
+import { isTlsObject, loadTlsCreds, parseTlsObject, serverTls, type LoadedTlsCreds } from '../../node/tls-creds.js'
 import { errorText, openOperand, programName, reportError, type CliContext, type Command } from '../context.js'
 import { NBD_USAGE, parseNbdArgs, type NbdSettings } from '../nbd/options.js'
 
@@ -76,9 +79,32 @@ export const nbd: Command = async (args, ctx) => {
     return 0
   }
   const s = parsed
-  if (s.tlsCreds !== undefined) {
-    reportError(ctx, `Failed to get TLS creds: TLS is not implemented by qimg nbd yet (--tls-creds ${s.tlsCreds})`)
+  // TLS credentials are objects of their own; the other --object values are secrets.
+  const objects = (s.parsed.all.get('object') ?? []).filter((v): v is string => typeof v === 'string')
+  s.parsed.all.set('object', objects.filter((o) => !isTlsObject(o)))
+  let startTls: ((socket: Socket) => Promise<SocketChannel>) | undefined
+  // QEMU creates (and loads) every object while it parses the command line.
+  let loaded: LoadedTlsCreds[]
+  try {
+    loaded = await Promise.all(objects.filter(isTlsObject).map((o) => loadTlsCreds(parseTlsObject(o))))
+  } catch (e) {
+    if (!isImageError(e)) throw e
+    reportError(ctx, e.message)
     return 1
+  }
+  if (s.tlsCreds !== undefined) {
+    try {
+      const creds = loaded.find((c) => c.creds.id === s.tlsCreds)
+      if (!creds) {
+        throw new ImageError('INVALID_ARGUMENT', objects.some((o) => o.includes(`id=${s.tlsCreds}`)) ? `Object with id '${s.tlsCreds}' is not TLS credentials` : `No TLS credentials with id '${s.tlsCreds}'`)
+      }
+      const upgrade = serverTls(creds)
+      startTls = async (socket) => new SocketChannel(await upgrade(socket), true)
+    } catch (e) {
+      if (!isImageError(e)) throw e
+      reportError(ctx, `Failed to get TLS creds: ${e.message}`)
+      return 1
+    }
   }
   if (s.fork && process.env[FORKED_ENV] === undefined) return forkServer(args, ctx)
   let opened: { device: BlockDevice; cleanup?: () => Promise<void> }
@@ -105,7 +131,7 @@ export const nbd: Command = async (args, ctx) => {
     })
     // Messages about single clients, as qemu-nbd's error_report (stderr, whatever -v says).
     const log = (line: string) => reportError(ctx, line)
-    server = new NbdServer([exp], { maxConnections: s.shared, persistent: s.persistent, log })
+    server = new NbdServer([exp], { maxConnections: s.shared, persistent: s.persistent, log, ...(startTls ? { startTls } : {}) })
     try {
       await server.listen(s.socketPath !== undefined ? { path: s.socketPath } : { host: s.bind, port: s.port })
     } catch (e) {

@@ -239,7 +239,9 @@ Exposing part of the image:
 
 General purpose options:
   --object type,id=ID,...   define an object such as 'secret' for providing
-                            passwords and/or encryption keys
+                            passwords and/or encryption keys, or TLS
+                            credentials (tls-creds-x509, tls-creds-psk)
+  --tls-creds=ID            use id of an earlier --object to provide TLS
   --fork                    fork off the server process and exit the parent
                             once the server is running
   --pid-file=PATH           store the server's process ID in the given file
