@@ -45,7 +45,7 @@ before(async () => {
   device = new GatedDevice(opened.driver, opened.backing)
   await device.write(MiB, new Uint8Array(64 * 1024).fill(0xab))
   const exp = await NbdExport.create(device, { name: 'disk', description: 'a test disk', maxConnections: 0, allocationDepth: true })
-  server = new NbdServer([exp], { maxConnections: 0, persistent: true, handshakeTimeoutMs: 300 })
+  server = new NbdServer([exp], { maxConnections: 0, persistent: true, handshakeTimeoutMs: 300, inFlightBytes: 32 * MiB })
   await server.listen({ path: socket })
 })
 
@@ -308,6 +308,26 @@ describe('transmission', () => {
     }
     assert.equal(handles.size, 20)
     assert.equal(device.started.length, 20)
+    device.gatedOffset = -1
+  })
+
+  it('holds at most the in-flight byte budget of read buffers; the rest wait', async () => {
+    const c = await client()
+    await c.open('disk', [])
+    device.started = []
+    device.gatedOffset = -2
+    device.close_gate()
+    const four = new Promise<void>((resolve) => { device.onStart = () => { if (device.started.length === 4) resolve() } })
+    await c.send(...Array.from({ length: 6 }, (_, i) => encodeRequest(NBD_CMD_READ, NBD_CMD_FLAG_DF, handleOf(i), 0, SIZE)))
+    await four
+    for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(device.started.length, 4, '4 reads of 8 MiB fill the 32 MiB budget')
+    device.onStart = undefined
+    device.release()
+    for (let i = 0; i < 6; i++) {
+      const r = await c.reply()
+      assert.ok(r && r.header.kind === 'structured' && r.payload.length === 8 + SIZE)
+    }
     device.gatedOffset = -1
   })
 
