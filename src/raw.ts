@@ -115,7 +115,8 @@ export class RawImage implements WritableFormatDriver, Resizable {
     return true
   }
   info(): Promise<ImageInfo> {
-    return layerInfo(this)
+    // A storage without image facts (an NBD export) has no dirty flag to report, as qemu-img shows.
+    return layerInfo(this, { dirtyFlag: this.storage.hasInfo === false ? undefined : false })
   }
   async close(): Promise<void> {
     await this.storage.close()

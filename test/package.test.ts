@@ -13,7 +13,7 @@ function files(dir: string): string[] {
 }
 
 test('the core imports no Node API, so it runs in a browser', () => {
-  const core = ['binary', 'format', 'qcow2'].flatMap((d) => files(join(root, 'src', d))).concat(['raw.ts', 'codecs.ts', 'errors.ts'].map((f) => join(root, 'src', f)))
+  const core = ['binary', 'format', 'qcow2', 'nbd'].flatMap((d) => files(join(root, 'src', d))).concat(['raw.ts', 'codecs.ts', 'errors.ts'].map((f) => join(root, 'src', f)))
   for (const file of core) {
     const text = readFileSync(file, 'utf8')
     assert.doesNotMatch(text, /from 'node:|require\(/, `${file} must not import node:*`)

@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   io: async () => (await import('./io/main.js')).io,
   map: async () => (await import('./commands/map.js')).map,
   measure: async () => (await import('./commands/measure.js')).measure,
+  nbd: async () => (await import('./commands/nbd.js')).nbd,
   rebase: async () => (await import('./commands/rebase.js')).rebase,
   resize: async () => (await import('./commands/resize.js')).resize,
   snapshot: async () => (await import('./commands/snapshot.js')).snapshot,
@@ -40,6 +41,7 @@ Commands:
   io [-f FMT] [-r] [-t CACHE] [--image-opts] [-c CMD]... [FILENAME]   (qemu-io 7.2; commands from stdin without -c)
   snapshot [-l | -c NAME | -a NAME | -d NAME] [-f FMT] [-q] FILENAME
   map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILENAME
+  nbd [-f FMT] [-r] [-x NAME] [-k SOCKET | -b ADDR -p PORT] [-e N] [-t] [-A] [-B BITMAP] FILENAME   (qemu-nbd 7.2)
   convert [-f FMT] [-O raw] [-l SNAPSHOT] [-S SPARSE] [-p] [-m N] [-U] FILENAME OUTPUT
   check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILENAME
   commit [-f FMT] [-b BASE] [-d] [-p] [-q] FILENAME
@@ -87,10 +89,11 @@ export async function main(argv: readonly string[], invokedAs = 'qimg'): Promise
   if (process.env['QIMG_SYNC_WRITE'] === undefined) FileStorage.inlineWriteBytes = Number.POSITIVE_INFINITY
   if (process.env['QIMG_SYNC_READ'] === undefined) FileStorage.inlineReadBytes = 64 * 1024
   // Secret data given on the command line must not stay readable by other users in `ps`.
-  const program = invokedAs === 'qemu-img' || invokedAs === 'qemu-io' ? invokedAs : 'qimg'
+  const program = invokedAs === 'qemu-img' || invokedAs === 'qemu-io' || invokedAs === 'qemu-nbd' ? invokedAs : 'qimg'
   const shown = hideSecretData(argv)
   if (shown) process.title = [program, ...shown].join(' ')
-  return run(program === 'qemu-io' ? ['io', ...argv] : argv, {
+  const command = program === 'qemu-io' ? ['io', ...argv] : program === 'qemu-nbd' ? ['nbd', ...argv] : argv
+  return run(command, {
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),
     program,

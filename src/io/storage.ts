@@ -29,6 +29,11 @@ export interface ReadableStorage {
    * blkdebug breakpoint until resumed: points where QEMU's tests break await it (write_aio).
    */
   debugEvent?(event: BlkdebugEvent): void | Promise<void>
+  /**
+   * Optional: false for a protocol without bdrv_get_info (QEMU's nbd driver): a raw image over
+   * it then reports no dirty flag, as qemu-img info shows.
+   */
+  readonly hasInfo?: boolean
   close(): Promise<void>
 }
 

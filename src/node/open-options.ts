@@ -19,6 +19,8 @@ import { ioError, FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { NullStorage } from '../io/null.js'
 import { RawImage } from '../raw.js'
+import { NbdStorage } from './nbd-storage.js'
+import { nbdAddress, nbdFilenameOptions } from './nbd-options.js'
 import { nodeChainOptions, openImage, stderrReport, type OpenImageOptions } from './open.js'
 
 /** What opening from options needs besides the options. */
@@ -28,7 +30,7 @@ export interface GraphOpenOptions extends OpenImageOptions {
 }
 
 const FORMATS = new Set(['qcow2', 'qcow', 'luks', 'vdi', 'raw'])
-const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio'])
+const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd'])
 
 /** True when `driver` names a protocol (a node over bytes, not an image format). */
 export function isProtocolDriver(driver: string): boolean {
@@ -48,13 +50,14 @@ const DRIVER_KEYS: Record<string, string[]> = {
   'copy-on-read': ['bottom'],
   'null-co': ['size', 'latency-ns', 'read-zeroes'],
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
+  nbd: ['export', 'path', 'host', 'port', 'tls-creds', 'tls-hostname', 'x-dirty-bitmap', 'reconnect-delay', 'open-timeout'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
     'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size', 'cache-clean-interval', 'encrypt.key-secret', 'encrypt.format'],
   qcow: ['encrypt.key-secret', 'encrypt.format'],
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
-  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'], 'copy-on-read': ['file'],
+  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], nbd: ['server'], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'], 'copy-on-read': ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
   qcow: ['file', 'backing'],
 }
@@ -108,6 +111,7 @@ export function filenameOptions(filename: string): FlatOptions {
     if (filename !== `${protocol}://`) throw invalid(`The only allowed filename for this driver is '${protocol}://'`)
     return new Map([['driver', protocol]])
   }
+  if (protocol === 'nbd' || protocol === 'nbd+unix' || protocol === 'nbd+tcp') return nbdFilenameOptions(filename)
   throw invalid(`Unknown protocol '${protocol}'`)
 }
 
@@ -189,6 +193,10 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     const storage = new NullStorage(`${driver}://`, sizeValue(options, 'size') ?? 2 ** 30, boolValue(options, 'read-zeroes') ?? false)
     // null_refresh_filename: "null-co://" unless strong options were given.
     return { storage, name: { full, plain: Object.keys(full).length === 1 ? `${driver}://` : undefined }, protocol: true }
+  }
+  if (driver === 'nbd') {
+    const storage = await NbdStorage.open(nbdAddress(options), { writable: base.writable ?? false })
+    return { storage, name: { full: strongOptions(options, driver, ['server.', 'export']), plain: storage.name }, protocol: true }
   }
   return openBlkdebug(options, base, given)
 }

@@ -1,7 +1,7 @@
 // Encoding the first cluster as QEMU's qcow2_update_header writes it: the header (72 bytes for
 // v2, 112 for v3 plus preserved unknown bytes), then extensions in QEMU's order, the end
 // marker, and the backing file name right after it.
-import { setU64, viewOf } from '../binary/bytes.js'
+import { concatBytes, setU64, viewOf } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import type { Storage } from '../io/storage.js'
 import { HEADER_V2, type Qcow2Header } from './header.js'
@@ -84,13 +84,7 @@ export function encodeHeaderCluster(header: Qcow2Header): Uint8Array {
     view.setUint8(104, header.compressionType)
     fixed.set(header.extraHeaderBytes, spec.HEADER_V3_LENGTH)
   }
-  const out = new Uint8Array(length)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
+  return concatBytes(parts)
 }
 
 /**

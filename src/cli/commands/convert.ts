@@ -5,6 +5,8 @@ import { ImageError, isImageError } from '../../errors.js'
 import { createQcow2, createRaw, createWithModule } from '../../node/create.js'
 import { findFormatModule, formatModules } from '../../formats.js'
 import { openImage } from '../../node/open.js'
+import { isNbdName } from '../../node/nbd-options.js'
+import { openOperandOptions } from '../block-options.js'
 import { FileStorage } from '../../io/file.js'
 import { CodecPool, decodeThreads } from '../../node/pool.js'
 import { flag, stringOption } from '../getopt.js'
@@ -139,7 +141,11 @@ export const convert: Command = async (args, ctx) => {
   let targetZeroInit = true
   try {
     if (copyBitmaps) await checkSourceBitmaps(device, skipBroken)
-    if (!noCreate) {
+    // An NBD export exists already: raw goes straight onto it (bdrv_co_create_opts_simple only
+    // checks that it opens), other formats would have to be created inside it.
+    const toExport = isNbdName(output)
+    if (toExport && !noCreate && targetFormat !== 'raw') throw new ImageError('UNSUPPORTED', `Creating a '${targetFormat}' image inside an NBD export is not supported; use -n or -O raw`)
+    if (!noCreate && !toExport) {
       if (targetFormat === 'raw') {
         if (backing !== undefined) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format 'raw'`)
         await creating(() => createRaw(output, device.size, rawPreallocation(opts)))
@@ -169,7 +175,10 @@ export const convert: Command = async (args, ctx) => {
       }
     }
     const secret = targetSecret
-    const target = await openImage(output, { format: targetFormat, writable: true, cache: cache === 'unsafe' ? 'unsafe' : 'writeback', ...(secret ? { secret: async () => secret } : {}) })
+    const targetOptions = { format: targetFormat, writable: true, cache: cache === 'unsafe' ? 'unsafe' as const : 'writeback' as const, ...(secret ? { secret: async () => secret } : {}) }
+    const target = toExport
+      ? await openOperandOptions(output, false, targetFormat, await secretsOf(parsed), targetOptions)
+      : await openImage(output, targetOptions)
     if (noCreate && target.size < device.size) {
       await target.close()
       throw new ImageError('INVALID_ARGUMENT', 'output file is smaller than input file')

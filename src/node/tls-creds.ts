@@ -1,0 +1,116 @@
+// TLS credentials as QEMU's --object defines them (crypto/tlscredsx509.c, tlscredspsk.c):
+// tls-creds-x509 reads ca-cert.pem, server-cert.pem and server-key.pem from `dir` (the client's
+// certificate is checked unless verify-peer=off); tls-creds-psk reads keys.psk, lines of
+// `username:hexkey`. What they give is a Node TLS server socket over an accepted connection.
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Socket } from 'node:net'
+import { TLSSocket, createSecureContext, type SecureContextOptions } from 'node:tls'
+import { ImageError } from '../errors.js'
+import { errnoText, isErrnoName } from '../io/errno.js'
+import { parseOptionString } from '../cli/image-opts.js'
+
+/** One tls-creds-* object. */
+export interface TlsCreds {
+  id: string
+  type: 'tls-creds-x509' | 'tls-creds-psk'
+  endpoint: 'server' | 'client'
+  dir: string
+  verifyPeer: boolean
+}
+
+const invalid = (message: string) => new ImageError('INVALID_ARGUMENT', message)
+
+/** Whether an --object text defines TLS credentials (the rest are secrets). */
+export function isTlsObject(text: string): boolean {
+  return /^(qom-type=)?tls-creds-(x509|psk)(,|$)/.test(text)
+}
+
+/** Parses a tls-creds-x509 / tls-creds-psk object's options. */
+export function parseTlsObject(text: string): TlsCreds {
+  const opts = parseOptionString(text, 'qom-type')
+  const type = opts.get('qom-type')
+  if (type !== 'tls-creds-x509' && type !== 'tls-creds-psk') throw invalid(`Object type '${type ?? ''}' is not TLS credentials`)
+  const known = new Set(['qom-type', 'id', 'dir', 'endpoint', 'verify-peer', 'priority', 'sanity-check', 'loaded', 'username', 'passwordid'])
+  for (const key of opts.keys()) if (!known.has(key)) throw invalid(`Property '${type}.${key}' not found`)
+  const id = opts.get('id')
+  if (id === undefined) throw invalid("Parameter 'id' is missing")
+  const endpoint = opts.get('endpoint') ?? 'client'
+  if (endpoint !== 'server' && endpoint !== 'client') throw invalid(`Parameter 'endpoint' does not accept value '${endpoint}'`)
+  const verify = opts.get('verify-peer') ?? 'on'
+  const truth: Record<string, boolean> = { on: true, yes: true, true: true, off: false, no: false, false: false }
+  if (!(verify in truth)) throw invalid(`Parameter 'verify-peer' expects 'on' or 'off'`)
+  const dir = opts.get('dir')
+  if (dir === undefined) throw invalid('Missing \'dir\' property value')
+  return { id, type, endpoint, dir, verifyPeer: truth[verify]!, }
+}
+
+/** qcrypto_tls_creds_get_path for a mandatory file: its contents, or QEMU's message. */
+async function credentialFile(dir: string, name: string): Promise<Buffer> {
+  const path = join(dir, name)
+  try {
+    return await readFile(path)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    throw new ImageError('IO', `Unable to access credentials ${path}: ${code !== undefined && isErrnoName(code) ? errnoText(code) : (e as Error).message}`, { cause: e })
+  }
+}
+
+/** keys.psk: `username:hexkey` lines (psktool's format). */
+export function parsePskFile(text: string): Map<string, Buffer> {
+  const keys = new Map<string, Buffer>()
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':')
+    if (colon <= 0) continue
+    const hex = line.slice(colon + 1).trim()
+    if (/^([0-9a-fA-F]{2})+$/.test(hex)) keys.set(line.slice(0, colon), Buffer.from(hex, 'hex'))
+  }
+  return keys
+}
+
+/** Credentials with their files read, as QEMU loads them when the object is created. */
+export interface LoadedTlsCreds {
+  creds: TlsCreds
+  files: Map<string, Buffer>
+}
+
+/** The files each kind of credentials must have (qcrypto_tls_creds_*_load's mandatory paths). */
+function mandatoryFiles(creds: TlsCreds): string[] {
+  if (creds.type === 'tls-creds-psk') return ['keys.psk']
+  return creds.endpoint === 'server' ? ['ca-cert.pem', 'server-cert.pem', 'server-key.pem'] : ['ca-cert.pem']
+}
+
+/** Reads an object's credential files; a missing one is QEMU's "Unable to access credentials". */
+export async function loadTlsCreds(creds: TlsCreds): Promise<LoadedTlsCreds> {
+  const files = new Map<string, Buffer>()
+  for (const name of mandatoryFiles(creds)) files.set(name, await credentialFile(creds.dir, name))
+  return { creds, files }
+}
+
+/** Makes `socket` a TLS server connection; resolves once the handshake is done. */
+export type TlsUpgrade = (socket: Socket) => Promise<TLSSocket>
+
+/** The server side of loaded credentials (qemu-nbd wants a server endpoint). */
+export function serverTls(loaded: LoadedTlsCreds): TlsUpgrade {
+  const { creds, files } = loaded
+  if (creds.endpoint !== 'server') throw invalid('Expected TLS credentials for a server endpoint')
+  let options: { secureContext: ReturnType<typeof createSecureContext>; requestCert: boolean; rejectUnauthorized: boolean; pskCallback?: (socket: TLSSocket, identity: string) => Buffer | null }
+  if (creds.type === 'tls-creds-x509') {
+    const context: SecureContextOptions = { ca: files.get('ca-cert.pem')!, cert: files.get('server-cert.pem')!, key: files.get('server-key.pem')! }
+    options = { secureContext: createSecureContext(context), requestCert: creds.verifyPeer, rejectUnauthorized: creds.verifyPeer }
+  } else {
+    const keys = parsePskFile(files.get('keys.psk')!.toString('utf8'))
+    // OpenSSL offers PSK to TLS 1.2 clients through its PSK cipher suites.
+    options = {
+      secureContext: createSecureContext({ ciphers: 'PSK', maxVersion: 'TLSv1.2' }),
+      requestCert: false,
+      rejectUnauthorized: false,
+      pskCallback: (_socket, identity) => keys.get(identity) ?? null,
+    }
+  }
+  return (socket) => new Promise<TLSSocket>((resolve, reject) => {
+    const secure = new TLSSocket(socket, { isServer: true, ...options })
+    secure.once('secure', () => resolve(secure))
+    secure.once('error', (e) => reject(new ImageError('IO', `TLS handshake failed: ${e.message}`, { cause: e })))
+  })
+}
