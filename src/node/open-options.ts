@@ -7,6 +7,7 @@ import { readFile, stat } from 'node:fs/promises'
 import { ImageError } from '../errors.js'
 import { backingError, checkReferencedName, openDriver, pathCombine, type OpenChainOptions } from '../format/chain.js'
 import type { FormatDriver } from '../format/driver.js'
+import { formatModules } from '../formats.js'
 import { BlockDevice } from '../format/device.js'
 import { DeviceStorage } from '../format/device-storage.js'
 import { nodeFilename, type FullOptions, type NodeName } from '../format/graph-name.js'
@@ -29,7 +30,8 @@ export interface GraphOpenOptions extends OpenImageOptions {
   keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
 }
 
-const FORMATS = new Set(['qcow2', 'qcow', 'luks', 'vdi', 'raw'])
+/** Every format module's name is a format driver here (src/formats.ts is the one list). */
+const FORMATS = new Set(formatModules.map((m) => m.name))
 const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd'])
 
 /** True when `driver` names a protocol (a node over bytes, not an image format). */
@@ -71,9 +73,11 @@ function invalid(message: string): ImageError {
 
 /** Refuses options the driver does not take, with QEMU's message (bdrv_open_common). */
 function checkKeys(options: FlatOptions, driver: string): void {
-  const keys = new Set([...NODE_KEYS, ...DRIVER_KEYS[driver]!])
+  // A format with no entry takes no options of its own and the children every image may have.
+  const keys = new Set([...NODE_KEYS, ...(DRIVER_KEYS[driver] ?? [])])
+  const children = DRIVER_CHILDREN[driver] ?? ['file', 'backing']
   for (const key of options.keys()) {
-    if (keys.has(key) || DRIVER_CHILDREN[driver]!.some((c) => key === c || key.startsWith(c + '.'))) continue
+    if (keys.has(key) || children.some((c) => key === c || key.startsWith(c + '.'))) continue
     throw invalid(PROTOCOLS.has(driver) ? `Block protocol '${driver}' doesn't support the option '${key}'` : `Block format '${driver}' does not support the option '${key}'`)
   }
   boolValue(options, 'read-only')

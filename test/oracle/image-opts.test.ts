@@ -114,3 +114,21 @@ describe('check of a LUKS image through --image-opts and --object secret', () =>
     }
   })
 })
+
+describe('--image-opts names every format module', () => {
+  it('vpc, vmdk and vdi open by driver= as qemu-img opens them; an unknown option is refused alike', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    const dir = join(root.path, 'formats')
+    mkdirSync(dir, { recursive: true })
+    for (const format of ['vpc', 'vmdk', 'vdi']) {
+      const file = join(dir, `a.${format}`)
+      await runOk('qemu-img', ['create', '-q', '-f', format, file, '4M'])
+      for (const operand of [`driver=${format},file.filename=${file}`, `driver=${format},file.filename=${file},nosuch=1`]) {
+        const [theirs, ours] = await Promise.all([run('qemu-img', ['map', '--image-opts', operand]), qimg(['map', '--image-opts', operand])])
+        assert.equal(ours.stdout, theirs.stdout, operand)
+        assert.equal(ours.stderr.replace(/^qimg:/, 'qemu-img:'), theirs.stderr, operand)
+        assert.equal(ours.code, theirs.code, operand)
+      }
+    }
+  })
+})
