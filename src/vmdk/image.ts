@@ -4,7 +4,7 @@
 import type { Codecs, Compressors } from '../codecs.js'
 import type { BackingReference, GuestReader, WritableFormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
-import type { ImageInfo, InfoMembers } from '../format/info.js'
+import { layerInfo, type ImageInfo, type InfoMembers } from '../format/info.js'
 import { UnitLocks, lockingUnits, writeUnits, type UnitAllocator } from '../format/unit-writer.js'
 import { ImageError, hex } from '../errors.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
@@ -367,20 +367,7 @@ export class VmdkImage implements WritableFormatDriver {
       const a = await f.allocatedSize?.()
       actual = actual === undefined || a === undefined ? undefined : actual + a
     }
-    return {
-      filename: this.storage.name,
-      format: this.format,
-      virtualSize: this.virtualSize,
-      actualSize: actual,
-      clusterSize: this.clusterSize,
-      encrypted: undefined,
-      dirtyFlag: false,
-      backingFilename: this.backing?.name,
-      fullBackingFilename: undefined,
-      backingFilenameFormat: this.backing?.format,
-      snapshots: undefined,
-      formatSpecific: { type: 'vmdk', data: this.specificInfo() },
-    }
+    return layerInfo(this, { actualSize: actual, formatSpecific: { type: 'vmdk', data: this.specificInfo() } })
   }
 
   /** Closes the extent files only (the caller keeps the image's own file). */
