@@ -193,16 +193,19 @@ export class BlkdebugStorage implements Storage {
     if (limits && (limits.writeZeroesAlignment || limits.maxWriteZeroes)) {
       // blkdebug_co_pwrite_zeroes refuses pieces below the preferred alignment (-ENOTSUP), so
       // the block layer writes zeros there, at most max_transfer at a time.
+      const bounce = Math.min(limits.maxTransfer || MAX_BOUNCE_BYTES, length)
+      let zeros: Uint8Array | undefined
       for (const piece of writeZeroesPieces(offset, length, limits)) {
         if (!piece.small) {
           await this.#zeroChild(image, piece.offset, piece.length)
           continue
         }
-        const step = Math.min(limits.maxTransfer || MAX_BOUNCE_BYTES, piece.length)
-        for (let at = 0; at < piece.length; at += step) {
-          const bytes = Math.min(step, piece.length - at)
+        // One bounce buffer of zeros for every fallback piece (bdrv_co_do_pwrite_zeroes keeps it).
+        zeros ??= new Uint8Array(bounce)
+        for (let at = 0; at < piece.length; at += bounce) {
+          const bytes = Math.min(bounce, piece.length - at)
           this.#check(piece.offset + at, bytes, 'write')
-          await image.write(piece.offset + at, new Uint8Array(bytes))
+          await image.write(piece.offset + at, zeros.subarray(0, bytes))
         }
       }
     } else {
