@@ -1,12 +1,15 @@
 // qemu-img's -o option lists (each format's from its module): parsing, validation, `-o help`, and the
 // "Formatting '…', fmt=… k=v …" line create prints.
 import { ImageError } from '../errors.js'
-import type { Qcow2CreateOptions, Preallocation } from '../qcow2/create.js'
 import { parseOptionString } from './image-opts.js'
-import { strtosz } from './size.js'
+import { parseBool, parseOptionNumber, parseOptionSize } from '../format/option-values.js'
 import type { CreateOptionDesc } from '../format/module.js'
 import { SIZE_OPTION } from '../format/create-options.js'
 import { findFormatModule } from '../formats.js'
+
+export { parseBool, parseOptionNumber, parseOptionSize }
+export { toQcow2Options } from '../qcow2/create-options.js'
+export { rawPreallocation } from '../raw-module.js'
 
 /** How QEMU parses (and prints) an option's value. */
 type OptionType = CreateOptionDesc['type']
@@ -57,34 +60,6 @@ export function optionHelp(format: string, filename: string | undefined): string
   return `Supported ${format} options:\n${helpLines(own)}\nThe protocol level may support further options.\nSpecify the target filename to include those options.\n`
 }
 
-/** Parses an on/off value as QEMU's qapi bool parser does. */
-export function parseBool(key: string, value: string): boolean {
-  if (['on', 'yes', 'true', 'y'].includes(value)) return true
-  if (['off', 'no', 'false', 'n'].includes(value)) return false
-  throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects 'on' or 'off'`)
-}
-
-/**
- * QEMU's parse_option_number: decimal, 0x hexadecimal or 0 octal, through qemu_strtou64, which
- * (as strtoull) takes a minus sign and wraps: "-1" is 2^64 - 1. It is kept here as the int64
- * QEMU prints it as ("refcount_bits=-1" in the Formatting line); every range check refuses it.
- */
-export function parseOptionNumber(key: string, value: string): number {
-  const match = /^\s*(-?)(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))$/.exec(value)
-  if (!match) throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects a number`)
-  const n = match[2] !== undefined ? Number.parseInt(match[2], 16) : match[3] !== undefined ? Number.parseInt(match[3], 8) : Number(match[4])
-  return match[1] === '-' ? -n || 0 : n
-}
-
-/** QEMU's parse_option_size, with its message and hint. */
-export function parseOptionSize(key: string, value: string): number {
-  // Any size below 2^64 parses (QEMU's rule); one above 2^53 is inexact as a number, and
-  // whatever uses it refuses it (qcow2 creation: too large for the format, or for qimg).
-  const result = strtosz(value)
-  if (result.ok) return Number(result.value)
-  throw new ImageError('INVALID_ARGUMENT', `Parameter '${key}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.`)
-}
-
 /**
  * Merges several -o strings (later ones win) into one key/value map, checking the names and the
  * syntax of sizes, numbers and booleans as qemu_opts_do_parse does.
@@ -104,41 +79,6 @@ export function parseCreateOptions(format: string, texts: readonly string[]): Ma
     }
   }
   return merged
-}
-
-/** Turns a qcow2 option map into create options (size comes separately), as qcow2_co_create_opts does. */
-export function toQcow2Options(opts: Map<string, string>, size: number): Qcow2CreateOptions {
-  // QEMU hands the options to its QAPI creation code, whose names and messages these are.
-  const choice = <T extends string>(key: string, qapiName: string, allowed: readonly T[]): T | undefined => {
-    const v = opts.get(key)
-    if (v !== undefined && !(allowed as readonly string[]).includes(v)) throw new ImageError('INVALID_ARGUMENT', `Parameter '${qapiName}' does not accept value '${v}'`)
-    return v as T | undefined
-  }
-  const compat = choice('compat', 'version', ['0.10', 'v2', '1.1', 'v3'])
-  const bool = (key: string) => (opts.has(key) ? parseBool(key, opts.get(key)!) : undefined)
-  const refcountBits = opts.get('refcount_bits')
-  return {
-    size,
-    compat: compat === undefined ? undefined : compat === 'v2' || compat === '0.10' ? '0.10' : '1.1',
-    clusterSize: opts.has('cluster_size') ? parseOptionSize('cluster_size', opts.get('cluster_size')!) : undefined,
-    refcountBits: refcountBits === undefined ? undefined : parseOptionNumber('refcount_bits', refcountBits),
-    lazyRefcounts: bool('lazy_refcounts'),
-    extendedL2: bool('extended_l2'),
-    preallocation: choice<Preallocation>('preallocation', 'preallocation', ['off', 'metadata', 'falloc', 'full']),
-    backingFile: opts.get('backing_file'),
-    backingFormat: opts.get('backing_fmt'),
-    compressionType: choice('compression_type', 'compression-type', ['zlib', 'zstd']),
-    dataFile: opts.get('data_file'),
-    dataFileRaw: bool('data_file_raw'),
-  }
-}
-
-/** The preallocation of a raw image (file-posix's checks and messages). */
-export function rawPreallocation(opts: Map<string, string>): 'off' | 'falloc' | 'full' {
-  const mode = opts.get('preallocation') ?? 'off'
-  if (!['off', 'metadata', 'falloc', 'full'].includes(mode)) throw new ImageError('INVALID_ARGUMENT', `invalid parameter value: ${mode}`)
-  if (mode === 'metadata') throw new ImageError('INVALID_ARGUMENT', `Unsupported preallocation mode: ${mode}`)
-  return mode as 'off' | 'falloc' | 'full'
 }
 
 /** QEMU doubles commas inside option values when printing them. */

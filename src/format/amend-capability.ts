@@ -25,13 +25,23 @@ export interface AmendHost {
   whileClosed(step: (storage: Storage) => Promise<void>): Promise<FormatDriver>
 }
 
+/** Which -o names amend takes, and which creation options it refuses as creation-only. */
+export interface AmendOptionNames {
+  amendable: readonly string[]
+  createOnly: readonly string[]
+}
+
 /** A format whose options can change after creation. */
 export interface Amendable {
+  /** The option names, for the command's checks (qemu-img amend's messages). */
+  readonly amendOptionNames: AmendOptionNames
+  /** Reads the -o values (names already checked) into amend options, with the format's messages. */
+  parseAmendOptions(options: ReadonlyMap<string, string>): AmendOptions
   /** Applies `options`, with the format's checks and QEMU's messages. */
   amend(options: AmendOptions, host: AmendHost): Promise<void>
 }
 
 /** True when `driver` can amend its options. */
 export function isAmendable(driver: FormatDriver): driver is FormatDriver & Amendable {
-  return hasMethods(driver, 'amend')
+  return hasMethods(driver, 'amend', 'parseAmendOptions')
 }

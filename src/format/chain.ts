@@ -10,6 +10,9 @@ import { BlockDevice } from './device.js'
 import type { FormatDriver } from './driver.js'
 import type { FormatModule, FormatOpenContext } from './module.js'
 import { probeFormat } from './probe.js'
+import { pathCombine } from './path-combine.js'
+
+export { pathCombine }
 
 /** Deepest chain qimg follows (QEMU has no fixed limit; anything deeper is an attack or a loop). */
 export const MAX_CHAIN_DEPTH = 64
@@ -58,13 +61,6 @@ export interface OpenChainOptions {
   modules?: readonly FormatModule[] | undefined
   /** Lines an open prints on its own (QEMU's fprintf(stderr)): the repair of a dirty image. */
   report?: ((line: string) => void) | undefined
-}
-
-/** QEMU's path_combine: a relative name is taken relative to the directory of `base`. */
-export function pathCombine(base: string, name: string): string {
-  if (name.startsWith('/') || /^[A-Za-z]:[\\/]/.test(name)) return name
-  const slash = Math.max(base.lastIndexOf('/'), base.lastIndexOf('\\'))
-  return slash < 0 ? name : base.slice(0, slash + 1) + name
 }
 
 /** True for names QEMU would treat as a protocol or json: specification rather than a file. */

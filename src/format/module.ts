@@ -44,6 +44,11 @@ export interface FormatCheckOptions {
   report: (line: string) => void
   /** Opens a file the image names (a VMDK extent), as {@link FormatOpenContext.openReferenced}. */
   openReferenced?: FormatOpenContext['openReferenced']
+  /**
+   * Opens (and closes) the image as every other command opens it, asking for its secret: for a
+   * check that must open an encrypted image first, as qemu-img check does.
+   */
+  openImage?: (() => Promise<void>) | undefined
 }
 
 /** One creation option as qemu-img lists it in `-o help` and the "Formatting" line. */
@@ -72,6 +77,8 @@ export interface FormatCreateRequest {
    * from the image's own name, as QEMU composes it; absent when the host cannot.
    */
   createFile?: ((path: string) => Promise<Storage>) | undefined
+  /** Deletes a further file made by {@link createFile} when the create fails (QEMU's bdrv_co_delete_file). */
+  removeFile?: ((path: string) => Promise<void>) | undefined
   /** Opens, read-only, a file the new image names (its backing file), resolved against the image's name. */
   openFile?: ((name: string) => Promise<ReadableStorage>) | undefined
 }
@@ -100,9 +107,10 @@ export interface FormatModule {
   check?(storage: ReadableStorage, options: FormatCheckOptions): Promise<CheckReport>
   /**
    * False when a new image does not read as zeros (QEMU's bdrv_has_zero_init is 0, as for
-   * luks): convert then writes the zeros. Default true.
+   * luks), or a function of the -o options it was created with (qcow2: encrypted and
+   * preallocated): convert then writes the zeros. Default true.
    */
-  readonly zeroInit?: boolean
+  readonly zeroInit?: boolean | ((options: ReadonlyMap<string, string>) => boolean)
   /** A failed create deletes the file it made (QEMU's bdrv_co_delete_file, as block/crypto.c does). */
   readonly removeOnCreateFailure?: boolean
   /**

@@ -20,7 +20,6 @@ import { ioError, FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
 import { NullStorage } from '../io/null.js'
 import { RawImage } from '../raw.js'
-import { NbdStorage } from './nbd-storage.js'
 import { nbdAddress, nbdFilenameOptions } from './nbd-options.js'
 import { nodeChainOptions, openImage, stderrReport, type OpenImageOptions } from './open.js'
 
@@ -199,6 +198,8 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     return { storage, name: { full, plain: Object.keys(full).length === 1 ? `${driver}://` : undefined }, protocol: true }
   }
   if (driver === 'nbd') {
+    // Loaded only for an NBD export: node:net and the NBD client stay out of every other start-up.
+    const { NbdStorage } = await import('./nbd-storage.js')
     const storage = await NbdStorage.open(nbdAddress(options), { writable: base.writable ?? false })
     return { storage, name: { full: strongOptions(options, driver, ['server.', 'export']), plain: storage.name }, protocol: true }
   }

@@ -1,7 +1,10 @@
 // qcow2_create_opts: the -o options qemu-img create takes for qcow2, in the order qemu-img 7.2
-// prints them in "Formatting …".
+// prints them in "Formatting …", and what they ask for.
 import { LEGACY_ENCRYPTION_OPTION, SIZE_OPTION, luksCipherOptions } from '../format/create-options.js'
 import type { CreateOptionDesc } from '../format/module.js'
+import { ImageError } from '../errors.js'
+import { parseBool, parseOptionNumber, parseOptionSize } from '../format/option-values.js'
+import type { Preallocation, Qcow2CreateOptions } from './create.js'
 
 export const QCOW2_CREATE_OPTIONS: readonly CreateOptionDesc[] = [
   LEGACY_ENCRYPTION_OPTION,
@@ -21,3 +24,30 @@ export const QCOW2_CREATE_OPTIONS: readonly CreateOptionDesc[] = [
   { name: 'lazy_refcounts', type: 'bool', help: 'Postpone refcount updates', default: 'off' },
   { name: 'refcount_bits', type: 'number', help: 'Width of a reference count entry in bits', default: '16' },
 ]
+
+/** Turns a qcow2 option map into create options (size comes separately), as qcow2_co_create_opts does. */
+export function toQcow2Options(opts: ReadonlyMap<string, string>, size: number): Qcow2CreateOptions {
+  // QEMU hands the options to its QAPI creation code, whose names and messages these are.
+  const choice = <T extends string>(key: string, qapiName: string, allowed: readonly T[]): T | undefined => {
+    const v = opts.get(key)
+    if (v !== undefined && !(allowed as readonly string[]).includes(v)) throw new ImageError('INVALID_ARGUMENT', `Parameter '${qapiName}' does not accept value '${v}'`)
+    return v as T | undefined
+  }
+  const compat = choice('compat', 'version', ['0.10', 'v2', '1.1', 'v3'])
+  const bool = (key: string) => (opts.has(key) ? parseBool(key, opts.get(key)!) : undefined)
+  const refcountBits = opts.get('refcount_bits')
+  return {
+    size,
+    compat: compat === undefined ? undefined : compat === 'v2' || compat === '0.10' ? '0.10' : '1.1',
+    clusterSize: opts.has('cluster_size') ? parseOptionSize('cluster_size', opts.get('cluster_size')!) : undefined,
+    refcountBits: refcountBits === undefined ? undefined : parseOptionNumber('refcount_bits', refcountBits),
+    lazyRefcounts: bool('lazy_refcounts'),
+    extendedL2: bool('extended_l2'),
+    preallocation: choice<Preallocation>('preallocation', 'preallocation', ['off', 'metadata', 'falloc', 'full']),
+    backingFile: opts.get('backing_file'),
+    backingFormat: opts.get('backing_fmt'),
+    compressionType: choice('compression_type', 'compression-type', ['zlib', 'zstd']),
+    dataFile: opts.get('data_file'),
+    dataFileRaw: bool('data_file_raw'),
+  }
+}

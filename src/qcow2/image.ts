@@ -8,6 +8,7 @@ import type { ImageInfo } from '../format/info.js'
 import type { MakeEmpty, ResizeRequest, Resizable, SetBacking, Snapshots, VmState } from '../format/capabilities.js'
 import type { PersistentBitmaps } from '../format/bitmap-capability.js'
 import type { Amendable, AmendHost, AmendOptions } from '../format/amend-capability.js'
+import { parseQcow2AmendOptions, QCOW2_AMEND_OPTION_NAMES } from './amend-options.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { allocUninitialized, setU64 } from '../binary/bytes.js'
 import { RefcountManager } from './refcount.js'
@@ -363,6 +364,12 @@ export class Qcow2Image implements FormatDriver, Resizable, MakeEmpty, SetBackin
   /** Every cluster deallocated, the file cut (qcow2_make_empty, after a commit). */
   makeEmpty(): Promise<void> {
     return emptyQcow2(this)
+  }
+
+  readonly amendOptionNames = QCOW2_AMEND_OPTION_NAMES
+
+  parseAmendOptions(options: ReadonlyMap<string, string>): AmendOptions {
+    return parseQcow2AmendOptions(options)
   }
 
   /** qemu-img amend (qcow2_amend_options). */

@@ -19,9 +19,6 @@ import { amendImage } from '../../src/commands/amend.js'
 import { addBitmap, bitmapsOf } from '../../src/cli/commands/bitmap.js'
 import { nodeCrypto } from '../../src/node/crypto.js'
 import { nodeCodecs, nodeCompressors } from '../../src/node/codecs.js'
-import { writeSkeleton } from '../../src/qcow2/create.js'
-import { Qcow2Image } from '../../src/qcow2/image.js'
-import { sizeNewImage } from '../../src/qcow2/resize.js'
 
 const MiB = 1024 * 1024
 const SECRET = new TextEncoder().encode('caps')
@@ -40,7 +37,7 @@ const GUARDS = [
   { guard: hasVmState, methods: ['saveVmState', 'loadVmState', 'vmStateOffset'] },
   { guard: hasCompressedWrites, methods: ['writeCompressed'] },
   { guard: hasPersistentBitmaps, methods: ['readBitmaps', 'loadedBitmaps', 'bitmapRefusal', 'addBitmap', 'removeBitmap'] },
-  { guard: isAmendable, methods: ['amend'] },
+  { guard: isAmendable, methods: ['amend', 'parseAmendOptions'] },
 ]
 
 describe('capability guards', () => {
@@ -63,21 +60,11 @@ describe('capability guards', () => {
   })
 })
 
-/** A qcow2 image as node/create.ts makes one (the qcow2 module has no create). */
-async function newQcow2(storage: MemoryStorage, size: number, compat: '0.10' | '1.1'): Promise<void> {
-  await writeSkeleton(storage, { size, compat })
-  const image = await Qcow2Image.open(storage, { writable: true })
-  await sizeNewImage(image, size, 'off')
-  await image.close()
-}
-
 /** A new image of `format` in memory, opened writable through the chain opener. */
 async function created(format: string, size = 4 * MiB, options: Record<string, string> = {}): Promise<BlockDevice> {
   const module = formatModules.find((m) => m.name === format)!
   const storage = new MemoryStorage(new Uint8Array(0), `img.${format}`)
-  if (format === 'raw') await storage.truncate(size)
-  else if (format === 'qcow2') await newQcow2(storage, size, options.compat === '0.10' ? '0.10' : '1.1')
-  else await module.create!({ storage, size, options: new Map(Object.entries(options)), secret: SECRET, crypto: nodeCrypto, compressors: nodeCompressors })
+  await module.create!({ storage, size, options: new Map(Object.entries(options)), secret: SECRET, crypto: nodeCrypto, compressors: nodeCompressors })
   return openChain(storage, { format, writable: true, secret: async () => SECRET, crypto: nodeCrypto, codecs: nodeCodecs, compressors: nodeCompressors })
 }
 
@@ -88,7 +75,25 @@ const EXPECTED: Record<string, string[]> = {
   luks: ['canResize'],
   qcow: ['hasCompressedWrites'],
   vdi: [],
+  vpc: [],
+  vmdk: ['hasCompressedWrites'],
 }
+
+describe('every format module creates its images (no format is created outside its module)', () => {
+  for (const module of formatModules) {
+    it(module.name, async () => {
+      assert.ok(module.create, `${module.name} has a create`)
+      const device = await created(module.name, 4 * MiB, module.name === 'luks' ? { 'iter-time': '0' } : {})
+      try {
+        assert.equal(device.driver.format, module.name)
+        assert.ok(device.size >= 4 * MiB, `${device.size}`)
+        if (module.zeroInit !== false) assert.deepEqual([...await device.read(0, 4096)].some((b) => b !== 0), false)
+      } finally {
+        await device.close()
+      }
+    })
+  }
+})
 
 describe('the drivers have the capabilities of their formats', () => {
   const all = [...GUARDS.map((g) => g.guard), canSetBacking]

@@ -3,14 +3,9 @@ import { amendImage } from '../../commands/amend.js'
 import { ImageError } from '../../errors.js'
 import { isAmendable } from '../../format/amend-capability.js'
 import { FileStorage } from '../../io/file.js'
-import { parseBool } from '../create-options.js'
 import { parseOptionString } from '../image-opts.js'
-import { parseSize } from '../size.js'
 import { oneOperand, openOperand, operandImage, parseArgs, type Command } from '../context.js'
 import { optionListCheck } from '../option-checks.js'
-
-const CREATE_ONLY = new Set(['cluster_size', 'preallocation', 'extended_l2', 'compression_type', 'encryption', 'encrypt.format'])
-const AMENDABLE = new Set(['compat', 'lazy_refcounts', 'refcount_bits', 'data_file', 'data_file_raw', 'size', 'backing_file', 'backing_fmt'])
 
 export const amend: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
@@ -29,30 +24,22 @@ export const amend: Command = async (args, ctx) => {
   const current = await openOperand(filename, parsed, { fileReferences: 'ignore' })
   const backing = current.driver.backing
   const format = current.driver.format
-  const amendable = isAmendable(current.driver)
+  const driver = current.driver
   await current.close()
   // As qemu-img: the image opens first; a format without amend (raw, vdi) is refused before
-  // the options are even parsed, then they are checked against qcow2's amend options.
-  if (!amendable) throw new ImageError('UNSUPPORTED', `Format driver '${format}' does not support option amendment`)
+  // the options are even parsed, then they are checked against the format's amend options.
+  if (!isAmendable(driver)) throw new ImageError('UNSUPPORTED', `Format driver '${format}' does not support option amendment`)
+  const names = driver.amendOptionNames
   const opts = new Map<string, string>()
   for (const text of texts) for (const [k, v] of parseOptionString(text)) opts.set(k, v)
   for (const key of opts.keys()) {
-    if (CREATE_ONLY.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'\nThis option is only supported for image creation`)
-    if (!AMENDABLE.has(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
+    if (names.createOnly.includes(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'\nThis option is only supported for image creation`)
+    if (!names.amendable.includes(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
   }
   if ((opts.has('backing_file') && opts.get('backing_file') !== backing?.name) || (opts.has('backing_fmt') && opts.get('backing_fmt') !== backing?.format)) {
     throw new ImageError('INVALID_ARGUMENT', "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.")
   }
-  const compat = opts.get('compat')
-  if (compat !== undefined && !['0.10', 'v2', '1.1', 'v3'].includes(compat)) throw new ImageError('INVALID_ARGUMENT', `Unknown compatibility level ${compat}`)
-  await amendImage(open, () => FileStorage.open(path, { writable: true }), {
-    compat: compat === undefined ? undefined : compat === '0.10' || compat === 'v2' ? '0.10' : '1.1',
-    lazyRefcounts: opts.has('lazy_refcounts') ? parseBool('lazy_refcounts', opts.get('lazy_refcounts')!) : undefined,
-    refcountBits: opts.has('refcount_bits') ? Number(opts.get('refcount_bits')) : undefined,
-    dataFile: opts.get('data_file'),
-    dataFileRaw: opts.has('data_file_raw') ? parseBool('data_file_raw', opts.get('data_file_raw')!) : undefined,
-    size: opts.has('size') ? parseSize(opts.get('size')!) : undefined,
-  })
+  await amendImage(open, () => FileStorage.open(path, { writable: true }), driver.parseAmendOptions(opts))
   void ctx
   return 0
 }

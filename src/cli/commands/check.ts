@@ -1,15 +1,14 @@
 // qimg check [-f FMT] [-r leaks|all] [--output=human|json] [-q] [-U] IMG — exit 0 clean,
 // 1 check errors, 2 corruptions, 3 leaks only, 63 format has no check (as qemu-img).
 import { ImageError, isImageError } from '../../errors.js'
-import { loadLayout, type Qcow2Layout } from '../../qcow2/open.js'
-import { clearStaleAutoclear } from '../../qcow2/header-encode.js'
 import { openFailure } from '../block-options.js'
 import { probeFormat } from '../../format/probe.js'
 import { findFormatModule } from '../../formats.js'
 import { referencedOpener } from '../../format/chain.js'
 import { nodeFileHost } from '../../node/open.js'
 import { FileStorage } from '../../io/file.js'
-import { checkQcow2, type CheckResult } from '../../qcow2/check.js'
+import type { CheckReport } from '../../format/capabilities.js'
+import type { FormatCheckOptions } from '../../format/module.js'
 import { flag, stringOption } from '../getopt.js'
 import { toQemuJson } from '../qjson.js'
 import { oneOperand, openOperand, operandImage, outputFormat, parseArgs, reportError, type Command } from '../context.js'
@@ -25,7 +24,7 @@ function fixed2(x: number): string {
   return x.toFixed(2)
 }
 
-function human(r: CheckResult): string {
+function human(r: CheckReport): string {
   let out = ''
   if (!(r.corruptions || r.leaks || r.checkErrors)) out += 'No errors were found on the image.\n'
   else {
@@ -41,7 +40,7 @@ function human(r: CheckResult): string {
   return out
 }
 
-function json(r: CheckResult, filename: string, format = 'qcow2'): string {
+function json(r: CheckReport, filename: string, format: string): string {
   const opt = (n: number) => (n !== 0 ? n : undefined)
   return toQemuJson({
     filename, format, 'check-errors': r.checkErrors,
@@ -52,33 +51,8 @@ function json(r: CheckResult, filename: string, format = 'qcow2'): string {
   }) + '\n'
 }
 
-/** Whether a qcow2 header's crypt_method (bytes 32-35) is set. */
-async function encrypted(storage: FileStorage): Promise<boolean> {
-  const bytes = await storage.read(32, 4)
-  return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0) !== 0
-}
-
-// Open-time rules qcow2_do_open skips under BDRV_O_CHECK: check reports (or repairs) these.
-const CHECK_TOLERATES = new Set(['Image does not contain a reference count table', 'Snapshot table too large', 'Snapshot table offset invalid'])
-
-/**
- * qemu-img check opens the image first (BDRV_O_CHECK): a header qcow2_do_open refuses fails as
- * "Could not open 'NAME': …", and a writable open (-r) clears the autoclear bits qimg does not
- * keep up to date. Other damage is left for the check to report.
- */
-async function openForCheck(storage: FileStorage, operand: string, writable: boolean): Promise<void> {
-  let layout: Qcow2Layout
-  try {
-    layout = await loadLayout(storage)
-  } catch (e) {
-    if (isImageError(e) && e.qemuText !== undefined && !CHECK_TOLERATES.has(e.qemuText)) throw openFailure(operand, e)
-    return
-  }
-  if (writable) await clearStaleAutoclear(storage, layout.header)
-}
-
 /** The exit code qemu-img check gives a result. */
-function exitCode(r: CheckResult): number {
+function exitCode(r: CheckReport): number {
   if (r.checkErrors) return 1
   if (r.corruptions) return 2
   if (r.leaks) return 3
@@ -86,36 +60,10 @@ function exitCode(r: CheckResult): number {
 }
 
 /**
- * check for a format other than qcow2, through its module: QEMU's message and 63 when it has no
- * check, or its check cannot do what was asked (vdi with -r: -ENOTSUP).
+ * qemu-img check through the format's module: QEMU's message and 63 when it has no check, or
+ * its check cannot do what was asked (vdi with -r: -ENOTSUP). After a repair the image is checked
+ * again, as img_check does, and the counts repaired are kept from the first pass.
  */
-async function checkWithModule(storage: FileStorage, format: string, operand: string, repair: string | undefined, output: string, quiet: boolean, ctx: Parameters<Command>[1], untrusted: boolean): Promise<number> {
-  // Files the image is made of (VMDK extents) open as the chain opener opens them.
-  const openReferenced = untrusted ? undefined : referencedOpener(storage.name, nodeFileHost)
-  const module = findFormatModule(format)
-  if (!module?.check) {
-    reportError(ctx, 'This image format does not support checks')
-    return 63
-  }
-  let result: CheckResult
-  try {
-    result = await module.check(storage, { fix: repair as 'leaks' | 'all' | undefined, report: (line) => ctx.err(line + '\n'), openReferenced })
-  } catch (e) {
-    if (isImageError(e, 'UNSUPPORTED') && e.qemuText === 'This image format does not support checks') {
-      reportError(ctx, e.qemuText)
-      return 63
-    }
-    throw e // vdi_open's refusals: the module's qemuText reads "Could not open 'NAME': …" already
-  }
-  if (result.failed) {
-    reportError(ctx, `Check failed: ${result.failed}`)
-    return 1
-  }
-  if (output === 'json') ctx.out(json(result, operand, format))
-  else if (!quiet) ctx.out(human(result))
-  return exitCode(result)
-}
-
 export const check: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
     { long: 'output', value: true },
@@ -131,13 +79,27 @@ export const check: Command = async (args, ctx) => {
   const storage = await FileStorage.open(filename, { writable: repair !== undefined })
   try {
     const format = formatOption ?? await probeFormat(storage)
-    if (format !== 'qcow2') return await checkWithModule(storage, format, operand, repair, output, quiet, ctx, parsed.options.has('untrusted'))
-    // qemu-img check opens the image first: an encrypted one needs its secret (given, or asked
-    // for on a terminal), as for every other command. The refcounts are checked without it.
-    if (await encrypted(storage)) await (await openOperand(operand, parsed, { fileReferences: 'ignore' })).close()
-    await openForCheck(storage, operand, repair !== undefined)
-    const report = (line: string) => ctx.err(line + '\n')
-    let result = await checkQcow2(storage, { fix: repair as 'leaks' | 'all' | undefined, report })
+    const module = findFormatModule(format)
+    if (!module?.check) {
+      reportError(ctx, 'This image format does not support checks')
+      return 63
+    }
+    const options: FormatCheckOptions = {
+      report: (line) => ctx.err(line + '\n'),
+      // Files the image is made of (VMDK extents) open as the chain opener opens them.
+      openReferenced: parsed.options.has('untrusted') ? undefined : referencedOpener(storage.name, nodeFileHost),
+      openImage: async () => (await openOperand(operand, parsed, { fileReferences: 'ignore' })).close(),
+    }
+    let result: CheckReport
+    try {
+      result = await module.check(storage, { ...options, fix: repair as 'leaks' | 'all' | undefined })
+    } catch (e) {
+      if (isImageError(e, 'UNSUPPORTED') && e.qemuText === 'This image format does not support checks') {
+        reportError(ctx, e.qemuText)
+        return 63
+      }
+      throw openFailure(operand, e)
+    }
     if (result.failed) {
       reportError(ctx, `Check failed: ${result.failed}`)
       return 1
@@ -147,15 +109,12 @@ export const check: Command = async (args, ctx) => {
       if (output === 'human' && !quiet) {
         ctx.out(`The following inconsistencies were found and repaired:\n\n    ${fixed.leaksFixed} leaked clusters\n    ${fixed.corruptionsFixed} corruptions\n\nDouble checking the fixed image now...\n`)
       }
-      result = { ...(await checkQcow2(storage, { report })), ...fixed }
+      result = { ...(await module.check(storage, options)), ...fixed }
     }
     // qemu-img names the operand as given (the option string with --image-opts).
-    if (output === 'json') ctx.out(json(result, operand))
+    if (output === 'json') ctx.out(json(result, operand, format))
     else if (!quiet) ctx.out(human(result))
-    if (result.checkErrors) return 1
-    if (result.corruptions) return 2
-    if (result.leaks) return 3
-    return 0
+    return exitCode(result)
   } finally {
     await storage.close()
   }

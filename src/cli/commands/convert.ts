@@ -1,8 +1,8 @@
-// qimg convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] [-n] [-l SNAPSHOT]
+// qimg convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-n] [-l SNAPSHOT]
 //              [-S SIZE] [-p] [-t CACHE] [-m N] [-q] IN OUT
 import { convertImage } from '../../commands/convert.js'
 import { ImageError, isImageError } from '../../errors.js'
-import { createQcow2, createRaw, createWithModule } from '../../node/create.js'
+import { createWithModule } from '../../node/create.js'
 import { findFormatModule, formatModules } from '../../formats.js'
 import { openImage } from '../../node/open.js'
 import { isNbdName } from '../../node/nbd-options.js'
@@ -10,13 +10,12 @@ import { openOperandOptions } from '../block-options.js'
 import { FileStorage } from '../../io/file.js'
 import { CodecPool, decodeThreads } from '../../node/pool.js'
 import { flag, stringOption } from '../getopt.js'
-import { parseCreateOptions, rawPreallocation, toQcow2Options } from '../create-options.js'
+import { parseCreateOptions } from '../create-options.js'
 import { parseSize } from '../size.js'
 import { openOperand, parseArgs, reportError, type CliContext, type Command } from '../context.js'
 import type { BlockDevice } from '../../format/device.js'
 import { hasPersistentBitmaps } from '../../format/bitmap-capability.js'
 import { addBitmap, bitmapsOf, mergeBitmap, removeBitmap } from './bitmap.js'
-import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
 import { lookupSecret, secretsOf } from '../secrets.js'
 import { optionListCheck, snapshotParam, snapshotParamCheck } from '../option-checks.js'
 
@@ -92,7 +91,7 @@ export const convert: Command = async (args, ctx) => {
   const skipBroken = flag(parsed, 'skip-broken-bitmaps')
   if (skipBroken && !copyBitmaps) throw new ImageError('INVALID_ARGUMENT', 'Use of --skip-broken-bitmaps requires --bitmaps')
   const targetModule = findFormatModule(targetFormat)
-  if (targetFormat !== 'raw' && targetFormat !== 'qcow2' && !targetModule?.create) throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat}: qimg writes ${formatModules.filter((m) => m.create || m.name === 'qcow2' || m.name === 'raw').map((m) => m.name).join(', ')}`)
+  if (!targetModule?.create) throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat}: qimg writes ${formatModules.filter((m) => m.create).map((m) => m.name).join(', ')}`)
   const compress = flag(parsed, 'compress')
   if (compress && targetFormat !== 'qcow2' && !targetModule?.compressedWrites) throw new ImageError('INVALID_ARGUMENT', `Compression not supported for format '${targetFormat}'`)
   if (parsed.operands.length < 2) throw new ImageError('INVALID_ARGUMENT', 'Expecting image file name and output file name')
@@ -146,33 +145,21 @@ export const convert: Command = async (args, ctx) => {
     const toExport = isNbdName(output)
     if (toExport && !noCreate && targetFormat !== 'raw') throw new ImageError('UNSUPPORTED', `Creating a '${targetFormat}' image inside an NBD export is not supported; use -n or -O raw`)
     if (!noCreate && !toExport) {
-      if (targetFormat === 'raw') {
-        if (backing !== undefined) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format 'raw'`)
-        await creating(() => createRaw(output, device.size, rawPreallocation(opts)))
-      } else if (targetFormat !== 'qcow2') {
-        if (backing !== undefined) {
-          if (!targetModule!.createOptions?.some((o) => o.name === 'backing_file')) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format '${targetFormat}'`)
-          if (backingFormat === undefined) throw new ImageError('INVALID_ARGUMENT', 'Use of backing file requires explicit backing format')
-          opts.set('backing_file', backing)
-          opts.set('backing_fmt', backingFormat)
-        }
+      if (backing !== undefined) {
+        if (!targetModule!.createOptions?.some((o) => o.name === 'backing_file')) throw new ImageError('INVALID_ARGUMENT', `Backing file not supported for file format '${targetFormat}'`)
+        if (backingFormat === undefined) throw new ImageError('INVALID_ARGUMENT', 'Use of backing file requires explicit backing format')
+        opts.set('backing_file', backing)
+        opts.set('backing_fmt', backingFormat)
+      }
+      const module = targetModule!
+      await creating(async () => {
+        // The format's own checks of its options come before its secret is looked up.
+        module.checkCreateOptions?.(opts)
         const secretId = opts.get('encrypt.key-secret') ?? opts.get('key-secret')
         targetSecret = secretId !== undefined ? lookupSecret(await secretsOf(parsed), secretId) : undefined
-        const secret = targetSecret
-        await creating(() => createWithModule(output, targetModule!, device.size, opts, secret))
-      } else {
-        if (backing !== undefined) {
-          if (backingFormat === undefined) throw new ImageError('INVALID_ARGUMENT', 'Use of backing file requires explicit backing format')
-          opts.set('backing_file', backing)
-          opts.set('backing_fmt', backingFormat)
-        }
-        const encrypt = toEncryptOptions(opts)
-        const secretId = encryptionSecretId(opts)
-        targetSecret = encrypt && secretId !== undefined ? lookupSecret(await secretsOf(parsed), secretId) : undefined
-        await creating(() => createQcow2(output, { ...toQcow2Options(opts, Math.ceil(device.size / 512) * 512), encrypt }, { secret: targetSecret }))
-        // qcow2_has_zero_init: preallocated clusters of an encrypted image do not read as zeros.
-        if (encrypt && (opts.get('preallocation') ?? 'off') !== 'off') targetZeroInit = false
-      }
+        await createWithModule(output, module, device.size, opts, targetSecret)
+      })
+      if (typeof module.zeroInit === 'function') targetZeroInit = module.zeroInit(opts)
     }
     const secret = targetSecret
     const targetOptions = { format: targetFormat, writable: true, cache: cache === 'unsafe' ? 'unsafe' as const : 'writeback' as const, ...(secret ? { secret: async () => secret } : {}) }

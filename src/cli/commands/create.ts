@@ -1,15 +1,14 @@
 // qimg create [-f FMT] [-o OPTIONS] [-b BACKING [-F FMT]] [-u] [-q] IMG [SIZE]
 import { ImageError, isImageError } from '../../errors.js'
 import { pathCombine } from '../../format/chain.js'
-import { createQcow2, createRaw, createWithModule } from '../../node/create.js'
+import { createWithModule } from '../../node/create.js'
 import { findFormatModule, formatModules } from '../../formats.js'
 import { openImage } from '../../node/open.js'
 import { resolve } from 'node:path'
 import { flag, stringOption, type Parsed } from '../getopt.js'
-import { formattingLine, hasHelpOption, optionHelp, parseCreateOptions, parseOptionSize, rawPreallocation, toQcow2Options } from '../create-options.js'
+import { formattingLine, hasHelpOption, optionHelp, parseCreateOptions, parseOptionSize } from '../create-options.js'
 import { cvtnum } from '../size.js'
 import { parseArgs, type CliContext, type Command } from '../context.js'
-import { encryptionSecretId, toEncryptOptions } from '../encrypt-options.js'
 import { lookupSecret, secretsOf } from '../secrets.js'
 import { optionListCheck } from '../option-checks.js'
 
@@ -53,8 +52,8 @@ export const create: Command = async (args, ctx) => {
 /** bdrv_img_create: options, backing file (opened to check it, and for the size), then the image. */
 async function createImage(filename: string, format: string, optionTexts: string[], sizeArgument: number | undefined, parsed: Parsed, ctx: CliContext): Promise<void> {
   const module = findFormatModule(format)
-  if (format !== 'qcow2' && format !== 'raw' && !module?.create) throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg creates ${formatModules.filter((m) => m.create || m.name === 'qcow2' || m.name === 'raw').map((m) => m.name).join(', ')})`)
-  const takesBacking = module?.createOptions?.some((o) => o.name === 'backing_file') ?? false
+  if (!module?.create) throw new ImageError('UNSUPPORTED', `Unknown file format '${format}' (qimg creates ${formatModules.filter((m) => m.create).map((m) => m.name).join(', ')})`)
+  const takesBacking = module.createOptions?.some((o) => o.name === 'backing_file') ?? false
   const opts = parseCreateOptions(format, optionTexts)
   const secrets = await secretsOf(parsed) // --object is checked before anything is created
   let size = sizeArgument
@@ -96,16 +95,8 @@ async function createImage(filename: string, format: string, optionTexts: string
   }
   if (size === undefined) throw new ImageError('INVALID_ARGUMENT', 'Image creation needs a size parameter')
   if (!flag(parsed, 'quiet')) ctx.out(formattingLine(filename, format, opts, size) + '\n')
-  if (format === 'raw') {
-    await createRaw(filename, size, rawPreallocation(opts))
-  } else if (format !== 'qcow2') {
-    const secretId = opts.get('encrypt.key-secret') ?? opts.get('key-secret')
-    await createWithModule(filename, module!, size, opts, secretId !== undefined ? lookupSecret(secrets, secretId) : undefined)
-  } else {
-    // QEMU rounds qcow2 sizes up to whole sectors.
-    const encrypt = toEncryptOptions(opts)
-    const secretId = encryptionSecretId(opts)
-    const secret = encrypt && secretId !== undefined ? lookupSecret(secrets, secretId) : undefined
-    await createQcow2(filename, { ...toQcow2Options(opts, Math.ceil(size / 512) * 512), encrypt }, { secret })
-  }
+  // The format's own checks of its options (QAPI's, in QEMU) come before its secret is looked up.
+  module.checkCreateOptions?.(opts)
+  const secretId = opts.get('encrypt.key-secret') ?? opts.get('key-secret')
+  await createWithModule(filename, module, size, opts, secretId !== undefined ? lookupSecret(secrets, secretId) : undefined)
 }

@@ -2,9 +2,9 @@
 // qemu-img's img_dd: the output is always created (-O format, raw by default) with the input's
 // size (or count*bs when smaller) minus skip*bs, then every block is read and written as data.
 import { ImageError, isImageError } from '../../errors.js'
-import { createQcow2, createRaw } from '../../node/create.js'
+import { createWithModule } from '../../node/create.js'
+import { findFormatModule } from '../../formats.js'
 import { openImage } from '../../node/open.js'
-import { parseCreateOptions, toQcow2Options } from '../create-options.js'
 import { getopt, stringOption } from '../getopt.js'
 import { cvtnum } from '../size.js'
 import { openOperand, reportError, type Command } from '../context.js'
@@ -12,8 +12,8 @@ import { openOperand, reportError, type Command } from '../context.js'
 const INT_MAX = 2 ** 31 - 1
 /** Blocks are copied in reads of about this many bytes (the result does not depend on it). */
 const CHUNK_BYTES = 1024 * 1024
-/** Formats QEMU knows but qimg cannot create. */
-const OTHER_FORMATS = ['bochs', 'cloop', 'dmg', 'luks', 'parallels', 'qcow', 'qed', 'vdi', 'vhdx', 'vmdk', 'vpc', 'vvfat']
+/** Formats QEMU 7.2 knows (qimg may lack some: they are refused as unsupported, not unknown). */
+const QEMU_FORMATS = ['bochs', 'cloop', 'dmg', 'luks', 'parallels', 'qcow', 'qcow2', 'qed', 'raw', 'vdi', 'vhdx', 'vmdk', 'vpc', 'vvfat']
 
 interface Operands { bs: number; count?: number; skip?: number; input?: string; output?: string }
 
@@ -49,20 +49,17 @@ export const dd: Command = async (args, ctx) => {
   const outputFormat = stringOption(parsed, 'target-format') ?? 'raw'
   const device = await openOperand(o.input, parsed)
   try {
-    if (outputFormat !== 'raw' && outputFormat !== 'qcow2') {
-      if (OTHER_FORMATS.includes(outputFormat)) throw new ImageError('UNSUPPORTED', `dd -O ${outputFormat}: qimg creates raw and qcow2 images`)
-      throw new ImageError('INVALID_ARGUMENT', 'Unknown file format')
-    }
+    const module = findFormatModule(outputFormat)
+    if (!module && !QEMU_FORMATS.includes(outputFormat)) throw new ImageError('INVALID_ARGUMENT', 'Unknown file format')
+    if (!module?.create) throw new ImageError('UNSUPPORTED', `dd -O ${outputFormat}: qimg cannot create ${outputFormat} images`)
     let size = device.size
     if (o.count !== undefined && o.count * o.bs < size) size = o.count * o.bs
     const skipBytes = (o.skip ?? 0) * o.bs
     const skipPastEnd = o.skip !== undefined && skipBytes > size
     const outputSize = skipPastEnd ? 0 : size - skipBytes
     try {
-      // Both drivers round the size up to whole sectors (raw_co_create, qcow2's size option).
-      const rounded = Math.ceil(outputSize / 512) * 512
-      if (outputFormat === 'raw') await createRaw(o.output, rounded)
-      else await createQcow2(o.output, toQcow2Options(parseCreateOptions('qcow2', []), rounded))
+      // The module rounds the size as its QEMU driver does (whole sectors for raw and qcow2).
+      await createWithModule(o.output, module, outputSize, new Map(), undefined)
     } catch (e) {
       if (isImageError(e)) throw new ImageError(e.code, `${o.output}: error while creating output image: ${e.message}`, { cause: e })
       throw e
