@@ -42,7 +42,9 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, enc
  * Creates an image of any format whose module creates it, from its -o options: the file made
  * empty, the module writes the image, flushed.
  */
-export async function createWithModule(path: string, module: FormatModule, size: number, options: ReadonlyMap<string, string>, secret: Uint8Array | undefined): Promise<void> {
+export async function createWithModule(name: string, module: FormatModule, size: number, options: ReadonlyMap<string, string>, secret: Uint8Array | undefined): Promise<void> {
+  // The file protocol takes its own prefix off the name (raw_co_create_opts).
+  const path = name.startsWith('file:') ? name.slice('file:'.length) : name
   if (!module.create) throw new ImageError('UNSUPPORTED', `Format '${module.name}' does not support image creation`)
   module.checkCreateOptions?.(options)
   await createFile(path, module, (storage) => module.create!({

@@ -99,7 +99,12 @@ export function protocolPrefix(filename: string): string | undefined {
 export function filenameOptions(filename: string): FlatOptions {
   const protocol = protocolPrefix(filename)
   if (protocol === undefined) return new Map([['driver', 'file'], ['filename', filename]])
-  if (protocol === 'file') return new Map([['driver', 'file'], ['filename', filename.slice('file:'.length)]])
+  if (protocol === 'file') {
+    // bdrv_parse_filename_strip_prefix: a colon before the first slash of what is left would read
+    // as a protocol again, so such a name is kept as "./NAME".
+    const rest = filename.slice('file:'.length)
+    return new Map([['driver', 'file'], ['filename', protocolPrefix(rest) === undefined ? rest : `./${rest}`]])
+  }
   if (protocol === 'blkdebug') {
     // blkdebug_parse_filename: blkdebug:[CONFIG]:IMAGE
     const rest = filename.slice('blkdebug:'.length)
