@@ -5,6 +5,9 @@ import type { CreateOptionDesc } from './module.js'
 /** BLOCK_OPT_SIZE, which every format takes. */
 export const SIZE_OPTION: CreateOptionDesc = { name: 'size', type: 'size', help: 'Virtual disk size' }
 
+/** BLOCK_OPT_BACKING_FILE, as qcow, qcow2 and vmdk describe it. */
+export const BACKING_FILE_OPTION: CreateOptionDesc = { name: 'backing_file', type: 'string', help: 'File name of a base image' }
+
 /** BLOCK_OPT_ENCRYPT, the legacy flag for AES (qcow and qcow2). */
 export const LEGACY_ENCRYPTION_OPTION: CreateOptionDesc = { name: 'encryption', type: 'bool', help: "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)" }
 

@@ -16,7 +16,7 @@ import type { FormatModule } from '../format/module.js'
  * Creates a raw image of `size` bytes, rounded up to whole sectors as QEMU's file driver does.
  */
 export async function createRaw(path: string, size: number, preallocation: 'off' | 'falloc' | 'full' = 'off'): Promise<void> {
-  await createWithModule(path, rawModule, size, new Map([['preallocation', preallocation]]), undefined)
+  await createWithModule(path, rawModule, size, new Map([['preallocation', preallocation]]))
 }
 
 /** The secret (and crypto) for an encrypted image: the LUKS passphrase as bytes. */
@@ -40,19 +40,24 @@ export async function createQcow2(path: string, options: Qcow2CreateOptions, enc
 
 /**
  * Creates an image of any format whose module creates it, from its -o options: the file made
- * empty, the module writes the image, flushed.
+ * empty, the module writes the image, flushed. The secret the options name (qcow2's
+ * encrypt.key-secret, luks' key-secret) is asked of `lookupSecret` after the module's own checks
+ * of its options, as QEMU's QAPI checks come before its crypto looks a secret up; gives it.
  */
-export async function createWithModule(name: string, module: FormatModule, size: number, options: ReadonlyMap<string, string>, secret: Uint8Array | undefined): Promise<void> {
+export async function createWithModule(name: string, module: FormatModule, size: number, options: ReadonlyMap<string, string>, lookupSecret?: (id: string) => Uint8Array): Promise<Uint8Array | undefined> {
   // The file protocol takes its own prefix off the name (raw_co_create_opts).
   const path = name.startsWith('file:') ? name.slice('file:'.length) : name
   if (!module.create) throw new ImageError('UNSUPPORTED', `Format '${module.name}' does not support image creation`)
   module.checkCreateOptions?.(options)
+  const secretId = options.get('encrypt.key-secret') ?? options.get('key-secret')
+  const secret = secretId === undefined ? undefined : lookupSecret?.(secretId)
   await createFile(path, module, (storage) => module.create!({
     storage, size, options, secret, crypto: nodeCrypto, compressors: undefined,
     createFile: (file) => FileStorage.create(file),
     removeFile: (file) => unlink(file),
     openFile: (name) => FileStorage.open(pathCombine(path, name)),
   }))
+  return secret
 }
 
 /** The file at `path` made empty, `write` fills it, flushed; a failed create of some formats deletes it. */

@@ -1,14 +1,14 @@
 // Creating a QCOW image as qcow_co_create does: the header, the backing file name after it,
 // the L1 table (8-byte aligned) written as whole zero sectors; mtime 0.
 import { ImageError } from '../errors.js'
-import { LEGACY_ENCRYPTION_OPTION, SIZE_OPTION } from '../format/create-options.js'
+import { BACKING_FILE_OPTION, LEGACY_ENCRYPTION_OPTION, SIZE_OPTION } from '../format/create-options.js'
 import type { CreateOptionDesc, FormatCreateRequest } from '../format/module.js'
 import { CRYPT_AES, CRYPT_NONE, HEADER_LENGTH, QCOW_MAGIC, QCOW_VERSION, encodeHeader } from './header.js'
 
 /** qcow_create_opts in the order qemu-img prints them in "Formatting …". */
 export const QCOW_CREATE_OPTIONS: readonly CreateOptionDesc[] = [
   SIZE_OPTION,
-  { name: 'backing_file', type: 'string', help: 'File name of a base image' },
+  BACKING_FILE_OPTION,
   { name: 'backing_fmt', type: 'string', help: 'Format of the backing image' },
   LEGACY_ENCRYPTION_OPTION,
   { name: 'encrypt.format', type: 'string', help: "Encrypt the image, format choices: 'aes'" },

@@ -1,6 +1,6 @@
 // qcow2_create_opts: the -o options qemu-img create takes for qcow2, in the order qemu-img 7.2
 // prints them in "Formatting …", and what they ask for.
-import { LEGACY_ENCRYPTION_OPTION, SIZE_OPTION, luksCipherOptions } from '../format/create-options.js'
+import { BACKING_FILE_OPTION, LEGACY_ENCRYPTION_OPTION, SIZE_OPTION, luksCipherOptions } from '../format/create-options.js'
 import type { CreateOptionDesc } from '../format/module.js'
 import { ImageError } from '../errors.js'
 import { parseBool, parseOptionNumber, parseOptionSize } from '../format/option-values.js'
@@ -17,7 +17,7 @@ export const QCOW2_CREATE_OPTIONS: readonly CreateOptionDesc[] = [
   { name: 'compression_type', type: 'string', help: 'Compression method used for image cluster compression', default: 'zlib' },
   SIZE_OPTION,
   { name: 'compat', type: 'string', help: 'Compatibility level (v2 [0.10] or v3 [1.1])' },
-  { name: 'backing_file', type: 'string', help: 'File name of a base image' },
+  BACKING_FILE_OPTION,
   { name: 'backing_fmt', type: 'string', help: 'Image format of the base image' },
   { name: 'data_file', type: 'string', help: 'File name of an external data file' },
   { name: 'data_file_raw', type: 'bool', help: 'The external data file must stay valid as a raw image' },

@@ -3,6 +3,7 @@
 // (NAME-flat.EXT, NAME-s001.EXT, NAME-f001.EXT …), the sparse extents' header and directories,
 // and the descriptor from QEMU's template.
 import { ImageError } from '../errors.js'
+import { SIZE_OPTION, BACKING_FILE_OPTION } from '../format/create-options.js'
 import type { CreateOptionDesc, FormatCreateRequest } from '../format/module.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import { descriptorBytes, descriptorTemplate, descriptorText, readCid } from './descriptor.js'
@@ -16,9 +17,9 @@ export const ADAPTER_TYPES = ['ide', 'buslogic', 'lsilogic', 'legacyESX'] as con
 
 /** vmdk_create_opts, in QEMU's order (the order of the "Formatting" line). */
 export const VMDK_CREATE_OPTIONS: readonly CreateOptionDesc[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size' },
+  SIZE_OPTION,
   { name: 'adapter_type', type: 'string', help: 'Virtual adapter type, can be one of ide (default), lsilogic, buslogic or legacyESX' },
-  { name: 'backing_file', type: 'string', help: 'File name of a base image' },
+  BACKING_FILE_OPTION,
   { name: 'backing_fmt', type: 'string', help: "Must be 'vmdk' if present" },
   { name: 'compat6', type: 'bool', help: 'VMDK version 6 image', default: 'off' },
   { name: 'hwversion', type: 'string', help: 'VMDK hardware version', default: 'undefined' },

@@ -2,6 +2,7 @@
 // sectors and (without force_size) to a CHS geometry; a dynamic disk is the footer, the dynamic
 // header, an all-unused BAT and the footer again; a fixed disk is the guest bytes and the footer.
 import { ImageError } from '../errors.js'
+import { SIZE_OPTION } from '../format/create-options.js'
 import type { CreateOptionDesc, FormatCreateRequest } from '../format/module.js'
 import { DEFAULT_BLOCK_SIZE, DYNAMIC_HEADER_COOKIE, encodeDynamicHeader } from './dynamic-header.js'
 import { FOOTER_BYTES, FOOTER_COOKIE, NO_DATA_OFFSET, VHD_DYNAMIC, VHD_FIXED, VHD_TIMESTAMP_BASE, encodeFooter } from './footer.js'
@@ -9,7 +10,7 @@ import { roundedImageSize } from './geometry.js'
 
 /** vpc_create_opts, in qemu-img's order. */
 export const VPC_CREATE_OPTIONS: readonly CreateOptionDesc[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size' },
+  SIZE_OPTION,
   { name: 'subformat', type: 'string', help: 'Type of virtual hard disk format. Supported formats are {dynamic (default) | fixed} ' },
   { name: 'force_size', type: 'bool', help: 'Force disk size calculation to use the actual size specified, rather than using the nearest CHS-based calculation' },
 ]

@@ -153,13 +153,10 @@ export const convert: Command = async (args, ctx) => {
       }
       const module = targetModule!
       await creating(async () => {
-        // The format's own checks of its options come before its secret is looked up.
-        module.checkCreateOptions?.(opts)
-        const secretId = opts.get('encrypt.key-secret') ?? opts.get('key-secret')
-        targetSecret = secretId !== undefined ? lookupSecret(await secretsOf(parsed), secretId) : undefined
-        await createWithModule(output, module, device.size, opts, targetSecret)
+        const secrets = await secretsOf(parsed)
+        targetSecret = await createWithModule(output, module, device.size, opts, (id) => lookupSecret(secrets, id))
       })
-      if (typeof module.zeroInit === 'function') targetZeroInit = module.zeroInit(opts)
+      targetZeroInit = typeof module.zeroInit === 'function' ? module.zeroInit(opts) : module.zeroInit !== false
     }
     const secret = targetSecret
     const targetOptions = { format: targetFormat, writable: true, cache: cache === 'unsafe' ? 'unsafe' as const : 'writeback' as const, ...(secret ? { secret: async () => secret } : {}) }
@@ -178,7 +175,7 @@ export const convert: Command = async (args, ctx) => {
         compress: compressing ? { compressors: compressPool.compressors() } : undefined,
         sparseSize, parallel,
         outOfOrder: flag(parsed, 'out-of-order'),
-        targetIsZero: (!noCreate && targetModule?.zeroInit !== false && targetZeroInit) || flag(parsed, 'target-is-zero'),
+        targetIsZero: (!noCreate && targetZeroInit) || flag(parsed, 'target-is-zero'),
         topLayerOnly: backing !== undefined,
         targetBackingSize: backing !== undefined && !noCreate ? target.backing?.size : undefined,
         progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,

@@ -95,8 +95,5 @@ async function createImage(filename: string, format: string, optionTexts: string
   }
   if (size === undefined) throw new ImageError('INVALID_ARGUMENT', 'Image creation needs a size parameter')
   if (!flag(parsed, 'quiet')) ctx.out(formattingLine(filename, format, opts, size) + '\n')
-  // The format's own checks of its options (QAPI's, in QEMU) come before its secret is looked up.
-  module.checkCreateOptions?.(opts)
-  const secretId = opts.get('encrypt.key-secret') ?? opts.get('key-secret')
-  await createWithModule(filename, module, size, opts, secretId !== undefined ? lookupSecret(secrets, secretId) : undefined)
+  await createWithModule(filename, module, size, opts, (id) => lookupSecret(secrets, id))
 }

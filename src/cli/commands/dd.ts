@@ -59,7 +59,7 @@ export const dd: Command = async (args, ctx) => {
     const outputSize = skipPastEnd ? 0 : size - skipBytes
     try {
       // The module rounds the size as its QEMU driver does (whole sectors for raw and qcow2).
-      await createWithModule(o.output, module, outputSize, new Map(), undefined)
+      await createWithModule(o.output, module, outputSize, new Map())
     } catch (e) {
       if (isImageError(e)) throw new ImageError(e.code, `${o.output}: error while creating output image: ${e.message}`, { cause: e })
       throw e
