@@ -366,16 +366,10 @@ export class Qcow2Image implements FormatDriver, Resizable, MakeEmpty, SetBackin
     return emptyQcow2(this)
   }
 
+  /** qemu-img amend (qcow2_amend_options): the option names and values (amend-options.ts), then the change. */
   readonly amendOptionNames = QCOW2_AMEND_OPTION_NAMES
-
-  parseAmendOptions(options: ReadonlyMap<string, string>): AmendOptions {
-    return parseQcow2AmendOptions(options)
-  }
-
-  /** qemu-img amend (qcow2_amend_options). */
-  async amend(options: AmendOptions, host: AmendHost): Promise<void> {
-    await amendQcow2(this, options, host)
-  }
+  readonly parseAmendOptions = parseQcow2AmendOptions
+  readonly amend = (options: AmendOptions, host: AmendHost): Promise<void> => amendQcow2(this, options, host)
 
   /** Changes the virtual size kept in memory and the header (resize). */
   async setVirtualSize(size: number): Promise<void> {
