@@ -106,8 +106,10 @@ export function lookupSecretUtf8(registry: SecretRegistry, id: string): Uint8Arr
 /** Reads a line from the terminal without echo; undefined on end of input. */
 function readHidden(prompt: string): Promise<string | undefined> {
   const stdin = process.stdin
-  process.stderr.write(prompt)
+  // Echo goes off before the prompt shows: a passphrase typed as soon as the prompt appears
+  // must never be echoed.
   stdin.setRawMode(true)
+  process.stderr.write(prompt)
   stdin.resume()
   return new Promise((resolve, reject) => {
     let text = ''
