@@ -37,6 +37,16 @@ function sameBytes(a, b) {
   return r.status === 0 ? { ok: true, text: 'identical' } : { ok: false, text: `DIFFERENT (cmp exit ${r.status})` }
 }
 
+/** qimg's VMDK: `qemu-img check` clean, `qemu-img compare` equal to the source, no larger than qemu-img's (+1 %). */
+function vmdkLikeQemu(qimgOut, qemuOut, source) {
+  const check = tool('qemu-img', ['check', qimgOut])
+  if (check.status !== 0) return { ok: false, text: `qemu-img check: exit ${check.status}: ${check.stdout}${check.stderr}` }
+  const compare = tool('qemu-img', ['compare', '-f', 'raw', '-F', 'vmdk', source, qimgOut])
+  if (compare.status !== 0) return { ok: false, text: `qemu-img compare: exit ${compare.status}: ${compare.stdout}` }
+  const [a, b] = [statSync(qimgOut).size, statSync(qemuOut).size]
+  return a <= b * 1.01 ? { ok: true, text: `check clean, same content, ${a} vs ${b} bytes` } : { ok: false, text: `${a} bytes, qemu-img ${b}` }
+}
+
 const secretObject = ['--object', `secret,id=sec0,data=${LUKS_SECRET}`]
 const luksOptions = `encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=${LUKS_ITER_TIME_MS}`
 
@@ -100,6 +110,9 @@ const BENCHMARKS = [
     verify: sameBytes,
   },
   { name: 'convert -O qcow2  disk.vdi', image: 'vdi', ...same((i, o) => ['convert', '-f', 'vdi', '-O', 'qcow2', i, o]), verify: (a, b, src) => qcow2LikeQemu(a, b, src, { sourceFormat: 'vdi' }) },
+  { name: 'convert -O qcow2  stream.vmdk (streamOptimized)', image: 'stream', ...same((i, o) => ['convert', '-f', 'vmdk', '-O', 'qcow2', i, o]), verify: (a, b, src) => qcow2LikeQemu(a, b, src, { sourceFormat: 'vmdk' }) },
+  // streamOptimized grains deflated on the worker pool (qemu-img deflates them one by one).
+  { name: 'convert -O vmdk -o subformat=streamOptimized  disk.raw', image: 'raw', ...same((i, o) => ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', i, o]), verify: vmdkLikeQemu, maxRatio: 0.6, maxPeakMiB: 512 },
   { name: 'convert -O raw  disk.qcow (QCOW v1)', image: 'qcow', ...same((i, o) => ['convert', '-f', 'qcow', '-O', 'raw', i, o]), verify: sameBytes },
   { name: 'check  snaps.qcow2 (1 TiB, 16M clusters, 4 snapshots)', image: 'snaps', ...same((i) => ['check', i]) },
   {

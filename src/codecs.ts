@@ -27,4 +27,9 @@ export type Compressor = (input: Uint8Array, limit: number) => Uint8Array | unde
 export interface Compressors {
   deflate?: Compressor
   zstd?: Compressor
+  /**
+   * Raw deflate with zlib's defaults (level 6, window 2^15, memLevel 8): the body of the zlib
+   * stream compress() writes, as QEMU's vmdk_write_extent stores a streamOptimized grain.
+   */
+  deflateDefault?: Compressor
 }

@@ -54,6 +54,7 @@ export function imageCache(work, root) {
     },
     snaps: { file: 'snaps.qcow2', build: buildSnapshots },
     vdi: { file: 'disk.vdi', build: (out) => sh('qemu-img', ['convert', '-O', 'vdi', image('raw'), out]) },
+    stream: { file: 'stream.vmdk', build: (out) => sh('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', image('raw'), out]) },
     qcow: { file: 'disk.qcow', build: (out) => sh('qemu-img', ['convert', '-O', 'qcow', image('raw'), out]) },
   }
 

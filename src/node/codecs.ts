@@ -82,6 +82,17 @@ export function deflateCluster(input: Uint8Array, limit: number, into?: Uint8Arr
   return out.length < limit ? out : undefined
 }
 
+/**
+ * Raw deflate with zlib's default parameters (compress(): level 6, window 2^15, memLevel 8),
+ * as the body of a VMDK grain's zlib stream; undefined unless strictly smaller than `limit`.
+ */
+export function deflateDefaultCluster(input: Uint8Array, limit: number, into?: Uint8Array): Uint8Array | undefined {
+  const system = systemDeflateRaw(input, limit, 6, 15, 8, into)
+  if (system !== undefined) return system ?? undefined
+  const out = deflateRawSync(input, { level: 6, windowBits: 15, memLevel: 8 })
+  return out.length < limit ? out : undefined
+}
+
 let cctx: InstanceType<ZstdBinding['CCtx']> | undefined
 
 /**
@@ -102,7 +113,7 @@ export function zstdCompressCluster(input: Uint8Array, limit: number, into?: Uin
 }
 
 /** Compressors on the calling thread (the worker pool runs these too). */
-export const nodeCompressors: Compressors = { deflate: deflateCluster, zstd: zstdCompressCluster }
+export const nodeCompressors: Compressors = { deflate: deflateCluster, zstd: zstdCompressCluster, deflateDefault: deflateDefaultCluster }
 
 /** The codecs qimg uses on Node. */
 export const nodeCodecs: Codecs = { deflate: inflateCluster, zstd: zstdCluster }

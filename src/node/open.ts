@@ -6,6 +6,7 @@ import type { BlockDevice } from '../format/device.js'
 import type { ImageInfo } from '../format/info.js'
 import { FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
+import { isOvaName, openOvaDisk } from '../ova/ova.js'
 import { nodeCodecs, nodeCompressors } from './codecs.js'
 import { nodeCrypto } from './crypto.js'
 import type { CodecPool } from './pool.js'
@@ -49,10 +50,12 @@ export function nodeChainOptions(options: OpenImageOptions): OpenChainOptions {
  * (the default); pass 'deny' for untrusted images.
  */
 export async function openImage(target: string | ReadableStorage, options: OpenImageOptions = {}): Promise<BlockDevice> {
-  const storage = typeof target === 'string'
+  let storage = typeof target === 'string'
     ? await FileStorage.open(target, { writable: options.writable ?? false, sync: options.cache !== 'unsafe' })
     : target
   try {
+    // Beyond qemu-img: an OVA (a tar) opened as the disk inside it, read-only, without -f or with -f vmdk.
+    if (typeof target === 'string' && isOvaName(target) && !options.writable && (options.format ?? 'vmdk') === 'vmdk') storage = await openOvaDisk(storage)
     return await openChain(storage, nodeChainOptions(options))
   } catch (e) {
     await storage.close().catch(() => undefined)

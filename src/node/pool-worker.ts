@@ -1,12 +1,15 @@
 // A codec pool worker: runs the (de)compressions of each message with the Node codecs and
 // answers with their results in order.
 import { parentPort } from 'node:worker_threads'
-import { deflateCluster, inflateCluster, zstdCluster, zstdCompressCluster } from './codecs.js'
+import { deflateCluster, deflateDefaultCluster, inflateCluster, zstdCluster, zstdCompressCluster } from './codecs.js'
 import type { CodecResult, CodecTask } from './pool.js'
 
 function runTask(task: CodecTask): Uint8Array | undefined {
   const { input, size, output } = task
-  if (task.op === 'compress') return task.codec === 'zstd' ? zstdCompressCluster(input, size, output) : deflateCluster(input, size, output)
+  if (task.op === 'compress') {
+    if (task.codec === 'deflateDefault') return deflateDefaultCluster(input, size, output)
+    return task.codec === 'zstd' ? zstdCompressCluster(input, size, output) : deflateCluster(input, size, output)
+  }
   return task.codec === 'zstd' ? zstdCluster(input, size, output) : inflateCluster(input, size)
 }
 

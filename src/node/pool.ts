@@ -12,7 +12,8 @@ import { SharedSlots, isShared } from './shared-slots.js'
 /** A job for a pool worker. */
 export interface CodecTask {
   op: 'compress' | 'decompress'
-  codec: 'deflate' | 'zstd'
+  /** deflateDefault: compress only (zlib's default parameters, for VMDK grains). */
+  codec: 'deflate' | 'zstd' | 'deflateDefault'
   input: Uint8Array
   /** compress: result must be smaller than this; decompress: exact output size. */
   size: number
@@ -224,8 +225,8 @@ export class CodecPool {
 
   /** Compressors that run in the pool. */
   compressors(): Compressors {
-    const compressor = (codec: 'deflate' | 'zstd'): Compressor => (input, limit) => this.run({ op: 'compress', codec, input, size: limit })
-    return { deflate: compressor('deflate'), zstd: compressor('zstd') }
+    const compressor = (codec: CodecTask['codec']): Compressor => (input, limit) => this.run({ op: 'compress', codec, input, size: limit })
+    return { deflate: compressor('deflate'), zstd: compressor('zstd'), deflateDefault: compressor('deflateDefault') }
   }
 
   /**

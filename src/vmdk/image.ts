@@ -1,7 +1,7 @@
 // A VMDK image: its extents in guest order (flat files, sparse extents), the descriptor's CID
 // rewritten on the first write of each open (vmdk_pwritev), sparse grains written through the
 // generic unit writer, streamOptimized grains compressed at the end of the file as QEMU does.
-import type { Codecs, Compressors } from '../codecs.js'
+import type { Codecs, Compressor, Compressors } from '../codecs.js'
 import type { BackingReference, GuestReader, WritableFormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
 import { layerInfo, type ImageInfo, type InfoMembers } from '../format/info.js'
@@ -260,7 +260,7 @@ export class VmdkImage implements WritableFormatDriver {
   }
 
   #compress(file: string, piece: Uint8Array): Promise<Uint8Array> {
-    const deflate = this.#parts.compressors?.deflate
+    const deflate = grainCompressor(this.#parts.compressors)
     if (!deflate) throw new ImageError('UNSUPPORTED', `${file}: no deflate compressor to write a streamOptimized grain`, { file })
     return deflateZlib(deflate, piece)
   }
@@ -274,7 +274,7 @@ export class VmdkImage implements WritableFormatDriver {
     const e = this.#find(offset)
     const rel = offset - e.guestStart * SECTOR
     if (e.kind === 'sparse' && e.sparse.compressed && rel + data.length <= e.sectors * SECTOR) {
-      const deflate = compressors?.deflate ?? this.#parts.compressors?.deflate
+      const deflate = grainCompressor(compressors) ?? grainCompressor(this.#parts.compressors)
       if (!deflate) throw new ImageError('UNSUPPORTED', `${this.storage.name}: no deflate compressor to write a streamOptimized grain`)
       const compressed = deflateZlib(deflate, data)
       compressed.catch(() => undefined)
@@ -389,6 +389,11 @@ function sharedClusterSize(extents: readonly PlacedExtent[]): number | undefined
     (a.kind === 'flat' || (a.sparse.compressed === (b as typeof a).sparse.compressed && a.sparse.clusterSectors === (b as typeof a).sparse.clusterSectors))
   if (!extents.every((e) => alike(first, e))) return undefined
   return first.kind === 'sparse' ? first.sparse.grainBytes : undefined
+}
+
+/** zlib's compress() parameters when the host has them (qemu-img's very bytes), else the qcow2 deflate. */
+function grainCompressor(compressors: Compressors | undefined): Compressor | undefined {
+  return compressors?.deflateDefault ?? compressors?.deflate
 }
 
 /** A write where the grain directory names no grain table (QEMU would write through garbage). */

@@ -7,9 +7,12 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { createHash } from 'node:crypto'
 import { filterQemuIo, needTools, qimg, run, runOk, sharedWorkDir } from '../helpers/oracle.js'
+import { systemZlibVersion } from '../../src/node/system-zlib.js'
+import { writePatternedRaw } from './images.js'
 
 const work = sharedWorkDir('qimg-oracle-vmdk-', async () => {}, [])
 
@@ -229,6 +232,28 @@ describe('convert -O vmdk by qimg, read by qemu-img', () => {
       assert.equal(mapOurs.ours, mapOurs.theirs)
     })
   }
+})
+
+describe('convert -O vmdk -o subformat=streamOptimized writes the file qemu-img writes', () => {
+  it('patterned, zero and incompressible grains: the same bytes, the random CID aside', async (t) => {
+    if (!needTools(t, 'qemu-img')) return
+    if (systemZlibVersion() === undefined) {
+      t.skip('the optional native addon qimg_zlib is not built (npm run prepare builds it): qimg uses Node\'s zlib')
+      return
+    }
+    const { ours, theirs } = pair('stream-identical')
+    const source = work.at('stream-identical.raw')
+    writePatternedRaw(source, 5 * 1024 * 1024 + 12345, 7)
+    // Whole grains of data deflate cannot shrink (stored blocks: a stream longer than the grain).
+    const data = readFileSync(source)
+    for (let at = 1024 * 1024, n = 0; at < 1024 * 1024 + 256 * 1024; at += 32, n++) createHash('sha256').update(String(n)).digest().copy(data, at)
+    writeFileSync(source, data)
+    const o = await qimg(['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', source, 'd.vmdk'], { cwd: ours })
+    assert.equal(o.code, 0, o.stderr)
+    await runOk('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', source, 'd.vmdk'], { cwd: theirs })
+    assertSameFiles(ours, theirs, 'streamOptimized convert')
+    assert.equal((await run('qemu-img', ['compare', '-f', 'raw', source, join(ours, 'd.vmdk')])).code, 0)
+  })
 })
 
 describe('vmdk delta chains (parentFileNameHint)', () => {
