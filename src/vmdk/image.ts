@@ -237,8 +237,13 @@ export class VmdkImage implements WritableFormatDriver {
         throw new ImageError('IO', `${file}: Could not write to allocated cluster for streamOptimized (guest offset ${e.guestStart * SECTOR + rel})`, { file, qemuText: 'Could not write to allocated cluster for streamOptimized' })
       }
       const sector = sparse.reserveGrain()
-      await out.write(sector * SECTOR, new Uint8Array(sparse.grainBytes))
-      sparse.noteFileEnd(sector * SECTOR + sparse.grainBytes)
+      // QEMU's file grows by the whole grain reserved (its zeros, overwritten by the next grain's
+      // record): the same length, by extending the file rather than writing 64 KiB of zeros.
+      const reservedEnd = sector * SECTOR + sparse.grainBytes
+      if (reservedEnd > sparse.fileSize) {
+        await out.truncate(reservedEnd)
+        sparse.noteFileEnd(reservedEnd)
+      }
       const extentBytes = e.sectors * SECTOR
       if (within !== 0 || piece.length > sparse.grainBytes || (piece.length < sparse.grainBytes && rel + piece.length !== extentBytes) || !sparse.hasMarker) {
         throw new ImageError('INVALID_ARGUMENT', `${file}: streamOptimized VMDK takes only whole grains of ${sparse.grainBytes} bytes (a write of ${piece.length} bytes at guest offset ${e.guestStart * SECTOR + rel})`, { file })
