@@ -1,10 +1,11 @@
-// Codecs in plain JavaScript and WebAssembly, for hosts without node:zlib or zstd-napi (browsers,
-// an install without the native addon): raw deflate from fflate (it stops at the end of the
-// deflate stream, so QEMU's sector padding after it is harmless), Zstandard from the WebAssembly
-// build of libzstd that @bokuweb/zstd-wasm ships (loaded on the first zstd cluster).
+// Codecs in plain JavaScript and WebAssembly, for hosts without node:zlib or zstd-napi (browsers):
+// raw deflate from fflate (it stops at the end of the deflate stream, so QEMU's sector padding
+// after it is harmless), Zstandard in WebAssembly (zstd.ts).
 import { inflateSync } from 'fflate'
 import type { Codecs, Compressors } from '../codecs.js'
-import { firstZstdFrame } from './zstd-frame.js'
+import { zstdClusterWasm, zstdCompressClusterWasm } from './zstd.js'
+
+export { setZstdWasm } from './zstd.js'
 
 /** Raw deflate into exactly `outputSize` bytes (as QEMU, a stream longer than that is cut). */
 export function inflateClusterJs(input: Uint8Array, outputSize: number, into?: Uint8Array): Uint8Array {
@@ -17,59 +18,6 @@ export function inflateClusterJs(input: Uint8Array, outputSize: number, into?: U
   }
   if (result.length !== outputSize) throw new Error(`deflate stream gave ${result.length} bytes, ${outputSize} expected`)
   return result.buffer === out.buffer && result.byteOffset === out.byteOffset ? out : result
-}
-
-interface ZstdWasm {
-  init(path?: string | ArrayBufferLike): Promise<void>
-  decompress(input: Uint8Array, options?: { defaultHeapSize?: number }): Uint8Array
-  compress(input: Uint8Array, level?: number): Uint8Array
-}
-
-let zstdWasm: Promise<ZstdWasm> | undefined
-let zstdWasmSource: string | ArrayBufferLike | undefined
-
-/**
- * Where the browser build finds `zstd.wasm` when a bundler has not placed it beside the
- * module (a URL, or the bytes themselves). Call before the first zstd image is read.
- */
-export function setZstdWasm(source: string | URL | ArrayBufferLike): void {
-  zstdWasmSource = source instanceof URL ? source.href : source
-}
-
-function loadZstdWasm(): Promise<ZstdWasm> {
-  zstdWasm ??= import('@bokuweb/zstd-wasm').then(async (module) => {
-    const zstd = ((module as { default?: ZstdWasm }).default ?? module) as unknown as ZstdWasm
-    await zstd.init(zstdWasmSource)
-    return zstd
-  }).catch((cause: unknown) => {
-    zstdWasm = undefined
-    throw new Error(`zstd support is not available (@bokuweb/zstd-wasm failed to load: ${(cause as Error).message})`)
-  })
-  return zstdWasm
-}
-
-/** The first zstd frame of a compressed cluster into exactly `outputSize` bytes. */
-export async function zstdClusterWasm(input: Uint8Array, outputSize: number): Promise<Uint8Array> {
-  const zstd = await loadZstdWasm()
-  const frame = firstZstdFrame(input)
-  // A frame declaring another size is refused before the decoder allocates for it.
-  if (frame.contentSize !== undefined && frame.contentSize !== outputSize) {
-    throw new Error(`zstd frame declares ${frame.contentSize} bytes, ${outputSize} expected`)
-  }
-  let out: Uint8Array
-  try {
-    out = zstd.decompress(input.subarray(0, frame.length), { defaultHeapSize: outputSize })
-  } catch (cause) {
-    throw new Error(`zstd frame is invalid (${(cause as Error).message})`)
-  }
-  if (out.length !== outputSize) throw new Error(`zstd stream gave ${out.length} bytes, ${outputSize} expected`)
-  return out
-}
-
-/** A zstd frame at QEMU's level 3; undefined unless strictly smaller than `limit`. */
-export async function zstdCompressClusterWasm(input: Uint8Array, limit: number): Promise<Uint8Array | undefined> {
-  const out = (await loadZstdWasm()).compress(input, 3)
-  return out.length < limit ? out : undefined
 }
 
 /** Decompressors in JavaScript and WebAssembly. */
