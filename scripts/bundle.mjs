@@ -20,7 +20,8 @@ try {
   console.warn('qimg: esbuild is not installed; the CLI runs unbundled (slower start-up)')
   process.exit(0)
 }
-const common = { absWorkingDir: root, bundle: true, platform: 'node', target: 'node20', logLevel: 'warning' }
+// @bokuweb/zstd-wasm stays a package of its own: it reads zstd.wasm from beside its own files.
+const common = { absWorkingDir: root, bundle: true, platform: 'node', target: 'node20', logLevel: 'warning', external: ['@bokuweb/zstd-wasm'] }
 await build({
   ...common,
   entryPoints: ['dist/src/cli/main.js'],

@@ -1,7 +1,10 @@
 // Node's codecs: raw deflate from node:zlib, zstd from the zstd-napi binding (Node 20 has no
-// zstd). Both decompress into a buffer of exactly the cluster size, as QEMU does.
+// zstd). Both decompress into a buffer of exactly the cluster size, as QEMU does. zstd-napi is
+// an optional dependency loaded on first use; without it (an install with no compiler or with
+// --ignore-scripts) zstd runs in WebAssembly (portable/codecs.ts).
 import { createRequire } from 'node:module'
 import type { Codecs, Compressors } from '../codecs.js'
+import { zstdClusterWasm, zstdCompressClusterWasm } from '../portable/zstd.js'
 import { lazyBuiltin } from './lazy-builtin.js'
 import { systemDeflateRaw } from './system-zlib.js'
 
@@ -103,8 +106,18 @@ export function zstdCompressCluster(input: Uint8Array, limit: number, into?: Uin
   }
 }
 
+/** zstd decompression by zstd-napi, or in WebAssembly when it is not installed. */
+export function zstdClusterAny(input: Uint8Array, outputSize: number, into?: Uint8Array): Uint8Array | Promise<Uint8Array> {
+  return loadZstd() ? zstdCluster(input, outputSize, into) : zstdClusterWasm(input, outputSize)
+}
+
+/** zstd compression by zstd-napi, or in WebAssembly when it is not installed. */
+export function zstdCompressClusterAny(input: Uint8Array, limit: number, into?: Uint8Array): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+  return loadZstd() ? zstdCompressCluster(input, limit, into) : zstdCompressClusterWasm(input, limit)
+}
+
 /** Compressors on the calling thread (the worker pool runs these too). */
-export const nodeCompressors: Compressors = { deflate: deflateCluster, zstd: zstdCompressCluster }
+export const nodeCompressors: Compressors = { deflate: deflateCluster, zstd: zstdCompressClusterAny }
 
 /** The codecs qimg uses on Node. */
-export const nodeCodecs: Codecs = { deflate: inflateCluster, zstd: zstdCluster }
+export const nodeCodecs: Codecs = { deflate: inflateCluster, zstd: zstdClusterAny }
