@@ -1,8 +1,9 @@
 // S3 objects as storage: `s3://BUCKET/KEY` names, SigV4-signed requests (aws4fetch over the
-// platform's fetch and WebCrypto, so this runs in a browser too), ranged GETs pinned to the
-// object's ETag (If-Match), retries of transient failures, and presigned URLs.
+// platform's fetch and WebCrypto, so this runs in a browser too), ranged reads through the HTTP
+// storage (its cache and ETag check), retries of transient failures, and presigned URLs.
 import { AwsClient } from 'aws4fetch'
-import { ImageError } from '../errors.js'
+import { ImageError, isImageError } from '../errors.js'
+import { HttpStorage } from './http.js'
 import type { ReadableStorage } from './storage.js'
 
 /** Where an object lives. */
@@ -66,6 +67,11 @@ export class S3Client {
     this.#fetch = fetchImpl
   }
 
+  /** fetch with every request signed (for {@link HttpStorage}). */
+  readonly signedFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    return this.#fetch(await this.#aws.sign(input instanceof URL ? input.href : input, init))
+  }
+
   /** The object's URL, `query` appended (names as given: `uploads`, `partNumber=1&uploadId=…`). */
   url(location: S3Location, query = ''): string {
     const key = location.key.split('/').map(encodeURIComponent).join('/')
@@ -111,7 +117,8 @@ export class S3Client {
     const name = s3Name(location)
     const hint = response.status === 403 ? ' (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN)' : ''
     const reason = detail || (response.status === 404 ? 'NoSuchKey' : response.statusText)
-    return new ImageError('IO', `Could not ${what} '${name}': HTTP ${response.status} ${reason}${hint}`, { file: name })
+    const code = response.status === 403 || response.status === 401 ? 'FORBIDDEN' : response.status === 404 ? 'NOT_FOUND' : 'IO'
+    return new ImageError(code, `Could not ${what} '${name}': HTTP ${response.status} ${reason}${hint}`, { file: name })
   }
 
   /** A presigned GET URL valid for `expiresSeconds` (a browser reads it without credentials). */
@@ -126,82 +133,37 @@ export function s3Name(location: S3Location): string {
   return `s3://${location.bucket}/${location.key}`
 }
 
-/** Bytes per block of the small read cache: format drivers read headers and tables in small pieces. */
-const CACHE_BLOCK_BYTES = 256 * 1024
-const CACHE_BLOCKS = 16
-
-/** An S3 object read by ranged GETs, the ETag it had at open required of every read. */
+/**
+ * An S3 object read through {@link HttpStorage} (its block cache, read-ahead, parallel ranged
+ * GETs and ETag check), every request signed; named by its s3:// name.
+ */
 export class S3Storage implements ReadableStorage {
   readonly hasInfo = false
-  readonly #blocks = new Map<number, Promise<Uint8Array>>()
-  private constructor(readonly name: string, readonly client: S3Client, readonly location: S3Location, readonly length: number, readonly etag: string | undefined) {}
+  private constructor(readonly name: string, readonly http: HttpStorage) {}
 
-  /** HEADs the object: its size and ETag. */
+  /** Opens the object (one signed GET of its first block: size and ETag). */
   static async open(client: S3Client, location: S3Location): Promise<S3Storage> {
-    const response = await client.request(location, { method: 'HEAD' })
-    if (response.status !== 200) {
-      // A HEAD answer has no body: the server's reason comes with a GET of one byte.
-      const detail = response.status === 404 ? response : await client.request(location, { method: 'GET', headers: { range: 'bytes=0-0' } })
-      throw await client.failure(location, 'open', detail.ok ? response : detail)
+    const name = s3Name(location)
+    let http: HttpStorage
+    try {
+      http = await HttpStorage.open(client.url(location), { fetch: client.signedFetch, retries: (client.config.attempts ?? 5) - 1 })
+    } catch (e) {
+      // The server's own reason (SignatureDoesNotMatch, NoSuchBucket…) is in the error body.
+      if (!isImageError(e, 'FORBIDDEN') && !isImageError(e, 'NOT_FOUND')) throw e
+      throw await client.failure(location, 'open', await client.request(location, { method: 'GET', headers: { range: 'bytes=0-0' } }))
     }
-    const length = Number(response.headers.get('content-length'))
-    if (!Number.isSafeInteger(length)) throw new ImageError('IO', `Could not open '${s3Name(location)}': the server sent no object size`)
-    return new S3Storage(s3Name(location), client, location, length, response.headers.get('etag') ?? undefined)
+    return new S3Storage(name, http)
   }
 
-  async size(): Promise<number> {
-    return this.length
+  size(): Promise<number> {
+    return this.http.size()
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
-    if (offset < 0 || offset + length > this.length) throw new ImageError('SHORT_READ', `${this.name}: read of ${length} bytes at ${offset} past the end (${this.length} bytes)`, { file: this.name, offset })
-    if (length === 0) return new Uint8Array(0)
-    if (length >= CACHE_BLOCK_BYTES) return this.#get(offset, length)
-    const out = new Uint8Array(length)
-    for (let at = offset; at < offset + length;) {
-      const index = Math.floor(at / CACHE_BLOCK_BYTES)
-      const block = await this.#block(index)
-      const from = at - index * CACHE_BLOCK_BYTES
-      const piece = block.subarray(from, Math.min(block.length, from + offset + length - at))
-      out.set(piece, at - offset)
-      at += piece.length
-    }
-    return out
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return this.http.read(offset, length)
   }
 
-  async readInto(offset: number, target: Uint8Array): Promise<void> {
-    target.set(await this.read(offset, target.length))
-  }
-
-  #block(index: number): Promise<Uint8Array> {
-    let block = this.#blocks.get(index)
-    if (block) {
-      this.#blocks.delete(index)
-    } else {
-      const start = index * CACHE_BLOCK_BYTES
-      block = this.#get(start, Math.min(CACHE_BLOCK_BYTES, this.length - start))
-      block.catch(() => this.#blocks.delete(index))
-    }
-    this.#blocks.set(index, block)
-    if (this.#blocks.size > CACHE_BLOCKS) this.#blocks.delete(this.#blocks.keys().next().value!)
-    return block
-  }
-
-  async #get(offset: number, length: number): Promise<Uint8Array> {
-    const headers: Record<string, string> = { range: `bytes=${offset}-${offset + length - 1}` }
-    if (this.etag) headers['if-match'] = this.etag
-    const response = await this.client.request(this.location, { method: 'GET', headers })
-    if (response.status === 412) throw new ImageError('IO', `${this.name}: the object changed while it was read (its ETag is no longer ${this.etag})`, { file: this.name, offset })
-    if (response.status !== 206 && !(response.status === 200 && offset === 0 && length === this.length)) {
-      if (response.status === 200) throw new ImageError('IO', `${this.name}: the server ignored the Range request`, { file: this.name, offset })
-      throw await this.client.failure(this.location, 'read', response)
-    }
-    const bytes = new Uint8Array(await response.arrayBuffer())
-    if (bytes.length !== length) throw new ImageError('SHORT_READ', `${this.name}: ${bytes.length} bytes came back for a range of ${length} at ${offset}`, { file: this.name, offset })
-    return bytes
-  }
-
-  async close(): Promise<void> {
-    this.#blocks.clear()
+  close(): Promise<void> {
+    return this.http.close()
   }
 }
