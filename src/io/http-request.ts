@@ -100,7 +100,7 @@ async function answer(url: URL, offset: number, length: number, response: Respon
   if (response.status === 200) {
     await response.body?.cancel().catch(() => undefined)
     throw new ImageError('NO_RANGES', `${file}: the server answered a byte-range request with the whole object (HTTP 200); images are read by ranges only`, {
-      file, qemuText: "Server does not support 'range' (byte ranges).",
+      file, qemuText: "CURL: Error opening file: Server does not support 'range' (byte ranges).",
     })
   }
   if (response.status !== 206) {

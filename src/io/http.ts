@@ -58,9 +58,9 @@ export class HttpStorage implements ReadableStorage {
   #nextSequential = -1
   #readAheadBlocks = 0
 
-  private constructor(url: URL, options: HttpStorageOptions) {
+  private constructor(url: URL, name: string, options: HttpStorageOptions) {
     this.url = url
-    this.name = url.href
+    this.name = name // as given ("…/chain/../base.qcow2" stays so in messages, as in QEMU's)
     this.#options = options
     this.#blockBytes = options.blockBytes ?? 64 * 1024
     this.#slots = new Slots(options.maxInFlight ?? 4)
@@ -70,7 +70,7 @@ export class HttpStorage implements ReadableStorage {
   static async open(url: string | URL, options: HttpStorageOptions = {}): Promise<HttpStorage> {
     const parsed = new URL(url)
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ImageError('INVALID_ARGUMENT', `${parsed.href}: not an http(s) URL`)
-    const storage = new HttpStorage(parsed, options)
+    const storage = new HttpStorage(parsed, typeof url === 'string' ? url : url.href, options)
     const first = await storage.#request(0, storage.#blockBytes, true)
     if (first instanceof UnsatisfiableRange) {
       if (first.totalSize !== 0) throw new ImageError('IO', `${parsed.href}: the server refused the first bytes (HTTP 416)`, { file: parsed.href })

@@ -18,6 +18,7 @@ import { blkdebugRules, parseBlkdebugConfig } from '../io/blkdebug-rules.js'
 import type { RequestLimits } from '../io/request-limits.js'
 import { ioError, FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
+import { HttpStorage } from '../io/http.js'
 import { NullStorage } from '../io/null.js'
 import { RawImage } from '../raw.js'
 import { nbdAddress, nbdFilenameOptions } from './nbd-options.js'
@@ -31,7 +32,7 @@ export interface GraphOpenOptions extends OpenImageOptions {
 
 /** Every format module's name is a format driver here (src/formats.ts is the one list). */
 const FORMATS = new Set(formatModules.map((m) => m.name))
-const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd', 's3'])
+const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd', 'http', 'https', 's3'])
 
 /** True when `driver` names a protocol (a node over bytes, not an image format). */
 export function isProtocolDriver(driver: string): boolean {
@@ -53,6 +54,10 @@ const DRIVER_KEYS: Record<string, string[]> = {
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
   s3: ['filename'],
   nbd: ['export', 'path', 'host', 'port', 'tls-creds', 'tls-hostname', 'x-dirty-bitmap', 'reconnect-delay', 'open-timeout'],
+  // block/curl.c's options qimg reads by URL (readahead, timeout, sslverify accepted; requests
+  // are sized by HttpStorage)
+  http: ['url', 'readahead', 'timeout', 'cookie'],
+  https: ['url', 'readahead', 'timeout', 'cookie', 'sslverify'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
     'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size', 'cache-clean-interval', 'encrypt.key-secret', 'encrypt.format'],
   qcow: ['encrypt.key-secret', 'encrypt.format'],
@@ -122,6 +127,8 @@ export function filenameOptions(filename: string): FlatOptions {
   }
   if (protocol === 'nbd' || protocol === 'nbd+unix' || protocol === 'nbd+tcp') return nbdFilenameOptions(filename)
   if (protocol === 's3') return new Map([['driver', 's3'], ['filename', filename]])
+  // curl_parse_filename: the whole name is the URL.
+  if (protocol === 'http' || protocol === 'https') return new Map([['driver', protocol], ['url', filename]])
   throw invalid(`Unknown protocol '${protocol}'`)
 }
 
@@ -216,6 +223,13 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     if (base.writable) throw new ImageError('READ_ONLY', `${name}: an S3 object opens read-only (convert writes one as its output)`)
     const { openS3 } = await import('./s3.js')
     return { storage: await openS3(name), name: { full: { driver, filename: name }, plain: name }, protocol: true }
+  }
+  if (driver === 'http' || driver === 'https') {
+    const url = stringValue(options, 'url')
+    if (url === undefined) throw invalid(`The '${driver}' block driver requires a url`)
+    if (!url.toLowerCase().startsWith(`${driver}://`)) throw invalid(`Unknown protocol '${url.slice(0, url.indexOf(':'))}'`)
+    const storage = await HttpStorage.open(url)
+    return { storage, name: { full: { driver, url }, plain: url }, protocol: true }
   }
   return openBlkdebug(options, base, given)
 }

@@ -6,7 +6,7 @@ import type { BlockDevice } from '../format/device.js'
 import type { ImageInfo } from '../format/info.js'
 import { FileStorage } from '../io/file.js'
 import { openSource, type ImageSource } from '../portable/open.js'
-import { isHttpUrl, type UrlHostOptions } from '../portable/url-host.js'
+import { isHttpUrl, urlFileHost, type UrlHostOptions } from '../portable/url-host.js'
 import { nodeCodecs, nodeCompressors } from './codecs.js'
 import { nodeCrypto } from './crypto.js'
 import type { CodecPool } from './pool.js'
@@ -32,10 +32,16 @@ export const stderrReport = (line: string): void => {
   process.stderr.write(line + '\n')
 }
 
-/** Opens files read-only through node:fs. */
+const urlHost = urlFileHost()
+
+/**
+ * Opens files read-only through node:fs, and the files of an image opened by http(s) URL by
+ * URL (names resolved against it, as QEMU's curl driver names its backing files).
+ */
 export const nodeFileHost: FileHost = {
-  open: (path, options) => FileStorage.open(path, options),
-  canonical: (path) => realpath(path),
+  open: (path, options) => isHttpUrl(path) ? urlHost.open(path, options) : FileStorage.open(path, options),
+  canonical: (path) => isHttpUrl(path) ? urlHost.canonical(path) : realpath(path),
+  resolve: (base, name) => isHttpUrl(base) ? urlHost.resolve!(base, name) : pathCombine(base, name),
 }
 
 /** Chain options with node's defaults: files, codecs (or the pool's), node:crypto, stderr reports. */

@@ -4,6 +4,7 @@
 // protocol, "https://…", are protocol specifications and refused before this: chain.ts.)
 import { ImageError } from '../errors.js'
 import type { FileHost } from '../format/chain.js'
+import { pathCombine } from '../format/path-combine.js'
 import { HttpStorage, type HttpStorageOptions } from '../io/http.js'
 
 /** Options of {@link urlFileHost}. */
@@ -34,7 +35,9 @@ export function urlFileHost(options: UrlHostOptions = {}): FileHost {
       if (!otherOrigin && (name.startsWith('/') || name.startsWith('\\')) && !options.allowAbsolutePaths) refuse('an absolute path')
       const url = new URL(name, baseUrl)
       if (url.origin !== baseUrl.origin && !options.allowOtherOrigins) refuse(`a file on ${url.origin}`)
-      return url.href
+      // A relative name is joined as QEMU's path_combine joins it ("…/chain/../base.qcow2", the
+      // name qemu-img shows); the request normalizes it.
+      return otherOrigin || name.startsWith('/') || name.startsWith('\\') ? url.href : pathCombine(base, name)
     },
   }
 }

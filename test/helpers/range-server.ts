@@ -57,8 +57,8 @@ export async function startRangeServer(root: string, mode: RangeServerMode = {})
     const data = await readFile(file)
     const m = range && !mode.noRanges ? /^bytes=(\d+)-(\d*)$/.exec(range) : null
     if (!m) {
-      record.bytes = data.length
-      response.writeHead(200, headers).end(data)
+      record.bytes = request.method === 'HEAD' ? 0 : data.length
+      response.writeHead(200, { ...headers, 'content-length': String(data.length) }).end(request.method === 'HEAD' ? undefined : data)
       return
     }
     const first = Number(m[1])
