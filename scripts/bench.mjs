@@ -11,6 +11,8 @@
 //   QIMG_BENCH_RUNS=N        measured runs per tool (default 3)
 //   QIMG_BENCH_ONLY=TEXT     only benchmarks whose name contains TEXT (comma: any of several)
 //   QIMG_BENCH_SETTLE_MS=MS  pause before every run (default 2000)
+// The NBD benchmarks (qimg nbd beside qemu-nbd: fio, nbdcopy) are in scripts/bench/nbd.mjs;
+// QIMG_BENCH_ONLY=nbd runs only them.
 //   QIMG_BENCH_CACHE=hot|cold|both  page cache state for the convert benchmarks (default hot; cold
 //                            drops the caches before every run and needs root)
 //
@@ -22,6 +24,7 @@ import { availableParallelism, loadavg } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GiB, LUKS_ITER_TIME_MS, LUKS_SECRET, copySparse, imageCache } from './bench/images.mjs'
+import { runNbdBenchmarks } from './bench/nbd.mjs'
 import { rssSource, runBenchmark } from './bench/run.mjs'
 import { startupBenchmarks } from './bench/startup.mjs'
 
@@ -211,5 +214,6 @@ for (const r of rows) {
   const reported = r.reported ? `; tools report qimg/qemu-img ${r.reported}` : ''
   console.log(`${r.name}: ${ratio}, ${peak}; outputs: ${r.verdict.text}${reported}`)
 }
+await runNbdBenchmarks({ work, qimgBin, runs: RUNS, only: ONLY })
 // A benchmark reports; it does not fail the build on timing. Wrong output is an error though.
 process.exitCode = rows.every((r) => r.verdict.ok) ? 0 : 1

@@ -22,12 +22,15 @@ import { HttpStorage } from '../io/http.js'
 import { NullStorage } from '../io/null.js'
 import { RawImage } from '../raw.js'
 import { nbdAddress, nbdFilenameOptions } from './nbd-options.js'
+import type { NbdStorageOptions } from './nbd-storage.js'
 import { nodeChainOptions, openImage, stderrReport, type OpenImageOptions } from './open.js'
 
 /** What opening from options needs besides the options. */
 export interface GraphOpenOptions extends OpenImageOptions {
   /** The secret named by encrypt.key-secret (undefined: the caller's default, e.g. a prompt). */
   keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
+  /** --object tls-creds-x509 / tls-creds-psk texts, for an nbd node's tls-creds. */
+  tlsObjects?: readonly string[]
 }
 
 /** Every format module's name is a format driver here (src/formats.ts is the one list). */
@@ -214,7 +217,15 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
   if (driver === 'nbd') {
     // Loaded only for an NBD export: node:net and the NBD client stay out of every other start-up.
     const { NbdStorage } = await import('./nbd-storage.js')
-    const storage = await NbdStorage.open(nbdAddress(options), { writable: base.writable ?? false })
+    const address = nbdAddress(options)
+    const tlsId = stringValue(options, 'tls-creds')
+    let tls: NbdStorageOptions['tls']
+    if (tlsId !== undefined) {
+      const { clientTls, findTlsCreds } = await import('./tls-creds.js')
+      // nbd_process_options: a TCP host is the certificate's name unless tls-hostname says otherwise.
+      tls = clientTls(await findTlsCreds(base.tlsObjects ?? [], tlsId), stringValue(options, 'tls-hostname') ?? (address.type === 'inet' ? address.host : undefined))
+    }
+    const storage = await NbdStorage.open(address, { writable: base.writable ?? false, ...(tls ? { tls } : {}) })
     return { storage, name: { full: strongOptions(options, driver, ['server.', 'export']), plain: storage.name }, protocol: true }
   }
   if (driver === 's3') {
