@@ -11,13 +11,22 @@
 //   QIMG_BENCH_RUNS=N        measured runs per tool (default 3)
 //   QIMG_BENCH_ONLY=TEXT     only benchmarks whose name contains TEXT (comma: any of several)
 //   QIMG_BENCH_SETTLE_MS=MS  pause before every run (default 2000)
+// The NBD benchmarks (qimg nbd beside qemu-nbd: fio, nbdcopy) are in scripts/bench/nbd.mjs;
+// QIMG_BENCH_ONLY=nbd runs only them.
+//   QIMG_BENCH_CACHE=hot|cold|both  page cache state for the convert benchmarks (default hot; cold
+//                            drops the caches before every run and needs root)
+//
+// Sizes (issue 16): `small` (~100 MB of data), `medium` (~0.9 GB), the large disk.raw (~2 GiB), the
+// small and medium ones text-heavy and binary (`-bin`); QIMG_BENCH_ONLY=small,startup picks some.
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GiB, LUKS_ITER_TIME_MS, LUKS_SECRET, copySparse, imageCache } from './bench/images.mjs'
+import { runNbdBenchmarks } from './bench/nbd.mjs'
 import { rssSource, runBenchmark } from './bench/run.mjs'
+import { startupBenchmarks } from './bench/startup.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const work = path.join(root, 'bench-work')
@@ -25,6 +34,7 @@ const qimgBin = path.join(root, 'bin', 'qimg.js')
 const RUNS = Number(process.env.QIMG_BENCH_RUNS ?? 3)
 const ONLY = (process.env.QIMG_BENCH_ONLY ?? '').split(',')
 const SETTLE_MS = Number(process.env.QIMG_BENCH_SETTLE_MS ?? 2000)
+const CACHE = process.env.QIMG_BENCH_CACHE ?? 'hot'
 const { image, files } = imageCache(work, root)
 
 // ---------------------------------------------------------------- verdicts ({ ok, text })
@@ -78,7 +88,23 @@ const runCompleted = (stdout) => /Run completed in ([\d.]+) seconds/.exec(stdout
  * only); maxPeakMiB: qimg's peak RSS target.
  */
 const same = (args) => ({ qimg: args, qemu: args })
+/** The everyday sizes: plain copies ≤ 1.0×, compression ≤ 0.6×, reading compressed ≤ 0.7× (issue 16). */
+const sizeTier = (size) => [
+  { name: `convert -O raw  ${size}.qcow2`, image: `${size}.qcow2`, ...same((i, o) => ['convert', '-O', 'raw', i, o]), verify: sameBytes, cacheVariants: true },
+  { name: `convert -O qcow2  ${size}.raw`, image: size, ...same((i, o) => ['convert', '-f', 'raw', '-O', 'qcow2', i, o]), verify: qcow2LikeQemu, cacheVariants: true },
+  { name: `convert -c -O qcow2 (zlib)  ${size}.raw`, image: size, ...same((i, o) => ['convert', '-c', '-f', 'raw', '-O', 'qcow2', i, o]), verify: qcow2LikeQemu, maxRatio: 0.6, maxPeakMiB: 512 },
+  {
+    name: `convert -c -O qcow2 -o compression_type=zstd  ${size}.raw`, image: size,
+    ...same((i, o) => ['convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', 'compression_type=zstd', i, o]), verify: qcow2LikeQemu, maxRatio: 0.6, maxPeakMiB: 512,
+  },
+  { name: `convert -O raw  ${size}-zlib.qcow2`, image: `${size}-zlib.qcow2`, ...same((i, o) => ['convert', '-O', 'raw', i, o]), verify: sameBytes, maxRatio: 0.7 },
+  { name: `convert -O raw  ${size}-zstd.qcow2`, image: `${size}-zstd.qcow2`, ...same((i, o) => ['convert', '-O', 'raw', i, o]), verify: sameBytes, maxRatio: 0.7, maxPeakMiB: 512 },
+]
 const BENCHMARKS = [
+  ...sizeTier('small-text'),
+  ...sizeTier('small-bin'),
+  ...sizeTier('medium'),
+  ...sizeTier('medium-bin'),
   { name: 'convert -O raw  plain.qcow2', image: 'plain', ...same((i, o) => ['convert', '-O', 'raw', i, o]), verify: sameBytes },
   { name: 'convert -O raw  zlib.qcow2', image: 'zlib', ...same((i, o) => ['convert', '-O', 'raw', i, o]), verify: sameBytes },
   { name: 'convert -O raw  zstd.qcow2', image: 'zstd', ...same((i, o) => ['convert', '-O', 'raw', i, o]), verify: sameBytes, maxPeakMiB: 512 },
@@ -149,28 +175,45 @@ const loadNote = () => {
   return `load average ${load.toFixed(1)} on ${cpus} CPUs${load > cpus / 2 ? ' (busy machine: wall times are noisy)' : ''}`
 }
 console.log(loadNote())
+if (ONLY.some((text) => 'startup'.includes(text))) await startupBenchmarks({ qimgBin, emptyImage: image('empty'), runs: RUNS })
+const canDropCaches = () => {
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '3\n')
+    return true
+  } catch {
+    return false
+  }
+}
+const cold = CACHE !== 'hot' && canDropCaches()
+if (CACHE !== 'hot' && !cold) console.log(`QIMG_BENCH_CACHE=${CACHE}: cannot drop the page cache (needs root); hot cache only`)
 const rows = []
 for (const bench of BENCHMARKS.filter((b) => ONLY.some((text) => b.name.includes(text)))) {
-  rows.push(await runBenchmark(bench, { input: image(bench.image), work, qimgBin, runs: RUNS, settleMs: SETTLE_MS }))
+  const input = image(bench.image)
+  if (CACHE !== 'cold' || !cold || !bench.cacheVariants) rows.push(await runBenchmark(bench, { input, work, qimgBin, runs: RUNS, settleMs: SETTLE_MS }))
+  if (cold && bench.cacheVariants) rows.push(await runBenchmark(bench, { input, work, qimgBin, runs: RUNS, settleMs: SETTLE_MS, cold: true }))
 }
 
 const table = [
-  ['benchmark', 'qimg s', 'qemu-img s', 'ratio', 'target', 'qimg peak MiB', 'qemu peak MiB', 'best qimg/qemu s', 'cpu qimg/qemu s'],
+  ['benchmark', 'qimg s', 'qemu-img s', 'ratio', 'target', 'qimg peak MiB', 'qemu peak MiB', 'best qimg/qemu s', 'cpu qimg/qemu s', 'user+sys qimg', 'user+sys qemu'],
   ...rows.map((r) => [
     r.name, r.qimg.toFixed(2), r.qemu.toFixed(2), (r.qimg / r.qemu).toFixed(2), r.maxRatio === null ? 'report' : `≤ ${r.maxRatio.toFixed(1)}`,
     r.qimgPeak.toFixed(0), r.qemuPeak.toFixed(0), `${r.qimgBest.toFixed(2)}/${r.qemuBest.toFixed(2)}`, `${r.qimgCpu.toFixed(2)}/${r.qemuCpu.toFixed(2)}`,
+    `${r.qimgUser.toFixed(2)}+${r.qimgSystem.toFixed(2)}`, `${r.qemuUser.toFixed(2)}+${r.qemuSystem.toFixed(2)}`,
   ]),
 ]
 const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)))
-console.log()
-for (const row of table) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '))
-console.log(`(times: median of ${RUNS} runs; ${loadNote()})`)
-console.log()
+if (rows.length > 0) {
+  console.log()
+  for (const row of table) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '))
+  console.log(`(times: median of ${RUNS} runs; ${loadNote()})`)
+  console.log()
+}
 for (const r of rows) {
   const ratio = r.maxRatio === null ? 'no ratio target' : `ratio ≤ ${r.maxRatio.toFixed(1)}: ${r.qimg / r.qemu <= r.maxRatio ? 'PASS' : 'FAIL'}`
   const peak = `peak memory ≤ ${r.maxPeakMiB} MiB: ${r.qimgPeak <= r.maxPeakMiB ? 'PASS' : 'FAIL'}`
   const reported = r.reported ? `; tools report qimg/qemu-img ${r.reported}` : ''
   console.log(`${r.name}: ${ratio}, ${peak}; outputs: ${r.verdict.text}${reported}`)
 }
+await runNbdBenchmarks({ work, qimgBin, runs: RUNS, only: ONLY })
 // A benchmark reports; it does not fail the build on timing. Wrong output is an error though.
 process.exitCode = rows.every((r) => r.verdict.ok) ? 0 : 1

@@ -14,6 +14,10 @@ export type ErrorCode =
   | 'DENIED' // a file named inside an image that the caller's policy refuses to open
   | 'INVALID_ARGUMENT' // a bad option, size or command line
   | 'IO' // the operating system refused (ENOENT, EACCES, ENOSPC, …)
+  | 'NOT_FOUND' // a remote image (HTTP 404/410) is not there
+  | 'FORBIDDEN' // a remote server refused access (HTTP 401/403)
+  | 'NO_RANGES' // a remote server does not answer byte-range requests
+  | 'CHANGED' // a remote image changed while open (its ETag or Last-Modified moved)
 
 /** Optional details carried by an {@link ImageError}. */
 export interface ImageErrorOptions extends ErrorOptions {

@@ -8,8 +8,9 @@ import { luksModule } from './luks/module.js'
 import { vdiModule } from './vdi/module.js'
 import { vpcModule } from './vpc/module.js'
 import { vmdkModule } from './vmdk/module.js'
+import { vhdxModule } from './vhdx/module.js'
 
-export const formatModules: readonly FormatModule[] = [qcow2Module, qcowModule, luksModule, vdiModule, vmdkModule, vpcModule, rawModule]
+export const formatModules: readonly FormatModule[] = [qcow2Module, qcowModule, luksModule, vdiModule, vmdkModule, vpcModule, vhdxModule, rawModule]
 
 /** The module named `name`, if qimg has it. */
 export function findFormatModule(name: string, modules: readonly FormatModule[] = formatModules): FormatModule | undefined {

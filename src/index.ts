@@ -1,33 +1,11 @@
-// The public API of qimg on Node: named exports only.
-export { ImageError, isImageError, type ErrorCode } from './errors.js'
-export type { ReadableStorage, Storage } from './io/storage.js'
-export { MemoryStorage } from './io/memory.js'
+// The public API of qimg on Node: the core (core.ts), with files, worker-thread codecs, native
+// helpers and the NBD server on top. openImage also takes a path here.
+export * from './core.js'
 export { FileStorage } from './io/file.js'
-export { BlockDevice, type BlockStatus } from './format/device.js'
-export type { Extent } from './format/extent.js'
-export type { FormatDriver, WritableFormatDriver } from './format/driver.js'
-export type { ImageInfo, SnapshotInfo, BitmapInfo, Qcow2SpecificInfo, FormatSpecificInfo } from './format/info.js'
-export {
-  canMakeEmpty, canResize, canSetBacking, hasCompressedWrites, hasSnapshots, hasVmState,
-  type CompressedWrites, type MakeEmpty, type Resizable, type ResizePreallocation, type ResizeRequest, type SetBacking, type Snapshots, type VmState,
-} from './format/capabilities.js'
-export { hasPersistentBitmaps, type PersistentBitmap, type PersistentBitmaps } from './format/bitmap-capability.js'
-export { isAmendable, type Amendable, type AmendHost, type AmendOptions } from './format/amend-capability.js'
-export { openChain, type OpenChainOptions, type FileHost, type FileReferencePolicy } from './format/chain.js'
-export { Qcow2Image, type Qcow2OpenOptions } from './qcow2/image.js'
-export type { Qcow2CreateOptions } from './qcow2/create.js'
-export { RawImage } from './raw.js'
-export type { Codecs, Decompressor } from './codecs.js'
 export { openImage, describeLayer, type OpenImageOptions } from './node/open.js'
 export { createQcow2, createRaw } from './node/create.js'
 export { nodeCodecs } from './node/codecs.js'
 export { CodecPool } from './node/pool.js'
 export { nodeCrypto } from './node/crypto.js'
-export type { CryptoProvider } from './crypto/provider.js'
-export type { LuksInfo, LuksSlotInfo } from './format/info.js'
-export { convertImage, type ConvertOptions } from './commands/convert.js'
-export { compareImages, type CompareResult } from './commands/compare.js'
-export { mapImage } from './commands/map.js'
-export { NbdExport, type ExportOptions } from './nbd/export.js'
 export { NbdServer, type NbdServerOptions, type ListenAddress } from './node/nbd-server.js'
 export { NbdStorage, type NbdAddress } from './node/nbd-storage.js'

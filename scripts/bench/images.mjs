@@ -1,5 +1,12 @@
 // Images the benchmarks run on, built once and cached in bench-work/ (delete a file to rebuild it).
-//   disk.raw     3 GiB ext4 filesystem filled with ~2 GiB of real files (/usr/share, /usr/lib…)
+// Three sizes (issue 16: the images people convert every day, not only multi-GiB ones), text-heavy
+// and binary content where compression makes it matter:
+//   small-text.raw   512 MiB ext4 holding ~100 MB of text (/usr/share/doc, man pages, …)
+//   small-bin.raw    512 MiB ext4 holding ~100 MB of binaries (/usr/bin, /usr/lib …)
+//   medium.raw       4 GiB ext4 holding ~0.9 GB of files from /usr/share (mostly text)
+//   medium-bin.raw   4 GiB ext4 holding ~0.9 GB from /usr/lib (shared objects, compressed data)
+//   disk.raw         the large one: 3 GiB ext4 filled with ~2 GiB of real files (/usr/share, /usr/lib…)
+//   SIZE.qcow2, SIZE-zlib.qcow2, SIZE-zstd.qcow2: qemu-img convert [-c] of each
 //   plain.qcow2  qemu-img convert -O qcow2 disk.raw
 //   zlib.qcow2   qemu-img convert -c -O qcow2 disk.raw                    (zlib clusters)
 //   zstd.qcow2   qemu-img convert -c -O qcow2 -o compression_type=zstd disk.raw
@@ -11,9 +18,15 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from
 import path from 'node:path'
 
 export const GiB = 1024 ** 3
-const DISK_SIZE = '3G'
-const DATA_BUDGET = 2 * GiB // apparent bytes of files copied into the filesystem
-const DATA_SOURCES = ['/usr/share', '/usr/lib', '/usr/lib64', '/usr/libexec', '/usr/bin', '/opt']
+const MB = 1e6
+/** Each raw disk: its size, the apparent bytes of files copied in, and where they come from. */
+const DISKS = {
+  raw: { file: 'disk.raw', size: '3G', budget: 2 * GiB, sources: ['/usr/share', '/usr/lib', '/usr/lib64', '/usr/libexec', '/usr/bin', '/opt'] },
+  'small-text': { file: 'small-text.raw', size: '512M', budget: 100 * MB, sources: ['/usr/share/doc', '/usr/share/man', '/usr/share/perl5', '/usr/share/common-licenses', '/usr/include'] },
+  'small-bin': { file: 'small-bin.raw', size: '512M', budget: 100 * MB, sources: ['/usr/bin', '/usr/sbin', '/usr/lib/x86_64-linux-gnu', '/usr/lib'] },
+  medium: { file: 'medium.raw', size: '4G', budget: 900 * MB, sources: ['/usr/share'] },
+  'medium-bin': { file: 'medium-bin.raw', size: '4G', budget: 900 * MB, sources: ['/usr/lib'] },
+}
 
 /** The passphrase of luks.qcow2 and of the LUKS benchmarks (given as --object secret,data=…). */
 export const LUKS_SECRET = 'qimg-bench'
@@ -43,7 +56,14 @@ function duBytes(p) {
 /** The image cache of one work directory. */
 export function imageCache(work, root) {
   const IMAGES = {
-    raw: { file: 'disk.raw', build: buildDisk },
+    ...Object.fromEntries(Object.entries(DISKS).map(([name, disk]) => [name, { file: disk.file, build: (out) => buildDisk(out, disk) }])),
+    // The smaller disks as qcow2, plain and compressed (qemu-img made them all).
+    ...Object.fromEntries(['small-text', 'small-bin', 'medium', 'medium-bin'].flatMap((name) => [
+      [`${name}.qcow2`, { file: `${name}.qcow2`, build: (out) => sh('qemu-img', ['convert', '-O', 'qcow2', image(name), out]) }],
+      [`${name}-zlib.qcow2`, { file: `${name}-zlib.qcow2`, build: (out) => sh('qemu-img', ['convert', '-c', '-O', 'qcow2', image(name), out]) }],
+      [`${name}-zstd.qcow2`, { file: `${name}-zstd.qcow2`, build: (out) => sh('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', image(name), out]) }],
+    ])),
+    empty: { file: 'empty.qcow2', build: (out) => sh('qemu-img', ['create', '-q', '-f', 'qcow2', out, '1G']) },
     plain: { file: 'plain.qcow2', build: (out) => sh('qemu-img', ['convert', '-O', 'qcow2', image('raw'), out]) },
     zlib: { file: 'zlib.qcow2', build: (out) => sh('qemu-img', ['convert', '-c', '-O', 'qcow2', image('raw'), out]) },
     zstd: { file: 'zstd.qcow2', build: (out) => sh('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', image('raw'), out]) },
@@ -73,12 +93,12 @@ export function imageCache(work, root) {
     return target
   }
 
-  /** A 3 GiB ext4 image filled from a staging directory of hard links (copies across devices). */
-  function buildDisk(out) {
+  /** An ext4 image filled from a staging directory of hard links (copies across devices). */
+  function buildDisk(out, { size, budget: dataBudget, sources }) {
     const staging = path.join(work, 'staging')
     rmSync(staging, { recursive: true, force: true })
     mkdirSync(staging)
-    let budget = DATA_BUDGET
+    let budget = dataBudget
     // Whole source trees when they fit, else their children one by one, until the budget is spent.
     const add = (src, depth) => {
       if (budget <= 0 || !existsSync(src) || src.startsWith(root)) return
@@ -91,13 +111,13 @@ export function imageCache(work, root) {
           sh('cp', ['-a', src, dest])
         }
         budget -= size
-      } else if (depth < 2 && statSync(src).isDirectory()) {
+      } else if (depth < 3 && statSync(src).isDirectory()) {
         for (const child of readdirSync(src).sort()) add(path.join(src, child), depth + 1)
       }
     }
-    for (const src of DATA_SOURCES) add(src, 0)
-    console.log(`  staged ${((DATA_BUDGET - budget) / GiB).toFixed(2)} GiB of files`)
-    sh('mke2fs', ['-q', '-t', 'ext4', '-d', staging, '-F', out, DISK_SIZE])
+    for (const src of sources) add(src, 0)
+    console.log(`  staged ${((dataBudget - budget) / GiB).toFixed(2)} GiB of files`)
+    sh('mke2fs', ['-q', '-t', 'ext4', '-d', staging, '-F', out, size])
     rmSync(staging, { recursive: true, force: true })
   }
 
@@ -112,5 +132,5 @@ export function imageCache(work, root) {
     }
   }
 
-  return { image, files: Object.values(IMAGES).map((i) => i.file) }
+  return { image, files: ['disk.raw', 'plain.qcow2', 'zlib.qcow2', 'zstd.qcow2', 'luks.qcow2', 'snaps.qcow2'] }
 }

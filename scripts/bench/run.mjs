@@ -1,6 +1,6 @@
 // Timing one benchmark: qimg and qemu-img side by side, alternating, with peak RSS and CPU time.
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import path from 'node:path'
 
@@ -34,7 +34,7 @@ export function measure(cmd, args) {
       clearInterval(poll)
       const m = /RUSAGE (\d+) ([\d.]+) ([\d.]+)/.exec(stderr)
       if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}):\n${stdout}${stderr}`))
-      resolve({ seconds, cpu: m ? Number(m[2]) + Number(m[3]) : NaN, peakMiB: (m ? Number(m[1]) : polledKiB) / 1024, stdout })
+      resolve({ seconds, cpu: m ? Number(m[2]) + Number(m[3]) : NaN, user: m ? Number(m[2]) : NaN, system: m ? Number(m[3]) : NaN, peakMiB: (m ? Number(m[1]) : polledKiB) / 1024, stdout })
     })
   })
 }
@@ -48,7 +48,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
  * `bench.prepare(out)` (untimed) runs; then `sync` and a pause, so that the previous run's
  * writeback and page freeing do not land in this one.
  */
-export async function runBenchmark(bench, { input, work, qimgBin, runs, settleMs }) {
+export async function runBenchmark(bench, { input, work, qimgBin, runs, settleMs, cold = false }) {
   const tools = {
     qimg: { out: path.join(work, 'out-qimg'), run: (out) => measure(process.execPath, [qimgBin, ...bench.qimg(input, out)]) },
     qemu: { out: path.join(work, 'out-qemu'), run: (out) => measure(bench.qemuTool ?? 'qemu-img', bench.qemu(input, out)) },
@@ -61,6 +61,8 @@ export async function runBenchmark(bench, { input, work, qimgBin, runs, settleMs
     rmSync(tool.out, { force: true })
     if (bench.prepare) bench.prepare(tool.out)
     spawnSync('sync')
+    // Cold cache: the input is read from the disk, as a file not touched since boot would be.
+    if (cold) writeFileSync('/proc/sys/vm/drop_caches', '3\n')
     await sleep(settleMs)
     for (let attempt = 1; ; attempt++) {
       try {
@@ -72,7 +74,7 @@ export async function runBenchmark(bench, { input, work, qimgBin, runs, settleMs
       }
     }
   }
-  console.log(`\n${bench.name}: warm-up, then ${runs} runs each`)
+  console.log(`\n${bench.name}${cold ? ' (cold cache)' : ''}: warm-up, then ${runs} runs each`)
   await once('qimg')
   await once('qemu')
   const results = { qimg: [], qemu: [] }
@@ -87,7 +89,7 @@ export async function runBenchmark(bench, { input, work, qimgBin, runs, settleMs
   const verdict = bench.verify ? bench.verify(tools.qimg.out, tools.qemu.out, input) : { ok: true, text: 'not compared' }
   console.log(`  outputs: ${verdict.text}`)
   const row = {
-    name: bench.name,
+    name: cold ? `${bench.name} (cold)` : bench.name,
     maxRatio: bench.maxRatio === undefined ? 1.0 : bench.maxRatio,
     maxPeakMiB: bench.maxPeakMiB ?? 256,
     qimg: median(results.qimg.map((r) => r.seconds)),
@@ -96,6 +98,10 @@ export async function runBenchmark(bench, { input, work, qimgBin, runs, settleMs
     qemuBest: Math.min(...results.qemu.map((r) => r.seconds)),
     qimgCpu: median(results.qimg.map((r) => r.cpu)),
     qemuCpu: median(results.qemu.map((r) => r.cpu)),
+    qimgUser: median(results.qimg.map((r) => r.user)),
+    qimgSystem: median(results.qimg.map((r) => r.system)),
+    qemuUser: median(results.qemu.map((r) => r.user)),
+    qemuSystem: median(results.qemu.map((r) => r.system)),
     qimgPeak: Math.max(...results.qimg.map((r) => r.peakMiB)),
     qemuPeak: Math.max(...results.qemu.map((r) => r.peakMiB)),
     reported: bench.reported ? `${bench.reported(results.qimg.at(-1).stdout)} / ${bench.reported(results.qemu.at(-1).stdout)}` : undefined,

@@ -88,7 +88,7 @@ async function runAt(source: BlockDevice, offset: number, maxLength: number, opt
     if (offset < below.size) return { kind: 'backing', length: Math.min(length, below.size - offset) }
     zero = true
   } else {
-    const status = await source.blockStatus(offset, top?.length ?? length)
+    const status = await source.blockStatus(offset, top?.length ?? length, 0, true)
     length = status.length
     zero = status.zero
   }

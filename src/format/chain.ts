@@ -30,6 +30,17 @@ export interface FileHost {
   open(path: string, options?: { writable?: boolean }): Promise<ReadableStorage>
   /** A canonical key for cycle detection (Node: realpath). */
   canonical(path: string): Promise<string>
+  /**
+   * Optional: where a name found inside image `base` points (default: QEMU's path_combine).
+   * A host of URLs resolves against the image's URL and throws DENIED for names its policy
+   * refuses (absolute paths, other origins).
+   */
+  resolve?(base: string, name: string): string
+}
+
+/** `name` (found inside image `base`) resolved by the host's rule. */
+export function resolveName(host: FileHost, base: string, name: string): string {
+  return host.resolve ? host.resolve(base, name) : pathCombine(base, name)
 }
 
 /** Options for {@link openChain}. */
@@ -114,7 +125,7 @@ export async function openDriver(storage: ReadableStorage, format: string | unde
 export function referencedOpener(image: string, host: FileHost): NonNullable<FormatOpenContext['openReferenced']> {
   return async (name, what, openOptions) => {
     checkReferencedName(image, what, name)
-    const path = pathCombine(image, name)
+    const path = resolveName(host, image, name)
     return host.open(path, { writable: openOptions?.writable ?? false }).catch((cause: unknown) => {
       // Say which image names the file (QEMU: "Could not open 'img': Could not open 'data': …").
       if (cause instanceof ImageError) throw new ImageError(cause.code, `${image}: Could not open ${what}: ${cause.message}`, { cause, file: path })
@@ -153,7 +164,7 @@ export async function openChain(storage: ReadableStorage, options: OpenChainOpti
       checkReferencedName(driver.storage.name, 'backing file', name)
       if (!options.host) throw new ImageError('DENIED', `${driver.storage.name}: backing file '${name}' cannot be opened without a file host`)
       if (opened.length >= MAX_CHAIN_DEPTH) throw new ImageError('CORRUPT', `${storage.name}: backing chain is deeper than ${MAX_CHAIN_DEPTH} images`, { file: storage.name })
-      const path = pathCombine(driver.storage.name, name)
+      const path = resolveName(options.host, driver.storage.name, name)
       const key = await options.host.canonical(path).catch(() => path)
       if (seen.has(key)) throw new ImageError('CORRUPT', `${driver.storage.name}: backing file '${name}' forms a loop in the backing chain`, { file: driver.storage.name, qemuText: `Backing file '${path}' creates an infinite loop.` })
       seen.add(key)

@@ -125,9 +125,16 @@ export class BlockDevice {
     }
   }
 
-  /** Block status of the run starting at `offset` (at most `maxLength` bytes), through the chain. */
-  async blockStatus(offset: number, maxLength: number, depth = 0): Promise<BlockStatus> {
-    if (this.filterOf) return this.filterOf.blockStatus(offset, maxLength, depth)
+  /**
+   * Block status of the run starting at `offset` (at most `maxLength` bytes), through the chain;
+   * `precise`: from the driver's extents even where QEMU's format has no block status (convert).
+   */
+  async blockStatus(offset: number, maxLength: number, depth = 0, precise = false): Promise<BlockStatus> {
+    if (this.filterOf) return this.filterOf.blockStatus(offset, maxLength, depth, precise)
+    if (this.driver.noBlockStatus === true && !precise) {
+      // bdrv_co_block_status without a driver callback: DATA | ALLOCATED for the whole request.
+      return { start: offset, length: Math.min(maxLength, this.size - offset), depth, present: true, zero: false, data: true, offset: undefined, file: undefined }
+    }
     const extent = await this.driver.getExtent(offset, Math.min(maxLength, this.size - offset))
     const base = { start: offset, length: extent.length, depth }
     switch (extent.kind) {
@@ -158,7 +165,7 @@ export class BlockDevice {
       case 'unallocated': {
         const below = this.backing
         if (below && offset < below.size) {
-          return below.blockStatus(offset, Math.min(extent.length, below.size - offset), depth + 1)
+          return below.blockStatus(offset, Math.min(extent.length, below.size - offset), depth + 1, precise)
         }
         return { ...base, present: false, zero: true, data: false, offset: extent.hostOffset, file: extent.hostOffset === undefined ? undefined : this.driver.storage.name }
       }

@@ -44,6 +44,12 @@ export interface FormatDriver {
    */
   readonly passesFileStatus?: boolean
   /**
+   * The format has no block status (QEMU's driver lacks bdrv_co_block_status, as vhdx's): map,
+   * compare and NBD see every range as allocated data at no known offset, as QEMU reports it;
+   * convert still skips what the driver's extents say reads as zeros (the same output, sooner).
+   */
+  readonly noBlockStatus?: boolean
+  /**
    * Data must be written compressed, whole units in guest order (QEMU's needs_compressed_writes:
    * a streamOptimized VMDK): convert then compresses as with -c.
    */

@@ -1,9 +1,14 @@
 // Node's codecs: raw deflate from node:zlib, zstd from the zstd-napi binding (Node 20 has no
-// zstd). Both decompress into a buffer of exactly the cluster size, as QEMU does.
+// zstd). Both decompress into a buffer of exactly the cluster size, as QEMU does. zstd-napi is
+// an optional dependency loaded on first use; without it (an install with no compiler or with
+// --ignore-scripts) zstd runs in WebAssembly (portable/codecs.ts).
 import { createRequire } from 'node:module'
-import { constants, deflateRawSync, inflateRawSync } from 'node:zlib'
 import type { Codecs, Compressors } from '../codecs.js'
+import { zstdClusterWasm, zstdCompressClusterWasm } from '../portable/zstd.js'
+import { lazyBuiltin } from './lazy-builtin.js'
 import { systemDeflateRaw } from './system-zlib.js'
+
+const zlib = lazyBuiltin<typeof import('node:zlib')>('node:zlib')
 
 interface ZstdBinding {
   DCtx: new () => { decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number]; reset(directive: number): void }
@@ -33,7 +38,7 @@ export function inflateCluster(input: Uint8Array, outputSize: number): Uint8Arra
   let out: Buffer
   try {
     // One output chunk of the cluster size: no concatenation of 16 KiB pieces, no copy.
-    out = inflateRawSync(input, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: outputSize, chunkSize: outputSize })
+    out = zlib().inflateRawSync(input, { finishFlush: zlib().constants.Z_SYNC_FLUSH, maxOutputLength: outputSize, chunkSize: outputSize })
   } catch (cause) {
     // maxOutputLength stops a stream that inflates past the cluster (ERR_BUFFER_TOO_LARGE).
     const tooLong = (cause as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
@@ -78,7 +83,7 @@ export function zstdCluster(input: Uint8Array, outputSize: number, into?: Uint8A
 export function deflateCluster(input: Uint8Array, limit: number, into?: Uint8Array): Uint8Array | undefined {
   const system = systemDeflateRaw(input, limit, 6, 12, 9, into)
   if (system !== undefined) return system ?? undefined
-  const out = deflateRawSync(input, { level: 6, windowBits: 12, memLevel: 9 })
+  const out = zlib().deflateRawSync(input, { level: 6, windowBits: 12, memLevel: 9 })
   return out.length < limit ? out : undefined
 }
 
@@ -101,8 +106,18 @@ export function zstdCompressCluster(input: Uint8Array, limit: number, into?: Uin
   }
 }
 
+/** zstd decompression by zstd-napi, or in WebAssembly when it is not installed. */
+export function zstdClusterAny(input: Uint8Array, outputSize: number, into?: Uint8Array): Uint8Array | Promise<Uint8Array> {
+  return loadZstd() ? zstdCluster(input, outputSize, into) : zstdClusterWasm(input, outputSize)
+}
+
+/** zstd compression by zstd-napi, or in WebAssembly when it is not installed. */
+export function zstdCompressClusterAny(input: Uint8Array, limit: number, into?: Uint8Array): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+  return loadZstd() ? zstdCompressCluster(input, limit, into) : zstdCompressClusterWasm(input, limit)
+}
+
 /** Compressors on the calling thread (the worker pool runs these too). */
-export const nodeCompressors: Compressors = { deflate: deflateCluster, zstd: zstdCompressCluster }
+export const nodeCompressors: Compressors = { deflate: deflateCluster, zstd: zstdCompressClusterAny }
 
 /** The codecs qimg uses on Node. */
-export const nodeCodecs: Codecs = { deflate: inflateCluster, zstd: zstdCluster }
+export const nodeCodecs: Codecs = { deflate: inflateCluster, zstd: zstdClusterAny }

@@ -24,9 +24,19 @@ export class SocketChannel implements NbdChannel {
   #pending: PendingRead | undefined
   #closed = false
 
-  constructor(socket: Socket, secure = false) {
+  /** Present when built with a TLS upgrade (NBD_OPT_STARTTLS, either side): the TLS channel. */
+  readonly startTls?: () => Promise<NbdChannel>
+
+  /** `upgrade`: turns the socket into a TLS one for {@link startTls}. */
+  constructor(socket: Socket, secure = false, upgrade?: (socket: Socket) => Promise<Socket>) {
     this.socket = socket
     this.secure = secure
+    if (upgrade) {
+      this.startTls = async () => {
+        this.detach()
+        return new SocketChannel(await upgrade(socket), true)
+      }
+    }
     socket.on('data', (data: Buffer) => {
       this.#chunks.push(data)
       this.#buffered += data.length

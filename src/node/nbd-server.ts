@@ -11,7 +11,6 @@ import { NbdConnection, type ConnectionOptions } from '../nbd/connection.js'
 import { NBD_DEFAULT_HANDSHAKE_MAX_SECS } from '../nbd/constants.js'
 import type { NbdExport } from '../nbd/export.js'
 import { negotiate } from '../nbd/negotiate.js'
-import type { NbdChannel } from '../nbd/channel.js'
 import { SocketChannel } from './nbd-channel.js'
 
 export interface NbdServerOptions extends ConnectionOptions {
@@ -22,8 +21,8 @@ export interface NbdServerOptions extends ConnectionOptions {
   handshakeTimeoutMs?: number
   /** Connections waiting for a free slot beyond which new ones are refused (a listen backlog). */
   waitingLimit?: number
-  /** Makes a TLS channel of an accepted socket for NBD_OPT_STARTTLS; TLS is then required. */
-  startTls?: (socket: Socket) => Promise<NbdChannel>
+  /** Makes a TLS socket of an accepted one for NBD_OPT_STARTTLS; TLS is then required. */
+  startTls?: (socket: Socket) => Promise<Socket>
 }
 
 export type ListenAddress = { path: string } | { host?: string; port: number }
@@ -93,21 +92,7 @@ export class NbdServer {
 
   async #serve(socket: Socket): Promise<void> {
     const log = this.#options.log ?? (() => undefined)
-    const plain = new SocketChannel(socket)
-    let channel: NbdChannel = plain
-    if (this.#options.startTls) {
-      const startTls = this.#options.startTls
-      channel = {
-        read: (n) => plain.read(n),
-        write: (p) => plain.write(p),
-        close: () => plain.close(),
-        startTls: async () => {
-          plain.detach()
-          return startTls(socket)
-        },
-        secure: false,
-      }
-    }
+    const channel = new SocketChannel(socket, false, this.#options.startTls)
     let negotiated = false
     const timer = setTimeout(() => channel.close(), this.#options.handshakeTimeoutMs ?? NBD_DEFAULT_HANDSHAKE_MAX_SECS * 1000)
     try {

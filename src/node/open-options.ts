@@ -18,20 +18,24 @@ import { blkdebugRules, parseBlkdebugConfig } from '../io/blkdebug-rules.js'
 import type { RequestLimits } from '../io/request-limits.js'
 import { ioError, FileStorage } from '../io/file.js'
 import type { ReadableStorage } from '../io/storage.js'
+import { HttpStorage } from '../io/http.js'
 import { NullStorage } from '../io/null.js'
 import { RawImage } from '../raw.js'
 import { nbdAddress, nbdFilenameOptions } from './nbd-options.js'
+import type { NbdStorageOptions } from './nbd-storage.js'
 import { nodeChainOptions, openImage, stderrReport, type OpenImageOptions } from './open.js'
 
 /** What opening from options needs besides the options. */
 export interface GraphOpenOptions extends OpenImageOptions {
   /** The secret named by encrypt.key-secret (undefined: the caller's default, e.g. a prompt). */
   keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
+  /** --object tls-creds-x509 / tls-creds-psk texts, for an nbd node's tls-creds. */
+  tlsObjects?: readonly string[]
 }
 
 /** Every format module's name is a format driver here (src/formats.ts is the one list). */
 const FORMATS = new Set(formatModules.map((m) => m.name))
-const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd'])
+const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd', 'http', 'https'])
 
 /** True when `driver` names a protocol (a node over bytes, not an image format). */
 export function isProtocolDriver(driver: string): boolean {
@@ -52,6 +56,10 @@ const DRIVER_KEYS: Record<string, string[]> = {
   'null-co': ['size', 'latency-ns', 'read-zeroes'],
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
   nbd: ['export', 'path', 'host', 'port', 'tls-creds', 'tls-hostname', 'x-dirty-bitmap', 'reconnect-delay', 'open-timeout'],
+  // block/curl.c's options qimg reads by URL (readahead, timeout, sslverify accepted; requests
+  // are sized by HttpStorage)
+  http: ['url', 'readahead', 'timeout', 'cookie'],
+  https: ['url', 'readahead', 'timeout', 'cookie', 'sslverify'],
   qcow2: ['lazy-refcounts', 'pass-discard-request', 'pass-discard-snapshot', 'pass-discard-other', 'overlap-check', 'cache-size',
     'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size', 'cache-clean-interval', 'encrypt.key-secret', 'encrypt.format'],
   qcow: ['encrypt.key-secret', 'encrypt.format'],
@@ -120,6 +128,8 @@ export function filenameOptions(filename: string): FlatOptions {
     return new Map([['driver', protocol]])
   }
   if (protocol === 'nbd' || protocol === 'nbd+unix' || protocol === 'nbd+tcp') return nbdFilenameOptions(filename)
+  // curl_parse_filename: the whole name is the URL.
+  if (protocol === 'http' || protocol === 'https') return new Map([['driver', protocol], ['url', filename]])
   throw invalid(`Unknown protocol '${protocol}'`)
 }
 
@@ -205,8 +215,23 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
   if (driver === 'nbd') {
     // Loaded only for an NBD export: node:net and the NBD client stay out of every other start-up.
     const { NbdStorage } = await import('./nbd-storage.js')
-    const storage = await NbdStorage.open(nbdAddress(options), { writable: base.writable ?? false })
+    const address = nbdAddress(options)
+    const tlsId = stringValue(options, 'tls-creds')
+    let tls: NbdStorageOptions['tls']
+    if (tlsId !== undefined) {
+      const { clientTls, findTlsCreds } = await import('./tls-creds.js')
+      // nbd_process_options: a TCP host is the certificate's name unless tls-hostname says otherwise.
+      tls = clientTls(await findTlsCreds(base.tlsObjects ?? [], tlsId), stringValue(options, 'tls-hostname') ?? (address.type === 'inet' ? address.host : undefined))
+    }
+    const storage = await NbdStorage.open(address, { writable: base.writable ?? false, ...(tls ? { tls } : {}) })
     return { storage, name: { full: strongOptions(options, driver, ['server.', 'export']), plain: storage.name }, protocol: true }
+  }
+  if (driver === 'http' || driver === 'https') {
+    const url = stringValue(options, 'url')
+    if (url === undefined) throw invalid(`The '${driver}' block driver requires a url`)
+    if (!url.toLowerCase().startsWith(`${driver}://`)) throw invalid(`Unknown protocol '${url.slice(0, url.indexOf(':'))}'`)
+    const storage = await HttpStorage.open(url)
+    return { storage, name: { full: { driver, url }, plain: url }, protocol: true }
   }
   return openBlkdebug(options, base, given)
 }

@@ -15,12 +15,41 @@ export interface Qcow2Layout {
 }
 
 
+/** Bytes of the file read first when opening. */
+const HEAD_BYTES = 64 * 1024
+
+/**
+ * Whether the header, every extension up to the end marker and the backing file name lie
+ * within `head` (a prefix of the file), so decoding it gives what decoding the whole of
+ * cluster 0 gives. Anything unusual answers false and the whole cluster is read.
+ */
+function headerFits(head: Uint8Array): boolean {
+  if (head.length < spec.HEADER_V3_MIN_LENGTH) return false
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength)
+  const version = view.getUint32(4)
+  if (version !== 2 && version !== 3) return false
+  const backingOffset = view.getUint32(8) === 0 ? view.getUint32(12) : Infinity
+  if (backingOffset + view.getUint32(16) > head.length) return false
+  let at = version === 3 ? view.getUint32(100) : spec.HEADER_V2_LENGTH
+  for (let n = 0; n < 1024; n++) {
+    if (at + 8 > head.length) return false
+    const type = view.getUint32(at)
+    const length = view.getUint32(at + 4)
+    if (type === 0) return true
+    at += 8 + Math.ceil(length / 8) * 8
+  }
+  return false
+}
+
 /** Reads and validates the header of `storage`. */
 export async function loadLayout(storage: ReadableStorage): Promise<Qcow2Layout> {
   const file = storage.name
   const fileSize = await storage.size()
-  // The header and its extensions live in cluster 0; read enough for the largest cluster.
-  const first = await storage.read(0, Math.min(fileSize, 2 ** spec.MAX_CLUSTER_BITS))
+  // The header and its extensions live in cluster 0. The first 64 KiB hold them in practice
+  // (one request for remote storage); the rest of a larger cluster 0 is read only when the
+  // extensions or the backing file name reach past it.
+  let first = await storage.read(0, Math.min(fileSize, HEAD_BYTES))
+  if (first.length < fileSize && !headerFits(first)) first = await storage.read(0, Math.min(fileSize, 2 ** spec.MAX_CLUSTER_BITS))
   const header = decodeHeader(first, file)
   const clusterSize = 2 ** header.clusterBits
   const extendedL2 = (header.incompatibleFeatures & spec.INCOMPAT_EXTL2) !== 0n

@@ -23,7 +23,7 @@ export interface Qcow2StreamOptions {
   compressionType?: 'zlib' | 'zstd'
   /** Compress every data cluster with this (-c). */
   compressor?: Compressor | undefined
-  /** Compressed bytes kept in memory between the passes (default 96 MiB). */
+  /** Compressed bytes kept in memory between the passes (default 32 MiB). */
   keepBytes?: number
   /** Where compressed bytes past `keepBytes` go between the passes, up to `spillBytes`. */
   spill?: { storage: Storage; spillBytes: number } | undefined
@@ -64,7 +64,7 @@ export async function streamQcow2(source: BlockDevice, sink: Sink, options: Qcow
   }
 
   // Pass 1: which clusters hold data, and their compressed streams.
-  const keepBytes = options.keepBytes ?? 96 * 1024 * 1024
+  const keepBytes = options.keepBytes ?? 32 * 1024 * 1024
   const kept: Uint8Array[] = []
   let keptBytes = 0
   let keptEnd = 0 // clusters [0, keptEnd) have their streams kept (or are not compressed)

@@ -1,0 +1,32 @@
+// The exports every entry point shares (Node's index.ts, browser.ts): the core, which imports
+// no Node API. tsconfig.core.json compiles it without Node's types, so a leak fails the build.
+export { ImageError, isImageError, type ErrorCode } from './errors.js'
+export type { ReadableStorage, Storage } from './io/storage.js'
+export { MemoryStorage } from './io/memory.js'
+export { BlobStorage } from './io/blob.js'
+export { HttpStorage, type HttpStorageOptions, type HttpStats } from './io/http.js'
+export type { HttpRequestOptions, RequestHeaders } from './io/http-request.js'
+export { urlFileHost, type UrlHostOptions } from './portable/url-host.js'
+export { BlockDevice, type BlockStatus } from './format/device.js'
+export type { Extent } from './format/extent.js'
+export type { FormatDriver, WritableFormatDriver } from './format/driver.js'
+export type { ImageInfo, SnapshotInfo, BitmapInfo, Qcow2SpecificInfo, FormatSpecificInfo } from './format/info.js'
+export {
+  canMakeEmpty, canResize, canSetBacking, hasCompressedWrites, hasSnapshots, hasVmState,
+  type CompressedWrites, type MakeEmpty, type Resizable, type ResizePreallocation, type ResizeRequest, type SetBacking, type Snapshots, type VmState,
+} from './format/capabilities.js'
+export { hasPersistentBitmaps, type PersistentBitmap, type PersistentBitmaps } from './format/bitmap-capability.js'
+export { isAmendable, type Amendable, type AmendHost, type AmendOptions } from './format/amend-capability.js'
+export { openChain, type OpenChainOptions, type FileHost, type FileReferencePolicy } from './format/chain.js'
+export { Qcow2Image, type Qcow2OpenOptions } from './qcow2/image.js'
+export type { Qcow2CreateOptions } from './qcow2/create.js'
+export { RawImage } from './raw.js'
+export type { Codecs, Decompressor, Compressor, Compressors } from './codecs.js'
+export { portableCodecs, portableCompressors, setZstdWasm } from './portable/codecs.js'
+export { jsCrypto } from './portable/crypto.js'
+export type { CryptoProvider } from './crypto/provider.js'
+export type { LuksInfo, LuksSlotInfo } from './format/info.js'
+export { convertImage, type ConvertOptions } from './commands/convert.js'
+export { compareImages, type CompareResult } from './commands/compare.js'
+export { mapImage } from './commands/map.js'
+export { NbdExport, type ExportOptions } from './nbd/export.js'
