@@ -6,7 +6,7 @@
 // handshake not done in 10 seconds is cut; without `persistent`, the server ends when the last
 // client that reached transmission leaves.
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { unlink } from 'node:fs/promises'
+import { lstat, unlink } from 'node:fs/promises'
 import { NbdConnection, type ConnectionOptions } from '../nbd/connection.js'
 import { NBD_DEFAULT_HANDSHAKE_MAX_SECS } from '../nbd/constants.js'
 import type { NbdExport } from '../nbd/export.js'
@@ -52,6 +52,8 @@ export class NbdServer {
 
   /** Starts listening; resolves to the bound address (port 0 picks a free port). */
   async listen(address: ListenAddress): Promise<BoundAddress> {
+    // unix_listen_saddr: a socket file left by a server that died is removed before binding.
+    if ('path' in address) await removeStaleSocket(address.path)
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject)
       const done = () => {
@@ -149,4 +151,10 @@ export class NbdServer {
     this.#done()
     return this.finished
   }
+}
+
+/** Unlinks `path` when it is a socket (QEMU unlinks whatever is there; a regular file is kept here). */
+async function removeStaleSocket(path: string): Promise<void> {
+  const info = await lstat(path).catch(() => undefined)
+  if (info?.isSocket()) await unlink(path)
 }
