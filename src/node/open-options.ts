@@ -35,7 +35,7 @@ export interface GraphOpenOptions extends OpenImageOptions {
 
 /** Every format module's name is a format driver here (src/formats.ts is the one list). */
 const FORMATS = new Set(formatModules.map((m) => m.name))
-const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd', 'http', 'https'])
+const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd', 'http', 'https', 's3'])
 
 /** True when `driver` names a protocol (a node over bytes, not an image format). */
 export function isProtocolDriver(driver: string): boolean {
@@ -55,6 +55,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
   'copy-on-read': ['bottom'],
   'null-co': ['size', 'latency-ns', 'read-zeroes'],
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
+  s3: ['filename'],
   nbd: ['export', 'path', 'host', 'port', 'tls-creds', 'tls-hostname', 'x-dirty-bitmap', 'reconnect-delay', 'open-timeout'],
   // block/curl.c's options qimg reads by URL (readahead, timeout, sslverify accepted; requests
   // are sized by HttpStorage)
@@ -66,7 +67,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
-  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], nbd: ['server'], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'], 'copy-on-read': ['file'],
+  file: [], host_device: [], host_cdrom: [], s3: [], 'null-co': [], 'null-aio': [], nbd: ['server'], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'], 'copy-on-read': ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
   qcow: ['file', 'backing'],
 }
@@ -128,6 +129,7 @@ export function filenameOptions(filename: string): FlatOptions {
     return new Map([['driver', protocol]])
   }
   if (protocol === 'nbd' || protocol === 'nbd+unix' || protocol === 'nbd+tcp') return nbdFilenameOptions(filename)
+  if (protocol === 's3') return new Map([['driver', 's3'], ['filename', filename]])
   // curl_parse_filename: the whole name is the URL.
   if (protocol === 'http' || protocol === 'https') return new Map([['driver', protocol], ['url', filename]])
   throw invalid(`Unknown protocol '${protocol}'`)
@@ -225,6 +227,13 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
     }
     const storage = await NbdStorage.open(address, { writable: base.writable ?? false, ...(tls ? { tls } : {}) })
     return { storage, name: { full: strongOptions(options, driver, ['server.', 'export']), plain: storage.name }, protocol: true }
+  }
+  if (driver === 's3') {
+    const name = stringValue(options, 'filename')
+    if (name === undefined) throw invalid("The 's3' block driver requires a file name (s3://BUCKET/KEY)")
+    if (base.writable) throw new ImageError('READ_ONLY', `${name}: an S3 object opens read-only (convert writes one as its output)`)
+    const { openS3 } = await import('./s3.js')
+    return { storage: await openS3(name), name: { full: { driver, filename: name }, plain: name }, protocol: true }
   }
   if (driver === 'http' || driver === 'https') {
     const url = stringValue(options, 'url')
