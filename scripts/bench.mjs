@@ -11,6 +11,8 @@
 //   QIMG_BENCH_RUNS=N        measured runs per tool (default 3)
 //   QIMG_BENCH_ONLY=TEXT     only benchmarks whose name contains TEXT (comma: any of several)
 //   QIMG_BENCH_SETTLE_MS=MS  pause before every run (default 2000)
+// The NBD benchmarks (qimg nbd beside qemu-nbd: fio, nbdcopy) are in scripts/bench/nbd.mjs;
+// QIMG_BENCH_ONLY=nbd runs only them.
 //   QIMG_BENCH_CACHE=hot|cold|both  page cache state for the convert benchmarks (default hot; cold
 //                            drops the caches before every run and needs root)
 //
@@ -22,6 +24,7 @@ import { availableParallelism, loadavg } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GiB, LUKS_ITER_TIME_MS, LUKS_SECRET, copySparse, imageCache } from './bench/images.mjs'
+import { runNbdBenchmarks } from './bench/nbd.mjs'
 import { rssSource, runBenchmark } from './bench/run.mjs'
 import { startupBenchmarks } from './bench/startup.mjs'
 
@@ -123,6 +126,9 @@ const BENCHMARKS = [
     verify: sameBytes,
   },
   { name: 'convert -O qcow2  disk.vdi', image: 'vdi', ...same((i, o) => ['convert', '-f', 'vdi', '-O', 'qcow2', i, o]), verify: (a, b, src) => qcow2LikeQemu(a, b, src, { sourceFormat: 'vdi' }) },
+  // VHDX has no block status in QEMU: qemu-img reads every block; qimg skips the zero ones (issue 12: ≤ 1.0).
+  { name: 'convert -O qcow2  medium.vhdx', image: 'medium.vhdx', ...same((i, o) => ['convert', '-f', 'vhdx', '-O', 'qcow2', i, o]), verify: (a, b, src) => qcow2LikeQemu(a, b, src, { sourceFormat: 'vhdx' }), maxRatio: 1.0 },
+  { name: 'convert -O qcow2  disk.vhdx', image: 'vhdx', ...same((i, o) => ['convert', '-f', 'vhdx', '-O', 'qcow2', i, o]), verify: (a, b, src) => qcow2LikeQemu(a, b, src, { sourceFormat: 'vhdx' }), maxRatio: 1.0 },
   { name: 'convert -O raw  disk.qcow (QCOW v1)', image: 'qcow', ...same((i, o) => ['convert', '-f', 'qcow', '-O', 'raw', i, o]), verify: sameBytes },
   { name: 'check  snaps.qcow2 (1 TiB, 16M clusters, 4 snapshots)', image: 'snaps', ...same((i) => ['check', i]) },
   {
@@ -211,5 +217,6 @@ for (const r of rows) {
   const reported = r.reported ? `; tools report qimg/qemu-img ${r.reported}` : ''
   console.log(`${r.name}: ${ratio}, ${peak}; outputs: ${r.verdict.text}${reported}`)
 }
+await runNbdBenchmarks({ work, qimgBin, runs: RUNS, only: ONLY })
 // A benchmark reports; it does not fail the build on timing. Wrong output is an error though.
 process.exitCode = rows.every((r) => r.verdict.ok) ? 0 : 1

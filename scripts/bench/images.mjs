@@ -75,6 +75,8 @@ export function imageCache(work, root) {
     snaps: { file: 'snaps.qcow2', build: buildSnapshots },
     vdi: { file: 'disk.vdi', build: (out) => sh('qemu-img', ['convert', '-O', 'vdi', image('raw'), out]) },
     qcow: { file: 'disk.qcow', build: (out) => sh('qemu-img', ['convert', '-O', 'qcow', image('raw'), out]) },
+    vhdx: { file: 'disk.vhdx', build: (out) => sh('qemu-img', ['convert', '-O', 'vhdx', image('raw'), out]) },
+    'medium.vhdx': { file: 'medium.vhdx', build: (out) => sh('qemu-img', ['convert', '-O', 'vhdx', image('medium'), out]) },
   }
 
   /** Path of a cached image, building it (and what it needs) on first use. */

@@ -64,6 +64,7 @@ export async function openOperandOptions(operand: string, imageOpts: boolean, fo
     return await openGraph(options, {
       ...extra,
       keySecret: (id, file) => id === undefined ? extra.secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id),
+      tlsObjects: secrets.tlsObjects ?? [],
     }, filename)
   } catch (e) {
     throw openFailure(operand, e)

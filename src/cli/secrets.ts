@@ -6,8 +6,11 @@ import { ImageError } from '../errors.js'
 import type { Parsed } from './getopt.js'
 import { parseOptionString } from './image-opts.js'
 
-/** Secrets by ID. */
-export type SecretRegistry = ReadonlyMap<string, Uint8Array>
+/** Secrets by ID; the TLS credential objects (tls-creds-*) beside them, as given, for NBD nodes. */
+export type SecretRegistry = ReadonlyMap<string, Uint8Array> & { readonly tlsObjects?: readonly string[] }
+
+/** An --object that defines TLS credentials rather than a secret (parsed where an nbd node uses it). */
+const TLS_OBJECT = /^(qom-type=)?tls-creds-(x509|psk)(,|$)/
 
 const OBJECT_KEYS = new Set(['qom-type', 'id', 'data', 'file', 'format', 'keyid', 'iv', 'loaded'])
 
@@ -58,8 +61,11 @@ async function parseSecretObject(text: string): Promise<{ id: string; value: Uin
 
 /** Builds the registry from every `--object` value, refusing duplicate IDs as QEMU does. */
 export async function loadSecrets(texts: readonly string[]): Promise<SecretRegistry> {
-  const registry = new Map<string, Uint8Array>()
+  const tlsObjects = texts.filter((t) => TLS_OBJECT.test(t))
+  const registry: Map<string, Uint8Array> & { tlsObjects?: readonly string[] } = new Map<string, Uint8Array>()
+  registry.tlsObjects = tlsObjects
   for (const text of texts) {
+    if (tlsObjects.includes(text)) continue
     const { id, value } = await parseSecretObject(text)
     if (registry.has(id)) throw invalid(`attempt to add duplicate property '${id}' to object (type 'container')`)
     registry.set(id, value)

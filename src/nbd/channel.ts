@@ -19,10 +19,10 @@ export interface NbdChannel {
   readonly secure?: boolean
 }
 
-/** Reads exactly `length` bytes or fails: EOF is an error here (mid-message). */
+/** Reads exactly `length` bytes or fails: EOF is an error here (mid-message), in nbd_read's words. */
 export async function readExact(channel: NbdChannel, length: number, what: string): Promise<Uint8Array> {
   const bytes = await channel.read(length)
-  if (!bytes) throw new ImageError('IO', `Unexpected end-of-file before all data were read (${what})`)
+  if (!bytes) throw new ImageError('IO', `Failed to read ${what}: Unexpected end-of-file before all data were read`)
   return bytes
 }
 

@@ -1,43 +1,22 @@
 // The client side of NBD over a channel (as QEMU's block/nbd.c and nbd/client.c negotiate it):
-// fixed newstyle, structured replies, base:allocation, OPT_GO with block sizes; then requests
+// the handshake of client-handshake.ts (TLS, structured replies, base:allocation); then requests
 // issued concurrently, matched to replies by handle, reads reassembled from data and hole
 // chunks. Every length the server sends is checked against the request before it is read.
 import { viewOf } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import { dropBytes, readExact, type NbdChannel } from './channel.js'
+import { clientHandshake, protocolError, type ClientHandshakeOptions, type ExportInfo } from './client-handshake.js'
 import {
-  NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
-  NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_FLAG_FIXED_NEWSTYLE, NBD_FLAG_NO_ZEROES, NBD_INFO_BLOCK_SIZE, NBD_INFO_EXPORT,
-  NBD_MAX_BUFFER_SIZE, NBD_MAX_STRING_SIZE, NBD_OPT_ABORT, NBD_OPT_GO, NBD_OPT_SET_META_CONTEXT, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK,
-  NBD_REP_INFO, NBD_REP_META_CONTEXT, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_DATA,
-  NBD_REPLY_TYPE_OFFSET_HOLE, NBD_STRUCTURED_REPLY_SIZE,
+  NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_MAX_BUFFER_SIZE,
+  NBD_OPT_ABORT, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_DATA, NBD_REPLY_TYPE_OFFSET_HOLE,
+  NBD_STRUCTURED_REPLY_SIZE,
 } from './constants.js'
-import {
-  GREETING_SIZE, OPTION_REPLY_HEADER_SIZE, decodeGreeting, decodeOptionReplyHeader, decodeString, encodeGoPayload, encodeMetaPayload,
-  encodeOption,
-} from './handshake.js'
-import { BASE_ALLOCATION } from './meta-context.js'
+import { decodeString, encodeOption } from './handshake.js'
 import {
   decodeBlockStatus, decodeError, decodeOffset, decodeOffsetHole, decodeReplyStart, encodeRequest, isStructuredMagic, type StatusExtent,
 } from './transmission.js'
 
-/** Option replies longer than this are refused (a server cannot need more). */
-const MAX_OPTION_REPLY = NBD_MAX_STRING_SIZE + 64
-
-function protocolError(message: string): ImageError {
-  return new ImageError('IO', `NBD: ${message}`)
-}
-
-/** What OPT_GO told about the export. */
-export interface ExportInfo {
-  size: number
-  transmissionFlags: number
-  minimumBlockSize: number
-  preferredBlockSize: number
-  maximumBlockSize: number
-  /** Context id of base:allocation when the server agreed to it. */
-  baseAllocationId: number | undefined
-}
+export type { ExportInfo } from './client-handshake.js'
 
 interface Pending {
   type: number
@@ -49,56 +28,6 @@ interface Pending {
   error?: ImageError
   resolve: () => void
   reject: (e: unknown) => void
-}
-
-/** Handshake as a client; the export's facts, or an error with the server's message. */
-async function handshake(channel: NbdChannel, exportName: string): Promise<{ info: ExportInfo; structured: boolean }> {
-  const greeting = decodeGreeting(await readExact(channel, GREETING_SIZE, 'greeting'))
-  if (!greeting) throw protocolError('the server does not speak newstyle NBD')
-  if (!(greeting.handshakeFlags & NBD_FLAG_FIXED_NEWSTYLE)) throw protocolError('the server does not support fixed newstyle')
-  const flags = new Uint8Array(4)
-  viewOf(flags).setUint32(0, NBD_FLAG_C_FIXED_NEWSTYLE | (greeting.handshakeFlags & NBD_FLAG_NO_ZEROES ? NBD_FLAG_C_NO_ZEROES : 0))
-  await channel.write([flags])
-  const option = async (opt: number, payload: Uint8Array, each: (type: number, data: Uint8Array) => void): Promise<number> => {
-    await channel.write([encodeOption(opt, payload)])
-    for (;;) {
-      const header = decodeOptionReplyHeader(await readExact(channel, OPTION_REPLY_HEADER_SIZE, 'option reply'))
-      if (!header.magicOk || header.option !== opt) throw protocolError('bad option reply')
-      if (header.length > MAX_OPTION_REPLY) throw protocolError(`option reply of ${header.length} bytes`)
-      const data = await readExact(channel, header.length, 'option reply')
-      if (header.type === NBD_REP_ACK || header.type >= 0x8000_0000) {
-        if (header.type >= 0x8000_0000) each(header.type, data)
-        return header.type
-      }
-      each(header.type, data)
-    }
-  }
-  const structured = (await option(NBD_OPT_STRUCTURED_REPLY, new Uint8Array(0), () => undefined)) === NBD_REP_ACK
-  let baseAllocationId: number | undefined
-  if (structured) {
-    await option(NBD_OPT_SET_META_CONTEXT, encodeMetaPayload(exportName, [BASE_ALLOCATION]), (type, data) => {
-      if (type === NBD_REP_META_CONTEXT && data.length >= 4 && decodeString(data.subarray(4)) === BASE_ALLOCATION) baseAllocationId = viewOf(data).getUint32(0)
-    })
-  }
-  const info: ExportInfo = { size: -1, transmissionFlags: 0, minimumBlockSize: 1, preferredBlockSize: 4096, maximumBlockSize: NBD_MAX_BUFFER_SIZE, baseAllocationId }
-  let failure: string | undefined
-  const result = await option(NBD_OPT_GO, encodeGoPayload(exportName, [NBD_INFO_BLOCK_SIZE]), (type, data) => {
-    if (type >= 0x8000_0000) failure = decodeString(data)
-    if (type !== NBD_REP_INFO || data.length < 2) return
-    const view = viewOf(data)
-    const infoType = view.getUint16(0)
-    if (infoType === NBD_INFO_EXPORT && data.length >= 12) {
-      info.size = view.getUint32(2) * 0x1_0000_0000 + view.getUint32(6)
-      info.transmissionFlags = view.getUint16(10)
-    } else if (infoType === NBD_INFO_BLOCK_SIZE && data.length >= 14) {
-      info.minimumBlockSize = view.getUint32(2)
-      info.preferredBlockSize = view.getUint32(6)
-      info.maximumBlockSize = Math.min(view.getUint32(10), NBD_MAX_BUFFER_SIZE)
-    }
-  })
-  if (result !== NBD_REP_ACK) throw new ImageError('IO', `Requested export not available${failure ? `\nserver reported: ${failure}` : ''}`)
-  if (!Number.isSafeInteger(info.size) || info.size < 0) throw protocolError('no export size in the reply to OPT_GO')
-  return { info, structured }
 }
 
 /** One connection to one export; requests may be issued concurrently. */
@@ -118,10 +47,10 @@ export class NbdClient {
   }
 
   /** Negotiates `exportName` on `channel` (an error reply ends the handshake with OPT_ABORT). */
-  static async connect(channel: NbdChannel, exportName: string): Promise<NbdClient> {
+  static async connect(channel: NbdChannel, exportName: string, options: ClientHandshakeOptions = {}): Promise<NbdClient> {
     try {
-      const { info, structured } = await handshake(channel, exportName)
-      return new NbdClient(channel, info, structured)
+      const negotiated = await clientHandshake(channel, exportName, options)
+      return new NbdClient(negotiated.channel, negotiated.info, negotiated.structured)
     } catch (e) {
       await channel.write([encodeOption(NBD_OPT_ABORT)]).catch(() => undefined)
       channel.close()

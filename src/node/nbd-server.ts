@@ -6,12 +6,11 @@
 // handshake not done in 10 seconds is cut; without `persistent`, the server ends when the last
 // client that reached transmission leaves.
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { unlink } from 'node:fs/promises'
+import { lstat, unlink } from 'node:fs/promises'
 import { NbdConnection, type ConnectionOptions } from '../nbd/connection.js'
 import { NBD_DEFAULT_HANDSHAKE_MAX_SECS } from '../nbd/constants.js'
 import type { NbdExport } from '../nbd/export.js'
 import { negotiate } from '../nbd/negotiate.js'
-import type { NbdChannel } from '../nbd/channel.js'
 import { SocketChannel } from './nbd-channel.js'
 
 export interface NbdServerOptions extends ConnectionOptions {
@@ -22,8 +21,8 @@ export interface NbdServerOptions extends ConnectionOptions {
   handshakeTimeoutMs?: number
   /** Connections waiting for a free slot beyond which new ones are refused (a listen backlog). */
   waitingLimit?: number
-  /** Makes a TLS channel of an accepted socket for NBD_OPT_STARTTLS; TLS is then required. */
-  startTls?: (socket: Socket) => Promise<NbdChannel>
+  /** Makes a TLS socket of an accepted one for NBD_OPT_STARTTLS; TLS is then required. */
+  startTls?: (socket: Socket) => Promise<Socket>
 }
 
 export type ListenAddress = { path: string } | { host?: string; port: number }
@@ -53,6 +52,8 @@ export class NbdServer {
 
   /** Starts listening; resolves to the bound address (port 0 picks a free port). */
   async listen(address: ListenAddress): Promise<BoundAddress> {
+    // unix_listen_saddr: a socket file left by a server that died is removed before binding.
+    if ('path' in address) await removeStaleSocket(address.path)
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject)
       const done = () => {
@@ -93,21 +94,7 @@ export class NbdServer {
 
   async #serve(socket: Socket): Promise<void> {
     const log = this.#options.log ?? (() => undefined)
-    const plain = new SocketChannel(socket)
-    let channel: NbdChannel = plain
-    if (this.#options.startTls) {
-      const startTls = this.#options.startTls
-      channel = {
-        read: (n) => plain.read(n),
-        write: (p) => plain.write(p),
-        close: () => plain.close(),
-        startTls: async () => {
-          plain.detach()
-          return startTls(socket)
-        },
-        secure: false,
-      }
-    }
+    const channel = new SocketChannel(socket, false, this.#options.startTls)
     let negotiated = false
     const timer = setTimeout(() => channel.close(), this.#options.handshakeTimeoutMs ?? NBD_DEFAULT_HANDSHAKE_MAX_SECS * 1000)
     try {
@@ -164,4 +151,10 @@ export class NbdServer {
     this.#done()
     return this.finished
   }
+}
+
+/** Unlinks `path` when it is a socket (QEMU unlinks whatever is there; a regular file is kept here). */
+async function removeStaleSocket(path: string): Promise<void> {
+  const info = await lstat(path).catch(() => undefined)
+  if (info?.isSocket()) await unlink(path)
 }

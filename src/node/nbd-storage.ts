@@ -2,7 +2,7 @@
 // and `nbd+unix:///NAME?socket=PATH` as it opens a file. Reads, writes, zero writes, discards
 // and flushes go to the server; block status (base:allocation) tells where the holes are, so
 // map and convert skip them.
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { ImageError } from '../errors.js'
 import { errnoText, isErrnoName } from '../io/errno.js'
 import type { Storage } from '../io/storage.js'
@@ -20,6 +20,13 @@ export function nbdFilename(a: NbdAddress): string {
   return name ? `nbd://${a.host}:${a.port}/${name}` : `nbd://${a.host}:${a.port}`
 }
 
+export interface NbdStorageOptions {
+  /** Fails on a read-only export when true. */
+  writable?: boolean
+  /** TLS before anything else (an nbd node's tls-creds): makes the TLS socket of the connection. */
+  tls?: (socket: Socket) => Promise<Socket>
+}
+
 export class NbdStorage implements Storage {
   readonly name: string
   /** QEMU's nbd driver has no bdrv_get_info. */
@@ -34,7 +41,7 @@ export class NbdStorage implements Storage {
   }
 
   /** Connects and negotiates; `writable` fails on a read-only export. */
-  static async open(address: NbdAddress, options: { writable?: boolean } = {}): Promise<NbdStorage> {
+  static async open(address: NbdAddress, options: NbdStorageOptions = {}): Promise<NbdStorage> {
     const name = nbdFilename(address)
     const socket = address.type === 'unix' ? connect(address.path) : connect(address.port, address.host)
     await new Promise<void>((resolve, reject) => {
@@ -45,7 +52,8 @@ export class NbdStorage implements Storage {
       })
     })
     socket.setNoDelay(true)
-    const client = await NbdClient.connect(new SocketChannel(socket), address.exportName)
+    const tls = options.tls
+    const client = await NbdClient.connect(new SocketChannel(socket, false, tls), address.exportName, { tls: tls !== undefined })
     const writable = options.writable ?? false
     if (writable && client.info.transmissionFlags & NBD_FLAG_READ_ONLY) {
       await client.close()

@@ -22,17 +22,20 @@ import { HttpStorage } from '../io/http.js'
 import { NullStorage } from '../io/null.js'
 import { RawImage } from '../raw.js'
 import { nbdAddress, nbdFilenameOptions } from './nbd-options.js'
+import type { NbdStorageOptions } from './nbd-storage.js'
 import { nodeChainOptions, openImage, stderrReport, type OpenImageOptions } from './open.js'
 
 /** What opening from options needs besides the options. */
 export interface GraphOpenOptions extends OpenImageOptions {
   /** The secret named by encrypt.key-secret (undefined: the caller's default, e.g. a prompt). */
   keySecret?: ((id: string | undefined, file: string) => OpenImageOptions['secret']) | undefined
+  /** --object tls-creds-x509 / tls-creds-psk texts, for an nbd node's tls-creds. */
+  tlsObjects?: readonly string[]
 }
 
 /** Every format module's name is a format driver here (src/formats.ts is the one list). */
 const FORMATS = new Set(formatModules.map((m) => m.name))
-const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd', 'http', 'https'])
+const PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'blkdebug', 'null-co', 'null-aio', 'nbd', 'http', 'https', 's3'])
 
 /** True when `driver` names a protocol (a node over bytes, not an image format). */
 export function isProtocolDriver(driver: string): boolean {
@@ -52,6 +55,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
   'copy-on-read': ['bottom'],
   'null-co': ['size', 'latency-ns', 'read-zeroes'],
   'null-aio': ['size', 'latency-ns', 'read-zeroes'],
+  s3: ['filename'],
   nbd: ['export', 'path', 'host', 'port', 'tls-creds', 'tls-hostname', 'x-dirty-bitmap', 'reconnect-delay', 'open-timeout'],
   // block/curl.c's options qimg reads by URL (readahead, timeout, sslverify accepted; requests
   // are sized by HttpStorage)
@@ -63,7 +67,7 @@ const DRIVER_KEYS: Record<string, string[]> = {
 }
 /** Children (whole subtrees) each driver takes. */
 const DRIVER_CHILDREN: Record<string, string[]> = {
-  file: [], host_device: [], host_cdrom: [], 'null-co': [], 'null-aio': [], nbd: ['server'], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'], 'copy-on-read': ['file'],
+  file: [], host_device: [], host_cdrom: [], s3: [], 'null-co': [], 'null-aio': [], nbd: ['server'], blkdebug: ['image', 'inject-error', 'set-state', 'take-child-perms', 'unshare-child-perms'], raw: ['file'], luks: ['file'], vdi: ['file'], 'copy-on-read': ['file'],
   qcow2: ['file', 'backing', 'data-file', 'overlap-check'],
   qcow: ['file', 'backing'],
 }
@@ -125,6 +129,7 @@ export function filenameOptions(filename: string): FlatOptions {
     return new Map([['driver', protocol]])
   }
   if (protocol === 'nbd' || protocol === 'nbd+unix' || protocol === 'nbd+tcp') return nbdFilenameOptions(filename)
+  if (protocol === 's3') return new Map([['driver', 's3'], ['filename', filename]])
   // curl_parse_filename: the whole name is the URL.
   if (protocol === 'http' || protocol === 'https') return new Map([['driver', protocol], ['url', filename]])
   throw invalid(`Unknown protocol '${protocol}'`)
@@ -212,8 +217,23 @@ export async function openProtocol(options: FlatOptions, base: GraphOpenOptions,
   if (driver === 'nbd') {
     // Loaded only for an NBD export: node:net and the NBD client stay out of every other start-up.
     const { NbdStorage } = await import('./nbd-storage.js')
-    const storage = await NbdStorage.open(nbdAddress(options), { writable: base.writable ?? false })
+    const address = nbdAddress(options)
+    const tlsId = stringValue(options, 'tls-creds')
+    let tls: NbdStorageOptions['tls']
+    if (tlsId !== undefined) {
+      const { clientTls, findTlsCreds } = await import('./tls-creds.js')
+      // nbd_process_options: a TCP host is the certificate's name unless tls-hostname says otherwise.
+      tls = clientTls(await findTlsCreds(base.tlsObjects ?? [], tlsId), stringValue(options, 'tls-hostname') ?? (address.type === 'inet' ? address.host : undefined))
+    }
+    const storage = await NbdStorage.open(address, { writable: base.writable ?? false, ...(tls ? { tls } : {}) })
     return { storage, name: { full: strongOptions(options, driver, ['server.', 'export']), plain: storage.name }, protocol: true }
+  }
+  if (driver === 's3') {
+    const name = stringValue(options, 'filename')
+    if (name === undefined) throw invalid("The 's3' block driver requires a file name (s3://BUCKET/KEY)")
+    if (base.writable) throw new ImageError('READ_ONLY', `${name}: an S3 object opens read-only (convert writes one as its output)`)
+    const { openS3 } = await import('./s3.js')
+    return { storage: await openS3(name), name: { full: { driver, filename: name }, plain: name }, protocol: true }
   }
   if (driver === 'http' || driver === 'https') {
     const url = stringValue(options, 'url')

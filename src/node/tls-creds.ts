@@ -1,11 +1,13 @@
 // TLS credentials as QEMU's --object defines them (crypto/tlscredsx509.c, tlscredspsk.c):
 // tls-creds-x509 reads ca-cert.pem, server-cert.pem and server-key.pem from `dir` (the client's
 // certificate is checked unless verify-peer=off); tls-creds-psk reads keys.psk, lines of
-// `username:hexkey`. What they give is a Node TLS server socket over an accepted connection.
+// `username:hexkey`. What they give is a Node TLS socket over a connection: the server's side
+// of an accepted one (qemu-nbd), or the client's (an nbd node's tls-creds, as qemu-img opens it).
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Socket } from 'node:net'
-import { TLSSocket, createSecureContext, type SecureContextOptions } from 'node:tls'
+import { TLSSocket, checkServerIdentity, connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContextOptions } from 'node:tls'
+import { isIP } from 'node:net'
 import { ImageError } from '../errors.js'
 import { errnoText, isErrnoName } from '../io/errno.js'
 import { parseOptionString } from '../cli/image-opts.js'
@@ -17,6 +19,8 @@ export interface TlsCreds {
   endpoint: 'server' | 'client'
   dir: string
   verifyPeer: boolean
+  /** tls-creds-psk on a client: the identity sent (default 'qemu'). */
+  username: string | undefined
 }
 
 const invalid = (message: string) => new ImageError('INVALID_ARGUMENT', message)
@@ -42,7 +46,7 @@ export function parseTlsObject(text: string): TlsCreds {
   if (!(verify in truth)) throw invalid(`Parameter 'verify-peer' expects 'on' or 'off'`)
   const dir = opts.get('dir')
   if (dir === undefined) throw invalid('Missing \'dir\' property value')
-  return { id, type, endpoint, dir, verifyPeer: truth[verify]!, }
+  return { id, type, endpoint, dir, verifyPeer: truth[verify]!, username: opts.get('username') }
 }
 
 /** qcrypto_tls_creds_get_path for a mandatory file: its contents, or QEMU's message. */
@@ -80,11 +84,27 @@ function mandatoryFiles(creds: TlsCreds): string[] {
   return creds.endpoint === 'server' ? ['ca-cert.pem', 'server-cert.pem', 'server-key.pem'] : ['ca-cert.pem']
 }
 
+/** A client's certificate and key are optional (the server may not ask for them). */
+const OPTIONAL_CLIENT_FILES = ['client-cert.pem', 'client-key.pem']
+
 /** Reads an object's credential files; a missing one is QEMU's "Unable to access credentials". */
 export async function loadTlsCreds(creds: TlsCreds): Promise<LoadedTlsCreds> {
   const files = new Map<string, Buffer>()
   for (const name of mandatoryFiles(creds)) files.set(name, await credentialFile(creds.dir, name))
+  if (creds.type === 'tls-creds-x509' && creds.endpoint === 'client') {
+    for (const name of OPTIONAL_CLIENT_FILES) {
+      const bytes = await readFile(join(creds.dir, name)).catch(() => undefined)
+      if (bytes) files.set(name, bytes)
+    }
+  }
   return { creds, files }
+}
+
+/** The credentials with `id` among --object texts, loaded (qemu-img's "No TLS credentials with id"). */
+export async function findTlsCreds(objects: readonly string[], id: string): Promise<LoadedTlsCreds> {
+  const creds = objects.filter(isTlsObject).map(parseTlsObject).find((c) => c.id === id)
+  if (!creds) throw invalid(`No TLS credentials with id '${id}'`)
+  return loadTlsCreds(creds)
 }
 
 /** Makes `socket` a TLS server connection; resolves once the handshake is done. */
@@ -112,5 +132,52 @@ export function serverTls(loaded: LoadedTlsCreds): TlsUpgrade {
     const secure = new TLSSocket(socket, { isServer: true, ...options })
     secure.once('secure', () => resolve(secure))
     secure.once('error', (e) => reject(new ImageError('IO', `TLS handshake failed: ${e.message}`, { cause: e })))
+  })
+}
+
+/** QEMU's words (gnutls's, through qcrypto_tls_session_check_certificate) for a refused certificate. */
+function certificateText(e: Error & { code?: string }, hostname: string | undefined): string {
+  switch (e.code) {
+    case 'ERR_TLS_CERT_ALTNAME_INVALID': return `Certificate does not match the hostname ${hostname ?? ''}`
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY': return "The certificate hasn't got a known issuer"
+    case 'CERT_HAS_EXPIRED': return 'The certificate has expired'
+    default: return `TLS handshake failed: ${e.message}`
+  }
+}
+
+/**
+ * The client side of loaded credentials, for an nbd node's tls-creds: x509 checks the server's
+ * certificate against ca-cert.pem and `hostname` (tls-hostname, or the TCP host), offering
+ * client-cert.pem when present; PSK sends `username` (default 'qemu') with its key from keys.psk.
+ */
+export function clientTls(loaded: LoadedTlsCreds, hostname: string | undefined): TlsUpgrade {
+  const { creds, files } = loaded
+  if (creds.endpoint !== 'client') throw invalid('Expected TLS credentials for a client endpoint')
+  let options: ConnectionOptions
+  if (creds.type === 'tls-creds-x509') {
+    if (creds.verifyPeer && hostname === undefined) throw invalid('No hostname for certificate validation')
+    const cert = files.get('client-cert.pem')
+    const key = files.get('client-key.pem')
+    options = {
+      ca: files.get('ca-cert.pem')!,
+      ...(cert && key ? { cert, key } : {}),
+      rejectUnauthorized: creds.verifyPeer,
+      ...(hostname !== undefined && isIP(hostname) === 0 ? { servername: hostname } : {}),
+      checkServerIdentity: (_host, certificate) => checkServerIdentity(hostname ?? '', certificate),
+    }
+  } else {
+    const username = creds.username ?? 'qemu'
+    const path = join(creds.dir, 'keys.psk')
+    const psk = parsePskFile(files.get('keys.psk')!.toString('utf8')).get(username)
+    if (!psk) throw new ImageError('BAD_KEY', `Username ${username} not found in PSK file ${path}`)
+    options = { ciphers: 'PSK', maxVersion: 'TLSv1.2', pskCallback: () => ({ psk, identity: username }), checkServerIdentity: () => undefined }
+  }
+  return (socket) => new Promise<TLSSocket>((resolve, reject) => {
+    const secure = tlsConnect({ ...options, socket })
+    secure.once('secureConnect', () => resolve(secure))
+    secure.once('error', (e) => reject(new ImageError('IO', certificateText(e, hostname), { cause: e })))
   })
 }

@@ -36,7 +36,7 @@ async function serve(tool: 'qimg' | 'qemu-nbd', image: string, args: string[]): 
 function fio(uri: string, rw: 'randwrite' | 'write', options: { verifyOnly?: boolean } = {}) {
   return run('fio', [
     '--name=qimg', '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, '--bs=4k', '--iodepth=16', `--numjobs=${JOBS}`,
-    `--size=${JOB_SIZE}`, `--offset_increment=${JOB_SIZE}`, '--verify=crc32c', '--verify_fatal=1', '--randrepeat=1', '--randseed=1307',
+    `--size=${JOB_SIZE}`, `--offset_increment=${JOB_SIZE}`, '--verify=crc32c', '--verify_fatal=1', '--randrepeat=1', '--randseed=1307', '--verify_state_save=0',
     ...(options.verifyOnly ? ['--verify_only=1'] : []),
   ])
 }

@@ -2,7 +2,7 @@
 // list), nbdcopy copies out and in (4 connections), qemu-io over nbd+unix applies a random
 // script with the same result as on a raw file, and flushed data survives kill -9.
 import assert from 'node:assert/strict'
-import { copyFileSync, readFileSync } from 'node:fs'
+import { copyFileSync, existsSync, readFileSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { prng } from '../helpers/prng.js'
 import { hasTool, needTools, run, runOk, tempDir } from '../helpers/oracle.js'
@@ -163,5 +163,17 @@ describe('durability', () => {
     assert.ok(check.code === 0 || check.code === 3, check.stdout + check.stderr)
     assert.doesNotMatch(check.stdout, /ERROR/)
     await runOk('qemu-io', ['-c', 'read -P 0x5a 0 3M', '-c', 'read -P 0xa5 8M 64K', '-c', 'read -P 0 3M 5M', at('durable.qcow2')])
+  })
+
+  it('a socket left by a server killed with -9 is taken over by the next one, as qemu-nbd does', async (t) => {
+    if (!needTools(t, ...TOOLS)) return
+    const socket = at('stale.sock')
+    for (const tool of ['qimg', 'qemu-nbd', 'qimg'] as const) {
+      const server = await startServer(tool, ['-t', '-r', '-k', socket, at('sparse.raw'), '-f', 'raw'], at(`stale-${++serial}.pid`))
+      servers.push(server)
+      assert.equal((await runOk('nbdinfo', ['--size', uri(socket)])).trim(), String(16 * MiB))
+      assert.equal(await server.stop('SIGKILL'), 'SIGKILL')
+      assert.ok(existsSync(socket))
+    }
   })
 })

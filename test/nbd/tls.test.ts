@@ -2,10 +2,10 @@
 // made here with openssl, verify-peer on) and PSK; nbdinfo sees the same export over TLS from
 // both, a client without TLS is refused by both alike, and credential errors read the same.
 import assert from 'node:assert/strict'
-import { mkdirSync, writeFileSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { QIMG, hasTool, needTools, run, runOk, tempDir } from '../helpers/oracle.js'
 import { startServer, type RunningServer } from './serve.js'
+import { makeTlsMaterial } from './tls-material.js'
 
 const dir = tempDir('qimg-nbd-tls-')
 const at = (name: string) => dir.file(name)
@@ -15,18 +15,7 @@ let ready = false
 
 before(async () => {
   if (!TOOLS.every(hasTool)) return
-  mkdirSync(at('srv'))
-  mkdirSync(at('cli'))
-  mkdirSync(at('psk'))
-  const ssl = (args: string[]) => runOk('openssl', args)
-  await ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', at('ca-key.pem'), '-out', at('srv/ca-cert.pem'), '-days', '2', '-subj', '/CN=qimg test CA'])
-  await ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', at('srv/server-key.pem'), '-out', at('srv.csr'), '-subj', '/CN=localhost'])
-  writeFileSync(at('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
-  await ssl(['x509', '-req', '-in', at('srv.csr'), '-CA', at('srv/ca-cert.pem'), '-CAkey', at('ca-key.pem'), '-CAcreateserial', '-out', at('srv/server-cert.pem'), '-days', '2', '-extfile', at('ext')])
-  await ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', at('cli/client-key.pem'), '-out', at('cli.csr'), '-subj', '/CN=client'])
-  await ssl(['x509', '-req', '-in', at('cli.csr'), '-CA', at('srv/ca-cert.pem'), '-CAkey', at('ca-key.pem'), '-CAcreateserial', '-out', at('cli/client-cert.pem'), '-days', '2'])
-  writeFileSync(at('cli/ca-cert.pem'), await runOk('cat', [at('srv/ca-cert.pem')]))
-  writeFileSync(at('psk/keys.psk'), `alice:${(await ssl(['rand', '-hex', '32'])).trim()}\n`)
+  await makeTlsMaterial(dir.path)
   await runOk('qemu-img', ['create', '-f', 'qcow2', at('a.qcow2'), '16M'])
   await runOk('qemu-io', ['-c', 'write -P 0x42 1M 128K', at('a.qcow2')])
   ready = true

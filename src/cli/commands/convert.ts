@@ -6,6 +6,8 @@ import { createWithModule } from '../../node/create.js'
 import { findFormatModule, formatModules } from '../../formats.js'
 import { openImage } from '../../node/open.js'
 import { isNbdName } from '../../node/nbd-options.js'
+import { isS3Name } from '../../io/s3.js'
+import { convertToS3 } from './convert-s3.js'
 import { openOperandOptions } from '../block-options.js'
 import { FileStorage } from '../../io/file.js'
 import { CodecPool, decodeThreads } from '../../node/pool.js'
@@ -127,6 +129,18 @@ export const convert: Command = async (args, ctx) => {
     await compressPool.close()
     throw isImageError(e, 'NO_SUCH_SNAPSHOT') ? new ImageError(e.code, "Failed to load snapshot: Can't find snapshot", { cause: e }) : e
   })
+  if (isS3Name(output)) {
+    const refused = [['-n', noCreate], ['-B', backing !== undefined], ['-c', compress], ['--bitmaps', copyBitmaps]].filter(([, on]) => on).map(([f]) => f as string)
+    const progress = flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t: string) => ctx.out(t) : undefined
+    try {
+      await convertToS3(device, { output, format: targetFormat, options: opts, parallel, progress, refused })
+    } finally {
+      await device.close()
+      await pool.close()
+      await compressPool.close()
+    }
+    return 0
+  }
   /** Creating the target (bdrv_create): its errors are reported as img_convert does. */
   const creating = async (create: () => Promise<void>): Promise<void> => {
     try {

@@ -12,7 +12,6 @@ import { NbdExport } from '../../nbd/export.js'
 import { createQcow2 } from '../../node/create.js'
 import { NbdServer } from '../../node/nbd-server.js'
 import { openImage } from '../../node/open.js'
-import { SocketChannel } from '../../node/nbd-channel.js'
 import { isTlsObject, loadTlsCreds, parseTlsObject, serverTls, type LoadedTlsCreds } from '../../node/tls-creds.js'
 import { errorText, openOperand, programName, reportError, type CliContext, type Command } from '../context.js'
 import { NBD_USAGE, parseNbdArgs, type NbdSettings } from '../nbd/options.js'
@@ -82,7 +81,7 @@ export const nbd: Command = async (args, ctx) => {
   // TLS credentials are objects of their own; the other --object values are secrets.
   const objects = (s.parsed.all.get('object') ?? []).filter((v): v is string => typeof v === 'string')
   s.parsed.all.set('object', objects.filter((o) => !isTlsObject(o)))
-  let startTls: ((socket: Socket) => Promise<SocketChannel>) | undefined
+  let startTls: ((socket: Socket) => Promise<Socket>) | undefined
   // QEMU creates (and loads) every object while it parses the command line.
   let loaded: LoadedTlsCreds[]
   try {
@@ -98,8 +97,7 @@ export const nbd: Command = async (args, ctx) => {
       if (!creds) {
         throw new ImageError('INVALID_ARGUMENT', objects.some((o) => o.includes(`id=${s.tlsCreds}`)) ? `Object with id '${s.tlsCreds}' is not TLS credentials` : `No TLS credentials with id '${s.tlsCreds}'`)
       }
-      const upgrade = serverTls(creds)
-      startTls = async (socket) => new SocketChannel(await upgrade(socket), true)
+      startTls = serverTls(creds)
     } catch (e) {
       if (!isImageError(e)) throw e
       reportError(ctx, `Failed to get TLS creds: ${e.message}`)

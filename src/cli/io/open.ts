@@ -66,7 +66,7 @@ async function openDevice(session: Session, filename: string, format: string | u
       // Without a name (open -o filename=…), blk_new_open reports the driver's own message.
       : named
         ? await openOperandOptions(filename, false, undefined, secrets, { writable: !flags.readOnly, secret }, graph)
-        : await openGraph(graph.options, { writable: !flags.readOnly, secret, keySecret: (id, file) => id === undefined ? secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id) }, graph.filename)
+        : await openGraph(graph.options, { writable: !flags.readOnly, secret, tlsObjects: secrets.tlsObjects ?? [], keySecret: (id, file) => id === undefined ? secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id) }, graph.filename)
     return { device, flags, reopen: (f) => openDevice(session, filename, format, options, f, named) }
   }
   // BDRV_O_SNAPSHOT: a temporary qcow2 overlay takes the writes; the image itself stays as it was.
