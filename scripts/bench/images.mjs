@@ -76,6 +76,8 @@ export function imageCache(work, root) {
     vdi: { file: 'disk.vdi', build: (out) => sh('qemu-img', ['convert', '-O', 'vdi', image('raw'), out]) },
     stream: { file: 'stream.vmdk', build: (out) => sh('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', image('raw'), out]) },
     qcow: { file: 'disk.qcow', build: (out) => sh('qemu-img', ['convert', '-O', 'qcow', image('raw'), out]) },
+    vhdx: { file: 'disk.vhdx', build: (out) => sh('qemu-img', ['convert', '-O', 'vhdx', image('raw'), out]) },
+    'medium.vhdx': { file: 'medium.vhdx', build: (out) => sh('qemu-img', ['convert', '-O', 'vhdx', image('medium'), out]) },
   }
 
   /** Path of a cached image, building it (and what it needs) on first use. */

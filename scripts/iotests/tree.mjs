@@ -37,8 +37,8 @@ export function buildTree(workDir, srcDir, tool, qimgBin, tag) {
   link(stub, path.join(root, 'storage-daemon', 'qemu-storage-daemon'))
   link(tool === 'qimg' ? qimgBin : '/usr/bin/qemu-img', path.join(root, 'qemu-img'))
   link(tool === 'qimg' ? qimgBin : '/usr/bin/qemu-io', path.join(root, 'qemu-io'))
-  // qimg has no NBD server yet: tests that serve an image use QEMU's in both runs.
-  link('/usr/bin/qemu-nbd', path.join(root, 'qemu-nbd'))
+  // qimg nbd is qemu-nbd when started through a link of that name.
+  link(tool === 'qimg' ? qimgBin : '/usr/bin/qemu-nbd', path.join(root, 'qemu-nbd'))
   link(path.join(srcDir, 'tests', 'qemu-iotests', 'check'), path.join(iotests, 'check'))
   if (!existsSync(path.join(srcDir, 'tests', 'qemu-iotests', 'check'))) throw new Error(`iotests: no check script in ${srcDir}`)
   return iotests

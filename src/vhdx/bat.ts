@@ -2,6 +2,7 @@
 // bitmap entry after every chunkRatio of them; each entry a state (low 3 bits) and a file
 // offset in MiB (bits 20-63). Kept as the bytes on disk, so an update logs whole BAT sectors.
 import { ImageError, hex } from '../errors.js'
+import { qemuOpenText } from './fail.js'
 import type { VhdxMetadata } from './metadata.js'
 import {
   HEADER_SECTION_END, LOG_SECTOR_SIZE, MIB, PAYLOAD_BLOCK_FULLY_PRESENT, PAYLOAD_BLOCK_PARTIALLY_PRESENT, SB_BLOCK_PRESENT, SECTOR_BITMAP_BLOCK_SIZE, viewOf,
@@ -79,6 +80,15 @@ export class Bat {
   }
 }
 
+/** A registered region of the file (log, BAT, metadata). */
+export interface Region { start: number; end: number; what: string }
+
+/** vhdx_region_check: the most recently registered region first, as QEMU's list is. */
+export function overlapping(regions: readonly Region[], start: number, end: number): Region | undefined {
+  for (let i = regions.length - 1; i >= 0; i--) if (!(start >= regions[i]!.end || end <= regions[i]!.start)) return regions[i]
+  return undefined
+}
+
 /** One BAT problem found by {@link checkBatEntries}: QEMU's error_report line and qimg's message. */
 export interface BatProblem {
   qemuLine: string | undefined
@@ -115,9 +125,11 @@ export function checkBatEntries(bat: Bat, virtualSize: number, fileSize: number,
       problems.push({ qemuLine: undefined, message: `${where} puts its block at ${hex(offset)}, inside the header section`, offset: at })
       continue
     }
-    const over = regions.find((r) => !(offset >= r.end || offset + length <= r.start))
+    // QEMU checks a payload block's whole block size against the regions, most recent first.
+    const span = bitmap ? length : bat.blockSize
+    const over = overlapping(regions, offset, offset + span)
     if (over) {
-      problems.push({ qemuLine: undefined, message: `${where} puts its block at ${hex(offset)}, over ${over.what}`, offset: at })
+      problems.push({ qemuLine: bitmap ? undefined : `VHDX region ${offset}-${offset + span} overlaps with region ${over.start}-${over.end}`, message: `${where} puts its block at ${hex(offset)}, over ${over.what}`, offset: at })
       continue
     }
     used.push([offset, offset + length, i])
@@ -141,5 +153,5 @@ export function checkBatEntries(bat: Bat, virtualSize: number, fileSize: number,
 
 /** The open's refusal for a BAT problem (QEMU: its line, then EINVAL). */
 export function batError(p: BatProblem, file: string): ImageError {
-  return new ImageError('CORRUPT', p.message, { file, offset: p.offset, qemuText: `Could not open '${file}': Invalid argument` })
+  return new ImageError('CORRUPT', p.message, { file, offset: p.offset, qemuText: qemuOpenText(file, 'Invalid argument', p.qemuLine) })
 }

@@ -5,6 +5,7 @@
 import { ImageError, hex } from '../errors.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import { writeZeroes } from '../io/storage.js'
+import { qemuOpenText } from './fail.js'
 import { HeaderPair, randomGuid, readPadded } from './headers.js'
 import {
   LOG_ENTRY_HEADER_SIZE, assembleSector, crcContinue, dataSectorSequence, decodeLogDescriptor, decodeLogEntryHeader, descriptorSectors,
@@ -34,7 +35,7 @@ class LogSectors {
 }
 
 function logError(file: string, rule: string, offset: number, qemu = 'Invalid argument'): ImageError {
-  return new ImageError('CORRUPT', `${file}: VHDX log: ${rule}`, { file, offset, qemuText: `Could not open '${file}': ${qemu}` })
+  return new ImageError('CORRUPT', `${file}: VHDX log: ${rule}`, { file, offset, qemuText: qemuOpenText(file, qemu) })
 }
 
 /** The descriptor sectors of the entry at `index`, validated (a bad descriptor fails the open, as in QEMU). */

@@ -85,7 +85,7 @@ export async function readMetadata(storage: ReadableStorage, fileSize: number, r
     throw openError('CORRUPT', file, `VHDX file parameters at ${hex(paramsAt)}`, `block size ${blockSize} is not a power of two from 1 MiB to 256 MiB`, paramsAt)
   }
   const sizeAt = base + found.get(LOGICAL_SECTOR_SIZE_GUID)!.offset
-  if (logicalSectorSize !== 512 && logicalSectorSize !== 4096) throw openError('CORRUPT', file, `VHDX logical sector size at ${hex(sizeAt)}`, `${logicalSectorSize} is neither 512 nor 4096`, sizeAt)
+  if (logicalSectorSize !== 512 && logicalSectorSize !== 4096) throw openError('CORRUPT', file, `VHDX logical sector size at ${hex(sizeAt)}`, `${logicalSectorSize} is neither 512 nor 4096`, sizeAt, 'Operation not supported')
   const diskSizeAt = base + found.get(VIRTUAL_DISK_SIZE_GUID)!.offset
   // qimg's rules: the size is whole logical sectors (the spec's own) and at most 64 TiB (QEMU's limit on create).
   if (virtualDiskSize > MAX_IMAGE_SIZE || virtualDiskSize % logicalSectorSize !== 0) {

@@ -28,9 +28,7 @@ export const vhdxModule: FormatModule = {
     const layout = await openLayout(storage, { writable: context.writable })
     const problems = checkBatEntries(layout.bat, layout.metadata.virtualDiskSize, layout.fileSize, layout.regions, storage.name)
     if (problems.length > 0) {
-      const first = problems[0]!
-      if (first.qemuLine !== undefined) context.report?.(first.qemuLine)
-      throw batError(first, storage.name)
+      throw batError(problems[0]!, storage.name)
     }
     const backing = layout.metadata.hasParent ? parentName(layout, storage.name) : undefined
     return new VhdxImage(storage, layout, backing, context.writable)

@@ -12,7 +12,7 @@ import {
   BAT_GUID, FILE_SIGNATURE, HEADER_SECTION_END, METADATA_GUID, REGION_TABLE1_OFFSET, REGION_TABLE_MAX_ENTRIES, REGION_TABLE_SIZE, checksumIsValid,
 } from './spec.js'
 import { decodeRegionEntry, decodeRegionTableHeader, type RegionEntry } from './structures.js'
-import { Bat, batEntryCount } from './bat.js'
+import { Bat, batEntryCount, overlapping } from './bat.js'
 
 export interface VhdxLayout {
   fileSize: number
@@ -28,9 +28,6 @@ export interface VhdxLayout {
   logWriter: LogWriter | undefined
 }
 
-function overlapping(regions: VhdxLayout['regions'], start: number, end: number): VhdxLayout['regions'][number] | undefined {
-  return regions.find((r) => !(start >= r.end || end <= r.start))
-}
 
 /** vhdx_open_region_tables: table 1 only, as QEMU reads it. */
 async function readRegions(storage: ReadableStorage, fileSize: number, regions: VhdxLayout['regions']): Promise<{ bat: RegionEntry; metadata: RegionEntry }> {
@@ -48,7 +45,7 @@ async function readRegions(storage: ReadableStorage, fileSize: number, regions: 
     const at = REGION_TABLE1_OFFSET + 16 + i * 32
     const end = e.fileOffset + e.length
     const over = overlapping(regions, e.fileOffset, end)
-    if (over) throw openError('CORRUPT', file, where, `entry ${i} (${hex(e.fileOffset)}, ${e.length} bytes) overlaps ${over.what}`, at)
+    if (over) throw openError('CORRUPT', file, where, `entry ${i} (${hex(e.fileOffset)}, ${e.length} bytes) overlaps ${over.what}`, at, 'Invalid argument', `VHDX region ${e.fileOffset}-${end} overlaps with region ${over.start}-${over.end}`)
     const known = e.guid === BAT_GUID ? 'the BAT' : e.guid === METADATA_GUID ? 'the metadata region' : undefined
     regions.push({ start: e.fileOffset, end, what: known ?? `region ${e.guid}` })
     if (e.guid === BAT_GUID) {

@@ -42,7 +42,7 @@ export async function convertToS3(source: BlockDevice, target: S3Target): Promis
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   try {
-    await withUpload(s3ClientFromEnv(target.output), location, Math.min(target.parallel, 8), async (upload) => {
+    await withUpload(s3ClientFromEnv(target.output), location, Math.min(target.parallel, 4), async (upload) => {
       const options = { progress: target.progress }
       if (target.format === 'raw') await uploadRaw(source, upload, options)
       else await uploadQcow2(source, upload, { ...options, clusterBits: Math.log2(clusterSize), version: compat === '0.10' || compat === 'v2' ? 2 : 3 })

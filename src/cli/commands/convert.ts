@@ -19,6 +19,8 @@ import type { BlockDevice } from '../../format/device.js'
 import { hasPersistentBitmaps } from '../../format/bitmap-capability.js'
 import { addBitmap, bitmapsOf, mergeBitmap, removeBitmap } from './bitmap.js'
 import { lookupSecret, secretsOf } from '../secrets.js'
+import { PROGRESS_SPEC } from '../progress-option.js'
+import { convertPipe } from './convert-pipe.js'
 import { optionListCheck, snapshotParam, snapshotParamCheck } from '../option-checks.js'
 
 const snapshotOf = (text: string | undefined) => text === undefined ? undefined : snapshotParam(text)
@@ -87,6 +89,8 @@ export const convert: Command = async (args, ctx) => {
     { long: 'target-is-zero', value: false },
     { long: 'bitmaps', value: false },
     { long: 'skip-broken-bitmaps', value: false },
+    PROGRESS_SPEC,
+    { long: 'size', value: true },
   ])
   const targetFormat = stringOption(parsed, 'target-format') ?? 'raw'
   const copyBitmaps = flag(parsed, 'bitmaps')
@@ -119,6 +123,9 @@ export const convert: Command = async (args, ctx) => {
   const backingFormat = stringOption(parsed, 'backing-format') ?? opts.get('backing_fmt')
   if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
 
+  if (source === '-' || output === '-') {
+    return convertPipe(source, output, parsed, ctx, { targetFormat, compress, opts, sparseSize, parallel, noCreate, backing })
+  }
   // Worker threads (de)compress: they start only when the source has a compressed cluster (or
   // with -c), and stop when the command ends. Decompression leaves a core to this thread, which
   // reads and writes; compression, the heavy part of -c, gets every core.
