@@ -20,9 +20,10 @@ const qimg = (args: string[], input?: string, env?: Record<string, string>) => r
 const REFUSED: { args: string[]; message: RegExp }[] = [
   { args: ['convert', '-f', 'raw', '-O', 'qcow2', '-', '-'], message: /from standard input to standard output is impossible: a qcow2 stream puts its tables before the data/ },
   { args: ['convert', '-O', 'vpc', disk, '-'], message: /only -o subformat=fixed can be written to a pipe/ },
-  { args: ['convert', '-O', 'vmdk', disk, '-'], message: /only -o subformat=streamOptimized/ },
+  { args: ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk, '-'], message: /only raw, qcow2 and vpc \(subformat=fixed\) can be written to a pipe/ },
+  { args: ['convert', '-f', 'raw', '-O', 'raw', '-', join(dir, 'never.raw')], message: /the source cannot be standard input; give it as a file/ },
   { args: ['convert', '-O', 'qcow2', '-o', 'preallocation=metadata', disk, '-'], message: /option 'preallocation' is not possible on a pipe/ },
-  { args: ['convert', '-O', 'vdi', disk, '-'], message: /only raw, qcow2, vpc \(subformat=fixed\) and vmdk \(subformat=streamOptimized\) can be written to a pipe/ },
+  { args: ['convert', '-O', 'vdi', disk, '-'], message: /only raw, qcow2 and vpc \(subformat=fixed\) can be written to a pipe/ },
   { args: ['convert', '-n', '-O', 'raw', disk, '-'], message: /standard output is not an existing image/ },
 ]
 

@@ -22,10 +22,9 @@ export async function convertPipe(source: string, output: string, parsed: Parsed
   }
   const progress = cliProgress(parsed, ctx, { bar: flag(parsed, 'progress') && !flag(parsed, 'quiet'), barToStderr: output === '-' })
   try {
-    if (source === '-') {
-      const { convertFromStdin } = await import('./convert-stdin.js')
-      return await convertFromStdin(output, parsed, ctx, { ...options, progress: progress.meter })
-    }
+    // Standard input as the source is refused, not half-read: the generic copy asks the source
+    // for block status and reads it out of order.
+    if (source === '-') throw new ImageError('UNSUPPORTED', 'convert: the source cannot be standard input; give it as a file or an image name')
     const pool = new CodecPool(decodeThreads())
     try {
       const device = await openOperand(source, parsed, { pool })

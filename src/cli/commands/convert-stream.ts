@@ -31,12 +31,11 @@ const QCOW2_STREAM_OPTIONS = new Set(['cluster_size', 'compression_type', 'compa
 /** Refuses what no streamed output can do, naming the form. */
 export function checkStreamOutput(request: StreamRequest): void {
   const { targetFormat, opts } = request
-  if (!['raw', 'qcow2', 'vpc', 'vmdk'].includes(targetFormat)) throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat} to standard output: only raw, qcow2, vpc (subformat=fixed) and vmdk (subformat=streamOptimized) can be written to a pipe`)
+  if (!['raw', 'qcow2', 'vpc'].includes(targetFormat)) throw new ImageError('UNSUPPORTED', `convert -O ${targetFormat} to standard output: only raw, qcow2 and vpc (subformat=fixed) can be written to a pipe`)
   if (targetFormat === 'qcow2') {
     for (const key of opts.keys()) if (!QCOW2_STREAM_OPTIONS.has(key)) throw new ImageError('UNSUPPORTED', `convert -O qcow2 to standard output: option '${key}' is not possible on a pipe (only cluster_size, compression_type, compat, refcount_bits)`)
   }
   if (targetFormat === 'vpc' && opts.get('subformat') !== 'fixed') throw new ImageError('UNSUPPORTED', 'convert -O vpc to standard output: only -o subformat=fixed can be written to a pipe (a dynamic disk\'s block table comes before its data)')
-  if (targetFormat === 'vmdk' && opts.get('subformat') !== 'streamOptimized') throw new ImageError('UNSUPPORTED', 'convert -O vmdk to standard output: only -o subformat=streamOptimized can be written to a pipe')
   if (request.compress && targetFormat !== 'qcow2' && targetFormat !== 'vmdk') throw new ImageError('INVALID_ARGUMENT', `Compression not supported for format '${targetFormat}'`)
 }
 
@@ -67,7 +66,7 @@ export async function convertToSink(source: BlockDevice, request: StreamRequest,
       await spill?.storage.close()
     }
   } else {
-    throw new ImageError('UNSUPPORTED', `convert -O ${request.targetFormat} to standard output is not implemented yet`)
+    throw new ImageError('UNSUPPORTED', `convert -O ${request.targetFormat} to standard output is not supported: raw, qcow2 and vpc (subformat=fixed) can be streamed`)
   }
   progress?.end()
   await out.close()
