@@ -6,6 +6,7 @@ import type { BackingReference, GuestReader, WritableFormatDriver } from '../for
 import type { Extent } from '../format/extent.js'
 import { layerInfo, type ImageInfo } from '../format/info.js'
 import { UnitLocks, lockingUnits, writeUnits, type UnitAllocator } from '../format/unit-writer.js'
+import { writeZeroBuffers } from '../format/unit-split.js'
 import { ImageError } from '../errors.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { BAT_UNUSED } from './dynamic-header.js'
@@ -179,9 +180,8 @@ export class VpcImage implements WritableFormatDriver {
 
   /** vpc has no write-zeroes: QEMU's block layer writes a buffer of zeros (allocating). */
   async writeZeroes(offset: number, length: number, readGuest: GuestReader): Promise<void> {
-    const piece = Math.max(this.#sparse?.blockSize ?? 0, 1024 * 1024)
-    for (let at = 0; at < length; at += piece) await this.write(offset + at, new Uint8Array(Math.min(piece, length - at)), readGuest)
-    if (length === 0) await this.write(offset, new Uint8Array(0), readGuest)
+    if (length === 0) return this.write(offset, new Uint8Array(0), readGuest) // the range and mode checks
+    await writeZeroBuffers((at, zeros) => this.write(at, zeros, readGuest), offset, length, Math.max(this.#sparse?.blockSize ?? 0, 1024 * 1024))
   }
 
   /** vpc has no discard: QEMU's bdrv_co_pdiscard succeeds doing nothing. */
