@@ -8,6 +8,7 @@ import { ImageError } from '../errors.js'
 import { encodeHeaderCluster } from './header-encode.js'
 import type { Qcow2Header } from './header.js'
 import * as spec from './spec.js'
+import { refcountCover } from './refcount-cover.js'
 
 /** Where everything of a reserved-metadata image goes. */
 export interface ReservedLayout {
@@ -43,23 +44,11 @@ export function reservedLayout(size: number, clusterBits = 16, version: 2 | 3 = 
   const l1Entries = ceilDiv(guestClusters, l2Entries)
   if (l1Entries * 8 > spec.MAX_L1_BYTES) throw new ImageError('INVALID_ARGUMENT', 'Image size is too big for this cluster size: its L1 table would pass 32 MiB')
   const l1Clusters = Math.max(1, ceilDiv(l1Entries * 8, clusterBytes))
-  // 16-bit refcounts (qcow2.rst "Host cluster management": refcount_order 4).
-  const refsPerBlock = clusterBytes / 2
   const minRegionClusters = ceilDiv(minRegionBytes, clusterBytes)
-  // Fixed point: the refcounts cover the region itself, every data cluster and every L2 table.
-  let refBlocks = 1
-  let refTableClusters = 1
-  let regionClusters = 0
-  for (;;) {
-    const metadataClusters = 1 + l1Clusters + refTableClusters + refBlocks
-    regionClusters = Math.max(metadataClusters, minRegionClusters)
-    const fileClusters = regionClusters + guestClusters + l1Entries
-    const needBlocks = ceilDiv(fileClusters, refsPerBlock)
-    const needTable = ceilDiv(needBlocks * 8, clusterBytes)
-    if (needBlocks <= refBlocks && needTable <= refTableClusters) break
-    refBlocks = Math.max(refBlocks, needBlocks)
-    refTableClusters = Math.max(refTableClusters, needTable)
-  }
+  // 16-bit refcounts (refcount_order 4) covering the region itself, every data cluster and every L2 table.
+  const regionFor = (refTableClusters: number, refBlocks: number) => Math.max(1 + l1Clusters + refTableClusters + refBlocks, minRegionClusters)
+  const { refBlocks, refTableClusters } = refcountCover(clusterBytes, 4, (table, blocks) => regionFor(table, blocks) + guestClusters + l1Entries)
+  const regionClusters = regionFor(refTableClusters, refBlocks)
   if (refTableClusters * clusterBytes > spec.MAX_REFTABLE_BYTES) throw new ImageError('INVALID_ARGUMENT', 'Image size is too big for this cluster size: its refcount table would pass 8 MiB')
   const l1Offset = clusterBytes
   const refTableOffset = l1Offset + l1Clusters * clusterBytes

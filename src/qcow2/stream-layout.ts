@@ -10,6 +10,7 @@ import { encodeHeaderCluster } from './header-encode.js'
 import type { Qcow2Header } from './header.js'
 import { setRefcountEntry } from './refcount.js'
 import * as spec from './spec.js'
+import { refcountCover } from './refcount-cover.js'
 
 /** What fixes a stream layout: the image's shape and how much it maps. */
 export interface StreamLayoutInput {
@@ -67,18 +68,8 @@ export function planStreamLayout(input: StreamLayoutInput): StreamLayout {
   if (l1Size * 8 > spec.MAX_L1_BYTES) throw new ImageError('INVALID_ARGUMENT', "The image size is too large for file format 'qcow2' (try using a larger cluster size)")
   if (l2TableCount > l1Size) throw new ImageError('INVALID_ARGUMENT', `${l2TableCount} L2 tables for an L1 table of ${l1Size} entries`)
   const l1Clusters = Math.max(1, ceilDiv(l1Size * 8, clusterSize))
-  const refcountsPerBlock = clusterSize * 8 / 2 ** refcountOrder
   const fixedClusters = 1 + l1Clusters + l2TableCount + dataClusterCount
-  let refblockCount = 1
-  let refcountTableClusters = 1
-  for (;;) {
-    const total = fixedClusters + refcountTableClusters + refblockCount
-    const blocks = ceilDiv(total, refcountsPerBlock)
-    const tableClusters = ceilDiv(blocks * 8, clusterSize)
-    if (blocks <= refblockCount && tableClusters <= refcountTableClusters) break
-    refblockCount = Math.max(refblockCount, blocks)
-    refcountTableClusters = Math.max(refcountTableClusters, tableClusters)
-  }
+  const { refBlocks: refblockCount, refTableClusters: refcountTableClusters } = refcountCover(clusterSize, refcountOrder, (table, blocks) => fixedClusters + table + blocks)
   if (refcountTableClusters * clusterSize > spec.MAX_REFTABLE_BYTES) throw new ImageError('INVALID_ARGUMENT', `refcount table of ${refcountTableClusters} clusters is above QEMU's limit of 8 MiB`)
   const refcountTableOffset = clusterSize
   const refblockOffset = refcountTableOffset + refcountTableClusters * clusterSize
