@@ -36,7 +36,7 @@ export function checkStreamOutput(request: StreamRequest): void {
     for (const key of opts.keys()) if (!QCOW2_STREAM_OPTIONS.has(key)) throw new ImageError('UNSUPPORTED', `convert -O qcow2 to standard output: option '${key}' is not possible on a pipe (only cluster_size, compression_type, compat, refcount_bits)`)
   }
   if (targetFormat === 'vpc' && opts.get('subformat') !== 'fixed') throw new ImageError('UNSUPPORTED', 'convert -O vpc to standard output: only -o subformat=fixed can be written to a pipe (a dynamic disk\'s block table comes before its data)')
-  if (request.compress && targetFormat !== 'qcow2' && targetFormat !== 'vmdk') throw new ImageError('INVALID_ARGUMENT', `Compression not supported for format '${targetFormat}'`)
+  if (request.compress && targetFormat !== 'qcow2') throw new ImageError('INVALID_ARGUMENT', `Compression not supported for format '${targetFormat}'`)
 }
 
 /** Writes `source` to standard output (or `sink`) in the requested format. */
@@ -49,7 +49,8 @@ export async function convertToSink(source: BlockDevice, request: StreamRequest,
     progress?.phase('write', source.size)
     await feedDevice(source, rawWriter(out, (n) => progress?.add(n)), parallel)
     if (request.targetFormat === 'vpc') await endFixedVhd(out, source.size, { fixed: true, forceSize: request.opts.get('force_size') === 'on', nowSeconds: Math.floor(Date.now() / 1000), uuid: randomBytes(16) })
-  } else if (request.targetFormat === 'qcow2') {
+  } else {
+    // qcow2: checkStreamOutput let nothing else through.
     const o = resolveCreateOptions(toQcow2Options(request.opts, source.size))
     const pool = request.compress ? new CodecPool() : undefined
     const spill = request.compress ? await openTempSpill() : undefined
@@ -65,8 +66,6 @@ export async function convertToSink(source: BlockDevice, request: StreamRequest,
       await pool?.close()
       await spill?.storage.close()
     }
-  } else {
-    throw new ImageError('UNSUPPORTED', `convert -O ${request.targetFormat} to standard output is not supported: raw, qcow2 and vpc (subformat=fixed) can be streamed`)
   }
   progress?.end()
   await out.close()
