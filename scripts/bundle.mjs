@@ -35,8 +35,9 @@ await build({
 // The worker is found beside the code that starts it (new URL('./pool-worker.js', import.meta.url)).
 await build({ ...common, entryPoints: ['dist/src/node/pool-worker.js'], outfile: join(outdir, 'pool-worker.js'), format: 'esm' })
 
-// The code cache: made after a real run (info and a compressed convert of a small image), so the
-// functions those compile lazily are cached as well. A cache another Node rejects costs nothing.
+// The code cache: made at the exit of a real run (create, then info of that image; the last run's
+// cache is kept), so the functions info compiles lazily are cached as well. A cache another Node
+// rejects costs nothing.
 const scratch = mkdtempSync(join(tmpdir(), 'qimg-bundle-'))
 try {
   const bin = join(root, 'bin', 'qimg.js')
