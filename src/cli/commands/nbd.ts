@@ -12,8 +12,9 @@ import { NbdExport } from '../../nbd/export.js'
 import { createQcow2 } from '../../node/create.js'
 import { NbdServer } from '../../node/nbd-server.js'
 import { openImage } from '../../node/open.js'
-import { isTlsObject, loadTlsCreds, parseTlsObject, serverTls, type LoadedTlsCreds } from '../../node/tls-creds.js'
+import { clientTls, isTlsObject, loadTlsCreds, parseTlsObject, serverTls, type LoadedTlsCreds } from '../../node/tls-creds.js'
 import { errorText, openOperand, programName, reportError, type CliContext, type Command } from '../context.js'
+import { listCommand } from '../nbd/list.js'
 import { NBD_USAGE, parseNbdArgs, type NbdSettings } from '../nbd/options.js'
 
 /** Set in the server process that --fork starts: it tells the parent when it serves. */
@@ -97,13 +98,15 @@ export const nbd: Command = async (args, ctx) => {
       if (!creds) {
         throw new ImageError('INVALID_ARGUMENT', objects.some((o) => o.includes(`id=${s.tlsCreds}`)) ? `Object with id '${s.tlsCreds}' is not TLS credentials` : `No TLS credentials with id '${s.tlsCreds}'`)
       }
-      startTls = serverTls(creds)
+      // -L is a client: its credentials are a client's, checked against the server's name.
+      startTls = s.list ? clientTls(creds, s.tlsHostname) : serverTls(creds)
     } catch (e) {
       if (!isImageError(e)) throw e
       reportError(ctx, `Failed to get TLS creds: ${e.message}`)
       return 1
     }
   }
+  if (s.list) return listCommand(s, startTls, ctx)
   if (s.fork && process.env[FORKED_ENV] === undefined) return forkServer(args, ctx)
   let opened: { device: BlockDevice; cleanup?: () => Promise<void> }
   try {
