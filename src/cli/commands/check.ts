@@ -10,19 +10,10 @@ import { FileStorage } from '../../io/file.js'
 import type { CheckReport } from '../../format/capabilities.js'
 import type { FormatCheckOptions } from '../../format/module.js'
 import { flag, stringOption } from '../getopt.js'
+import { fixed2 } from '../human.js'
 import { toQemuJson } from '../qjson.js'
+import { cliProgress, PROGRESS_SPEC } from '../progress-option.js'
 import { oneOperand, openOperand, operandImage, outputFormat, parseArgs, reportError, type Command } from '../context.js'
-
-/** printf's %0.2f: toFixed(2) breaks an exact tie upwards, printf to the even digit (3.125 → 3.12). */
-function fixed2(x: number): string {
-  const scaled = x * 100
-  // Only multiples of 1/8 can be exact ties at two decimals.
-  if (Number.isInteger(x * 8) && scaled - Math.floor(scaled) === 0.5) {
-    const down = Math.floor(scaled)
-    return ((down % 2 === 0 ? down : down + 1) / 100).toFixed(2)
-  }
-  return x.toFixed(2)
-}
 
 function human(r: CheckReport): string {
   let out = ''
@@ -69,6 +60,7 @@ export const check: Command = async (args, ctx) => {
     { long: 'output', value: true },
     { short: 'r', long: 'repair', value: true, key: 'repair' },
     { short: 'T', long: 'cache', value: true, key: 'cache' },
+    PROGRESS_SPEC,
   ])
   const output = outputFormat(parsed)
   const operand = oneOperand(parsed)
@@ -91,14 +83,19 @@ export const check: Command = async (args, ctx) => {
       openImage: async () => (await openOperand(operand, parsed, { fileReferences: 'ignore' })).close(),
     }
     let result: CheckReport
+    // qemu-img check has no -p: --progress=json and SIGUSR1 are qimg's.
+    const progress = cliProgress(parsed, ctx, { bar: false })
     try {
-      result = await module.check(storage, { ...options, fix: repair as 'leaks' | 'all' | undefined })
+      result = await module.check(storage, { ...options, fix: repair as 'leaks' | 'all' | undefined, progress: progress.meter })
+      progress.meter.end()
     } catch (e) {
       if (isImageError(e, 'UNSUPPORTED') && e.qemuText === 'This image format does not support checks') {
         reportError(ctx, e.qemuText)
         return 63
       }
       throw openFailure(operand, e)
+    } finally {
+      progress.dispose()
     }
     if (result.failed) {
       reportError(ctx, `Check failed: ${result.failed}`)
