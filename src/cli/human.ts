@@ -14,17 +14,6 @@ function exactDecimal(x: number): { digits: string; scale: number } {
   return { digits: (BigInt(scaled) * 5n ** BigInt(scale)).toString(), scale }
 }
 
-/** printf's %0.2f (qemu-img check's percentages, qemu-progress.c's bar): toFixed(2) breaks an exact tie upwards, printf to the even digit (3.125 → 3.12). */
-export function fixed2(x: number): string {
-  const scaled = x * 100
-  // Only multiples of 1/8 can be exact ties at two decimals.
-  if (Number.isInteger(x * 8) && scaled - Math.floor(scaled) === 0.5) {
-    const down = Math.floor(scaled)
-    return ((down % 2 === 0 ? down : down + 1) / 100).toFixed(2)
-  }
-  return x.toFixed(2)
-}
-
 /**
  * C's `printf("%.<precision>g", x)` (glibc: exact value, round half to even, trailing zeros
  * removed), for finite `x`.

@@ -7,7 +7,7 @@ import { ImageError } from '../errors.js'
 import type { PhasePlace, ProgressMeter } from '../commands/progress-meter.js'
 import type { CliContext } from './context.js'
 import { flag, type OptionSpec, type Parsed } from './getopt.js'
-import { fixed2 } from './human.js'
+import { fixed2 } from './check-text.js'
 
 /** The long option every progress-reporting command takes. */
 export const PROGRESS_SPEC: OptionSpec = {
