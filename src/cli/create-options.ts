@@ -8,8 +8,6 @@ import { SIZE_OPTION } from '../format/create-options.js'
 import { findFormatModule } from '../formats.js'
 
 export { parseBool, parseOptionNumber, parseOptionSize }
-export { toQcow2Options } from '../qcow2/create-options.js'
-export { rawPreallocation } from '../raw-module.js'
 
 /** How QEMU parses (and prints) an option's value. */
 type OptionType = CreateOptionDesc['type']
