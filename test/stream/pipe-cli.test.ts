@@ -42,6 +42,12 @@ for (const r of REFUSED) {
   })
 }
 
+test('qcow2 from a pipe to a pipe is refused with standard input left open (no hang)', { timeout: 120_000 }, async () => {
+  const result = await qimg(['convert', '-f', 'raw', '-O', 'qcow2', '-', '-'])
+  assert.equal(result.code, 1)
+  assert.match(result.stderr, /from standard input to standard output is impossible/)
+})
+
 /** JSON progress lines: parsed, each phase's bytes and the overall percent never going back. */
 function checkJsonProgress(stderr: string, phases: string[]): void {
   const lines = stderr.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { phase: string; done: number; total: number; percent: number; elapsed: number })
