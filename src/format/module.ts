@@ -5,6 +5,7 @@ import type { CryptoProvider } from '../crypto/provider.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import type { FormatDriver } from './driver.js'
 import type { CheckReport } from './capabilities.js'
+import type { ProgressMeter } from '../commands/progress-meter.js'
 import type { FormatMeasureRequest, MeasureResult } from './measure.js'
 
 /** What an opening format driver may ask of the chain opener. */
@@ -50,6 +51,8 @@ export interface FormatCheckOptions {
    * check that must open an encrypted image first, as qemu-img check does.
    */
   openImage?: (() => Promise<void>) | undefined
+  /** Receives the check's progress, where the format reports it (qcow2: references, refcounts, copied). */
+  progress?: ProgressMeter | undefined
 }
 
 /** One creation option as qemu-img lists it in `-o help` and the "Formatting" line. */
