@@ -35,6 +35,9 @@ await build({
 // The worker is found beside the code that starts it (new URL('./pool-worker.js', import.meta.url)).
 await build({ ...common, entryPoints: ['dist/src/node/pool-worker.js'], outfile: join(outdir, 'pool-worker.js'), format: 'esm' })
 
+// The inspector page (qimg web): dist/web/.
+await import('./bundle-web.mjs')
+
 // The code cache: made at the exit of a real run (create, then info of that image; the last run's
 // cache is kept), so the functions info compiles lazily are cached as well. A cache another Node
 // rejects costs nothing.

@@ -16,3 +16,9 @@ export const formatModules: readonly FormatModule[] = [qcow2Module, qcowModule, 
 export function findFormatModule(name: string, modules: readonly FormatModule[] = formatModules): FormatModule | undefined {
   return modules.find((m) => m.name === name)
 }
+
+/**
+ * The format of the temporary overlay BDRV_O_SNAPSHOT puts over an image (qemu-io -s, qemu-nbd
+ * -s): block.c bdrv_append_temp_snapshot always makes a qcow2 one.
+ */
+export const SNAPSHOT_OVERLAY_FORMAT = 'qcow2'

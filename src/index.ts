@@ -3,7 +3,7 @@
 export * from './core.js'
 export { FileStorage } from './io/file.js'
 export { openImage, describeLayer, type OpenImageOptions } from './node/open.js'
-export { createQcow2, createRaw } from './node/create.js'
+export { createQcow2, createRaw } from './node/typed-create.js'
 export { nodeCodecs } from './node/codecs.js'
 export { CodecPool } from './node/pool.js'
 export { nodeCrypto } from './node/crypto.js'

@@ -5,6 +5,7 @@ import { RawImage } from './raw.js'
 import { SIZE_OPTION } from './format/create-options.js'
 import { ImageError } from './errors.js'
 import { borrowed } from './io/borrowed.js'
+import { roundUp } from './format/measure.js'
 
 /** The preallocation of a raw image (file-posix's checks and messages). */
 export function rawPreallocation(opts: ReadonlyMap<string, string>): 'off' | 'falloc' | 'full' {
@@ -27,5 +28,10 @@ export const rawModule: FormatModule = {
   async create(request) {
     const size = Math.ceil(request.size / 512) * 512
     if (size > 0) await (await RawImage.open(borrowed(request.storage), { writable: true })).setVirtualSize(size, rawPreallocation(request.options))
+  },
+  /** raw_measure: the size itself (rounded to sectors without a source). */
+  async measure({ source }) {
+    const required = 'device' in source ? source.device.size : roundUp(source.size, 512)
+    return { required, fullyAllocated: required, bitmaps: undefined }
   },
 }

@@ -24,6 +24,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   rebase: async () => (await import('./commands/rebase.js')).rebase,
   resize: async () => (await import('./commands/resize.js')).resize,
   snapshot: async () => (await import('./commands/snapshot.js')).snapshot,
+  web: async () => (await import('./commands/web.js')).web,
 }
 
 const USAGE = `qimg - virtual disk image tool (qemu-img compatible)
@@ -47,6 +48,7 @@ Commands:
   commit [-f FMT] [-b BASE] [-d] [-p] [-q] FILENAME
   dd [--image-opts] [-U] [-f FMT] [-O OUTPUT_FMT] [bs=BLOCK_SIZE] [count=BLOCKS] [skip=BLOCKS] if=INPUT of=OUTPUT
   compare [-f FMT] [-F FMT] [-s] [-p] [-q] [-U] FILENAME1 FILENAME2
+  web [--port N] [--bind ADDR] [FILENAME | URL]...   (the inspector page)
 `
 
 /** Runs the CLI with `argv` (without node and script); resolves to the exit code. */

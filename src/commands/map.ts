@@ -11,8 +11,8 @@ function mergeable(curr: BlockStatus, next: BlockStatus): boolean {
   return curr.offset === undefined || curr.offset + curr.length === next.offset
 }
 
-/** Block status of `[start, start+length)` as merged entries. */
-export async function mapImage(device: BlockDevice, start = 0, length = Infinity): Promise<BlockStatus[]> {
+/** Block status of `[start, start+length)` as merged entries; `progress` hears of the bytes mapped. */
+export async function mapImage(device: BlockDevice, start = 0, length = Infinity, progress?: (done: number, total: number) => void): Promise<BlockStatus[]> {
   const end = Math.min(start + length, device.size)
   const entries: BlockStatus[] = []
   let curr: BlockStatus | undefined
@@ -20,6 +20,7 @@ export async function mapImage(device: BlockDevice, start = 0, length = Infinity
   while (offset < end) {
     const next = await device.blockStatus(offset, Math.min(end - offset, 2 ** 30))
     offset += next.length
+    progress?.(offset - start, end - start)
     if (curr && mergeable(curr, next)) {
       curr.length += next.length
       continue

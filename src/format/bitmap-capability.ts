@@ -14,6 +14,11 @@ export interface PersistentBitmap {
   enabled: boolean
   /** Found in use: its contents are unknown. */
   readonly inconsistent: boolean
+  /**
+   * The bits, serialized as qcow2 stores them (bit n covers guest bytes [n*g, (n+1)*g), in
+   * byte n/8, least significant bit first): read by NBD's dirty-bitmap context.
+   */
+  readonly bits: Uint8Array
   clear(): void
   /** Adds the dirty ranges of `src` (hbitmap_merge). */
   merge(src: PersistentBitmap): void

@@ -4,7 +4,7 @@ import { allocUninitialized } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
 import type { Compressors } from '../codecs.js'
-import { isWritableDriver, type FormatDriver, type WritableFormatDriver } from './driver.js'
+import { isWritableDriver, type FormatDriver, type GuestReader, type WritableFormatDriver } from './driver.js'
 import type { ImageInfo } from './info.js'
 import { hasCompressedWrites, hasVmState, type VmState } from './capabilities.js'
 
@@ -189,7 +189,10 @@ export class BlockDevice {
     return isWritableDriver(this.driver)
   }
 
-  readonly #readGuest = (offset: number, length: number): Promise<Uint8Array> => this.read(offset, length)
+  /** Current content for copy-on-write, with block status to skip copying zeros. */
+  readonly #readGuest: GuestReader = Object.assign((offset: number, length: number): Promise<Uint8Array> => this.read(offset, length), {
+    readsAsZero: (offset: number, length: number): Promise<boolean> => this.#readsAsZero(offset, length),
+  })
 
   /** Writes `data` at guest `offset` into the top layer (copy-on-write from the chain). */
   async write(offset: number, data: Uint8Array): Promise<void> {

@@ -62,8 +62,14 @@ export interface FormatDriver {
   close(): Promise<void>
 }
 
-/** Reads current guest content through the whole chain (copy-on-write needs it). */
-export type GuestReader = (offset: number, length: number) => Promise<Uint8Array>
+/**
+ * Reads current guest content through the whole chain (copy-on-write needs it). `readsAsZero`,
+ * where the caller has block status, tells without reading whether a range reads as zeros
+ * (QEMU's bdrv_is_zero_fast, which is_zero_cow asks): the write path then skips copying it.
+ */
+export type GuestReader = ((offset: number, length: number) => Promise<Uint8Array>) & {
+  readsAsZero?: (offset: number, length: number) => Promise<boolean>
+}
 
 /** A driver opened for writing. */
 export interface WritableFormatDriver extends FormatDriver {

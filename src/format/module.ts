@@ -5,6 +5,7 @@ import type { CryptoProvider } from '../crypto/provider.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import type { FormatDriver } from './driver.js'
 import type { CheckReport } from './capabilities.js'
+import type { FormatMeasureRequest, MeasureResult } from './measure.js'
 
 /** What an opening format driver may ask of the chain opener. */
 export interface FormatOpenContext {
@@ -120,4 +121,9 @@ export interface FormatModule {
   checkCreateOptions?(options: ReadonlyMap<string, string>): void
   /** Writes a new image into `request.storage`; absent when qimg cannot create the format. */
   create?(request: FormatCreateRequest): Promise<void>
+  /**
+   * qemu-img measure with this format as the target (QEMU's bdrv_measure), with the format's
+   * checks of the options; absent when QEMU cannot measure it.
+   */
+  measure?(request: FormatMeasureRequest): Promise<MeasureResult>
 }

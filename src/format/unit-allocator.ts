@@ -21,9 +21,12 @@ export type UnitPlan =
   | { kind: 'rewrite'; hostOffset: number; fill: 'zeros' | 'guest'; link: boolean }
   /**
    * New host space is needed. `carry` (subunit formats): the old content must move whole into
-   * the new unit first (it held data or was compressed).
+   * the new unit first (it held data or was compressed). `reads`: what the unit reads as now,
+   * where the driver knows without reading: `'zeros'` (a zero unit, or nothing here and no
+   * backing file), `'below'` (nothing in this layer: the backing chain's content); absent when
+   * the unit holds data of its own (compressed, shared with a snapshot).
    */
-  | { kind: 'allocate'; carry?: boolean }
+  | { kind: 'allocate'; carry?: boolean; reads?: 'zeros' | 'below' }
 
 /** Where a request's host space continues (QEMU's qcow2_alloc_host_offset keeps it contiguous). */
 export interface Contiguity {
@@ -36,6 +39,19 @@ export interface SubunitSpan {
   last: number
 }
 
+/** Host space reserved for a run of units. */
+export interface HostRun {
+  hostOffset: number
+  count: number
+  /**
+   * The space reads as zeros now and never held anything (it lies past the file's old end) and
+   * guest bytes are stored there as they are (no encryption, no external data file): a partial
+   * write then writes only its own bytes, as QEMU's handle_alloc_space skips a zero copy-on-write
+   * (with {@link UnitMap.zeroFresh}).
+   */
+  fresh?: boolean
+}
+
 /** The driver's view of one locked region (qcow2: one L2 table under its metadata mutex). */
 export interface UnitMap {
   plan(guestUnit: number): Promise<UnitPlan>
@@ -43,9 +59,14 @@ export interface UnitMap {
    * Reserves host space for up to `count` units from `guestUnit` (nothing points at it yet);
    * maybe fewer, the count is returned. May update `contiguity` to keep the next piece adjacent.
    */
-  allocateRun(guestUnit: number, count: number, contiguity: Contiguity): Promise<{ hostOffset: number; count: number }>
+  allocateRun(guestUnit: number, count: number, contiguity: Contiguity): Promise<HostRun>
   /** Writes guest bytes at a host offset (the driver encrypts, checks overlaps, marks dirty). */
   writeData(hostOffset: number, bytes: Uint8Array, guestOffset: number): Promise<void>
+  /**
+   * Makes fresh space ({@link HostRun.fresh}) read as zeros without writing them where the host
+   * can, the file extended over all of it; ordered like data, before any link to it.
+   */
+  zeroFresh?(hostOffset: number, length: number): Promise<void>
   /**
    * Points `count` units from `guestUnit` at consecutive units from `hostOffset`, after their
    * data was written: a crash then leaves at worst an unreferenced unit (a leak), never a unit
@@ -54,6 +75,8 @@ export interface UnitMap {
   linkRun(guestUnit: number, count: number, hostOffset: number, subunits?: SubunitSpan): Promise<void>
   /** Called before a copy-on-write read of a partial unit (blkdebug's cow_read). */
   beforeCopyOnWrite?(): void
+  /** Called when fresh space takes a partial write without copy-on-write (cluster_alloc_space). */
+  beforeFreshWrite?(): void
 }
 
 /** A piece of a lock-free overwrite: guest bytes `[from, to)` of the request go to `hostOffset`. */

@@ -4,11 +4,13 @@
 // written at once, and the crash-safe order (data before the metadata that points at it) live
 // here, once.
 import { ImageError } from '../errors.js'
-import type { Contiguity, GuestReader, UnitAllocator, UnitMap } from './unit-allocator.js'
+import type { Contiguity, GuestReader, HostRun, UnitAllocator, UnitMap, UnitPlan } from './unit-allocator.js'
 import { forEachRegion } from './unit-split.js'
 
-export type { Contiguity, GuestReader, HostPiece, SubunitSpan, UnitAllocator, UnitMap, UnitPlan } from './unit-allocator.js'
+export type { Contiguity, GuestReader, HostPiece, HostRun, SubunitSpan, UnitAllocator, UnitMap, UnitPlan } from './unit-allocator.js'
 export { UnitLocks, lockingUnits } from './unit-locks.js'
+
+type AllocatePlan = Extract<UnitPlan, { kind: 'allocate' }>
 
 /** Every subunit holds data (a unit whose old content moved into it whole). */
 export const ALL_SUBUNITS = 0xffff_ffff
@@ -79,24 +81,26 @@ export async function writeInRegion(allocator: UnitAllocator, map: UnitMap, star
       continue
     }
     // A run of units that all need new space: allocated contiguously, written once.
-    const carry = [plan.carry === true]
+    const plans = [plan]
     let runEnd = pieceEnd
     while (runEnd < end) {
-      const next = await map.plan(unit + carry.length)
+      const next = await map.plan(unit + plans.length)
       if (next.kind !== 'allocate') break
-      carry.push(next.carry === true)
+      plans.push(next)
       runEnd = Math.min(end, runEnd + unitSize)
     }
-    const { hostOffset, count } = await map.allocateRun(unit, carry.length, contiguity)
-    if (count < carry.length) runEnd = Math.min(end, (unit + count) * unitSize)
-    if (allocator.subunitSize) await allocateSubunits(allocator, map, unit, count, hostOffset, carry, position, runEnd, bytes, readGuest)
-    else await allocateWhole(allocator, map, unit, count, hostOffset, position, bytes(position, runEnd), readGuest)
+    const run = await map.allocateRun(unit, plans.length, contiguity)
+    if (run.count < plans.length) runEnd = Math.min(end, (unit + run.count) * unitSize)
+    const carry = plans.map((p) => p.carry === true)
+    if (allocator.subunitSize) await allocateSubunits(allocator, map, unit, run.count, run.hostOffset, carry, position, runEnd, bytes, readGuest)
+    else await allocateWhole(allocator, map, unit, run, plans, position, bytes(position, runEnd), readGuest)
     position = runEnd
   }
 }
 
 /** New whole units for `piece` at guest `position`: the untouched head and tail from the chain. */
-async function allocateWhole(allocator: UnitAllocator, map: UnitMap, unit: number, count: number, hostOffset: number, position: number, piece: Uint8Array, readGuest: GuestReader): Promise<void> {
+async function allocateWhole(allocator: UnitAllocator, map: UnitMap, unit: number, run: HostRun, plans: readonly AllocatePlan[], position: number, piece: Uint8Array, readGuest: GuestReader): Promise<void> {
+  const { hostOffset, count } = run
   const unitSize = allocator.unitSize
   const runStart = unit * unitSize
   const headLength = position - runStart
@@ -105,6 +109,13 @@ async function allocateWhole(allocator: UnitAllocator, map: UnitMap, unit: numbe
   if (headLength === 0 && runEnd === lastUnitEnd && (!allocator.padUnits || piece.length === count * unitSize)) {
     // Whole units: the caller's bytes go straight to their new place.
     await map.writeData(hostOffset, piece, runStart)
+  } else if (run.fresh && map.zeroFresh && await readsAsZero(plans[0]!, runStart, headLength, readGuest) && await readsAsZero(plans[count - 1]!, runEnd, lastUnitEnd - runEnd, readGuest)) {
+    // Fresh space and a copy-on-write of zeros (QEMU's handle_alloc_space): the run is zeroed
+    // cheaply, the file extended over it (so it reads as zeros after a crash too, before and
+    // after anything links to it), then only the caller's bytes are written.
+    map.beforeFreshWrite?.()
+    await map.zeroFresh(hostOffset, count * unitSize)
+    await map.writeData(hostOffset + headLength, piece, position)
   } else {
     // Copy-on-write: the untouched head and tail come from the current content.
     const buffer = new Uint8Array(count * unitSize)
@@ -115,6 +126,12 @@ async function allocateWhole(allocator: UnitAllocator, map: UnitMap, unit: numbe
     await map.writeData(hostOffset, buffer, runStart)
   }
   await map.linkRun(unit, count, hostOffset)
+}
+
+/** Whether the untouched guest bytes `[offset, offset+length)` of a unit read as zeros now. */
+async function readsAsZero(plan: AllocatePlan, offset: number, length: number, readGuest: GuestReader): Promise<boolean> {
+  if (length <= 0 || plan.reads === 'zeros') return true
+  return plan.reads === 'below' && readGuest.readsAsZero !== undefined && await readGuest.readsAsZero(offset, length)
 }
 
 /**

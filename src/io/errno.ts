@@ -15,7 +15,10 @@ const ERRNO: Record<string, [number, string]> = {
   EROFS: [30, 'Read-only file system'],
   ERANGE: [34, 'Numerical result out of range'],
   ENOTSUP: [95, 'Operation not supported'],
+  ECONNRESET: [104, 'Connection reset by peer'],
   ETIMEDOUT: [110, 'Connection timed out'],
+  ECONNREFUSED: [111, 'Connection refused'],
+  EHOSTUNREACH: [113, 'No route to host'],
   EDQUOT: [122, 'Disk quota exceeded'],
 }
 

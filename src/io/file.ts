@@ -23,6 +23,9 @@ export function ioError(name: string, doing: string, cause: unknown): ImageError
  */
 const WRITE_PIECE_BYTES = Number(process.env['QIMG_WRITE_PIECE'] ?? 256 * 1024)
 
+/** One zero byte: what extends a file over a range past its end (see writeZeroes). */
+const ZERO_BYTE = new Uint8Array(1)
+
 /** See FileStorage.inlineWriteBytes. */
 const INLINE_WRITE_BYTES = 64 * 1024
 
@@ -228,8 +231,15 @@ export class FileStorage implements Storage {
   async writeZeroes(offset: number, length: number): Promise<void> {
     const zeroed = await this.#enqueue(async () => {
       if (this.#fallocate('zero', offset, length) === 'done') return true
+      const size = await this.size()
+      if (offset >= size) {
+        // Past the end, bytes read zeros once the file covers them: one byte at the range's end
+        // extends it, leaving a hole before (writes are queued, so none lands meanwhile).
+        this.#writeHere(offset + length - 1, ZERO_BYTE)
+        return true
+      }
       // PUNCH_HOLE keeps the size: only a range inside the file can be done this way.
-      return offset + length <= (await this.size()) && this.#fallocate('punch', offset, length) === 'done' &&
+      return offset + length <= size && this.#fallocate('punch', offset, length) === 'done' &&
         this.#fallocate('allocate', offset, length) === 'done'
     })
     if (!zeroed) await writeZeroBytes(this, offset, length)

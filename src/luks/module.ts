@@ -9,6 +9,7 @@ import { LUKS_MAGIC, LUKS_HEADER_LENGTH } from '../crypto/luks-header.js'
 import { CIPHER_ALGORITHMS, CIPHER_MODES, HASH_ALGORITHMS, IVGEN_ALGORITHMS, isOneOf } from '../crypto/provider.js'
 import { SECTOR_SIZE } from '../crypto/sector-cipher.js'
 import { LuksImage } from './image.js'
+import { measureLuksHeader } from '../crypto/luks-measure.js'
 
 /** The options in the order qemu-img 7.2 prints them ("Formatting …"). */
 const CREATE_OPTIONS: readonly CreateOptionDesc[] = [
@@ -80,4 +81,10 @@ export const luksModule: FormatModule = {
   zeroInit: false,
   removeOnCreateFailure: true,
   create: createLuks,
+  /** block_crypto_measure: the header, then the virtual size as it is (no rounding). */
+  async measure({ options, source, lookupSecret }) {
+    const size = 'device' in source ? source.device.size : source.size
+    const required = measureLuksHeader(options, '', lookupSecret) + size
+    return { required, fullyAllocated: required, bitmaps: undefined }
+  },
 }

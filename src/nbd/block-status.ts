@@ -3,7 +3,7 @@
 // equal flags merged, at most `maxExtents` of them (1 with REQ_ONE), the last one possibly
 // shorter than the rest of the request.
 import type { BlockDevice } from '../format/device.js'
-import type { DirtyBitmap } from '../qcow2/bitmap-data.js'
+import type { PersistentBitmap } from '../format/bitmap-capability.js'
 import { NBD_STATE_DIRTY, NBD_STATE_HOLE, NBD_STATE_ZERO } from './constants.js'
 import type { StatusExtent } from './transmission.js'
 
@@ -93,7 +93,7 @@ function nextChange(bits: Uint8Array, n: number, limit: number, dirty: boolean):
 }
 
 /** qemu:dirty-bitmap:NAME: DIRTY where the bitmap has bits set. */
-export function bitmapExtents(bitmap: DirtyBitmap, offset: number, length: number, maxExtents: number): StatusExtent[] {
+export function bitmapExtents(bitmap: PersistentBitmap, offset: number, length: number, maxExtents: number): StatusExtent[] {
   const list = new ExtentList(maxExtents)
   const g = bitmap.granularity
   const end = offset + length

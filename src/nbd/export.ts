@@ -4,7 +4,7 @@
 import { ImageError } from '../errors.js'
 import type { BlockDevice } from '../format/device.js'
 import type { FormatDriver } from '../format/driver.js'
-import type { DirtyBitmap } from '../qcow2/bitmap-data.js'
+import type { PersistentBitmap } from '../format/bitmap-capability.js'
 import {
   NBD_FLAG_CAN_MULTI_CONN, NBD_FLAG_HAS_FLAGS, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH,
   NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, NBD_MAX_BUFFER_SIZE, NBD_MAX_STRING_SIZE,
@@ -36,7 +36,7 @@ export interface ExportOptions {
 
 /** A format whose persistent bitmaps can be read (qcow2). */
 interface BitmapReader {
-  readBitmaps(): Promise<DirtyBitmap[]>
+  readBitmaps(): Promise<PersistentBitmap[]>
 }
 
 function canReadBitmaps(driver: FormatDriver): driver is FormatDriver & BitmapReader {
@@ -58,12 +58,12 @@ export class NbdExport {
   readonly preferredBlockSize: number
   readonly maximumBlockSize: number
   readonly offer: MetaOffer
-  readonly bitmaps: readonly DirtyBitmap[]
+  readonly bitmaps: readonly PersistentBitmap[]
   readonly discard: 'ignore' | 'unmap'
   readonly detectZeroes: 'off' | 'on' | 'unmap'
   readonly writethrough: boolean
 
-  private constructor(device: BlockDevice, options: ExportOptions, requestAlignment: number, bitmaps: DirtyBitmap[]) {
+  private constructor(device: BlockDevice, options: ExportOptions, requestAlignment: number, bitmaps: PersistentBitmap[]) {
     this.device = device
     this.name = options.name ?? ''
     this.nameBytes = encodeString(this.name)
@@ -98,14 +98,14 @@ export class NbdExport {
     // Encrypted formats work in 512-byte sectors (block_crypto_refresh_limits, qcow2_refresh_limits).
     const info = await device.info()
     const requestAlignment = info.encrypted === true || device.driver.format === 'luks' ? 512 : 1
-    const bitmaps: DirtyBitmap[] = []
+    const bitmaps: PersistentBitmap[] = []
     for (const bitmapName of options.bitmaps ?? []) bitmaps.push(await findBitmap(device, bitmapName))
     return new NbdExport(device, options, requestAlignment, bitmaps)
   }
 }
 
 /** A bitmap by name in the top layer or, failing that, down the chain (as QEMU looks it up). */
-async function findBitmap(device: BlockDevice, name: string): Promise<DirtyBitmap> {
+async function findBitmap(device: BlockDevice, name: string): Promise<PersistentBitmap> {
   for (const layer of device.chain) {
     if (!canReadBitmaps(layer.driver)) continue
     const found = (await layer.driver.readBitmaps()).find((b) => b.name === name)

@@ -1,41 +1,33 @@
 // Creating images on disk: the file made empty, the format's module writes the image into it
 // (as qemu-img create: the file protocol's create, then the format's), flushed.
-import { unlink } from 'node:fs/promises'
+import { mkdtemp, rm, unlink } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { pathCombine } from '../format/path-combine.js'
 import { ImageError } from '../errors.js'
 import { FileStorage } from '../io/file.js'
-import type { Qcow2CreateOptions } from '../qcow2/create.js'
-import { createQcow2Image } from '../qcow2/create-image.js'
-import { rawModule } from '../raw-module.js'
-import { qcow2Module } from '../qcow2/module.js'
+import { SNAPSHOT_OVERLAY_FORMAT, findFormatModule } from '../formats.js'
 import { nodeCrypto } from './crypto.js'
-import type { CryptoProvider } from '../crypto/provider.js'
 import type { FormatModule } from '../format/module.js'
 
 /**
- * Creates a raw image of `size` bytes, rounded up to whole sectors as QEMU's file driver does.
+ * Creates, in a new temporary directory, the overlay BDRV_O_SNAPSHOT puts over an image
+ * (qemu-io -s, qemu-nbd -s): of the format formats.ts names for it, `size` bytes, backed by
+ * `backingFile` (made absolute) of `backingFormat`. Gives its path and format, and the cleanup
+ * that removes the directory.
  */
-export async function createRaw(path: string, size: number, preallocation: 'off' | 'falloc' | 'full' = 'off'): Promise<void> {
-  await createWithModule(path, rawModule, size, new Map([['preallocation', preallocation]]))
-}
-
-/** The secret (and crypto) for an encrypted image: the LUKS passphrase as bytes. */
-export interface CreateSecret {
-  secret: Uint8Array | undefined
-  crypto?: CryptoProvider | undefined
-}
-
-/**
- * Creates a QCOW2 image at `path` (overwriting it, as qemu-img does) from typed options. An
- * encrypted image (`options.encrypt`) needs `encryption.secret`.
- */
-export async function createQcow2(path: string, options: Qcow2CreateOptions, encryption: CreateSecret = { secret: undefined }): Promise<void> {
-  await createFile(path, qcow2Module, (storage) => createQcow2Image(storage, options, {
-    secret: encryption.secret,
-    crypto: encryption.crypto ?? nodeCrypto,
-    createDataFile: (name) => FileStorage.create(pathCombine(path, name)),
-    removeDataFile: (name) => unlink(pathCombine(path, name)),
-  }))
+export async function createSnapshotOverlay(prefix: string, size: number, backingFile: string, backingFormat: string): Promise<{ path: string; format: string; cleanup: () => Promise<void> }> {
+  const module = findFormatModule(SNAPSHOT_OVERLAY_FORMAT)!
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  const cleanup = () => rm(dir, { recursive: true, force: true })
+  const path = join(dir, `overlay.${module.name}`)
+  try {
+    await createWithModule(path, module, size, new Map([['backing_file', resolve(backingFile)], ['backing_fmt', backingFormat]]))
+  } catch (e) {
+    await cleanup()
+    throw e
+  }
+  return { path, format: module.name, cleanup }
 }
 
 /**
@@ -61,7 +53,7 @@ export async function createWithModule(name: string, module: FormatModule, size:
 }
 
 /** The file at `path` made empty, `write` fills it, flushed; a failed create of some formats deletes it. */
-async function createFile(path: string, module: FormatModule, write: (storage: FileStorage) => Promise<void>): Promise<void> {
+export async function createFile(path: string, module: FormatModule, write: (storage: FileStorage) => Promise<void>): Promise<void> {
   const storage = await FileStorage.create(path)
   try {
     await write(storage)

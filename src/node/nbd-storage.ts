@@ -20,6 +20,20 @@ export function nbdFilename(a: NbdAddress): string {
   return name ? `nbd://${a.host}:${a.port}/${name}` : `nbd://${a.host}:${a.port}`
 }
 
+/** A connected socket to the server, or QEMU's message (qio_channel_socket_connect_sync) for why not. */
+export async function connectNbdSocket(address: NbdAddress): Promise<Socket> {
+  const socket = address.type === 'unix' ? connect(address.path) : connect(address.port, address.host)
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve)
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      const why = e.code !== undefined && isErrnoName(e.code) ? errnoText(e.code) : e.message
+      reject(new ImageError('IO', `Failed to connect to '${address.type === 'unix' ? address.path : `${address.host}:${address.port}`}': ${why}`, { cause: e }))
+    })
+  })
+  socket.setNoDelay(true)
+  return socket
+}
+
 export interface NbdStorageOptions {
   /** Fails on a read-only export when true. */
   writable?: boolean
@@ -43,15 +57,7 @@ export class NbdStorage implements Storage {
   /** Connects and negotiates; `writable` fails on a read-only export. */
   static async open(address: NbdAddress, options: NbdStorageOptions = {}): Promise<NbdStorage> {
     const name = nbdFilename(address)
-    const socket = address.type === 'unix' ? connect(address.path) : connect(address.port, address.host)
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve)
-      socket.once('error', (e: NodeJS.ErrnoException) => {
-        const why = e.code !== undefined && isErrnoName(e.code) ? errnoText(e.code) : e.message
-        reject(new ImageError('IO', `Failed to connect to '${address.type === 'unix' ? address.path : `${address.host}:${address.port}`}': ${why}`, { cause: e }))
-      })
-    })
-    socket.setNoDelay(true)
+    const socket = await connectNbdSocket(address)
     const tls = options.tls
     const client = await NbdClient.connect(new SocketChannel(socket, false, tls), address.exportName, { tls: tls !== undefined })
     const writable = options.writable ?? false

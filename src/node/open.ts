@@ -3,7 +3,6 @@
 import { realpath } from 'node:fs/promises'
 import { openChain, pathCombine, type FileHost, type OpenChainOptions } from '../format/chain.js'
 import type { BlockDevice } from '../format/device.js'
-import type { ImageInfo } from '../format/info.js'
 import { FileStorage } from '../io/file.js'
 import { isOvaName, openOvaDisk } from '../ova/ova.js'
 import { openSource, type ImageSource } from '../portable/open.js'
@@ -75,9 +74,4 @@ export async function openImage(target: ImageSource, options: OpenImageOptions =
   }
 }
 
-/** `info` of the top layer with the backing name resolved as qemu-img shows it. */
-export async function describeLayer(device: BlockDevice): Promise<ImageInfo> {
-  const info = await device.info()
-  if (info.backingFilename !== undefined) info.fullBackingFilename = pathCombine(device.driver.storage.name, info.backingFilename)
-  return info
-}
+export { describeLayer } from '../format/describe.js'

@@ -97,6 +97,8 @@ export async function loadTlsCreds(creds: TlsCreds): Promise<LoadedTlsCreds> {
       if (bytes) files.set(name, bytes)
     }
   }
+  // A client's PSK object looks its username up in keys.psk when it is created (qcrypto_tls_creds_psk_load).
+  if (creds.type === 'tls-creds-psk' && creds.endpoint === 'client') pskOf(creds, files)
   return { creds, files }
 }
 
@@ -154,8 +156,30 @@ function certificateText(e: Error & { code?: string }, hostname: string | undefi
  * client-cert.pem when present; PSK sends `username` (default 'qemu') with its key from keys.psk.
  */
 export function clientTls(loaded: LoadedTlsCreds, hostname: string | undefined): TlsUpgrade {
-  const { creds, files } = loaded
+  const { creds } = loaded
   if (creds.endpoint !== 'client') throw invalid('Expected TLS credentials for a client endpoint')
+  // The rest is QEMU's TLS session set-up: its errors come once the server has agreed to TLS.
+  return async (socket) => {
+    const options = clientOptions(loaded, hostname)
+    return new Promise<TLSSocket>((resolve, reject) => {
+      const secure = tlsConnect({ ...options, socket })
+      secure.once('secureConnect', () => resolve(secure))
+      secure.once('error', (e) => reject(new ImageError('IO', certificateText(e, hostname), { cause: e })))
+    })
+  }
+}
+
+/** A client's PSK identity (username, default 'qemu') and its key from keys.psk. */
+function pskOf(creds: TlsCreds, files: Map<string, Buffer>): { username: string; psk: Buffer } {
+  const username = creds.username ?? 'qemu'
+  const psk = parsePskFile(files.get('keys.psk')!.toString('utf8')).get(username)
+  if (!psk) throw new ImageError('BAD_KEY', `Username ${username} not found in PSK file ${join(creds.dir, 'keys.psk')}`)
+  return { username, psk }
+}
+
+/** tls.connect's options for client credentials (qcrypto_tls_session_new's checks). */
+function clientOptions(loaded: LoadedTlsCreds, hostname: string | undefined): ConnectionOptions {
+  const { creds, files } = loaded
   let options: ConnectionOptions
   if (creds.type === 'tls-creds-x509') {
     if (creds.verifyPeer && hostname === undefined) throw invalid('No hostname for certificate validation')
@@ -169,15 +193,8 @@ export function clientTls(loaded: LoadedTlsCreds, hostname: string | undefined):
       checkServerIdentity: (_host, certificate) => checkServerIdentity(hostname ?? '', certificate),
     }
   } else {
-    const username = creds.username ?? 'qemu'
-    const path = join(creds.dir, 'keys.psk')
-    const psk = parsePskFile(files.get('keys.psk')!.toString('utf8')).get(username)
-    if (!psk) throw new ImageError('BAD_KEY', `Username ${username} not found in PSK file ${path}`)
+    const { username, psk } = pskOf(creds, files)
     options = { ciphers: 'PSK', maxVersion: 'TLSv1.2', pskCallback: () => ({ psk, identity: username }), checkServerIdentity: () => undefined }
   }
-  return (socket) => new Promise<TLSSocket>((resolve, reject) => {
-    const secure = tlsConnect({ ...options, socket })
-    secure.once('secureConnect', () => resolve(secure))
-    secure.once('error', (e) => reject(new ImageError('IO', certificateText(e, hostname), { cause: e })))
-  })
+  return options
 }

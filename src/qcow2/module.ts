@@ -5,6 +5,7 @@ import { QCOW2_CREATE_OPTIONS, toQcow2Options } from './create-options.js'
 import { toEncryptOptions } from './encrypt-options.js'
 import { createQcow2Image } from './create-image.js'
 import { checkQcow2Image } from './check-image.js'
+import { measureQcow2Request } from './measure.js'
 import { pathCombine } from '../format/path-combine.js'
 
 /** "QFI\xfb", the magic every QCOW version starts with (docs/interop/qcow2.rst, header). */
@@ -20,6 +21,7 @@ export const qcow2Module: FormatModule = {
   },
   createOptions: QCOW2_CREATE_OPTIONS,
   check: checkQcow2Image,
+  measure: measureQcow2Request,
   // qcow2_co_create_opts deletes the image (and its data file) when creating it fails.
   removeOnCreateFailure: true,
   open(storage, context) {

@@ -6,7 +6,7 @@ import type { LookupContext } from './lookup.js'
 import type { RefcountManager } from './refcount.js'
 
 /** Reads current guest content (this image over its backing chain), for copy-on-write. */
-export type GuestReader = (offset: number, length: number) => Promise<Uint8Array>
+export type { GuestReader } from '../format/driver.js'
 
 /** What the writer changes in the image besides tables. */
 export interface WriterHost {

@@ -5,6 +5,7 @@
 // kept or lost at random. Each rebuilt image must open and read every operation that completed
 // a flush intact (a byte a later operation touched may hold that operation's value); a qcow2
 // image must pass qimg's check with leaks at most, and qemu-img check on a sample of points.
+// Partial writes into fresh qcow2 clusters (no copy-on-write of zeros) are among them.
 import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -30,6 +31,17 @@ interface Config {
   size: number
   /** Over a raw backing file of patterned bytes (copy-on-write from the chain). */
   backing?: boolean
+  /** The backing file's length when shorter than the image (past it the guest reads zeros). */
+  backingSize?: number
+  /** The storage zeroes ranges without writing them (a file's fallocate ZERO_RANGE). */
+  zeroes?: boolean
+  /**
+   * Partial writes into fresh clusters skip the copy-on-write of zeros: the journal must show
+   * it (a zeroed range, or the one zero byte that extends the file over a new cluster).
+   */
+  fresh?: boolean
+  /** Host bytes the first refcount block covers: the run must grow the file past them. */
+  firstRefblockCovers?: number
   /** Whether a discard makes the range read zeros (VDI and QCOW ignore discards). */
   discardZeroes: boolean
   ops: number
@@ -44,6 +56,11 @@ const CONFIGS: Config[] = [
   // VHDX: every BAT update goes through the log; a crash image with a dirty log is replayed on open.
   { name: 'vhdx, 1 MiB blocks', format: 'vhdx', options: { block_size: MiB }, unitSize: 64 * KiB, size: 4 * MiB, discardZeroes: false, ops: 16 },
   { name: 'qcow, 4 KiB clusters over a backing file', format: 'qcow', options: {}, unitSize: 4 * KiB, size: MiB / 4, backing: true, discardZeroes: false, ops: 16 },
+  // Partial writes into fresh clusters (QEMU's handle_alloc_space): only the guest's bytes are
+  // written, the rest of the cluster zeroed by the storage or left a hole the file covers.
+  { name: 'qcow2, 64 KiB clusters, fresh clusters zeroed by the storage', format: 'qcow2', options: {}, unitSize: 64 * KiB, size: MiB, zeroes: true, fresh: true, discardZeroes: true, ops: 30 },
+  { name: 'qcow2, 512-byte clusters, 64-bit refcounts: refcount blocks allocated between fresh clusters', format: 'qcow2', options: { cluster_size: 512, refcount_bits: 64 }, unitSize: 512, size: MiB / 4, fresh: true, firstRefblockCovers: 64 * 512, discardZeroes: true, ops: 24 },
+  { name: 'qcow2, 4 KiB clusters over a backing file half as long (fresh clusters past its end)', format: 'qcow2', options: { cluster_size: 4 * KiB }, unitSize: 4 * KiB, size: MiB, backing: true, backingSize: MiB / 2, fresh: true, discardZeroes: true, ops: 30 },
 ]
 
 /** What a completed operation leaves in the guest. */
@@ -82,14 +99,14 @@ describe('power loss after every write', { concurrency: 2 }, () => {
       const path = dir.file(`${sub}.img`)
       let base: { name: string; bytes: Uint8Array } | undefined
       if (config.backing) {
-        writePatternedRaw(dir.file(`${sub}-base.raw`), SIZE, 5 + n)
+        writePatternedRaw(dir.file(`${sub}-base.raw`), config.backingSize ?? SIZE, 5 + n)
         base = { name: `${sub}-base.raw`, bytes: new Uint8Array(readFileSync(dir.file(`${sub}-base.raw`))) }
         await create(dir.path, `${sub}.img`, SIZE, config.options, { file: `${sub}-base.raw`, format: 'raw' }, config.format)
       } else {
         await create(dir.path, `${sub}.img`, SIZE, config.options, undefined, config.format)
       }
       const initial = new Uint8Array(readFileSync(path))
-      const storage = new JournalStorage(initial, 'img')
+      const storage = new JournalStorage(initial, 'img', { zeroes: config.zeroes === true })
       const device = await openTop(initial, config, base, true, storage as unknown as MemoryStorage)
       const start = await device.read(0, SIZE)
       // Run the operations; after each completed flush, note how many changes made it durable.
@@ -109,6 +126,14 @@ describe('power loss after every write', { concurrency: 2 }, () => {
       }
       const journal = storage.journal
       assert.ok(journal.length > config.ops, `${config.name}: only ${journal.length} changes recorded`)
+      if (config.fresh) {
+        const skipped = journal.filter((c) => c.kind === 'zero' || (c.kind === 'write' && c.bytes.length === 1)).length
+        assert.ok(skipped > 0, `${config.name}: no partial write into a fresh cluster skipped its copy-on-write`)
+      }
+      if (config.firstRefblockCovers) {
+        const end = Math.max(...journal.map((c) => (c.kind === 'write' ? c.offset + c.bytes.length : 0)))
+        assert.ok(end > config.firstRefblockCovers, `${config.name}: the file never grew past the first refcount block's clusters (${end} bytes)`)
+      }
       const random = prng(77 + n)
       const reorder = config.format === 'qcow2' || config.format === 'vhdx'
       // The file as the changes so far left it (in order), and as it was at the last flush.

@@ -5,16 +5,26 @@
 import type { Storage } from '../../src/io/storage.js'
 import { MemoryStorage } from '../../src/io/memory.js'
 
-export type Change = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; length: number } | { kind: 'flush' }
+export type Change = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'zero'; offset: number; length: number } | { kind: 'truncate'; length: number } | { kind: 'flush' }
 
-/** In-memory storage with a journal of its changes. */
+/**
+ * In-memory storage with a journal of its changes. With `zeroes`, it also zeroes ranges without
+ * writing them (as a file's fallocate ZERO_RANGE), one change each.
+ */
 export class JournalStorage implements Storage {
   readonly journal: Change[] = []
   readonly #memory: MemoryStorage
   readonly name: string
-  constructor(initial: Uint8Array, name: string) {
+  readonly writeZeroes?: (offset: number, length: number) => Promise<void>
+  constructor(initial: Uint8Array, name: string, options: { zeroes?: boolean } = {}) {
     this.#memory = new MemoryStorage(initial.slice(), name)
     this.name = name
+    if (options.zeroes) {
+      this.writeZeroes = async (offset, length) => {
+        this.journal.push({ kind: 'zero', offset, length })
+        await this.#memory.writeZeroes(offset, length)
+      }
+    }
   }
   size(): Promise<number> { return this.#memory.size() }
   read(offset: number, length: number): Promise<Uint8Array> { return this.#memory.read(offset, length) }
@@ -35,6 +45,7 @@ export class JournalStorage implements Storage {
 /** Applies `change` to `file`. */
 export async function applyChange(file: MemoryStorage, change: Change): Promise<void> {
   if (change.kind === 'write') await file.write(change.offset, change.bytes)
+  else if (change.kind === 'zero') await file.writeZeroes(change.offset, change.length)
   else if (change.kind === 'truncate') await file.truncate(change.length)
 }
 

@@ -3,12 +3,12 @@
 // loopback ports, run as the current user. Credentials: test:tester / testing.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { S3Client, type S3Config } from '../../src/io/s3.js'
 import { hasTool, runOk, tempDir } from './oracle.js'
+import { freePort } from './port.js'
 
 const PROGRAMS = ['swift-ring-builder', 'swift-proxy-server', 'swift-account-server', 'swift-container-server', 'swift-object-server']
 
@@ -24,14 +24,6 @@ export function needSwift(t: TestContext): boolean {
   if (process.env.CI) throw new Error(`Swift missing under CI: ${missing.join(', ')}`)
   t.skip(`no S3 server: ${missing.join(', ')} not installed (apt-get install swift swift-proxy swift-account swift-container swift-object)`)
   return false
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /** A running Swift: its S3 endpoint, the environment a qimg process needs, and a client. */

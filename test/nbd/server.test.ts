@@ -16,7 +16,7 @@ import {
 import { NbdExport } from '../../src/nbd/export.js'
 import { encodeGoPayload, encodeMetaPayload, encodeOption, encodeString, lengthPrefixed } from '../../src/nbd/handshake.js'
 import { decodeBlockStatus, decodeError, decodeOffset, decodeOffsetHole, encodeRequest } from '../../src/nbd/transmission.js'
-import { createQcow2 } from '../../src/node/create.js'
+import { createQcow2 } from '../../src/node/typed-create.js'
 import { NbdServer } from '../../src/node/nbd-server.js'
 import { openImage } from '../../src/node/open.js'
 import { tempDir } from '../helpers/oracle.js'

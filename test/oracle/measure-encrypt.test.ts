@@ -1,4 +1,4 @@
-// Oracle: `qimg measure -O qcow2` with encryption options against qemu-img 7.2.
+// Oracle: `qimg measure -O qcow2` with encryption options, and `-O luks`, against qemu-img 7.2.
 // qcow2_measure adds a LUKS target's header, rounded up to whole clusters, to both figures; it
 // ignores encrypt.format=aes (and encryption=on, other values, stray encrypt.* keys); for LUKS it
 // formats a header in memory, so it wants encrypt.key-secret and its secret, and runs its PBKDF2
@@ -94,6 +94,19 @@ const DIRECT_CHEAP: string[][] = [
   qcow2('--object', 'secret,id=sec0,data=/w==,format=base64', '--size', '1G', '-o', LUKS),
   qcow2('--object', 'secret,id=sec0,data=AA==,format=base64', '--size', '1G', '-o', `${LUKS},encrypt.cipher-alg=3des`),
   qcow2('--object', 'secret,id=sec0,data=4pyT,format=base64', '--size', '1G', '-o', `${LUKS},encrypt.cipher-alg=3des`),
+  // -O luks (block_crypto_measure): the same checks without the prefix, in the same order
+  ['measure', '-O', 'luks', '--size', '1G'],
+  ['measure', '-O', 'luks', '--size', '1G', '-o', 'cipher-alg=foo'],
+  ['measure', '-O', 'luks', '--size', '1G', '-o', 'cipher-alg=des'],
+  ['measure', '-O', 'luks', '--size', '1G', '-o', 'iter-time=abc'],
+  ['measure', '-O', 'luks', '--size', '1G', '-o', 'encrypt.format=luks'],
+  ['measure', ...SECRET, '-O', 'luks', '--size', '1G', '-o', 'key-secret=nosuch'],
+  ['measure', ...SECRET, '-O', 'luks', '--size', '1G', '-o', 'key-secret=sec0,cipher-alg=3des'],
+  ['measure', ...SECRET, '-O', 'luks', '--size', '1G', '-o', 'key-secret=sec0,cipher-alg=cast5-128'],
+  ['measure', '--object', 'secret,id=sec0,data=/w==,format=base64', '-O', 'luks', '--size', '1G', '-o', 'key-secret=sec0'],
+  // and two that succeed: the size as it is (no rounding), and a source's virtual size
+  ['measure', ...SECRET, '-O', 'luks', '--size', '1000', '-o', 'key-secret=sec0,iter-time=1'],
+  ['measure', ...SECRET, '--output=json', '-O', 'luks', '-o', 'key-secret=sec0,cipher-alg=aes-128,iter-time=1', 'data.qcow2'],
 ]
 
 // ---------------------------------------------------------------------------------------------

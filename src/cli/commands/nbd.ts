@@ -2,24 +2,23 @@
 // unix socket (-k) or TCP (-b, -p) until the last client leaves (or for ever with -t), and on
 // SIGTERM/SIGINT stops accepting, lets the requests in flight finish, flushes and closes.
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { isAbsolute, join, resolve } from 'node:path'
+import { rm, writeFile } from 'node:fs/promises'
 import type { Socket } from 'node:net'
 import { ImageError, isImageError } from '../../errors.js'
 import type { BlockDevice } from '../../format/device.js'
 import { NbdExport } from '../../nbd/export.js'
-import { createQcow2 } from '../../node/create.js'
+import { createSnapshotOverlay } from '../../node/create.js'
 import { NbdServer } from '../../node/nbd-server.js'
 import { openImage } from '../../node/open.js'
-import { isTlsObject, loadTlsCreds, parseTlsObject, serverTls, type LoadedTlsCreds } from '../../node/tls-creds.js'
+import { clientTls, isTlsObject, loadTlsCreds, parseTlsObject, serverTls, type LoadedTlsCreds } from '../../node/tls-creds.js'
 import { errorText, openOperand, programName, reportError, type CliContext, type Command } from '../context.js'
+import { listCommand } from '../nbd/list.js'
 import { NBD_USAGE, parseNbdArgs, type NbdSettings } from '../nbd/options.js'
 
 /** Set in the server process that --fork starts: it tells the parent when it serves. */
 const FORKED_ENV = 'QIMG_NBD_FORKED'
 
-/** Opens the image as qemu-nbd's blk_new_open does; -s puts a temporary qcow2 overlay on top. */
+/** Opens the image as qemu-nbd's blk_new_open does; -s puts a temporary overlay on top. */
 async function openExportDevice(s: NbdSettings): Promise<{ device: BlockDevice; cleanup?: () => Promise<void> }> {
   const writable = !s.readOnly
   const extra = { writable: writable && !s.snapshot, cache: s.cacheUnsafe ? 'unsafe' as const : 'writeback' as const, snapshot: s.loadSnapshot }
@@ -29,14 +28,11 @@ async function openExportDevice(s: NbdSettings): Promise<{ device: BlockDevice; 
   const size = device.size
   const format = (await device.info()).format
   await device.close()
-  const dir = await mkdtemp(join(tmpdir(), 'qimg-nbd-snapshot-'))
-  const cleanup = () => rm(dir, { recursive: true, force: true })
+  const overlay = await createSnapshotOverlay('qimg-nbd-snapshot-', size, s.image, format)
   try {
-    const overlay = join(dir, 'overlay.qcow2')
-    await createQcow2(overlay, { size, backingFile: isAbsolute(s.image) ? s.image : resolve(s.image), backingFormat: format })
-    return { device: await openImage(overlay, { format: 'qcow2', writable, cache: s.cacheUnsafe ? 'unsafe' : 'writeback' }), cleanup }
+    return { device: await openImage(overlay.path, { format: overlay.format, writable, cache: s.cacheUnsafe ? 'unsafe' : 'writeback' }), cleanup: overlay.cleanup }
   } catch (e) {
-    await cleanup()
+    await overlay.cleanup()
     throw e
   }
 }
@@ -97,13 +93,15 @@ export const nbd: Command = async (args, ctx) => {
       if (!creds) {
         throw new ImageError('INVALID_ARGUMENT', objects.some((o) => o.includes(`id=${s.tlsCreds}`)) ? `Object with id '${s.tlsCreds}' is not TLS credentials` : `No TLS credentials with id '${s.tlsCreds}'`)
       }
-      startTls = serverTls(creds)
+      // -L is a client: its credentials are a client's, checked against the server's name.
+      startTls = s.list ? clientTls(creds, s.tlsHostname) : serverTls(creds)
     } catch (e) {
       if (!isImageError(e)) throw e
       reportError(ctx, `Failed to get TLS creds: ${e.message}`)
       return 1
     }
   }
+  if (s.list) return listCommand(s, startTls, ctx)
   if (s.fork && process.env[FORKED_ENV] === undefined) return forkServer(args, ctx)
   let opened: { device: BlockDevice; cleanup?: () => Promise<void> }
   try {

@@ -1,10 +1,7 @@
 // qemu-io's open, close and reopen, and openfile(): how an image is opened from a name, an
 // option string (-o, --image-opts) and the BDRV_O_* flags; -s puts a temporary overlay on top.
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { ImageError } from '../../errors.js'
-import { createQcow2 } from '../../node/create.js'
+import { createSnapshotOverlay } from '../../node/create.js'
 import { openImage } from '../../node/open.js'
 import { parseOptionString } from '../image-opts.js'
 import { errorText } from '../context.js'
@@ -69,16 +66,14 @@ async function openDevice(session: Session, filename: string, format: string | u
         : await openGraph(graph.options, { writable: !flags.readOnly, secret, tlsObjects: secrets.tlsObjects ?? [], keySecret: (id, file) => id === undefined ? secret ?? promptedSecret(file) : async () => lookupSecret(secrets, id) }, graph.filename)
     return { device, flags, reopen: (f) => openDevice(session, filename, format, options, f, named) }
   }
-  // BDRV_O_SNAPSHOT: a temporary qcow2 overlay takes the writes; the image itself stays as it was.
+  // BDRV_O_SNAPSHOT: a temporary overlay takes the writes; the image itself stays as it was.
   const base = await openImage(filename, { format, secret })
   const size = base.size
   const baseFormat = (await base.info()).format
   await base.close()
-  const dir = await mkdtemp(join(tmpdir(), 'qemu-io-snapshot-'))
-  const overlay = join(dir, 'overlay.qcow2')
-  await createQcow2(overlay, { size, backingFile: filename.startsWith('/') ? filename : join(process.cwd(), filename), backingFormat: baseFormat })
-  const device = await openImage(overlay, { format: 'qcow2', writable: true })
-  return { device, flags, cleanup: () => rm(dir, { recursive: true, force: true }), reopen: async (f) => ({ device: await openImage(overlay, { format: 'qcow2', writable: !f.readOnly }), flags: f, cleanup: () => rm(dir, { recursive: true, force: true }) }) }
+  const overlay = await createSnapshotOverlay('qemu-io-snapshot-', size, filename, baseFormat)
+  const device = await openImage(overlay.path, { format: overlay.format, writable: true })
+  return { device, flags, cleanup: overlay.cleanup, reopen: async (f) => ({ device: await openImage(overlay.path, { format: overlay.format, writable: !f.readOnly }), flags: f, cleanup: overlay.cleanup }) }
 }
 
 /** openfile(): 0, or 1 after reporting why the image could not be opened. */

@@ -1,6 +1,6 @@
 // qemu-nbd 7.2's command line (qemu-nbd.c main): the options, their checks in getopt order and
-// the messages, into one settings object. Kernel devices (-c, -d) and list mode (-L) are
-// refused with a message of their own.
+// the messages, into one settings object: a server's, or with -L a listing client's. Kernel
+// devices (-c, -d) are refused with a message of their own.
 import { ImageError } from '../../errors.js'
 import { NBD_MAX_STRING_SIZE } from '../../nbd/constants.js'
 import { getopt, type OptionSpec, type Parsed } from '../getopt.js'
@@ -10,6 +10,7 @@ import { snapshotParam } from '../option-checks.js'
 
 /** Everything the server needs from the command line. */
 export interface NbdSettings {
+  list: false
   parsed: Parsed
   image: string
   format: string | undefined
@@ -34,6 +35,18 @@ export interface NbdSettings {
   tlsCreds: string | undefined
   fork: boolean
   pidFile: string | undefined
+}
+
+/** -L: where the server is, and the TLS to talk to it with. */
+export interface NbdListSettings {
+  list: true
+  parsed: Parsed
+  socketPath: string | undefined
+  bind: string
+  port: number
+  tlsCreds: string | undefined
+  /** The name the server's certificate must carry: --tls-hostname, else the TCP address (-b). */
+  tlsHostname: string | undefined
 }
 
 const SPECS: OptionSpec[] = [
@@ -87,7 +100,7 @@ function parseInteger(text: string): number | undefined {
 }
 
 /** Parses and checks qemu-nbd's arguments; `program` names the tool in the help hint. */
-export function parseNbdArgs(args: readonly string[], program: string): NbdSettings | 'help' | 'version' {
+export function parseNbdArgs(args: readonly string[], program: string): NbdSettings | NbdListSettings | 'help' | 'version' {
   let parsed: Parsed
   try {
     parsed = getopt(args, SPECS)
@@ -106,6 +119,8 @@ export function parseNbdArgs(args: readonly string[], program: string): NbdSetti
   let loadSnapshot: NbdSettings['loadSnapshot']
   let shared = 1
   const bitmaps: string[] = []
+  // -l NAME (not -l snapshot.id=…) counts among -L's per-device settings, as in qemu-nbd.
+  let snapshotByName = false
   // In command-line order: qemu-nbd checks each option as getopt returns it.
   for (const { key, value } of parsed.order) {
     const text = typeof value === 'string' ? value : ''
@@ -145,6 +160,7 @@ export function parseNbdArgs(args: readonly string[], program: string): NbdSetti
         } catch {
           throw fail(`Failed in parsing snapshot param \`${text}'`)
         }
+        snapshotByName = !text.startsWith('snapshot.')
         readOnly = true
         break
       case 'read-only':
@@ -174,15 +190,26 @@ export function parseNbdArgs(args: readonly string[], program: string): NbdSetti
     const v = parsed.options.get(key)
     return typeof v === 'string' ? v : undefined
   }
-  if (parsed.options.has('list')) throw fail('List mode (-L) is not supported by qimg nbd')
-  if (parsed.operands.length !== 1) throw fail(`Invalid number of arguments\nTry \`${program} --help' for more information.`)
-  if (parsed.options.has('connect') || parsed.options.has('disconnect')) throw fail('Kernel /dev/nbdN support not available')
+  const list = parsed.options.has('list')
+  const has = (key: string) => parsed.options.has(key)
+  if (list) {
+    if (parsed.operands.length !== 0) throw fail('List mode is incompatible with a file name')
+    const perDevice = ['export-name', 'description', 'connect', 'disconnect', 'format', 'bitmap', 'allocation-depth', 'aio', 'discard', 'cache', 'nocache']
+    if (perDevice.some(has) || snapshotByName) throw fail('List mode is incompatible with per-device settings')
+    if (has('fork')) throw fail('List mode is incompatible with forking')
+  } else if (parsed.operands.length !== 1) {
+    throw fail(`Invalid number of arguments\nTry \`${program} --help' for more information.`)
+  }
   const tlsCreds = str('tls-creds')
-  if (tlsCreds === undefined && parsed.options.has('tls-authz')) throw fail('--tls-authz is not permitted without --tls-creds')
-  if (tlsCreds === undefined && parsed.options.has('tls-hostname')) throw fail('--tls-hostname is not permitted without --tls-creds')
-  if (tlsCreds !== undefined && parsed.options.has('tls-hostname')) throw fail('TLS hostname is only supported with export list')
-  if (parsed.options.has('selinux-label')) throw fail('SELinux support not enabled in this binary')
-  if (parsed.options.has('image-opts') && parsed.options.has('format')) throw fail('--image-opts and -f are mutually exclusive')
+  if (tlsCreds !== undefined) {
+    if (has('connect')) throw fail('TLS is not supported with a host device')
+    if (has('tls-authz') && list) throw fail('TLS authorization is incompatible with export list')
+    if (has('tls-hostname') && !list) throw fail('TLS hostname is only supported with export list')
+  } else {
+    if (has('tls-authz')) throw fail('--tls-authz is not permitted without --tls-creds')
+    if (has('tls-hostname')) throw fail('--tls-hostname is not permitted without --tls-creds')
+  }
+  if (has('selinux-label')) throw fail('SELinux support not enabled in this binary')
   const portText = str('port')
   let port = 10809
   if (portText !== undefined) {
@@ -190,7 +217,12 @@ export function parseNbdArgs(args: readonly string[], program: string): NbdSetti
     if (n === undefined || n < 0 || n > 65535) throw fail(`Invalid port '${portText}'`)
     port = n
   }
+  const bind = str('bind') ?? '0.0.0.0'
+  if (list) return { list, parsed, socketPath: str('socket'), bind, port, tlsCreds, tlsHostname: str('tls-hostname') ?? (str('socket') === undefined ? bind : undefined) }
+  if (has('connect') || has('disconnect')) throw fail('Kernel /dev/nbdN support not available')
+  if (has('image-opts') && has('format')) throw fail('--image-opts and -f are mutually exclusive')
   return {
+    list,
     parsed,
     image: parsed.operands[0]!,
     format: str('format'),
@@ -202,7 +234,7 @@ export function parseNbdArgs(args: readonly string[], program: string): NbdSetti
     bitmaps,
     allocationDepth: parsed.options.has('allocation-depth'),
     socketPath: str('socket'),
-    bind: str('bind') ?? '0.0.0.0',
+    bind,
     port,
     shared,
     persistent: parsed.options.has('persistent'),
@@ -218,6 +250,7 @@ export function parseNbdArgs(args: readonly string[], program: string): NbdSetti
 }
 
 export const NBD_USAGE = (name: string) => `Usage: ${name} [OPTIONS] FILE
+  or:  ${name} -L [OPTIONS]
 QEMU Disk Network Block Device Utility (qimg, qemu-nbd 7.2 compatible)
 
   -h, --help                display this help and exit
@@ -238,6 +271,7 @@ Exposing part of the image:
   -B, --bitmap=NAME         expose a persistent dirty bitmap
 
 General purpose options:
+  -L, --list                list exports available from another NBD server
   --object type,id=ID,...   define an object such as 'secret' for providing
                             passwords and/or encryption keys, or TLS
                             credentials (tls-creds-x509, tls-creds-psk)

@@ -32,22 +32,45 @@ function buildOverlaps(s: WriterState): OverlapMap {
  * The data is then dirty: the next flush syncs it before any table that points to it.
  */
 export async function writeData(s: WriterState, hostOffset: number, bytes: Uint8Array, guestOffset: number): Promise<void> {
-  if (s.corrupt) throw new ImageError('CORRUPT', `${s.storage.name}: image is marked corrupt; no more writes`, { file: s.storage.name })
-  if (!s.ctx.hasDataFile && bytes.length > 0) {
-    const cs = s.ctx.geometry.clusterSize
-    if (s.overlapsEpoch !== s.refcounts.metadataEpoch) s.overlaps = undefined
-    s.overlapsEpoch = s.refcounts.metadataEpoch
-    s.overlaps ??= buildOverlaps(s)
-    const hit = s.overlaps.find(hostOffset, bytes.length, cs)
-    if (hit) {
-      const at = hit.cluster * cs
-      s.corrupt = true
-      await s.host.markCorrupt()
-      throw new ImageError('CORRUPT', `${s.storage.name}: Marking image as corrupt: Preventing invalid write on metadata (overlaps with ${hit.what}) at 0x${at.toString(16)}`, { offset: at, file: s.storage.name })
-    }
-  }
+  await checkDataWrite(s, hostOffset, bytes.length)
   await s.storage.debugEvent?.('write_aio')
   if (s.guestNumbered) await s.guestNumbered.writeNumbered(hostOffset, bytes, guestOffset)
   else await s.data.write(hostOffset, bytes)
   s.dataDirty = true
+}
+
+/** One zero byte: extends a file over fresh space without writing the rest. */
+const ZERO_BYTE = new Uint8Array(1)
+
+/**
+ * Makes fresh space (past the file's old end, not encrypted) read as zeros, the file extended
+ * over it, as QEMU's handle_alloc_space zeroes it (bdrv_co_pwrite_zeroes, fallocate ZERO_RANGE
+ * on a file); without a zeroing primitive one zero byte at its end does it (the rest a hole).
+ * Dirty like data: durable before the tables that point to it.
+ */
+export async function zeroFresh(s: WriterState, hostOffset: number, length: number): Promise<void> {
+  await checkDataWrite(s, hostOffset, length)
+  if (s.data.writeZeroes) await s.data.writeZeroes(hostOffset, length)
+  else await s.data.write(hostOffset + length - 1, ZERO_BYTE)
+  s.dataDirty = true
+}
+
+/**
+ * Refuses a data write onto metadata: the image is marked corrupt and the write stops, as
+ * QEMU's overlap check does.
+ */
+async function checkDataWrite(s: WriterState, hostOffset: number, length: number): Promise<void> {
+  if (s.corrupt) throw new ImageError('CORRUPT', `${s.storage.name}: image is marked corrupt; no more writes`, { file: s.storage.name })
+  if (s.ctx.hasDataFile || length <= 0) return
+  const cs = s.ctx.geometry.clusterSize
+  if (s.overlapsEpoch !== s.refcounts.metadataEpoch) s.overlaps = undefined
+  s.overlapsEpoch = s.refcounts.metadataEpoch
+  s.overlaps ??= buildOverlaps(s)
+  const hit = s.overlaps.find(hostOffset, length, cs)
+  if (hit) {
+    const at = hit.cluster * cs
+    s.corrupt = true
+    await s.host.markCorrupt()
+    throw new ImageError('CORRUPT', `${s.storage.name}: Marking image as corrupt: Preventing invalid write on metadata (overlaps with ${hit.what}) at 0x${at.toString(16)}`, { offset: at, file: s.storage.name })
+  }
 }

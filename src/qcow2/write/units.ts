@@ -8,7 +8,7 @@ import { l2Coverage, l2Index } from '../geometry.js'
 import { readL2Entry } from '../lookup.js'
 import type { Decoded } from '../writer-types.js'
 import { allocateData } from './allocate.js'
-import { writeData } from './data-write.js'
+import { writeData, zeroFresh } from './data-write.js'
 import { locked } from './flush.js'
 import { ownL2, rawCopied, release, setEntry, writableL2 } from './l2-update.js'
 import type { WriterState } from './state.js'
@@ -26,7 +26,9 @@ function classify(s: WriterState, table: CachedTable, index: number, decoded: De
   }
   // Extended L2: old data must move whole into the new cluster (the subclusters not written
   // keep their content).
-  return { kind: 'allocate', carry: g.extendedL2 && (e.kind === 'normal' || e.kind === 'compressed') }
+  if (e.kind === 'normal' || e.kind === 'compressed') return { kind: 'allocate', carry: g.extendedL2 }
+  // What the cluster reads as now (QEMU's is_zero_cow asks block status for the same).
+  return { kind: 'allocate', carry: false, reads: e.kind === 'zero' || !s.hasBacking ? 'zeros' : 'below' }
 }
 
 /** The generic path's view of one writable L2 table. */
@@ -40,6 +42,7 @@ export function tableUnits(s: WriterState, table: CachedTable): UnitMap {
     },
     allocateRun: (unit, count, contiguity) => allocateData(s, unit, count, contiguity),
     writeData: (hostOffset, bytes, guestOffset) => writeData(s, hostOffset, bytes, guestOffset),
+    zeroFresh: (hostOffset, length) => zeroFresh(s, hostOffset, length),
     linkRun: async (unit, count, hostOffset, subunits) => {
       for (let i = 0; i < count; i++) {
         const index = l2Index(g, (unit + i) * cs)
@@ -61,6 +64,7 @@ export function tableUnits(s: WriterState, table: CachedTable): UnitMap {
       }
     },
     beforeCopyOnWrite: () => s.storage.debugEvent?.('cow_read'),
+    beforeFreshWrite: () => s.storage.debugEvent?.('cluster_alloc_space'),
   }
 }
 

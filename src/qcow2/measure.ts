@@ -1,17 +1,37 @@
-// `measure`: the file size a new image needs, with QEMU's formulas (qcow2_measure,
-// qcow2_calc_prealloc_size, qcow2_refcount_metadata_size; raw_measure).
-import type { BlockDevice } from '../format/device.js'
+// qemu-img measure -O qcow2 (qcow2_measure, qcow2_calc_prealloc_size,
+// qcow2_refcount_metadata_size): the options read with qcow2_measure's checks and messages, the
+// figures from a virtual size or from a source image's allocation, a LUKS header included.
 import { hasPersistentBitmaps } from '../format/bitmap-capability.js'
+import { roundUp, type FormatMeasureRequest, type MeasureResult, type MeasureSource } from '../format/measure.js'
+import { parseBool, parseOptionNumber, parseOptionSize } from '../format/option-values.js'
+import { measureLuksHeader } from '../crypto/luks-measure.js'
+import { ImageError } from '../errors.js'
 
-/** The figures qemu-img measure prints (BlockMeasureInfo). */
-export interface MeasureResult {
-  required: number
-  fullyAllocated: number
-  /** Bytes for persistent bitmaps; reported only when source and target support them. */
-  bitmaps: number | undefined
+/** The largest L1 table QEMU accepts (QCOW_MAX_L1_SIZE). */
+const MAX_L1_BYTES = 32 * 1024 * 1024
+
+/** qcow2_measure's reading of the -o options, with its own checks and messages. */
+function qcow2Target(opts: ReadonlyMap<string, string>) {
+  const bad = (message: string) => new ImageError('INVALID_ARGUMENT', message)
+  const extendedL2 = opts.has('extended_l2') && parseBool('extended_l2', opts.get('extended_l2')!)
+  const clusterSize = opts.has('cluster_size') ? parseOptionSize('cluster_size', opts.get('cluster_size')!) : 65536
+  const clusterBits = Math.log2(clusterSize)
+  if (!Number.isInteger(clusterBits) || clusterBits < 9 || clusterBits > 21) throw bad('Cluster size must be a power of two between 512 and 2048k')
+  if (extendedL2 && clusterSize < 16384) throw bad('Extended L2 entries are only supported with cluster sizes of at least 16384 bytes')
+  const compat = opts.get('compat')
+  if (compat !== undefined && compat !== '0.10' && compat !== '1.1') throw bad(`Invalid compatibility level: '${compat}'`)
+  const version = compat === '0.10' ? 2 : 3
+  const refcountBits = opts.has('refcount_bits') ? parseOptionNumber('refcount_bits', opts.get('refcount_bits')!) : 16
+  if (!Number.isInteger(Math.log2(refcountBits)) || refcountBits > 64) throw bad('Refcount width must be a power of two and may not exceed 64 bits')
+  if (version < 3 && refcountBits !== 16) throw bad('Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)')
+  const preallocation = opts.get('preallocation') ?? 'off'
+  if (!['off', 'metadata', 'falloc', 'full'].includes(preallocation)) throw bad(`invalid parameter value: ${preallocation}`)
+  return {
+    clusterSize, refcountBits, extendedL2, version,
+    preallocation: preallocation as 'off' | 'metadata' | 'falloc' | 'full',
+    hasBackingFile: opts.has('backing_file'),
+  }
 }
-
-const roundUp = (value: number, to: number) => Math.ceil(value / to) * to
 
 /** Clusters of refcount table and blocks needed to cover `clusters` clusters (fixed point). */
 export function refcountMetadataSize(clusters: number, clusterSize: number, refcountOrder: number): number {
@@ -61,7 +81,7 @@ export interface Qcow2MeasureTarget {
 }
 
 /** qcow2_measure: from a virtual size, or from a source image's allocation. */
-export async function measureQcow2(target: Qcow2MeasureTarget, source: { size: number } | { device: BlockDevice }): Promise<MeasureResult> {
+export async function measureQcow2(target: Qcow2MeasureTarget, source: MeasureSource): Promise<MeasureResult> {
   const cs = target.clusterSize
   let virtualSize: number
   let required = 0
@@ -113,8 +133,15 @@ function bitmapsSize(bitmaps: readonly { name: string; granularity: number }[], 
   return size + roundUp(directory, cs)
 }
 
-/** raw_measure: the size itself (rounded to sectors without a source). */
-export function measureRaw(source: { size: number } | { device: BlockDevice }): MeasureResult {
-  const required = 'device' in source ? source.device.size : roundUp(source.size, 512)
-  return { required, fullyAllocated: required, bitmaps: undefined }
+/** The qcow2 module's measure: the options checked, the L1 table's limit, then the figures. */
+export async function measureQcow2Request(request: FormatMeasureRequest): Promise<MeasureResult> {
+  const opts = request.options
+  const target = { ...qcow2Target(opts), luksHeaderLength: opts.get('encrypt.format') === 'luks' ? measureLuksHeader(opts, 'encrypt.', request.lookupSecret) : 0 }
+  if ('size' in request.source) {
+    // The L1 table must be able to address the size.
+    const cs = target.clusterSize
+    const l2Tables = Math.ceil(Math.ceil(request.source.size / cs) / (cs / (target.extendedL2 ? 16 : 8)))
+    if (l2Tables * 8 > MAX_L1_BYTES) throw new ImageError('INVALID_ARGUMENT', 'The image size is too large (try using a larger cluster size)')
+  }
+  return measureQcow2(target, request.source)
 }

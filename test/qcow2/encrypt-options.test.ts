@@ -1,7 +1,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { measureLuksHeader, toEncryptOptions } from '../../src/cli/encrypt-options.js'
+import { toEncryptOptions } from '../../src/qcow2/encrypt-options.js'
+import { measureQcow2Request } from '../../src/qcow2/measure.js'
+import { measureLuksHeader } from '../../src/crypto/luks-measure.js'
+import { lookupSecretUtf8, type SecretRegistry } from '../../src/cli/secrets.js'
 import { isImageError } from '../../src/errors.js'
+
+/** The CLI's lookup: the --object secret as UTF-8. */
+const lookup = (secrets: SecretRegistry) => (id: string) => lookupSecretUtf8(secrets, id)
 
 const opts = (text: string) => new Map(text.split(',').map((kv) => kv.split('=') as [string, string]))
 
@@ -32,17 +38,26 @@ test('qemu-img messages for bad encryption options', () => {
 
 test('measure: the LUKS header length, from the master key length only', () => {
   const secrets = new Map([['s', new TextEncoder().encode('pass')]])
-  const header = (text: string) => measureLuksHeader(opts(text), secrets)
+  const header = (text: string) => measureLuksHeader(opts(text), 'encrypt.', lookup(secrets))
   // 4096 bytes of partition header + 8 key slots of key length × 4000 stripes, in 4 KiB steps.
   assert.equal(header('encrypt.format=luks,encrypt.key-secret=s'), 4096 + 8 * 258048)
   assert.equal(header('encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=aes-128'), 4096 + 8 * 131072)
   assert.equal(header('encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=aes-192'), 4096 + 8 * 192512)
   assert.equal(header('encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=cast5-128,encrypt.cipher-mode=cbc'), 4096 + 8 * 65536)
   assert.equal(header('encrypt.format=luks,encrypt.key-secret=s,encrypt.hash-alg=sha512,encrypt.iter-time=0'), header('encrypt.format=luks,encrypt.key-secret=s'))
-  // qcow2_measure counts LUKS only; everything else is ignored, not refused.
-  for (const text of ['cluster_size=4096', 'encrypt.format=aes', 'encryption=on', 'encrypt.format=foo', 'encrypt.format=aes,encrypt.cipher-alg=foo', 'encrypt.key-secret=nosuch']) {
-    assert.equal(header(text), 0, text)
+})
+
+test('measure -O qcow2: LUKS counts, everything else encrypt.* is ignored, not refused', async () => {
+  const secrets = new Map([['s', new TextEncoder().encode('pass')]])
+  const measure = (text: string) => measureQcow2Request({ options: opts(text), source: { size: 1 << 30 }, lookupSecret: lookup(secrets) })
+  const plain = await measure('cluster_size=65536')
+  for (const text of ['encrypt.format=aes', 'encryption=on', 'encrypt.format=foo', 'encrypt.format=aes,encrypt.cipher-alg=foo', 'encrypt.key-secret=nosuch']) {
+    assert.deepEqual(await measure(text), plain, text)
   }
+  const luks = await measure('encrypt.format=luks,encrypt.key-secret=s')
+  // The header in whole clusters (qcow2_measure rounds it up).
+  assert.equal(luks.required - plain.required, 32 * 65536)
+  assert.equal(luks.fullyAllocated - plain.fullyAllocated, 32 * 65536)
 })
 
 test('measure: qemu-img messages for LUKS options, in its order', () => {
@@ -57,6 +72,6 @@ test('measure: qemu-img messages for LUKS options, in its order', () => {
     ['encrypt.format=luks,encrypt.key-secret=s,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha512', 'No AES cipher with key size 64 available', 'UNSUPPORTED'],
   ]
   for (const [text, message, code] of cases) {
-    assert.throws(() => measureLuksHeader(opts(text), secrets), (e) => isImageError(e) && e.code === code && e.message === message, text)
+    assert.throws(() => measureLuksHeader(opts(text), 'encrypt.', lookup(secrets)), (e) => isImageError(e) && e.code === code && e.message === message, text)
   }
 })
