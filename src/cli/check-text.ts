@@ -3,8 +3,11 @@
 import type { CheckReport } from '../format/capabilities.js'
 import { toQemuJson } from './qjson.js'
 
-/** printf's %0.2f: toFixed(2) breaks an exact tie upwards, printf to the even digit (3.125 → 3.12). */
-function fixed2(x: number): string {
+/**
+ * printf's %0.2f (check's percentages, and qemu-progress.c's bar): toFixed(2) breaks an exact tie
+ * upwards, printf to the even digit (3.125 → 3.12).
+ */
+export function fixed2(x: number): string {
   const scaled = x * 100
   // Only multiples of 1/8 can be exact ties at two decimals.
   if (Number.isInteger(x * 8) && scaled - Math.floor(scaled) === 0.5) {

@@ -6,7 +6,8 @@
 import { ImageError } from '../errors.js'
 import type { PhasePlace, ProgressMeter } from '../commands/progress-meter.js'
 import type { CliContext } from './context.js'
-import type { OptionSpec, Parsed } from './getopt.js'
+import { flag, type OptionSpec, type Parsed } from './getopt.js'
+import { fixed2 } from './check-text.js'
 
 /** The long option every progress-reporting command takes. */
 export const PROGRESS_SPEC: OptionSpec = {
@@ -14,22 +15,33 @@ export const PROGRESS_SPEC: OptionSpec = {
   check: (v) => { if (v !== 'json' && v !== 'human') throw new ImageError('INVALID_ARGUMENT', `--progress must be used with human or json as argument.`) },
 }
 
+/** qemu-img's -p, beside {@link PROGRESS_SPEC} (qemu-img has no long form of it). */
+export const BAR_SPEC: OptionSpec = { short: 'p', value: false, key: 'progress' }
+
 /** Interval between JSON lines of one phase. */
 const JSON_INTERVAL_MS = 200
 
 /** A progress meter for a command line, and how to end it. */
 export interface CliProgress {
   meter: ProgressMeter
-  /** Stops reporting (the signal handler removed); safe to call twice. */
+  /**
+   * Ends the output (qemu_progress_end: the bar's newline) and removes the signal handler; safe
+   * to call twice. Commands whose verdict follows the last bar line (compare) call it after.
+   */
   dispose(): void
 }
 
 /** How a command wants its progress shown. */
 export interface ProgressRequest {
-  /** -p given (and not -q): draw qemu-img's line. */
-  bar: boolean
+  /** -p given (and not -q): draw qemu-img's line. Default: -p and not -q. */
+  bar?: boolean
   /** The line goes to standard error (the output is standard output). */
   barToStderr?: boolean
+  /**
+   * qemu_progress_init's min_skip: a line is drawn when the percentage moved by more than this
+   * since the last one (1 for convert and commit, 2 for rebase and compare), or is 0 or 100.
+   */
+  minSkip?: number
 }
 
 /** Whether JSON progress was asked for (option or environment). */
@@ -41,18 +53,22 @@ export function wantsJson(parsed: Parsed): boolean {
 }
 
 /** The meter a command reports to: bar, JSON, SIGUSR1, as asked. */
-export function cliProgress(parsed: Parsed, ctx: CliContext, request: ProgressRequest): CliProgress {
+export function cliProgress(parsed: Parsed, ctx: CliContext, request: ProgressRequest = {}): CliProgress {
   const json = wantsJson(parsed)
-  const bar = request.bar || parsed.options.get('progress-mode') === 'human'
+  const bar = (request.bar ?? (flag(parsed, 'progress') && !flag(parsed, 'quiet'))) || parsed.options.get('progress-mode') === 'human'
   const barOut = request.barToStderr ? ctx.err : ctx.out
+  const minSkip = request.minSkip ?? 1
   const started = Date.now()
   let name = ''
   let total = 0
   let done = 0
   let place: PhasePlace = { index: 0, count: 1 }
   let lastJson = 0
-  let lastBar = -1
+  let lastPrint = 0
+  let drawn = false
+  let ended = false
   const percent = (): number => {
+    if (ended) return 100
     const local = total === 0 ? (done > 0 ? 1 : 0) : Math.min(1, done / total)
     return Math.min(100, ((place.index + local) / place.count) * 100)
   }
@@ -60,15 +76,17 @@ export function cliProgress(parsed: Parsed, ctx: CliContext, request: ProgressRe
     lastJson = Date.now()
     ctx.err(JSON.stringify({ phase: name, done, total, percent: Math.round(percent() * 100) / 100, elapsed: (lastJson - started) / 1000 }) + '\n')
   }
-  const drawBar = (force = false): void => {
-    const p = percent()
-    if (!force && Math.floor(p) === lastBar) return
-    lastBar = Math.floor(p)
-    barOut(`    (${p.toFixed(2)}/100%)\r`)
+  // qemu_progress_print's rule: drawn on a move of more than min_skip, and always at 0 and 100.
+  const drawBar = (): void => {
+    const p = Math.fround(percent())
+    if (drawn && p <= lastPrint + minSkip && p >= lastPrint - minSkip && p !== 0 && p !== 100) return
+    drawn = true
+    lastPrint = p
+    barOut(`    (${fixed2(p)}/100%)\r`)
   }
   const onSignal = (): void => {
     if (json) jsonLine()
-    else ctx.err(`    (${percent().toFixed(2)}/100%)\n`)
+    else ctx.err(`    (${fixed2(Math.fround(percent()))}/100%)\n`)
   }
   process.on('SIGUSR1', onSignal)
   let disposed = false
@@ -80,7 +98,7 @@ export function cliProgress(parsed: Parsed, ctx: CliContext, request: ProgressRe
       done = 0
       place = phasePlace ?? { index: 0, count: 1 }
       if (json) jsonLine()
-      if (bar) drawBar(lastBar < 0)
+      if (bar) drawBar()
     },
     add(bytes) {
       done += bytes
@@ -88,18 +106,19 @@ export function cliProgress(parsed: Parsed, ctx: CliContext, request: ProgressRe
       if (bar) drawBar()
     },
     end() {
-      if (disposed) return
-      if (total > 0 || name !== '') done = Math.max(done, total)
-      place = { index: place.count - 1, count: place.count }
+      if (ended || disposed) return
+      ended = true
+      done = Math.max(done, total)
       if (json) jsonLine()
-      if (bar) barOut('    (100.00/100%)\r\n')
-      stop()
+      // qemu_progress_print(100, 0), unless the last line drawn said 100 already.
+      if (bar && !(drawn && lastPrint === 100)) drawBar()
     },
   }
-  const stop = (): void => {
+  const dispose = (): void => {
     if (disposed) return
     disposed = true
     process.off('SIGUSR1', onSignal)
+    if (drawn) barOut('\n')
   }
-  return { meter, dispose: stop }
+  return { meter, dispose }
 }

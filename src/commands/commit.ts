@@ -4,13 +4,15 @@ import { ImageError } from '../errors.js'
 import type { BlockDevice } from '../format/device.js'
 import { canMakeEmpty } from '../format/capabilities.js'
 import { resizeImage } from './resize.js'
-import { Progress } from './progress.js'
+import { NO_PROGRESS, type PhasePlace, type ProgressMeter } from './progress-meter.js'
 
 /** Options for {@link commitImage}. */
 export interface CommitOptions {
   /** Keep the image's data after committing (-d; implied by -b). */
   keep?: boolean
-  progress?: ((text: string) => void) | undefined
+  /** Receives the progress: phase "commit", the guest bytes walked ({@link CommitOptions.place} of the command's). */
+  progress?: ProgressMeter | undefined
+  place?: PhasePlace | undefined
 }
 
 /**
@@ -21,7 +23,8 @@ export async function commitImage(top: BlockDevice, depth: number, base: BlockDe
   if (depth < 1) throw new ImageError('INVALID_ARGUMENT', 'The base must be a backing file of the image')
   if (base.size < top.size) await resizeImage(base, top.size)
   const layers = top.chain.slice(0, depth)
-  const progress = new Progress(top.size, options.progress)
+  const progress = options.progress ?? NO_PROGRESS
+  progress.phase('commit', top.size, options.place)
   const step = 2 * 1024 * 1024
   for (let offset = 0; offset < top.size;) {
     const length = Math.min(step, top.size - offset)
@@ -46,7 +49,6 @@ export async function commitImage(top: BlockDevice, depth: number, base: BlockDe
     progress.add(length)
   }
   await base.flush()
-  progress.end()
   if (!options.keep && emptyTop) await emptyTop()
 }
 

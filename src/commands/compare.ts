@@ -2,7 +2,7 @@
 // (0 identical, 1 different, 2 open error, 3 block status error, 4 read error).
 import type { BlockDevice, BlockStatus } from '../format/device.js'
 import { ImageError, isImageError } from '../errors.js'
-import { Progress } from './progress.js'
+import { NO_PROGRESS, type ProgressMeter } from './progress-meter.js'
 
 /** Result of a comparison: the exit code and the lines qemu-img prints. */
 export interface CompareResult {
@@ -43,7 +43,8 @@ function sameStatus(a: BlockStatus, b: BlockStatus): boolean {
 /** Compares `first` and `second` as `qemu-img compare [-s]` does. */
 export async function compareImages(first: BlockDevice, second: BlockDevice, options: {
   strict?: boolean
-  progress?: ((text: string) => void) | undefined
+  /** Receives the progress: phase "compare", the guest bytes compared (no end: see below). */
+  progress?: ProgressMeter | undefined
   /** The images as the user named them, for read errors ("Error while reading offset N of NAME"). */
   names?: [string, string] | undefined
   /** Receives the messages as they are made (still there when a read fails afterwards). */
@@ -63,7 +64,8 @@ export async function compareImages(first: BlockDevice, second: BlockDevice, opt
   const size1 = first.size
   const size2 = second.size
   const total = Math.min(size1, size2)
-  const progress = new Progress(Math.max(size1, size2), options.progress)
+  const progress = options.progress ?? NO_PROGRESS
+  progress.phase('compare', Math.max(size1, size2))
   if (options.strict && size1 !== size2) return { exitCode: 1, messages: ['Strict mode: Image size mismatch!'] }
   let offset = 0
   while (offset < total) {

@@ -5,7 +5,7 @@ import { allocShareable, isZero } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import type { Compressors } from '../codecs.js'
 import type { BlockDevice } from '../format/device.js'
-import { Progress } from './progress.js'
+import { NO_PROGRESS, type ProgressMeter } from './progress-meter.js'
 
 /** Options for {@link convertImage}. */
 export interface ConvertOptions {
@@ -21,8 +21,8 @@ export interface ConvertOptions {
    * target allocates clusters in guest order) and the file grows sequentially.
    */
   outOfOrder?: boolean
-  /** Sink for the progress line (-p). */
-  progress?: ((text: string) => void) | undefined
+  /** Receives the progress: one phase, "copy", of the bytes qemu-img counts. */
+  progress?: ProgressMeter | undefined
   /** The target starts out reading as zeros (a fresh image), so zero areas need no write. */
   targetIsZero?: boolean
   /**
@@ -115,7 +115,8 @@ export async function convertImage(source: BlockDevice, target: BlockDevice, opt
       at += run.length
     }
   }
-  const progress = new Progress(progressTotal, options.progress)
+  const progress = options.progress ?? NO_PROGRESS
+  progress.phase('copy', progressTotal)
   const targetIsZero = options.targetIsZero ?? true
   let next = 0
   // qemu-img's has_zero_init: a new target without a backing file already reads as zeros.

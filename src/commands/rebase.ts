@@ -4,7 +4,7 @@
 import { ImageError } from '../errors.js'
 import type { BlockDevice } from '../format/device.js'
 import { canSetBacking } from '../format/capabilities.js'
-import { Progress } from './progress.js'
+import { NO_PROGRESS, type ProgressMeter } from './progress-meter.js'
 
 /** Options for {@link rebaseImage}. */
 export interface RebaseOptions {
@@ -14,7 +14,8 @@ export interface RebaseOptions {
   name: string | undefined
   format: string | undefined
   unsafe?: boolean
-  progress?: ((text: string) => void) | undefined
+  /** Receives the progress: phase "copy", the guest bytes compared (safe mode). */
+  progress?: ProgressMeter | undefined
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
@@ -36,11 +37,12 @@ async function readOrZero(device: BlockDevice | undefined, offset: number, lengt
 export async function rebaseImage(image: BlockDevice, options: RebaseOptions): Promise<void> {
   const driver = image.driver
   if (!canSetBacking(driver)) throw new ImageError('UNSUPPORTED', `rebase: format '${driver.format}' has no backing file`)
+  const progress = options.progress ?? NO_PROGRESS
+  progress.phase('copy', options.unsafe ? 0 : image.size)
   if (!options.unsafe) {
     const old = image.backing
     const unit = driver.allocationUnit
     const size = image.size
-    const progress = new Progress(size, options.progress)
     const step = Math.max(unit, 1024 * 1024)
     for (let offset = 0; offset < size;) {
       const { allocated, length } = await image.isAllocated(offset, Math.min(step, size - offset))
@@ -55,7 +57,6 @@ export async function rebaseImage(image: BlockDevice, options: RebaseOptions): P
       offset += length
       progress.add(length)
     }
-    progress.end()
   }
   // As qemu-img: the data is copied, then a backing name without a format is refused.
   if (options.name !== undefined && options.format === undefined) {

@@ -7,7 +7,7 @@ import { isZero } from '../binary/bytes.js'
 import type { BlockDevice } from '../format/device.js'
 import { MIN_PART_BYTES, partBytesFor, type MultipartUpload } from '../io/s3-upload.js'
 import { encodeReservedRegion, reservedLayout, reservedMaxBytes, standardL2Entry } from '../qcow2/reserved-layout.js'
-import { Progress } from './progress.js'
+import { NO_PROGRESS, type ProgressMeter } from './progress-meter.js'
 
 /** Options for the uploads. */
 export interface UploadOptions {
@@ -15,7 +15,8 @@ export interface UploadOptions {
   readAhead?: number
   /** Bytes per part (default from the largest size the object may reach). */
   partBytes?: number
-  progress?: ((text: string) => void) | undefined
+  /** Receives the progress: phase "upload", the guest bytes sent. */
+  progress?: ProgressMeter | undefined
 }
 
 /** Appends bytes to an upload, cut into parts of `partBytes`, numbered from `firstPart`. */
@@ -98,7 +99,8 @@ async function* guestPieces(source: BlockDevice, readAhead: number, align: numbe
 /** Streams the guest bytes of `source` into `upload` as a raw image. */
 export async function uploadRaw(source: BlockDevice, upload: MultipartUpload, options: UploadOptions = {}): Promise<void> {
   const stream = new PartStream(upload, options.partBytes ?? partBytesFor(source.size), 1)
-  const progress = new Progress(source.size, options.progress)
+  const progress = options.progress ?? NO_PROGRESS
+  progress.phase('upload', source.size)
   for await (const piece of guestPieces(source, options.readAhead ?? 4, 512)) {
     const length = 'data' in piece ? piece.data.length : piece.zeros
     await stream.append('data' in piece ? piece.data : piece.zeros)
@@ -122,7 +124,8 @@ export async function uploadQcow2(source: BlockDevice, upload: MultipartUpload, 
   const layout = reservedLayout(source.size, options.clusterBits ?? 16, options.version ?? 3, MIN_PART_BYTES)
   const cs = layout.clusterBytes
   const stream = new PartStream(upload, options.partBytes ?? partBytesFor(reservedMaxBytes(layout)), 2)
-  const progress = new Progress(source.size, options.progress)
+  const progress = options.progress ?? NO_PROGRESS
+  progress.phase('upload', source.size)
   const l2Offsets: number[] = new Array<number>(layout.l1Entries).fill(0)
   const l2Span = cs * layout.l2Entries
   let table: DataView | undefined

@@ -5,7 +5,9 @@ import type { CryptoProvider } from '../crypto/provider.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import type { FormatDriver } from './driver.js'
 import type { CheckReport } from './capabilities.js'
+import type { ProgressMeter } from '../commands/progress-meter.js'
 import type { FormatMeasureRequest, MeasureResult } from './measure.js'
+import type { InfoMembers } from './info.js'
 
 /** What an opening format driver may ask of the chain opener. */
 export interface FormatOpenContext {
@@ -50,6 +52,8 @@ export interface FormatCheckOptions {
    * check that must open an encrypted image first, as qemu-img check does.
    */
   openImage?: (() => Promise<void>) | undefined
+  /** Receives the check's progress, where the format reports it (qcow2: references, refcounts, copied). */
+  progress?: ProgressMeter | undefined
 }
 
 /** One creation option as qemu-img lists it in `-o help` and the "Formatting" line. */
@@ -126,4 +130,9 @@ export interface FormatModule {
    * checks of the options; absent when QEMU cannot measure it.
    */
   measure?(request: FormatMeasureRequest): Promise<MeasureResult>
+  /**
+   * The QAPI members of this format's `format-specific` data (info's JSON and human output),
+   * from the `data` its drivers give; absent when that data is already in QAPI form.
+   */
+  formatSpecificToJson?(data: unknown): InfoMembers
 }

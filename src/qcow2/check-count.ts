@@ -149,6 +149,7 @@ async function checkL1(ctx: RefContext, shared: SharedTables, l1Offset: number, 
   const tables = new TableReader(toRead, g.clusterSize, (offset, buffer) => readOrCount(ctx, offset, g.clusterSize, buffer))
   const cleanNow: number[] = []
   for (let i = 0; i < l1Size; i++) {
+    ctx.progress?.add(1)
     const hi = view.getUint32(i * 8)
     const lo = view.getUint32(i * 8 + 4)
     if (hi === 0 && lo === 0) continue

@@ -42,5 +42,5 @@ export async function checkQcow2Image(storage: ReadableStorage, options: FormatC
   // checked without it.
   if (options.openImage && (await encrypted(storage))) await options.openImage()
   await openForCheck(storage, options.fix !== undefined)
-  return checkQcow2(storage, { fix: options.fix, report: options.report })
+  return checkQcow2(storage, { fix: options.fix, report: options.report, progress: options.progress })
 }

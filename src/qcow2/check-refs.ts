@@ -4,6 +4,7 @@
 import type { ReadableStorage } from '../io/storage.js'
 import type { Qcow2Layout } from './open.js'
 import type { Snapshot } from './snapshot.js'
+import type { ProgressMeter } from '../commands/progress-meter.js'
 
 /**
  * References per host cluster, as wide as the image's refcounts need (QEMU sizes its in-memory
@@ -50,6 +51,8 @@ export interface RefContext {
   refcountMax: number
   /** When set, the OFLAG_COPIED state of the active L2 entries is gathered while counting. */
   copiedFlags?: CopiedFlags | undefined
+  /** Receives the pass's progress (its "references" and "refcounts" phases). */
+  progress?: ProgressMeter | undefined
 }
 
 /**

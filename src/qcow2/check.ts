@@ -13,6 +13,7 @@ import { rebuildRefcountStructure } from './refcount-rebuild.js'
 import { loadLayout, type Qcow2Layout } from './open.js'
 import { loadSnapshotTable } from './snapshot.js'
 import * as spec from './spec.js'
+import type { ProgressMeter } from '../commands/progress-meter.js'
 
 /** What qemu-img check reports (ImageCheck). */
 export interface CheckResult extends CheckCounts {
@@ -146,7 +147,10 @@ async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: R
   const clusters = Math.max(Math.ceil(ctx.fileSize / cs), ctx.refs.length)
   const flags = fix === undefined ? ctx.copiedFlags : undefined
   let highest = 0
+  ctx.progress?.phase('refcounts', clusters * cs, { index: 1, count: 3 })
   for (let i = 0; i < clusters; i++) {
+    // Reported every 4096 clusters: a meter call per cluster would cost more than the check.
+    if (i % 4096 === 4095) ctx.progress?.add(4096 * cs)
     let refcount1: number
     try {
       refcount1 = stored.peek(i) ?? await stored.get(i)
@@ -175,6 +179,7 @@ async function compareRefcounts(ctx: RefContext, stored: StoredRefcounts, fix: R
     if (refcount1 < refcount2) ctx.counts.corruptions++
     else ctx.counts.leaks++
   }
+  ctx.progress?.add(clusters * cs - Math.floor(clusters / 4096) * 4096 * cs)
   return highest
 }
 
@@ -276,7 +281,7 @@ export async function computeReferences(storage: ReadableStorage): Promise<{ ref
 }
 
 /** One pass of qcow2_check: counts, compares, optionally repairs. */
-async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, report: (line: string) => void): Promise<CheckResult> {
+async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, report: (line: string) => void, progress: ProgressMeter | undefined): Promise<CheckResult> {
   const { layout, snapshots, stored } = await loadState(storage)
   const cs = layout.geometry.clusterSize
   const fresh = (): RefContext => ({
@@ -285,10 +290,17 @@ async function checkPass(storage: ReadableStorage, fix: RepairMode | undefined, 
   })
   // With an external data file every data entry must carry COPIED (refcount 1): the full pass.
   let ctx: RefContext = { ...fresh(), copiedFlags: layout.hasDataFile ? undefined : new CopiedFlags(Math.ceil(layout.fileSize / cs)) }
+  // Progress: the L1 entries walked ("references"), the clusters compared ("refcounts"), then the
+  // OFLAG_COPIED pass ("copied"); a repair's further passes report nothing more.
+  const l1Entries = layout.header.l1Size + snapshots.reduce((n, s) => n + (s.l1Size * 8 > spec.MAX_L1_BYTES ? 0 : s.l1Size), 0)
+  progress?.phase('references', l1Entries, { index: 0, count: 3 })
+  ctx.progress = progress
   await countReferences(ctx)
   await countRefblocks(ctx, stored, fix)
   const preCompare = { ...ctx.counts }
   let highest = await compareRefcounts(ctx, stored, undefined)
+  ctx.progress = undefined
+  progress?.phase('copied', 1, { index: 2, count: 3 })
   if (ctx.rebuild && fix === 'all') {
     const old = { ...ctx.counts }
     report('Rebuilding refcount structure')
@@ -345,11 +357,11 @@ function finish(ctx: RefContext, layout: Qcow2Layout, highest: number): CheckRes
  * corruption left, the dirty and corrupt bits are cleared (qcow2_mark_clean/consistent).
  * `report` receives the per-cluster diagnostics qemu-img prints to stderr.
  */
-export async function checkQcow2(storage: ReadableStorage, options: { fix?: RepairMode | undefined; report?: (line: string) => void } = {}): Promise<CheckResult> {
+export async function checkQcow2(storage: ReadableStorage, options: { fix?: RepairMode | undefined; report?: (line: string) => void; progress?: ProgressMeter | undefined } = {}): Promise<CheckResult> {
   const report = options.report ?? (() => undefined)
   const fix = options.fix
   if (fix && !isWritable(storage)) throw new ImageError('READ_ONLY', `${storage.name}: repairing needs the image opened for writing`)
-  const result = await checkPass(storage, fix, report)
+  const result = await checkPass(storage, fix, report, options.progress)
   if (fix && result.checkErrors === 0 && result.corruptions === 0) {
     const layout = await loadLayout(storage)
     const h = layout.header

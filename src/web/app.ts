@@ -60,11 +60,13 @@ async function openSource(source: Source): Promise<void> {
   setState('status', 'opening', 'Opening…')
   for (const id of ['map', 'hex', 'check-text', 'download-state']) setState(id, 'idle')
   try {
-    opened = await ask<Opened>({ op: 'open', source })
+    const passphrase = element<HTMLInputElement>('passphrase').value
+    opened = await ask<Opened>({ op: 'open', source, passphrase: passphrase === '' ? undefined : passphrase })
   } catch (e) {
     fail('status', e)
     return
   }
+  element('chain').replaceChildren(...chainRows(JSON.parse(opened.infoJson) as LayerJson[]))
   element('info-text').textContent = opened.infoText
   element('info-json').textContent = opened.infoJson
   element('note').textContent = opened.note ?? ''
@@ -72,6 +74,39 @@ async function openSource(source: Source): Promise<void> {
   setState('status', 'open', `${opened.name}: ${opened.virtualSize} bytes, ${opened.layers.length} layer(s)`)
   await showMap()
   await showHex()
+}
+
+/** The members of qemu-img's info JSON the chain table shows. */
+interface LayerJson {
+  filename: string
+  format: string
+  'virtual-size': number
+  'cluster-size'?: number
+  'backing-filename'?: string
+  snapshots?: { id: string; name: string; 'date-sec': number; 'vm-state-size': number }[]
+  'format-specific'?: { data?: { bitmaps?: { name: string; granularity: number; flags: string[] }[] } }
+}
+
+function row(cells: string[], header = false): HTMLTableRowElement {
+  const tr = document.createElement('tr')
+  for (const text of cells) {
+    const cell = document.createElement(header ? 'th' : 'td')
+    cell.textContent = text
+    tr.append(cell)
+  }
+  return tr
+}
+
+/** The backing chain as a table: a row per layer, then its snapshots and bitmaps. */
+function chainRows(layers: LayerJson[]): HTMLTableRowElement[] {
+  const rows = [row(['depth', 'file', 'format', 'virtual size', 'cluster size', 'backing file', 'snapshots', 'bitmaps'], true)]
+  layers.forEach((layer, depth) => {
+    const snapshots = (layer.snapshots ?? []).map((s) => `${s.id} ${s.name} (${new Date(s['date-sec'] * 1000).toISOString()}, VM state ${s['vm-state-size']} B)`)
+    const bitmaps = (layer['format-specific']?.data?.bitmaps ?? []).map((b) => `${b.name} (granularity ${b.granularity}${b.flags.length ? ', ' + b.flags.join(' ') : ''})`)
+    rows.push(row([String(depth), layer.filename, layer.format, String(layer['virtual-size']), String(layer['cluster-size'] ?? ''),
+      layer['backing-filename'] ?? '', snapshots.join('; '), bitmaps.join('; ')]))
+  })
+  return rows
 }
 
 async function showMap(): Promise<void> {
@@ -151,11 +186,25 @@ async function download(format: 'raw' | 'qcow2'): Promise<void> {
   try {
     // The picker needs the click's user activation: ask before the worker is.
     const handle = direct ? await picker({ suggestedName: name }) : undefined
-    const stream = await ask<ReadableStream<Uint8Array>>({ op: 'download', format })
+    const converted = await ask<ReadableStream<Uint8Array>>({ op: 'download', format })
+    // Progress counted here, as the bytes go by: of the guest size for raw, in MiB for qcow2.
     const bar = element<HTMLProgressElement>('progress')
-    if (handle) await stream.pipeTo(await handle.createWritable())
+    let written = 0
+    const counted = converted.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        written += chunk.length
+        if (format === 'raw') {
+          bar.classList.remove('hidden')
+          bar.max = Math.max(1, opened!.virtualSize)
+          bar.value = written
+        }
+        element('download-state').textContent = `${name}: ${(written / 2 ** 20).toFixed(1)} MiB…`
+        controller.enqueue(chunk)
+      },
+    }))
+    if (handle) await counted.pipeTo(await handle.createWritable())
     else {
-      const blob = await new Response(stream).blob()
+      const blob = await new Response(counted).blob()
       const link = document.createElement('a')
       link.href = URL.createObjectURL(blob)
       link.download = name
@@ -189,10 +238,8 @@ function tooltip(event: MouseEvent): void {
 
 function filesChosen(list: FileList | null | undefined): void {
   const files = Array.from(list ?? [])
-  if (files.length === 0) return
-  // The top image first: of several files, the one no other names as its backing is unknown
-  // here, so the first chosen is taken as the top (the worker finds the others by name).
-  void openSource({ files })
+  // The worker picks the top image: the file no other names as its backing file.
+  if (files.length > 0) void openSource({ files })
 }
 
 const drop = element('drop')
@@ -226,4 +273,8 @@ if (links.length > 1) {
   }))
   drop.after(list)
 }
-if (links[0] !== undefined) void openSource({ url: links[0] })
+if (links[0] !== undefined) {
+  // Also in the URL field: Open opens it again (with the passphrase typed after a refusal).
+  element<HTMLInputElement>('url').value = links[0]
+  void openSource({ url: links[0] })
+}

@@ -2,13 +2,15 @@
 // request by id (progress on the way, then one result or an error).
 import type { BlockStatus } from '../format/device.js'
 
-/** Where the image comes from: a URL (the `qimg web` server, or any server with CORS and
- * ranges), or files dropped on the page (the top image first; the others are its backing files). */
+/**
+ * Where the image comes from: a URL (the `qimg web` server, or any server with CORS and ranges),
+ * or files dropped on the page (an image and its backing files, in any order).
+ */
 export type Source = { url: string } | { files: File[] }
 
 /** One request. */
 export type Request =
-  | { op: 'open'; source: Source }
+  | { op: 'open'; source: Source; passphrase: string | undefined }
   | { op: 'map' }
   | { op: 'hex'; offset: number; length: number }
   | { op: 'check' }

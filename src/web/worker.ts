@@ -1,6 +1,6 @@
 // The inspector's worker: opens the image with the library's browser entry and answers the page
 // (info, map, hex, check, streamed downloads), so the page stays responsive on large images.
-import { openImage, setZstdWasm, type BlockDevice, type FileHost } from '../browser.js'
+import { ImageError, openImage, setZstdWasm, type BlockDevice, type FileHost } from '../browser.js'
 import { formatMapJson, mapImage } from '../commands/map.js'
 import { describeLayer } from '../format/describe.js'
 import { findFormatModule } from '../formats.js'
@@ -29,38 +29,59 @@ setZstdWasm(new URL('./zstd.wasm', scope.location.href))
 
 let device: BlockDevice | undefined
 
+/** The last component of a name: all a dropped File has of its path. */
+const lastComponent = (path: string): string => path.slice(path.lastIndexOf('/') + 1)
+
 /**
  * Files dropped together: the backing files an image names are found among them by their last
  * path component (a dropped File has no directory). Nothing else can be opened.
  */
 function droppedFiles(files: File[]): FileHost {
   const byName = new Map(files.map((file) => [file.name, file]))
-  const base = (path: string) => path.slice(path.lastIndexOf('/') + 1)
   return {
     async open(path) {
-      const file = byName.get(base(path))
-      if (!file) throw new Error(`${path}: not among the dropped files (drop the backing files with the image)`)
+      const file = byName.get(lastComponent(path))
+      if (!file) throw new ImageError('NOT_FOUND', `${path}: not among the dropped files (drop the backing files with the image)`, { file: path })
       return new BlobStorage(file)
     },
-    canonical: async (path) => base(path),
-    resolve: (_image, name) => base(name),
+    canonical: async (path) => lastComponent(path),
+    resolve: (_image, name) => lastComponent(name),
   }
 }
 
-async function open(source: Source): Promise<Opened> {
+/** Of dropped files, the one no other names as its backing file (the first when none is). */
+async function topOf(files: File[]): Promise<File | undefined> {
+  if (files.length < 2) return files[0]
+  const named = new Set<string>()
+  for (const file of files) {
+    try {
+      const layer = await openImage(file, { fileReferences: 'ignore', metadataOnly: true })
+      const backing = (await layer.info()).backingFilename
+      await layer.close()
+      if (backing !== undefined) named.add(lastComponent(backing))
+    } catch {
+      // not an image of a format qimg reads: it cannot be the top either
+      named.add(file.name)
+    }
+  }
+  return files.find((file) => !named.has(file.name)) ?? files[0]
+}
+
+async function open(source: Source, passphrase: string | undefined): Promise<Opened> {
   await device?.close()
   device = undefined
   let note: string | undefined
-  if ('url' in source) device = await openImage(new URL(source.url, scope.location.href).href)
+  const secret = passphrase === undefined ? undefined : async () => new TextEncoder().encode(passphrase)
+  if ('url' in source) device = await openImage(new URL(source.url, scope.location.href).href, { secret })
   else {
-    const [top] = source.files
-    if (!top) throw new Error('no file given')
+    const top = await topOf(source.files)
+    if (!top) throw new ImageError('INVALID_ARGUMENT', 'no file given')
     const host = droppedFiles(source.files)
     try {
-      device = await openImage(top, { host })
+      device = await openImage(top, { host, secret })
     } catch (e) {
       // Without its backing file the top image alone is still worth inspecting.
-      device = await openImage(top, { fileReferences: 'ignore' })
+      device = await openImage(top, { fileReferences: 'ignore', secret })
       note = `backing file not opened: ${(e as Error).message}`
     }
   }
@@ -77,7 +98,7 @@ async function open(source: Source): Promise<Opened> {
 }
 
 function opened(): BlockDevice {
-  if (!device) throw new Error('no image is open')
+  if (!device) throw new ImageError('INVALID_ARGUMENT', 'no image is open')
   return device
 }
 
@@ -100,18 +121,13 @@ async function check(): Promise<CheckResult> {
   return { supported: true, text: lines.map((line) => line + '\n').join('') + checkHuman(report), json: checkJson(report, image.driver.storage.name, info.format) }
 }
 
-/** Starts a converted copy as a stream, which the page saves; progress counts guest bytes. */
-function download(format: 'raw' | 'qcow2', progress: (done: number, total: number) => void): ReadableStream<Uint8Array> {
+/** Starts a converted copy as a stream, which the page saves (and counts). */
+function download(format: 'raw' | 'qcow2'): ReadableStream<Uint8Array> {
   const image = opened()
   const { sink, stream, fail } = streamSink(`${image.driver.storage.name} as ${format}`)
   const out = new CountingSink(sink)
-  let done = 0
-  const write = format === 'raw'
-    ? feedDevice(image, rawWriter(out, (n) => progress(done += n, image.size)))
-    : streamQcow2(image, out, {
-      clusterBits: 16,
-      progress: { phase: () => { done = 0 }, add: (n) => progress(done += n, image.size), end: () => undefined },
-    })
+  // qcow2 as qemu-img convert -O qcow2 makes it by default (64 KiB clusters, compat 1.1).
+  const write = format === 'raw' ? feedDevice(image, rawWriter(out)) : streamQcow2(image, out, { clusterBits: 16 })
   write.then(() => out.close(), fail)
   return stream
 }
@@ -127,7 +143,7 @@ scope.onmessage = (event) => {
   }
   const answer = async (): Promise<void> => {
     switch (request.op) {
-      case 'open': return scope.postMessage({ id, result: await open(request.source) })
+      case 'open': return scope.postMessage({ id, result: await open(request.source, request.passphrase) })
       case 'map': return scope.postMessage({ id, result: await map(progress) })
       case 'hex': {
         const image = opened()
@@ -136,7 +152,7 @@ scope.onmessage = (event) => {
       }
       case 'check': return scope.postMessage({ id, result: await check() })
       case 'download': {
-        const stream = download(request.format, progress)
+        const stream = download(request.format)
         return scope.postMessage({ id, result: stream }, [stream as unknown as Transferable])
       }
     }

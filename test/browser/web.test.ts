@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto'
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { QIMG, needTools, run, runOk, sharedWorkDir } from '../helpers/oracle.js'
+import { WEB_PASSPHRASE } from '../helpers/web-images.js'
 
 const ROOT = resolve(import.meta.dirname, '../../..')
 const CHROMIUM = process.env.QIMG_CHROMIUM ?? '/usr/bin/chromium'
@@ -26,20 +27,22 @@ const work = sharedWorkDir('qimg-web-', async (dir) => {
   await io('top.qcow2', 'write -P 0x55 3M 64k')
   await q('bitmap', '--add', 'top.qcow2', 'b0')
   await q('convert', '-O', 'raw', 'top.qcow2', 'top.raw')
+  await q('convert', '--object', `secret,id=s0,data=${WEB_PASSPHRASE}`, '-O', 'qcow2',
+    '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', 'top.raw', 'luks.qcow2')
 })
 
 let server: ChildProcess | undefined
 after(() => { server?.kill('SIGKILL') })
 
-/** Starts `qimg web` on the top image in `dir`; resolves to the link it prints for it. */
-async function startQimgWeb(dir: string): Promise<string> {
-  server = spawn(process.execPath, [QIMG, 'web', '--port', '0', 'top.qcow2'], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] })
+/** Starts `qimg web` on the images in `dir`; resolves to the links it prints for them. */
+async function startQimgWeb(dir: string, images: string[]): Promise<string[]> {
+  server = spawn(process.execPath, [QIMG, 'web', '--port', '0', ...images], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] })
   let text = ''
-  return new Promise<string>((resolveUrl, reject) => {
+  return new Promise<string[]>((resolveUrl, reject) => {
     server!.stdout!.on('data', (chunk: Buffer) => {
       text += chunk.toString()
-      const m = /^ {2}top\.qcow2: (\S+)$/m.exec(text)
-      if (m) resolveUrl(m[1]!)
+      const links = images.map((image) => new RegExp(`^ {2}${image.replaceAll('.', '\\.')}: (\\S+)$`, 'm').exec(text)?.[1])
+      if (links.every((link) => link !== undefined)) resolveUrl(links as string[])
     })
     server!.once('exit', (code) => reject(new Error(`qimg web exited ${code}: ${text}`)))
   })
@@ -58,7 +61,7 @@ test('the inspector page shows what qemu-img shows, and streams converted copies
   if (!needTools(t, 'qemu-img', 'qemu-io', CHROMIUM)) return
   assert.ok(work.ready())
   const dir = work.dir
-  const pageUrl = await startQimgWeb(dir)
+  const [pageUrl, luksUrl] = await startQimgWeb(dir, ['top.qcow2', 'luks.qcow2']) as [string, string]
   const origin = new URL(pageUrl).origin
   const qemuInfo = await runOk('qemu-img', ['info', '--backing-chain', '--output=json', 'top.qcow2'], { cwd: dir })
   const qemuMap = await runOk('qemu-img', ['map', '--output=json', 'top.qcow2'], { cwd: dir })
@@ -80,6 +83,10 @@ test('the inspector page shows what qemu-img shows, and streams converted copies
       assert.deepEqual(JSON.parse(pageInfo), withoutActualSize(qemuInfo))
       // Members in qemu-img's order too.
       assert.equal(JSON.stringify(JSON.parse(pageInfo)), JSON.stringify(withoutActualSize(qemuInfo)))
+      // The chain table: a row per layer (and the header), the snapshot and the bitmap named.
+      const rows = await page.locator('#chain tr').allTextContents()
+      assert.equal(rows.length, 3)
+      assert.match(rows[1]!, /^0.*top\.qcow2qcow28388608.*base\.qcow2.*1 before .*b0 \(granularity 65536, auto\)$/)
     })
 
     await t.test('map equals qemu-img map --output=json, drawn with a legend', async () => {
@@ -88,6 +95,7 @@ test('the inspector page shows what qemu-img shows, and streams converted copies
       for (const label of ['data, depth 0', 'data, depth 1', 'compressed', 'zeros', 'unallocated']) assert.ok(legend.includes(label), `legend has ${label}: ${legend}`)
       mkdirSync(ARTEFACTS, { recursive: true })
       await page.locator('#map').screenshot({ path: join(ARTEFACTS, 'web-map.png') })
+      await page.screenshot({ path: join(ARTEFACTS, 'web-page.png'), fullPage: true })
       // The tooltip names the extent under the pointer: guest 2 MiB is the compressed cluster.
       const box = (await page.locator('#map').boundingBox())!
       const size = await page.locator('#map').evaluate((canvas) => { const c = canvas as unknown as { width: number; height: number }; return { w: c.width, h: c.height } })
@@ -134,12 +142,24 @@ test('the inspector page shows what qemu-img shows, and streams converted copies
       const requests: string[] = []
       dropped.on('request', (request) => requests.push(new URL(request.url()).pathname))
       await dropped.goto(origin + '/')
-      await dropped.setInputFiles('#file', [join(dir, 'top.qcow2'), join(dir, 'base.qcow2')])
+      // In either order: the page finds the top image (the one no other names as backing).
+      await dropped.setInputFiles('#file', [join(dir, 'base.qcow2'), join(dir, 'top.qcow2')])
       await dropped.waitForSelector('#map[data-state=ready]')
       // Dropped files are named as qemu-img names them when run beside them.
       assert.deepEqual(JSON.parse((await dropped.textContent('#info-json'))!), withoutActualSize(qemuInfo))
       assert.equal(await dropped.textContent('#map-json'), qemuMap)
       assert.deepEqual(requests.filter((path) => path.startsWith('/files/')), [])
+    })
+
+    await t.test('an encrypted image opens once its passphrase is given', async () => {
+      const encrypted = await context.newPage()
+      await encrypted.goto(luksUrl)
+      await encrypted.waitForSelector('#status[data-state=error]')
+      await encrypted.fill('#passphrase', WEB_PASSPHRASE)
+      await encrypted.click('#open-url')
+      await encrypted.waitForSelector('#hex[data-state=ready]')
+      assert.equal(await encrypted.getAttribute('#hex', 'data-bytes'), raw.subarray(0, 256).toString('hex'))
+      assert.match((await encrypted.textContent('#info-text'))!, /encrypted: yes/)
     })
   } finally {
     await browser.close()

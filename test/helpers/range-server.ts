@@ -1,7 +1,7 @@
 // A small HTTP server for tests of remote images: serves a directory with Range support
 // (206 + Content-Range, 416 past the end), an ETag per file, and counts requests and bytes.
 // Modes make it misbehave as real servers do: no ranges (200 with the whole file), an ETag
-// that changes after N requests, 503 for the first N requests.
+// that changes after N requests, 503 for the first N requests, requests past an offset held.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { readFile, stat } from 'node:fs/promises'
 import { extname, join, normalize } from 'node:path'
@@ -14,6 +14,13 @@ export interface RangeServerMode {
   changeEtagAfter?: number
   /** The first this-many requests get 503. */
   failFirst?: number
+  /**
+   * A ranged request starting at or past this offset waits for `release` (a source that stalls,
+   * for tests of what a command does meanwhile); `onHold` is told when one does.
+   */
+  holdFrom?: number
+  release?: Promise<void>
+  onHold?: () => void
 }
 
 /** A running server and what it has seen. */
@@ -66,6 +73,10 @@ export async function startRangeServer(root: string, mode: RangeServerMode = {})
     if (first >= size) {
       response.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end()
       return
+    }
+    if (mode.holdFrom !== undefined && first >= mode.holdFrom) {
+      mode.onHold?.()
+      await mode.release
     }
     const body = data.subarray(first, last + 1)
     record.bytes = body.length

@@ -5,6 +5,7 @@ import { flag, stringOption } from '../getopt.js'
 import { parseOptionNumber } from '../create-options.js'
 import { cvtnum, MAX_SIZE } from '../size.js'
 import { oneOperand, openOperand, parseArgs, type Command } from '../context.js'
+import { cliProgress, PROGRESS_SPEC } from '../progress-option.js'
 
 export const bench: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
@@ -20,6 +21,7 @@ export const bench: Command = async (args, ctx) => {
     { long: 'pattern', value: true },
     { long: 'flush-interval', value: true },
     { long: 'no-drain', value: false },
+    PROGRESS_SPEC,
   ])
   const filename = oneOperand(parsed)
   /** qemu_strtoul (decimal, 0x hexadecimal, 0 octal) up to `max`, else qemu-img's message. */
@@ -58,6 +60,9 @@ export const bench: Command = async (args, ctx) => {
     throw new ImageError('INVALID_ARGUMENT', `Could not open '${filename}': aio=native was specified, but it requires cache.direct=on, which was not specified.`)
   }
   const device = await openOperand(filename, parsed, { writable: write })
+  // qemu-img bench has no -p: --progress=json and SIGUSR1 are qimg's; one phase, the bytes of
+  // the requests completed.
+  const progress = cliProgress(parsed, ctx, { bar: false })
   try {
     if (!flag(parsed, 'quiet')) {
       ctx.out(`Sending ${count} ${write ? 'write' : 'read'} requests, ${bufferSize} bytes each, ${depth} in parallel (starting at offset ${offset}, step size ${step})\n`)
@@ -65,6 +70,7 @@ export const bench: Command = async (args, ctx) => {
     }
     const buffer = new Uint8Array(bufferSize).fill(patternByte)
     const started = performance.now()
+    progress.meter.phase(write ? 'write' : 'read', count * bufferSize)
     let issued = 0
     let position = offset
     const nextOffset = (): number => {
@@ -85,13 +91,16 @@ export const bench: Command = async (args, ctx) => {
         } else {
           await device.read(at, bufferSize)
         }
+        progress.meter.add(bufferSize)
       }
     }
     await Promise.all(Array.from({ length: Math.min(depth, count) }, worker))
     if (write) await device.flush()
+    progress.meter.end()
     const seconds = (performance.now() - started) / 1000
     if (!flag(parsed, 'quiet')) ctx.out(`Run completed in ${seconds.toFixed(3)} seconds.\n`)
   } finally {
+    progress.dispose()
     await device.close()
   }
   return 0

@@ -10,6 +10,7 @@ import { FileStorage } from '../../io/file.js'
 import type { CheckReport } from '../../format/capabilities.js'
 import type { FormatCheckOptions } from '../../format/module.js'
 import { flag, stringOption } from '../getopt.js'
+import { cliProgress, PROGRESS_SPEC } from '../progress-option.js'
 import { checkHuman as human, checkJson as json } from '../check-text.js'
 import { oneOperand, openOperand, operandImage, outputFormat, parseArgs, reportError, type Command } from '../context.js'
 
@@ -31,6 +32,7 @@ export const check: Command = async (args, ctx) => {
     { long: 'output', value: true },
     { short: 'r', long: 'repair', value: true, key: 'repair' },
     { short: 'T', long: 'cache', value: true, key: 'cache' },
+    PROGRESS_SPEC,
   ])
   const output = outputFormat(parsed)
   const operand = oneOperand(parsed)
@@ -53,14 +55,19 @@ export const check: Command = async (args, ctx) => {
       openImage: async () => (await openOperand(operand, parsed, { fileReferences: 'ignore' })).close(),
     }
     let result: CheckReport
+    // qemu-img check has no -p: --progress=json and SIGUSR1 are qimg's.
+    const progress = cliProgress(parsed, ctx, { bar: false })
     try {
-      result = await module.check(storage, { ...options, fix: repair as 'leaks' | 'all' | undefined })
+      result = await module.check(storage, { ...options, fix: repair as 'leaks' | 'all' | undefined, progress: progress.meter })
+      progress.meter.end()
     } catch (e) {
       if (isImageError(e, 'UNSUPPORTED') && e.qemuText === 'This image format does not support checks') {
         reportError(ctx, e.qemuText)
         return 63
       }
       throw openFailure(operand, e)
+    } finally {
+      progress.dispose()
     }
     if (result.failed) {
       reportError(ctx, `Check failed: ${result.failed}`)

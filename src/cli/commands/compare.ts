@@ -4,13 +4,15 @@ import { ImageError } from '../../errors.js'
 import { CodecPool, decodeThreads } from '../../node/pool.js'
 import type { BlockDevice } from '../../format/device.js'
 import { flag } from '../getopt.js'
+import { BAR_SPEC, cliProgress, PROGRESS_SPEC } from '../progress-option.js'
 import { openOperand, parseArgs, reportError, type Command } from '../context.js'
 
 export const compare: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
     { short: 'F', value: true, key: 'format2' },
     { short: 's', long: 'strict', value: false, key: 'strict' },
-    { short: 'p', long: 'progress', value: false, key: 'progress' },
+    BAR_SPEC,
+    PROGRESS_SPEC,
     { short: 'T', long: 'source-cache', value: true, key: 'cache' },
   ])
   if (parsed.operands.length !== 2) throw new ImageError('INVALID_ARGUMENT', 'Expecting two image file names')
@@ -27,18 +29,22 @@ export const compare: Command = async (args, ctx) => {
       return 2
     }
     const messages: string[] = []
+    // qemu_progress_init(progress, 2.0); the verdict follows the last line, then its newline.
+    const progress = cliProgress(parsed, ctx, { minSkip: 2 })
     try {
-      const progress = flag(parsed, 'progress') && !quiet
       const result = await compareImages(devices[0]!, devices[1]!, {
         strict: flag(parsed, 'strict'),
         names: [parsed.operands[0]!, parsed.operands[1]!],
-        progress: progress ? (t) => ctx.out(t) : undefined,
+        progress: progress.meter,
         messages,
       })
+      // A difference ends the comparison where it was found: no 100 % then.
+      if (result.exitCode === 0) progress.meter.end()
       if (!quiet) for (const line of result.messages) ctx.out(line + '\n')
-      if (progress) ctx.out('\n') // qemu_progress_end, after the verdict
+      progress.dispose()
       return result.exitCode
     } catch (e) {
+      progress.dispose()
       reportError(ctx, (e as Error).message)
       // qemu-img's qprintf lines sit in its stdout buffer until exit: after the error.
       if (!quiet) for (const line of messages) ctx.out(line + '\n')

@@ -2,6 +2,7 @@
 // aborted on any failure or on SIGINT/SIGTERM, so the key never holds a partial object.
 import { uploadQcow2, uploadRaw } from '../../commands/upload.js'
 import { ImageError } from '../../errors.js'
+import type { ProgressMeter } from '../../commands/progress-meter.js'
 import type { BlockDevice } from '../../format/device.js'
 import { withUpload, type MultipartUpload } from '../../io/s3-upload.js'
 import { parseS3Name } from '../../io/s3.js'
@@ -14,7 +15,7 @@ export interface S3Target {
   format: string
   options: Map<string, string>
   parallel: number
-  progress: ((text: string) => void) | undefined
+  progress: ProgressMeter | undefined
   /** Options given that an upload cannot honour (-n, -B, -c, --bitmaps), by their flag. */
   refused: string[]
 }

@@ -19,7 +19,7 @@ import type { BlockDevice } from '../../format/device.js'
 import { hasPersistentBitmaps } from '../../format/bitmap-capability.js'
 import { addBitmap, bitmapsOf, mergeBitmap, removeBitmap } from './bitmap.js'
 import { lookupSecret, secretsOf } from '../secrets.js'
-import { PROGRESS_SPEC } from '../progress-option.js'
+import { BAR_SPEC, cliProgress, PROGRESS_SPEC } from '../progress-option.js'
 import { convertPipe } from './convert-pipe.js'
 import { optionListCheck, snapshotParam, snapshotParamCheck } from '../option-checks.js'
 
@@ -79,7 +79,7 @@ export const convert: Command = async (args, ctx) => {
     { short: 'l', value: true, key: 'snapshot', ...snapshotParamCheck },
     { short: 's', value: true, key: 'snapshot-old' },
     { short: 'S', value: true, key: 'sparse' },
-    { short: 'p', value: false, key: 'progress' },
+    BAR_SPEC,
     { short: 't', value: true, key: 'cache' },
     { short: 'T', value: true, key: 'source-cache' },
     { short: 'm', value: true, key: 'parallel' },
@@ -124,7 +124,7 @@ export const convert: Command = async (args, ctx) => {
   if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
 
   if (source === '-' || output === '-') {
-    return convertPipe(source, output, parsed, ctx, { targetFormat, compress, opts, sparseSize, parallel, noCreate, backing })
+    return convertPipe(source, output, parsed, ctx, { targetFormat, compress, opts, sparseSize, parallel, noCreate, backing, cache: cache === 'unsafe' ? 'unsafe' : 'writeback' })
   }
   // Worker threads (de)compress: they start only when the source has a compressed cluster (or
   // with -c), and stop when the command ends. Decompression leaves a core to this thread, which
@@ -136,12 +136,14 @@ export const convert: Command = async (args, ctx) => {
     await compressPool.close()
     throw isImageError(e, 'NO_SUCH_SNAPSHOT') ? new ImageError(e.code, "Failed to load snapshot: Can't find snapshot", { cause: e }) : e
   })
+  // qemu_progress_init(s.progress, 1.0): a line per percent moved.
+  const progress = cliProgress(parsed, ctx, { minSkip: 1 })
   if (isS3Name(output)) {
     const refused = [['-n', noCreate], ['-B', backing !== undefined], ['-c', compress], ['--bitmaps', copyBitmaps]].filter(([, on]) => on).map(([f]) => f as string)
-    const progress = flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t: string) => ctx.out(t) : undefined
     try {
-      await convertToS3(device, { output, format: targetFormat, options: opts, parallel, progress, refused })
+      await convertToS3(device, { output, format: targetFormat, options: opts, parallel, progress: progress.meter, refused })
     } finally {
+      progress.dispose()
       await device.close()
       await pool.close()
       await compressPool.close()
@@ -199,7 +201,7 @@ export const convert: Command = async (args, ctx) => {
         targetIsZero: (!noCreate && targetZeroInit) || flag(parsed, 'target-is-zero'),
         topLayerOnly: backing !== undefined,
         targetBackingSize: backing !== undefined && !noCreate ? target.backing?.size : undefined,
-        progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,
+        progress: progress.meter,
       })
       await target.flush()
       if (copyBitmaps) await copyBitmapsTo(device, target, skipBroken, ctx)
@@ -213,6 +215,7 @@ export const convert: Command = async (args, ctx) => {
       await target.close()
     }
   } finally {
+    progress.dispose()
     await device.close()
     await pool.close()
     await compressPool.close()

@@ -4,6 +4,7 @@ import { ImageError } from '../../errors.js'
 import { pathCombine } from '../../format/chain.js'
 import { openImage } from '../../node/open.js'
 import { flag, stringOption } from '../getopt.js'
+import { BAR_SPEC, cliProgress, PROGRESS_SPEC } from '../progress-option.js'
 import { oneOperand, openOperand, operandImage, parseArgs, type Command } from '../context.js'
 
 export const rebase: Command = async (args, ctx) => {
@@ -12,7 +13,8 @@ export const rebase: Command = async (args, ctx) => {
     { short: 'F', value: true, key: 'backing-format' },
     { short: 'B', long: 'backing-format', value: true, key: 'backing-format' },
     { short: 'u', long: 'unsafe', value: false, key: 'unsafe' },
-    { short: 'p', long: 'progress', value: false, key: 'progress' },
+    BAR_SPEC,
+    PROGRESS_SPEC,
     { short: 't', value: true, key: 'cache' },
     { short: 'T', value: true, key: 'source-cache' },
     { short: 'c', long: 'compress', value: false, key: 'compress' },
@@ -36,12 +38,13 @@ export const rebase: Command = async (args, ctx) => {
         throw new ImageError('INVALID_ARGUMENT', `Could not open new backing file '${pathCombine(path, name)}': ${(e as Error).message}`, { cause: e })
       }
     }
+    // qemu_progress_init(progress, 2.0): a line per two percent moved.
+    const progress = cliProgress(parsed, ctx, { minSkip: 2 })
     try {
-      await rebaseImage(image, {
-        newBacking, name, format, unsafe,
-        progress: flag(parsed, 'progress') && !flag(parsed, 'quiet') ? (t) => ctx.out(t) : undefined,
-      })
+      await rebaseImage(image, { newBacking, name, format, unsafe, progress: progress.meter })
+      progress.meter.end()
     } finally {
+      progress.dispose()
       await newBacking?.close()
     }
   } finally {

@@ -11,7 +11,8 @@ import { parseArgs, type Command } from '../context.js'
 
 /** The files a local image is read from: its own and those of its backing chain. */
 async function chainFiles(image: string): Promise<string[]> {
-  const device = await openImage(image)
+  // As info opens it: an encrypted image needs no secret to name its files.
+  const device = await openImage(image, { metadataOnly: true })
   try {
     return device.chain.map((layer) => layer.driver.storage.name)
   } finally {
