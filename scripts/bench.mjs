@@ -140,6 +140,11 @@ const BENCHMARKS = [
   // streamOptimized grains deflated on the worker pool (qemu-img deflates them one by one).
   { name: 'convert -O vmdk -o subformat=streamOptimized  disk.raw', image: 'raw', ...same((i, o) => ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', i, o]), verify: vmdkLikeQemu, maxRatio: 0.6, maxPeakMiB: 512 },
   // VHDX has no block status in QEMU: qemu-img reads every block; qimg skips the zero ones (issue 12: ≤ 1.0).
+  // The pipe forms (issue 15): qimg writes standard output (`> out`) or reads standard input (`< disk.raw`), qemu-img a file.
+  { name: 'convert -O qcow2  disk.raw - > out (to a pipe)', image: 'raw', qimg: (i) => ['convert', '-f', 'raw', '-O', 'qcow2', i, '-'], qemu: (i, o) => ['convert', '-f', 'raw', '-O', 'qcow2', i, o], stdout: true, verify: qcow2LikeQemu },
+  { name: 'convert -c -O qcow2 (zlib)  disk.raw - > out (to a pipe)', image: 'raw', qimg: (i) => ['convert', '-c', '-f', 'raw', '-O', 'qcow2', i, '-'], qemu: (i, o) => ['convert', '-c', '-f', 'raw', '-O', 'qcow2', i, o], stdout: true, verify: qcow2LikeQemu, maxPeakMiB: 256 },
+  { name: 'convert -O vmdk -o subformat=streamOptimized  disk.raw - > out (to a pipe)', image: 'raw', qimg: (i) => ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', i, '-'], qemu: (i, o) => ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', i, o], stdout: true, verify: vmdkLikeQemu, maxRatio: 0.6 },
+  { name: 'convert -f raw -O qcow2  - out < disk.raw (from a pipe)', image: 'raw', qimg: (_, o) => ['convert', '-f', 'raw', '-O', 'qcow2', '-', o], qemu: (i, o) => ['convert', '-f', 'raw', '-O', 'qcow2', i, o], stdin: true, verify: qcow2LikeQemu, maxRatio: null },
   { name: 'convert -O qcow2  medium.vhdx', image: 'medium.vhdx', ...same((i, o) => ['convert', '-f', 'vhdx', '-O', 'qcow2', i, o]), verify: (a, b, src) => qcow2LikeQemu(a, b, src, { sourceFormat: 'vhdx' }), maxRatio: 1.0 },
   { name: 'convert -O qcow2  disk.vhdx', image: 'vhdx', ...same((i, o) => ['convert', '-f', 'vhdx', '-O', 'qcow2', i, o]), verify: (a, b, src) => qcow2LikeQemu(a, b, src, { sourceFormat: 'vhdx' }), maxRatio: 1.0 },
   { name: 'convert -O raw  disk.qcow (QCOW v1)', image: 'qcow', ...same((i, o) => ['convert', '-f', 'qcow', '-O', 'raw', i, o]), verify: sameBytes },

@@ -13,7 +13,8 @@ export { urlFileHost, type UrlHostOptions } from './portable/url-host.js'
 export { BlockDevice, type BlockStatus } from './format/device.js'
 export type { Extent } from './format/extent.js'
 export type { FormatDriver, WritableFormatDriver } from './format/driver.js'
-export type { ImageInfo, SnapshotInfo, BitmapInfo, Qcow2SpecificInfo, FormatSpecificInfo } from './format/info.js'
+export type { ImageInfo, SnapshotInfo, FormatSpecificInfo } from './format/info.js'
+export type { BitmapInfo, Qcow2SpecificInfo } from './qcow2/info-json.js'
 export {
   canMakeEmpty, canResize, canSetBacking, hasCompressedWrites, hasSnapshots, hasVmState,
   type CompressedWrites, type MakeEmpty, type Resizable, type ResizePreallocation, type ResizeRequest, type SetBacking, type Snapshots, type VmState,

@@ -1,6 +1,6 @@
 // Timing one benchmark: qimg and qemu-img side by side, alternating, with peak RSS and CPU time.
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import path from 'node:path'
 
@@ -8,19 +8,23 @@ const gnuTime = existsSync('/usr/bin/time') && spawnSync('/usr/bin/time', ['-f',
 export const rssSource = gnuTime ? '/usr/bin/time' : '/proc VmHWM polling'
 
 /**
- * Runs a command; resolves to { seconds, cpu, peakMiB, stdout }. Peak RSS and CPU seconds (user +
+ * Runs a command; resolves to { seconds, cpu, peakMiB, stdout }. `files.stdin` / `files.stdout`
+ * name files the command reads as standard input / writes as standard output (the pipe forms). Peak RSS and CPU seconds (user +
  * system) come from GNU time (the kernel's rusage of the child) when /usr/bin/time exists; else
  * peak RSS is polled from /proc/PID/status VmHWM and CPU time is unknown (NaN).
  */
-export function measure(cmd, args) {
+export function measure(cmd, args, files = {}) {
   return new Promise((resolve, reject) => {
     const argv = gnuTime ? ['/usr/bin/time', '-f', 'RUSAGE %M %U %S', cmd, ...args] : [cmd, ...args]
+    const stdin = files.stdin ? openSync(files.stdin, 'r') : 'ignore'
+    const stdoutFd = files.stdout ? openSync(files.stdout, 'w') : 'pipe'
     const t0 = performance.now()
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(argv[0], argv.slice(1), { stdio: [stdin, stdoutFd, 'pipe'] })
+    for (const fd of [stdin, stdoutFd]) if (typeof fd === 'number') closeSync(fd)
     let stdout = ''
     let stderr = ''
     let polledKiB = 0
-    child.stdout.on('data', (d) => { stdout += d })
+    child.stdout?.on('data', (d) => { stdout += d })
     child.stderr.on('data', (d) => { stderr += d })
     const poll = gnuTime ? undefined : setInterval(() => {
       try {
@@ -50,7 +54,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
  */
 export async function runBenchmark(bench, { input, work, qimgBin, runs, settleMs, cold = false }) {
   const tools = {
-    qimg: { out: path.join(work, 'out-qimg'), run: (out) => measure(process.execPath, [qimgBin, ...bench.qimg(input, out)]) },
+    // bench.stdin / bench.stdout: qimg reads the input as standard input / writes the output as standard output.
+    qimg: { out: path.join(work, 'out-qimg'), run: (out) => measure(process.execPath, [qimgBin, ...bench.qimg(input, out)], { stdin: bench.stdin ? input : undefined, stdout: bench.stdout ? out : undefined }) },
     qemu: { out: path.join(work, 'out-qemu'), run: (out) => measure(bench.qemuTool ?? 'qemu-img', bench.qemu(input, out)) },
   }
   // qemu-img's LUKS key-slot setup times PBKDF2 with getrusage and now and then gives up on a

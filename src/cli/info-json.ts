@@ -1,5 +1,6 @@
 // ImageInfo → QEMU 7.2 QAPI ImageInfo object (block-core.json), ready for toQemuJson.
-import type { FormatSpecificInfo, ImageInfo, LuksInfo, Qcow2SpecificInfo, SnapshotInfo } from '../format/info.js'
+import type { FormatSpecificInfo, ImageInfo, SnapshotInfo } from '../format/info.js'
+import { findFormatModule } from '../formats.js'
 import type { QValue } from './qjson.js'
 
 // Members are inserted in QAPI declaration order (base fields first), which together with the
@@ -16,50 +17,6 @@ export function snapshotToQValue(snapshot: SnapshotInfo): QValue {
     'vm-clock-sec': snapshot.vmClockSec,
     'vm-clock-nsec': snapshot.vmClockNsec,
     icount: snapshot.icount,
-  }
-}
-
-/**
- * The `data` member of qcow2 `format-specific` (ImageInfoSpecificQCow2). Undefined fields are
- * omitted; an empty bitmap list is omitted too, as QEMU cannot tell it from an absent one.
- */
-export function qcow2SpecificToQValue(spec: Qcow2SpecificInfo): QValue {
-  const bitmaps = spec.bitmaps !== undefined && spec.bitmaps.length > 0 ? spec.bitmaps : undefined
-  return {
-    compat: spec.compat,
-    'data-file': spec.dataFile,
-    'data-file-raw': spec.dataFileRaw,
-    'extended-l2': spec.extendedL2,
-    'lazy-refcounts': spec.lazyRefcounts,
-    corrupt: spec.corrupt,
-    'refcount-bits': spec.refcountBits,
-    encrypt: spec.encryptFormat === undefined ? undefined : { format: spec.encryptFormat, ...(spec.luks ? luksToQValue(spec.luks) : {}) },
-    bitmaps: bitmaps?.map((bitmap) => ({
-      name: bitmap.name,
-      granularity: bitmap.granularity,
-      flags: [...bitmap.flags],
-    })),
-    'compression-type': spec.compressionType,
-  }
-}
-
-/** The LUKS members of qcow2 `encrypt` (QCryptoBlockInfoLUKS, QEMU 7.2: no detached-header). */
-export function luksToQValue(luks: LuksInfo): { [key: string]: QValue | undefined } {
-  return {
-    'cipher-alg': luks.cipherAlg,
-    'cipher-mode': luks.cipherMode,
-    'ivgen-alg': luks.ivgenAlg,
-    'ivgen-hash-alg': luks.ivgenHashAlg,
-    'hash-alg': luks.hashAlg,
-    'payload-offset': luks.payloadOffset,
-    'master-key-iters': luks.masterKeyIters,
-    uuid: luks.uuid,
-    slots: luks.slots.map((slot) => ({
-      active: slot.active,
-      iters: slot.iters,
-      stripes: slot.stripes,
-      'key-offset': slot.keyOffset,
-    })),
   }
 }
 
@@ -86,11 +43,8 @@ export function infoToQValue(info: ImageInfo): QValue {
   }
 }
 
-/** The `data` member of `format-specific` for any format. */
+/** The `data` member of `format-specific`: the JSON its format's module makes of it. */
 export function formatSpecificToQValue(spec: FormatSpecificInfo): QValue {
-  switch (spec.type) {
-    case 'qcow2': return qcow2SpecificToQValue(spec.data)
-    case 'luks': return luksToQValue(spec.data) as QValue
-    case 'vmdk': return spec.data as QValue
-  }
+  const toJson = findFormatModule(spec.type)?.formatSpecificToJson
+  return toJson ? toJson(spec.data) : spec.data as QValue
 }

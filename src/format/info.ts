@@ -1,5 +1,5 @@
 // The facts `info` reports about one image, independent of output form (JSON or human).
-// Field names follow qemu-img's JSON (block-core.json ImageInfo / ImageInfoSpecificQCow2).
+// Field names follow qemu-img's JSON (block-core.json ImageInfo).
 import type { FormatDriver } from './driver.js'
 
 /** One internal snapshot as `info` lists it (SnapshotInfo). */
@@ -13,31 +13,6 @@ export interface SnapshotInfo {
   vmClockNsec: number
   /** Instruction count; undefined when the image does not record one. */
   icount: number | undefined
-}
-
-/** One persistent bitmap as `info` lists it (Qcow2BitmapInfo). */
-export interface BitmapInfo {
-  name: string
-  granularity: number
-  /** 'in-use' and/or 'auto'. */
-  flags: string[]
-}
-
-/** Format-specific facts of a QCOW2 image (ImageInfoSpecificQCow2, the `data` of type 'qcow2'). */
-export interface Qcow2SpecificInfo {
-  compat: '0.10' | '1.1'
-  compressionType: 'zlib' | 'zstd'
-  lazyRefcounts: boolean | undefined // v3 only
-  refcountBits: number
-  corrupt: boolean | undefined // v3 only
-  extendedL2: boolean | undefined // v3 only
-  dataFile: string | undefined
-  dataFileRaw: boolean | undefined
-  bitmaps: BitmapInfo[] | undefined
-  /** Encryption format when encrypted ('aes' or 'luks'). */
-  encryptFormat: 'aes' | 'luks' | undefined
-  /** The LUKS header's facts (encryptFormat 'luks'). */
-  luks?: LuksInfo | undefined
 }
 
 /** One LUKS key slot as `info` lists it (QCryptoBlockInfoLUKSSlot). */
@@ -84,16 +59,16 @@ export interface ImageInfo {
 }
 
 /**
- * ImageInfoSpecific (block-core.json): a union keyed by `type`, each variant's `data` typed per
- * format, as qemu-img's JSON has it. Of qimg's formats qcow2, luks and vmdk have one (qemu-img
- * 7.2 prints none for raw, vdi, qcow and vpc).
+ * ImageInfoSpecific (block-core.json): `type` names the variant, `data` holds its facts, typed
+ * by the format that gives them (qcow2's Qcow2SpecificInfo, luks' LuksInfo, vmdk's already in
+ * QAPI form). The module named `type` turns `data` into qemu-img's JSON
+ * (FormatModule.formatSpecificToJson); without one, `data` is that JSON. Of qimg's formats
+ * qcow2, luks and vmdk have one (qemu-img 7.2 prints none for raw, vdi, qcow and vpc).
  */
-export type FormatSpecificInfo =
-  | { type: 'qcow2'; data: Qcow2SpecificInfo }
-  | { type: 'luks'; data: LuksInfo }
-  /** ImageInfoSpecificVmdk, given ready in QAPI form (nothing else reads its facts). */
-  | { type: 'vmdk'; data: InfoMembers }
-
+export interface FormatSpecificInfo {
+  type: string
+  data: unknown
+}
 
 /**
  * The `info` facts of one layer from what every driver knows (file, format, sizes, backing

@@ -7,6 +7,7 @@ import type { FormatDriver } from './driver.js'
 import type { CheckReport } from './capabilities.js'
 import type { ProgressMeter } from '../commands/progress-meter.js'
 import type { FormatMeasureRequest, MeasureResult } from './measure.js'
+import type { InfoMembers } from './info.js'
 
 /** What an opening format driver may ask of the chain opener. */
 export interface FormatOpenContext {
@@ -129,4 +130,9 @@ export interface FormatModule {
    * checks of the options; absent when QEMU cannot measure it.
    */
   measure?(request: FormatMeasureRequest): Promise<MeasureResult>
+  /**
+   * The QAPI members of this format's `format-specific` data (info's JSON and human output),
+   * from the `data` its drivers give; absent when that data is already in QAPI form.
+   */
+  formatSpecificToJson?(data: unknown): InfoMembers
 }

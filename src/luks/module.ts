@@ -10,6 +10,8 @@ import { CIPHER_ALGORITHMS, CIPHER_MODES, HASH_ALGORITHMS, IVGEN_ALGORITHMS, isO
 import { SECTOR_SIZE } from '../crypto/sector-cipher.js'
 import { LuksImage } from './image.js'
 import { measureLuksHeader } from '../crypto/luks-measure.js'
+import { luksToJson } from '../crypto/luks-info-json.js'
+import type { LuksInfo } from '../format/info.js'
 
 /** The options in the order qemu-img 7.2 prints them ("Formatting …"). */
 const CREATE_OPTIONS: readonly CreateOptionDesc[] = [
@@ -81,6 +83,7 @@ export const luksModule: FormatModule = {
   zeroInit: false,
   removeOnCreateFailure: true,
   create: createLuks,
+  formatSpecificToJson: (data) => luksToJson(data as LuksInfo),
   /** block_crypto_measure: the header, then the virtual size as it is (no rounding). */
   async measure({ options, source, lookupSecret }) {
     const size = 'device' in source ? source.device.size : source.size

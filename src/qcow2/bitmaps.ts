@@ -2,7 +2,7 @@
 // with the checks of QEMU's bitmap_list_load/check_dir_entry, encoding, and the list `info` shows.
 import { decodeText, getU64, setU64, viewOf } from '../binary/bytes.js'
 import { ImageError, hex } from '../errors.js'
-import type { BitmapInfo } from '../format/info.js'
+import type { BitmapInfo } from './info-json.js'
 import type { ReadableStorage } from '../io/storage.js'
 import type { Qcow2Layout } from './open.js'
 import { AUTOCLEAR_BITMAPS, MAX_BITMAP_PHYS_BYTES, MAX_BITMAP_TABLE_ENTRIES } from './spec.js'

@@ -6,6 +6,7 @@ import { roundUp, type FormatMeasureRequest, type MeasureResult, type MeasureSou
 import { parseBool, parseOptionNumber, parseOptionSize } from '../format/option-values.js'
 import { measureLuksHeader } from '../crypto/luks-measure.js'
 import { ImageError } from '../errors.js'
+import type { Qcow2SpecificInfo } from './info-json.js'
 
 /** The largest L1 table QEMU accepts (QCOW_MAX_L1_SIZE). */
 const MAX_L1_BYTES = 32 * 1024 * 1024
@@ -107,10 +108,8 @@ export async function measureQcow2(target: Qcow2MeasureTarget, source: MeasureSo
     }
     // Only a v3 qcow2 source can carry persistent bitmaps (and a v3 target take them).
     const info = hasPersistentBitmaps(device.driver) ? await device.info() : undefined
-    const specific = info?.formatSpecific
-    if (target.version >= 3 && specific?.type === 'qcow2' && specific.data.compat === '1.1') {
-      bitmaps = bitmapsSize(specific.data.bitmaps ?? [], ssize, cs)
-    }
+    const specific = info?.formatSpecific?.type === 'qcow2' ? info.formatSpecific.data as Qcow2SpecificInfo : undefined
+    if (target.version >= 3 && specific?.compat === '1.1') bitmaps = bitmapsSize(specific.bitmaps ?? [], ssize, cs)
   } else {
     virtualSize = roundUp(roundUp(source.size, 512), cs)
   }

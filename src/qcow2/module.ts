@@ -6,6 +6,7 @@ import { toEncryptOptions } from './encrypt-options.js'
 import { createQcow2Image } from './create-image.js'
 import { checkQcow2Image } from './check-image.js'
 import { measureQcow2Request } from './measure.js'
+import { qcow2SpecificToJson, type Qcow2SpecificInfo } from './info-json.js'
 import { pathCombine } from '../format/path-combine.js'
 
 /** "QFI\xfb", the magic every QCOW version starts with (docs/interop/qcow2.rst, header). */
@@ -22,6 +23,7 @@ export const qcow2Module: FormatModule = {
   createOptions: QCOW2_CREATE_OPTIONS,
   check: checkQcow2Image,
   measure: measureQcow2Request,
+  formatSpecificToJson: (data) => qcow2SpecificToJson(data as Qcow2SpecificInfo),
   // qcow2_co_create_opts deletes the image (and its data file) when creating it fails.
   removeOnCreateFailure: true,
   open(storage, context) {

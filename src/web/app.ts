@@ -66,6 +66,7 @@ async function openSource(source: Source): Promise<void> {
     fail('status', e)
     return
   }
+  element('chain').replaceChildren(...chainRows(JSON.parse(opened.infoJson) as LayerJson[]))
   element('info-text').textContent = opened.infoText
   element('info-json').textContent = opened.infoJson
   element('note').textContent = opened.note ?? ''
@@ -73,6 +74,39 @@ async function openSource(source: Source): Promise<void> {
   setState('status', 'open', `${opened.name}: ${opened.virtualSize} bytes, ${opened.layers.length} layer(s)`)
   await showMap()
   await showHex()
+}
+
+/** The members of qemu-img's info JSON the chain table shows. */
+interface LayerJson {
+  filename: string
+  format: string
+  'virtual-size': number
+  'cluster-size'?: number
+  'backing-filename'?: string
+  snapshots?: { id: string; name: string; 'date-sec': number; 'vm-state-size': number }[]
+  'format-specific'?: { data?: { bitmaps?: { name: string; granularity: number; flags: string[] }[] } }
+}
+
+function row(cells: string[], header = false): HTMLTableRowElement {
+  const tr = document.createElement('tr')
+  for (const text of cells) {
+    const cell = document.createElement(header ? 'th' : 'td')
+    cell.textContent = text
+    tr.append(cell)
+  }
+  return tr
+}
+
+/** The backing chain as a table: a row per layer, then its snapshots and bitmaps. */
+function chainRows(layers: LayerJson[]): HTMLTableRowElement[] {
+  const rows = [row(['depth', 'file', 'format', 'virtual size', 'cluster size', 'backing file', 'snapshots', 'bitmaps'], true)]
+  layers.forEach((layer, depth) => {
+    const snapshots = (layer.snapshots ?? []).map((s) => `${s.id} ${s.name} (${new Date(s['date-sec'] * 1000).toISOString()}, VM state ${s['vm-state-size']} B)`)
+    const bitmaps = (layer['format-specific']?.data?.bitmaps ?? []).map((b) => `${b.name} (granularity ${b.granularity}${b.flags.length ? ', ' + b.flags.join(' ') : ''})`)
+    rows.push(row([String(depth), layer.filename, layer.format, String(layer['virtual-size']), String(layer['cluster-size'] ?? ''),
+      layer['backing-filename'] ?? '', snapshots.join('; '), bitmaps.join('; ')]))
+  })
+  return rows
 }
 
 async function showMap(): Promise<void> {

@@ -83,6 +83,10 @@ test('the inspector page shows what qemu-img shows, and streams converted copies
       assert.deepEqual(JSON.parse(pageInfo), withoutActualSize(qemuInfo))
       // Members in qemu-img's order too.
       assert.equal(JSON.stringify(JSON.parse(pageInfo)), JSON.stringify(withoutActualSize(qemuInfo)))
+      // The chain table: a row per layer (and the header), the snapshot and the bitmap named.
+      const rows = await page.locator('#chain tr').allTextContents()
+      assert.equal(rows.length, 3)
+      assert.match(rows[1]!, /^0.*top\.qcow2qcow28388608.*base\.qcow2.*1 before .*b0 \(granularity 65536, auto\)$/)
     })
 
     await t.test('map equals qemu-img map --output=json, drawn with a legend', async () => {
@@ -91,6 +95,7 @@ test('the inspector page shows what qemu-img shows, and streams converted copies
       for (const label of ['data, depth 0', 'data, depth 1', 'compressed', 'zeros', 'unallocated']) assert.ok(legend.includes(label), `legend has ${label}: ${legend}`)
       mkdirSync(ARTEFACTS, { recursive: true })
       await page.locator('#map').screenshot({ path: join(ARTEFACTS, 'web-map.png') })
+      await page.screenshot({ path: join(ARTEFACTS, 'web-page.png'), fullPage: true })
       // The tooltip names the extent under the pointer: guest 2 MiB is the compressed cluster.
       const box = (await page.locator('#map').boundingBox())!
       const size = await page.locator('#map').evaluate((canvas) => { const c = canvas as unknown as { width: number; height: number }; return { w: c.width, h: c.height } })

@@ -1,6 +1,7 @@
 // ImageInfo fixtures for the output tests (human and JSON `info`): what qemu-img 7.2 reports
 // for a fresh 1 MiB qcow2 v3 image, to be varied per test.
-import type { ImageInfo, Qcow2SpecificInfo } from '../../src/format/info.js'
+import type { ImageInfo } from '../../src/format/info.js'
+import type { Qcow2SpecificInfo } from '../../src/qcow2/info-json.js'
 
 /** The format-specific data of a fresh v3 image. */
 export const V3: Qcow2SpecificInfo = {

@@ -63,7 +63,10 @@ export async function run(program: string, args: readonly string[], options: Run
 
 async function runOnce(program: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
   try {
-    const { stdout, stderr } = await execFileAsync(program, args, { cwd: options.cwd, env: options.env ? { ...process.env, ...options.env } : process.env, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' })
+    const running = execFileAsync(program, args, { cwd: options.cwd, env: options.env ? { ...process.env, ...options.env } : process.env, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' })
+    // `input` is the whole of standard input: the child sees its end (else the pipe stays open).
+    if (options.input !== undefined) running.child.stdin?.end(options.input)
+    const { stdout, stderr } = await running
     return { stdout, stderr, code: 0 }
   } catch (e) {
     const err = e as { stdout?: string; stderr?: string; code?: number | string }

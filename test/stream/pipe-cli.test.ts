@@ -20,10 +20,16 @@ const qimg = (args: string[], input?: string, env?: Record<string, string>) => r
 const REFUSED: { args: string[]; message: RegExp }[] = [
   { args: ['convert', '-f', 'raw', '-O', 'qcow2', '-', '-'], message: /from standard input to standard output is impossible: a qcow2 stream puts its tables before the data/ },
   { args: ['convert', '-O', 'vpc', disk, '-'], message: /only -o subformat=fixed can be written to a pipe/ },
-  { args: ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', disk, '-'], message: /only raw, qcow2 and vpc \(subformat=fixed\) can be written to a pipe/ },
-  { args: ['convert', '-f', 'raw', '-O', 'raw', '-', join(dir, 'never.raw')], message: /the source cannot be standard input; give it as a file/ },
+  { args: ['convert', '-O', 'vmdk', disk, '-'], message: /only -o subformat=streamOptimized can be written to a pipe/ },
+  { args: ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized,zeroed_grain=on', disk, '-'], message: /option 'zeroed_grain' is not possible on a pipe/ },
+  { args: ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', '-', '-'], message: /from standard input to standard output: give the virtual size with --size/ },
+  { args: ['convert', '-f', 'qcow2', '-O', 'raw', '-', join(dir, 'never.raw')], message: /convert -f qcow2 from standard input: only raw and vmdk \(streamOptimized\) can be read from a pipe/ },
+  { args: ['convert', '-f', 'raw', '-O', 'vdi', '-', join(dir, 'never.vdi')], message: /convert -O vdi from standard input: give the virtual size with --size/ },
+  { args: ['convert', '-f', 'raw', '-c', '-O', 'qcow2', '-', join(dir, 'never.qcow2')], message: /convert -c from standard input to a file is not supported/ },
+  { args: ['convert', '-f', 'vmdk', '-O', 'raw', '-', join(dir, 'never.raw')], message: /standard input: the stream ends at byte 0 inside the VMDK header/ },
+  { args: ['convert', '--size', '1M', '-O', 'raw', disk, '-'], message: /only a source read from standard input takes a size/ },
   { args: ['convert', '-O', 'qcow2', '-o', 'preallocation=metadata', disk, '-'], message: /option 'preallocation' is not possible on a pipe/ },
-  { args: ['convert', '-O', 'vdi', disk, '-'], message: /only raw, qcow2 and vpc \(subformat=fixed\) can be written to a pipe/ },
+  { args: ['convert', '-O', 'vdi', disk, '-'], message: /only raw, qcow2, vpc \(subformat=fixed\) and vmdk \(subformat=streamOptimized\) can be written to a pipe/ },
   { args: ['convert', '-n', '-O', 'raw', disk, '-'], message: /standard output is not an existing image/ },
 ]
 
@@ -35,6 +41,12 @@ for (const r of REFUSED) {
     assert.match(result.stderr, r.message)
   })
 }
+
+test('qcow2 from a pipe to a pipe is refused with standard input left open (no hang)', { timeout: 120_000 }, async () => {
+  const result = await qimg(['convert', '-f', 'raw', '-O', 'qcow2', '-', '-'])
+  assert.equal(result.code, 1)
+  assert.match(result.stderr, /from standard input to standard output is impossible/)
+})
 
 /** JSON progress lines: parsed, each phase's bytes and the overall percent never going back. */
 function checkJsonProgress(stderr: string, phases: string[]): void {
@@ -59,6 +71,12 @@ test('convert -O qcow2 … - --progress=json: JSON lines on stderr, monotonic', 
   checkJsonProgress(r.stderr, ['scan', 'write'])
   const compare = await run('qemu-img', ['compare', disk, join(dir, 'out.qcow2')])
   assert.equal(compare.code, 0, compare.stdout)
+})
+
+test('a stream longer than --size is refused, and nothing past it is written', { timeout: 120_000 }, async () => {
+  const r = await run('bash', ['-c', `cat '${disk}' | '${process.execPath}' '${QIMG}' convert -f raw -O raw --size 1M - - | wc -c`])
+  assert.match(r.stderr, /standard input: the stream is longer than --size 1048576/)
+  assert.equal(r.stdout.trim(), '0')
 })
 
 test('QIMG_PROGRESS=json convert -O raw … -', { timeout: 120_000 }, async () => {

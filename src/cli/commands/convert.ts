@@ -124,7 +124,7 @@ export const convert: Command = async (args, ctx) => {
   if (flag(parsed, 'target-is-zero') && (!noCreate || backing !== undefined)) throw new ImageError('INVALID_ARGUMENT', '--target-is-zero requires use of -n flag and no backing file')
 
   if (source === '-' || output === '-') {
-    return convertPipe(source, output, parsed, ctx, { targetFormat, compress, opts, sparseSize, parallel, noCreate, backing })
+    return convertPipe(source, output, parsed, ctx, { targetFormat, compress, opts, sparseSize, parallel, noCreate, backing, cache: cache === 'unsafe' ? 'unsafe' : 'writeback' })
   }
   // Worker threads (de)compress: they start only when the source has a compressed cluster (or
   // with -c), and stop when the command ends. Decompression leaves a core to this thread, which
