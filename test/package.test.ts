@@ -13,7 +13,7 @@ function files(dir: string): string[] {
 }
 
 test('the core imports no Node API, so it runs in a browser', () => {
-  const core = ['binary', 'format', 'qcow2', 'nbd', 'portable'].flatMap((d) => files(join(root, 'src', d)))
+  const core = ['binary', 'format', 'qcow2', 'nbd', 'portable', 'web'].flatMap((d) => files(join(root, 'src', d)))
     .concat(['raw.ts', 'codecs.ts', 'errors.ts', 'core.ts', 'browser.ts', 'io/blob.ts', 'io/http.ts', 'io/http-request.ts'].map((f) => join(root, 'src', f)))
   for (const file of core) {
     const text = readFileSync(file, 'utf8')

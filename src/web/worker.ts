@@ -1,6 +1,6 @@
 // The inspector's worker: opens the image with the library's browser entry and answers the page
 // (info, map, hex, check, streamed downloads), so the page stays responsive on large images.
-import { openImage, setZstdWasm, type BlockDevice, type FileHost } from '../browser.js'
+import { ImageError, openImage, setZstdWasm, type BlockDevice, type FileHost } from '../browser.js'
 import { formatMapJson, mapImage } from '../commands/map.js'
 import { describeLayer } from '../format/describe.js'
 import { findFormatModule } from '../formats.js'
@@ -29,21 +29,23 @@ setZstdWasm(new URL('./zstd.wasm', scope.location.href))
 
 let device: BlockDevice | undefined
 
+/** The last component of a name: all a dropped File has of its path. */
+const lastComponent = (path: string): string => path.slice(path.lastIndexOf('/') + 1)
+
 /**
  * Files dropped together: the backing files an image names are found among them by their last
  * path component (a dropped File has no directory). Nothing else can be opened.
  */
 function droppedFiles(files: File[]): FileHost {
   const byName = new Map(files.map((file) => [file.name, file]))
-  const base = (path: string) => path.slice(path.lastIndexOf('/') + 1)
   return {
     async open(path) {
-      const file = byName.get(base(path))
-      if (!file) throw new Error(`${path}: not among the dropped files (drop the backing files with the image)`)
+      const file = byName.get(lastComponent(path))
+      if (!file) throw new ImageError('NOT_FOUND', `${path}: not among the dropped files (drop the backing files with the image)`, { file: path })
       return new BlobStorage(file)
     },
-    canonical: async (path) => base(path),
-    resolve: (_image, name) => base(name),
+    canonical: async (path) => lastComponent(path),
+    resolve: (_image, name) => lastComponent(name),
   }
 }
 
@@ -56,7 +58,7 @@ async function topOf(files: File[]): Promise<File | undefined> {
       const layer = await openImage(file, { fileReferences: 'ignore', metadataOnly: true })
       const backing = (await layer.info()).backingFilename
       await layer.close()
-      if (backing !== undefined) named.add(backing.slice(backing.lastIndexOf('/') + 1))
+      if (backing !== undefined) named.add(lastComponent(backing))
     } catch {
       // not an image of a format qimg reads: it cannot be the top either
       named.add(file.name)
@@ -73,7 +75,7 @@ async function open(source: Source, passphrase: string | undefined): Promise<Ope
   if ('url' in source) device = await openImage(new URL(source.url, scope.location.href).href, { secret })
   else {
     const top = await topOf(source.files)
-    if (!top) throw new Error('no file given')
+    if (!top) throw new ImageError('INVALID_ARGUMENT', 'no file given')
     const host = droppedFiles(source.files)
     try {
       device = await openImage(top, { host, secret })
@@ -96,7 +98,7 @@ async function open(source: Source, passphrase: string | undefined): Promise<Ope
 }
 
 function opened(): BlockDevice {
-  if (!device) throw new Error('no image is open')
+  if (!device) throw new ImageError('INVALID_ARGUMENT', 'no image is open')
   return device
 }
 
