@@ -42,6 +42,11 @@ export interface ProgressRequest {
    * since the last one (1 for convert and commit, 2 for rebase and compare), or is 0 or 100.
    */
   minSkip?: number
+  /**
+   * end() draws qemu_progress_print(100, 0)'s line, drawn even after another 100 (default);
+   * false for compare, whose 100 comes from its walk alone.
+   */
+  finalLine?: boolean
 }
 
 /** Whether JSON progress was asked for (option or environment). */
@@ -110,8 +115,7 @@ export function cliProgress(parsed: Parsed, ctx: CliContext, request: ProgressRe
       ended = true
       done = Math.max(done, total)
       if (json) jsonLine()
-      // qemu_progress_print(100, 0), unless the last line drawn said 100 already.
-      if (bar && !(drawn && lastPrint === 100)) drawBar()
+      if (bar && request.finalLine !== false) drawBar()
     },
   }
   const dispose = (): void => {

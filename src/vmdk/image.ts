@@ -10,6 +10,7 @@ import { ImageError, hex } from '../errors.js'
 import type { ReadableStorage, Storage } from '../io/storage.js'
 import { withCid } from './descriptor.js'
 import { SECTOR, VMDK_GTE_ZEROED } from './header.js'
+import type { SeSparseExtent } from './sesparse.js'
 import type { SparseExtent } from './sparse.js'
 import { deflateZlib, inflateZlib } from './zlib.js'
 
@@ -17,6 +18,7 @@ import { deflateZlib, inflateZlib } from './zlib.js'
 export type PlacedExtent =
   | { kind: 'flat'; storage: ReadableStorage; sectors: number; hostStart: number; type: string; guestStart: number }
   | { kind: 'sparse'; sparse: SparseExtent; sectors: number; type: string; guestStart: number }
+  | { kind: 'sesparse'; sparse: SeSparseExtent; sectors: number; type: string; guestStart: number }
 
 /** What {@link VmdkImage} is made of (see module.ts). */
 export interface VmdkParts {
@@ -206,6 +208,8 @@ export class VmdkImage implements WritableFormatDriver {
         const n = Math.min(data.length - at, extentBytes - rel)
         await (e.storage as Storage).write(e.hostStart + rel, data.subarray(at, at + n))
         at += n
+      } else if (e.kind === 'sesparse') {
+        throw new ImageError('READ_ONLY', `${e.sparse.storage.name}: VMDK seSparse extents are read-only`, { file: e.sparse.storage.name })
       } else {
         const grain = e.sparse.grainBytes
         const n = Math.min(data.length - at, grain - (rel % grain), extentBytes - rel)
@@ -353,7 +357,7 @@ export class VmdkImage implements WritableFormatDriver {
       'parent-cid': this.parentCid,
       'create-type': this.createType,
       extents: this.extents.map((e) => {
-        const sparse = e.kind === 'sparse' ? e.sparse : undefined
+        const sparse = e.kind === 'flat' ? undefined : e.sparse
         return {
           filename: (sparse?.storage ?? (e as { storage: ReadableStorage }).storage).name,
           format: e.type,
@@ -372,7 +376,9 @@ export class VmdkImage implements WritableFormatDriver {
       const a = await f.allocatedSize?.()
       actual = actual === undefined || a === undefined ? undefined : actual + a
     }
-    return layerInfo(this, { actualSize: actual, formatSpecific: { type: 'vmdk', data: this.specificInfo() } })
+    // Without vmdk_co_get_info's answer (extents of different kinds) qemu-img prints no dirty flag.
+    const dirtyFlag = extentsAlike(this.extents) ? false : undefined
+    return layerInfo(this, { actualSize: actual, dirtyFlag, formatSpecific: { type: 'vmdk', data: this.specificInfo() } })
   }
 
   /** Closes the extent files only (the caller keeps the image's own file). */
@@ -386,14 +392,16 @@ export class VmdkImage implements WritableFormatDriver {
   }
 }
 
-/** vmdk_get_info: a cluster size only when every extent is alike and the first is sparse. */
+/** vmdk_extents_type_eq over every extent (vmdk_co_get_info fails with -ENOTSUP otherwise). */
+function extentsAlike(extents: readonly PlacedExtent[]): boolean {
+  const traits = (e: PlacedExtent) => e.kind === 'flat' ? 'flat' : `${e.sparse.compressed} ${e.sparse.clusterSectors}`
+  return extents.every((e) => traits(e) === traits(extents[0]!))
+}
+
+/** vmdk_co_get_info: a cluster size only when every extent is alike and the first is sparse. */
 function sharedClusterSize(extents: readonly PlacedExtent[]): number | undefined {
   const first = extents[0]
-  if (!first) return undefined
-  const alike = (a: PlacedExtent, b: PlacedExtent) => a.kind === b.kind &&
-    (a.kind === 'flat' || (a.sparse.compressed === (b as typeof a).sparse.compressed && a.sparse.clusterSectors === (b as typeof a).sparse.clusterSectors))
-  if (!extents.every((e) => alike(first, e))) return undefined
-  return first.kind === 'sparse' ? first.sparse.grainBytes : undefined
+  return first && first.kind !== 'flat' && extentsAlike(extents) ? first.sparse.grainBytes : undefined
 }
 
 /** zlib's compress() parameters when the host has them (qemu-img's very bytes), else the qcow2 deflate. */

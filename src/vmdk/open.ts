@@ -9,6 +9,8 @@ import {
 } from './descriptor.js'
 import { SECTOR, VMDK3_MAGIC, VMDK4_MAGIC } from './header.js'
 import { VmdkImage, type PlacedExtent } from './image.js'
+import { openCowd } from './cowd.js'
+import { SeSparseExtent } from './sesparse.js'
 import { readPadded, readSparseHead, SparseExtent } from './sparse.js'
 
 /** What opening needs from the chain opener. */
@@ -34,7 +36,7 @@ async function readDescriptor(storage: ReadableStorage, fileSize: number, offset
 /** A sparse file as one extent (vmdk_open_sparse on a KDMV file). */
 async function openSparseFile(storage: ReadableStorage, fileSize: number, writable: boolean): Promise<SparseExtent | { descriptorAt: number }> {
   const magic = await magicOf(storage, fileSize)
-  if (magic === VMDK3_MAGIC) throw new ImageError('UNSUPPORTED', `${storage.name}: VMDK3 (COWD, vmfsSparse) extents are not supported by qimg yet`, { file: storage.name })
+  if (magic === VMDK3_MAGIC) return openCowd(storage, { writable, fileSize })
   if (magic !== VMDK4_MAGIC) throw new ImageError('NOT_AN_IMAGE', `${storage.name}: not a VMDK sparse extent (magic ${magic.toString(16)})`, { file: storage.name, qemuText: 'Image not in VMDK format' })
   const head = await readSparseHead(storage, fileSize)
   if (head.kind === 'descriptor') return { descriptorAt: head.offset }
@@ -62,7 +64,8 @@ async function openExtents(storage: ReadableStorage, lines: ExtentLine[], contex
       placed = { kind: 'sparse', sparse, sectors: sparse.sectors, type: line.type, guestStart }
       compressed ||= sparse.compressed
     } else {
-      throw new ImageError('UNSUPPORTED', `${file.name}: VMDK seSparse extents are not supported by qimg yet`, { file: file.name })
+      const sparse = await SeSparseExtent.open(file, { writable: context.writable, fileSize: await file.size() })
+      placed = { kind: 'sesparse', sparse, sectors: sparse.sectors, type: line.type, guestStart }
     }
     guestStart += placed.sectors
     if (guestStart > MAX_GUEST_SECTORS) throw new ImageError('CORRUPT', `${storage.name}: VMDK extents add up to more than ${MAX_GUEST_SECTORS} sectors`, { file: storage.name })
@@ -84,7 +87,8 @@ export async function openVmdk(storage: ReadableStorage, context: VmdkOpenContex
       const sparse = await openSparseFile(storage, fileSize, context.writable)
       if (sparse instanceof SparseExtent) {
         extents = [{ kind: 'sparse', sparse, sectors: sparse.sectors, type: '', guestStart: 0 }]
-        createType = sparse.compressed ? 'streamOptimized' : 'monolithicSparse'
+        // vmdk_open_vmfs_sparse sets no create type: QEMU's info prints it empty.
+        createType = magic === VMDK3_MAGIC ? '' : sparse.compressed ? 'streamOptimized' : 'monolithicSparse'
       } else {
         const desc = parseDescriptor(await readDescriptor(storage, fileSize, sparse.descriptorAt), storage.name)
         const found = await openExtents(storage, desc.extents, context, opened)

@@ -10,8 +10,8 @@ import {
 } from './header.js'
 
 /** QEMU's limits (vmdk_add_extent, vmdk_open_vmdk4). */
-const MAX_CLUSTER_SECTORS = 0x200000
-const MAX_L1_ENTRIES = 32 * 1024 * 1024
+export const MAX_CLUSTER_SECTORS = 0x200000
+export const MAX_L1_ENTRIES = 32 * 1024 * 1024
 const MAX_GTES_PER_GT = 512
 /** Grain sectors are 32-bit (VMDK_EXTENT_MAX_SECTORS). */
 const EXTENT_MAX_SECTORS = 2 ** 32
@@ -117,12 +117,22 @@ export class SparseExtent {
     if (l1Size > MAX_L1_ENTRIES) throw fail('CORRUPT', `VMDK header: ${l1Size} grain directory entries`, 'L1 size too big', 12)
     const limit = BigInt(Number.MAX_SAFE_INTEGER) / 512n
     if (h.capacity > limit) throw fail('CORRUPT', `VMDK header: capacity ${h.capacity} sectors is beyond what qimg addresses`, 'Invalid argument', 12)
+    return SparseExtent.load(storage, h, l1Size, options)
+  }
+
+  /**
+   * vmdk_add_extent and vmdk_init_tables for a header already checked (a VMDK4 header, or a
+   * COWD header put in its terms): the grain directory of `l1Size` 32-bit entries read whole,
+   * and the redundant one when the header names it.
+   */
+  static async load(storage: ReadableStorage, h: Vmdk4Header, l1Size: number, options: SparseOpenOptions): Promise<SparseExtent> {
+    const file = storage.name
     const readDirectory = async (sectorOffset: bigint, what: string): Promise<Uint32Array> => {
       const offset = sectorOffset * BigInt(SECTOR)
       const bytes = l1Size * 4
       // A directory must lie in the file: its size is then bounded by the file's.
       if (offset + BigInt(bytes) > BigInt(options.fileSize)) {
-        throw fail('CORRUPT', `VMDK ${what} at sector ${sectorOffset} (${l1Size} entries) is outside the file (${options.fileSize} bytes)`, `Could not read l1 table from extent '${file}': Invalid argument`, 56)
+        throw new ImageError('CORRUPT', `${file}: VMDK ${what} at sector ${sectorOffset} (${l1Size} entries) is outside the file (${options.fileSize} bytes)`, { file, offset: 56, qemuText: `Could not read l1 table from extent '${file}': Invalid argument` })
       }
       const raw = bytes > 0 ? await storage.read(Number(offset), bytes) : new Uint8Array(0)
       const view = new DataView(raw.buffer, raw.byteOffset, raw.length)
@@ -130,6 +140,7 @@ export class SparseExtent {
       for (let i = 0; i < l1Size; i++) table[i] = view.getUint32(i * 4, true)
       return table
     }
+    const l1EntrySectors = Number((BigInt(h.numGtesPerGt) * h.granularity) & 0xffffffffn)
     const gd = await readDirectory(h.gdOffset, 'grain directory')
     const rgd = (h.flags & VMDK4_FLAG_RGD) !== 0 && h.rgdOffset !== 0n ? await readDirectory(h.rgdOffset, 'redundant grain directory') : undefined
     return new SparseExtent(storage, h, { clusterSectors: Number(h.granularity), l1EntrySectors, sectors: Number(h.capacity) }, gd, rgd, options.fileSize)

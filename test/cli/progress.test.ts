@@ -9,39 +9,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { QIMG, hasTool, needTools, run, runOk } from '../helpers/oracle.js'
 import { startRangeServer } from '../helpers/range-server.js'
+import { checkJsonProgress as checkJson } from '../helpers/progress.js'
 
-interface Line { phase: string; done: number; total: number; percent: number; elapsed: number }
 
 const dir = mkdtempSync(join(tmpdir(), 'qimg-progress-'))
 after(() => rmSync(dir, { recursive: true, force: true }))
 const at = (name: string): string => join(dir, name)
 const qimg = (args: string[], env?: Record<string, string>) => run(process.execPath, [QIMG, ...args], env ? { env } : {})
-
-/** Parses every stderr line as JSON and checks the rules; returns the lines. */
-function checkJson(stderr: string, phases: string[]): Line[] {
-  const lines = stderr.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Line)
-  assert.ok(lines.length >= 2, stderr)
-  let last = lines[0]!
-  for (const line of lines) {
-    assert.deepEqual(Object.keys(line), ['phase', 'done', 'total', 'percent', 'elapsed'])
-    assert.ok(line.percent >= last.percent, `percent went back: ${JSON.stringify(last)} then ${JSON.stringify(line)}`)
-    assert.ok(line.elapsed >= last.elapsed, 'elapsed went back')
-    if (line.phase === last.phase) {
-      assert.equal(line.total, last.total, `total of ${line.phase} changed`)
-      assert.ok(line.done >= last.done, `done went back in ${line.phase}`)
-    }
-    assert.ok(line.done <= line.total, `done past total: ${JSON.stringify(line)}`)
-    last = line
-  }
-  assert.deepEqual([...new Set(lines.map((l) => l.phase))], phases)
-  // Each phase ends with its whole total done; the last line is 100 %.
-  for (const phase of phases) {
-    const end = lines.filter((l) => l.phase === phase).at(-1)!
-    assert.equal(end.done, end.total, `${phase} ended at ${end.done} of ${end.total}`)
-  }
-  assert.equal(last.percent, 100)
-  return lines
-}
 
 /** -p output with the percentages and the number of lines drawn taken out. */
 const barShape = (text: string): string => text.replace(/( {4}\(\d+\.\d\d\/100%\)\r)+/g, '<bar>')
@@ -79,6 +53,7 @@ describe('progress', { concurrency: 1 }, () => {
     { name: 'compare', phases: ['compare'], args: async () => ['compare', at('top.qcow2'), at('top.qcow2')] },
     { name: 'snapshot -c', phases: ['create'], args: async () => ['snapshot', '-c', 'one', copy('base.qcow2', 'snap.qcow2')] },
     { name: 'snapshot -d', phases: ['delete'], args: async () => ['snapshot', '-d', 'one', at('snap.qcow2')] },
+    { name: 'amend', phases: ['amend'], args: async () => ['amend', '-o', 'compat=0.10', copy('empty.qcow2', 'amend.qcow2')] },
     { name: 'bench', phases: ['read'], args: async () => ['bench', '-c', '2000', '-q', at('base.qcow2')] },
   ]
   for (const c of cases) {
@@ -114,6 +89,7 @@ describe('progress', { concurrency: 1 }, () => {
     { name: 'convert', args: async (tool) => ['convert', '-p', '-O', 'raw', at('top.qcow2'), at(`${tool}-p.raw`)] },
     { name: 'commit', args: async (tool) => ['commit', '-p', await chain(`p-${tool}`)] },
     { name: 'rebase', args: async (tool) => ['rebase', '-p', '-b', 'empty.qcow2', '-F', 'qcow2', await chain(`rp-${tool}`)] },
+    { name: 'amend', args: async (tool) => ['amend', '-p', '-o', 'compat=0.10', copy('empty.qcow2', `amend-${tool}.qcow2`)] },
     { name: 'compare (identical)', args: async () => ['compare', '-p', at('top.qcow2'), at('top.qcow2')] },
     { name: 'compare (different)', args: async () => ['compare', '-p', at('base.qcow2'), at('top.qcow2')] },
   ]

@@ -11,6 +11,7 @@ import { hasSwift, needSwift, startSwift, type SwiftServer } from '../helpers/sw
 import { hasTool, needTools, qimg, run, tempDir, QIMG } from '../helpers/oracle.js'
 import { qemuImg, qemuIo } from './images.js'
 import { S3Client, type S3Location } from '../../src/io/s3.js'
+import { checkJsonProgress } from '../helpers/progress.js'
 
 const BUCKET = 'qimg'
 const dir = tempDir('qimg-oracle-s3-')
@@ -72,6 +73,17 @@ describe('s3:// (Swift s3api)', () => {
       assert.equal(compare.code, 0, compare.stdout + compare.stderr)
     })
   }
+
+  it('convert … s3:// --progress=json: JSON lines of the upload; -p: qemu-img\'s bar', { timeout: 300_000 }, async (t) => {
+    if (!needSwift(t) || !needTools(t, 'qemu-img')) return
+    const json = await qimg(['convert', '--progress=json', '-O', 'qcow2', source, s3('up/progress.qcow2')], withS3())
+    assert.equal(json.code, 0, json.stderr)
+    const lines = checkJsonProgress(json.stderr, ['upload'])
+    assert.equal(lines.at(-1)!.total, 100 * 1024 * 1024)
+    const bar = await qimg(['convert', '-p', '-O', 'raw', source, s3('up/progress.raw')], withS3())
+    assert.equal(bar.code, 0, bar.stderr)
+    assert.match(bar.stdout, /^ {4}\(0\.00\/100%\)\r( {4}\(\d+\.\d\d\/100%\)\r)* {4}\(100\.00\/100%\)\r\n$/)
+  })
 
   it('s3:// as the input of info, map and convert', { timeout: 300_000 }, async (t) => {
     if (!needSwift(t) || !needTools(t, 'qemu-img')) return

@@ -6,11 +6,13 @@ import { FileStorage } from '../../io/file.js'
 import { parseOptionString } from '../image-opts.js'
 import { oneOperand, openOperand, operandImage, parseArgs, type Command } from '../context.js'
 import { optionListCheck } from '../option-checks.js'
+import { BAR_SPEC, cliProgress, PROGRESS_SPEC } from '../progress-option.js'
 
 export const amend: Command = async (args, ctx) => {
   const parsed = parseArgs(args, [
     { short: 'o', value: true, key: 'options', ...optionListCheck },
-    { short: 'p', value: false, key: 'progress' },
+    BAR_SPEC,
+    PROGRESS_SPEC,
     { short: 't', value: true, key: 'cache' },
     { long: 'force', value: false },
   ])
@@ -39,7 +41,15 @@ export const amend: Command = async (args, ctx) => {
   if ((opts.has('backing_file') && opts.get('backing_file') !== backing?.name) || (opts.has('backing_fmt') && opts.get('backing_fmt') !== backing?.format)) {
     throw new ImageError('INVALID_ARGUMENT', "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.")
   }
-  await amendImage(open, () => FileStorage.open(path, { writable: true }), driver.parseAmendOptions(opts))
-  void ctx
+  // qemu_progress_init(progress, 1.0): 0 before, 100 after (the drivers report no steps here).
+  const progress = cliProgress(parsed, ctx, { minSkip: 1 })
+  try {
+    progress.meter.phase('amend', 1)
+    await amendImage(open, () => FileStorage.open(path, { writable: true }), driver.parseAmendOptions(opts))
+    progress.meter.add(1)
+    progress.meter.end()
+  } finally {
+    progress.dispose()
+  }
   return 0
 }

@@ -30,7 +30,7 @@ export const compare: Command = async (args, ctx) => {
     }
     const messages: string[] = []
     // qemu_progress_init(progress, 2.0); the verdict follows the last line, then its newline.
-    const progress = cliProgress(parsed, ctx, { minSkip: 2 })
+    const progress = cliProgress(parsed, ctx, { minSkip: 2, finalLine: false })
     try {
       const result = await compareImages(devices[0]!, devices[1]!, {
         strict: flag(parsed, 'strict'),
