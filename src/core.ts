@@ -20,7 +20,7 @@ export {
   type CompressedWrites, type MakeEmpty, type Resizable, type ResizePreallocation, type ResizeRequest, type SetBacking, type Snapshots, type VmState,
 } from './format/capabilities.js'
 export { hasPersistentBitmaps, type PersistentBitmap, type PersistentBitmaps } from './format/bitmap-capability.js'
-export { isAmendable, type Amendable, type AmendHost, type AmendOptions } from './format/amend-capability.js'
+export { isAmendable, type Amendable, type AmendHost, type AmendOptionNames } from './format/amend-capability.js'
 export { openChain, type OpenChainOptions, type FileHost, type FileReferencePolicy } from './format/chain.js'
 export { Qcow2Image, type Qcow2OpenOptions } from './qcow2/image.js'
 export type { Qcow2CreateOptions } from './qcow2/create.js'

@@ -1,18 +1,10 @@
-// Option amendment (qemu-img amend) as a driver capability: the command opens the image and
-// hands the parsed options to the driver, which changes what its format lets change.
+// Option amendment (qemu-img amend) as a driver capability: the command opens the image, checks
+// the -o names against the format's lists, and hands the -o values to the driver, which parses
+// them itself (QEMU's bdrv_amend_options: each driver reads its own QemuOpts) and changes what its
+// format lets change.
 import type { Storage } from '../io/storage.js'
 import type { FormatDriver } from './driver.js'
 import { hasMethods } from './capabilities.js'
-
-/** qemu-img amend's -o options, parsed (QEMU's names in camelCase). */
-export interface AmendOptions {
-  compat?: '0.10' | '1.1' | undefined
-  lazyRefcounts?: boolean | undefined
-  refcountBits?: number | undefined
-  dataFile?: string | undefined
-  dataFileRaw?: boolean | undefined
-  size?: number | undefined
-}
 
 /** What an amending driver may ask of the command that opened it. */
 export interface AmendHost {
@@ -35,13 +27,14 @@ export interface AmendOptionNames {
 export interface Amendable {
   /** The option names, for the command's checks (qemu-img amend's messages). */
   readonly amendOptionNames: AmendOptionNames
-  /** Reads the -o values (names already checked) into amend options, with the format's messages. */
-  parseAmendOptions(options: ReadonlyMap<string, string>): AmendOptions
-  /** Applies `options`, with the format's checks and QEMU's messages. */
-  amend(options: AmendOptions, host: AmendHost): Promise<void>
+  /**
+   * Parses the -o values (names already checked against {@link amendOptionNames}) and applies
+   * them, with the format's checks and QEMU's messages; a value refused changes nothing.
+   */
+  amend(options: ReadonlyMap<string, string>, host: AmendHost): Promise<void>
 }
 
 /** True when `driver` can amend its options. */
 export function isAmendable(driver: FormatDriver): driver is FormatDriver & Amendable {
-  return hasMethods(driver, 'amend', 'parseAmendOptions')
+  return hasMethods(driver, 'amend')
 }

@@ -3,7 +3,8 @@
 // rewritten), data_file, size — in QEMU's order: upgrade, refcount width, header, lazy
 // refcounts, resize, downgrade.
 import { ImageError } from '../errors.js'
-import type { AmendHost, AmendOptions } from '../format/amend-capability.js'
+import type { AmendHost } from '../format/amend-capability.js'
+import type { Qcow2AmendOptions } from './amend-options.js'
 import type { Storage } from '../io/storage.js'
 import { computeReferences } from './check.js'
 import { expandZeroClusters } from './expand-zero.js'
@@ -33,7 +34,7 @@ export async function changeRefcountWidth(storage: Storage, refcountBits: number
 }
 
 /** Amends the writable `driver`; steps that need the image closed (refcount width) go through `host`. */
-export async function amendQcow2(driver: Qcow2Image, o: AmendOptions, host: AmendHost): Promise<void> {
+export async function amendQcow2(driver: Qcow2Image, o: Qcow2AmendOptions, host: AmendHost): Promise<void> {
   const h = driver.layout.header
   const targetV3 = o.compat === undefined ? h.version >= 3 : o.compat === '1.1'
   if (!targetV3 && o.lazyRefcounts) throw new ImageError('INVALID_ARGUMENT', 'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)')

@@ -7,7 +7,7 @@ import type { Extent } from '../format/extent.js'
 import type { ImageInfo } from '../format/info.js'
 import type { MakeEmpty, ResizeRequest, Resizable, SetBacking, Snapshots, VmState } from '../format/capabilities.js'
 import type { PersistentBitmaps } from '../format/bitmap-capability.js'
-import type { Amendable, AmendHost, AmendOptions } from '../format/amend-capability.js'
+import type { Amendable, AmendHost } from '../format/amend-capability.js'
 import { parseQcow2AmendOptions, QCOW2_AMEND_OPTION_NAMES } from './amend-options.js'
 import { isWritable, type ReadableStorage, type Storage } from '../io/storage.js'
 import { allocUninitialized, setU64 } from '../binary/bytes.js'
@@ -368,8 +368,7 @@ export class Qcow2Image implements FormatDriver, Resizable, MakeEmpty, SetBackin
 
   /** qemu-img amend (qcow2_amend_options): the option names and values (amend-options.ts), then the change. */
   readonly amendOptionNames = QCOW2_AMEND_OPTION_NAMES
-  readonly parseAmendOptions = parseQcow2AmendOptions
-  readonly amend = (options: AmendOptions, host: AmendHost): Promise<void> => amendQcow2(this, options, host)
+  readonly amend = (options: ReadonlyMap<string, string>, host: AmendHost): Promise<void> => amendQcow2(this, parseQcow2AmendOptions(options, this.backing), host)
 
   /** Changes the virtual size kept in memory and the header (resize). */
   async setVirtualSize(size: number): Promise<void> {

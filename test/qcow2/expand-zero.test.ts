@@ -45,7 +45,7 @@ async function contents(storage: MemoryStorage, base: Uint8Array | undefined): P
 
 async function downgradeAndCheck(storage: MemoryStorage, base: Uint8Array | undefined): Promise<void> {
   const before = await contents(storage, base)
-  await amendImage(() => open(storage, base, { writable: true }), async () => storage, { compat: '0.10' })
+  await amendImage(() => open(storage, base, { writable: true }), async () => storage, new Map([['compat', '0.10']]))
   const result = await checkQcow2(storage)
   assert.equal(result.corruptions, 0, 'no corruptions')
   assert.equal(result.leaks, 0, 'no leaks')

@@ -24,12 +24,12 @@ export const amend: Command = async (args, ctx) => {
   const open = () => openOperand(filename, parsed, { writable: true })
   const path = operandImage(filename, parsed).filename
   const current = await openOperand(filename, parsed, { fileReferences: 'ignore' })
-  const backing = current.driver.backing
   const format = current.driver.format
   const driver = current.driver
   await current.close()
   // As qemu-img: the image opens first; a format without amend (raw, vdi) is refused before
-  // the options are even parsed, then they are checked against the format's amend options.
+  // the options are even parsed, then their names are checked against the format's amend
+  // options (qemu_opts_do_parse over the driver's amend_opts); the values are the format's.
   if (!isAmendable(driver)) throw new ImageError('UNSUPPORTED', `Format driver '${format}' does not support option amendment`)
   const names = driver.amendOptionNames
   const opts = new Map<string, string>()
@@ -38,14 +38,11 @@ export const amend: Command = async (args, ctx) => {
     if (names.createOnly.includes(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'\nThis option is only supported for image creation`)
     if (!names.amendable.includes(key)) throw new ImageError('INVALID_ARGUMENT', `Invalid parameter '${key}'`)
   }
-  if ((opts.has('backing_file') && opts.get('backing_file') !== backing?.name) || (opts.has('backing_fmt') && opts.get('backing_fmt') !== backing?.format)) {
-    throw new ImageError('INVALID_ARGUMENT', "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.")
-  }
   // qemu_progress_init(progress, 1.0): 0 before, 100 after (the drivers report no steps here).
   const progress = cliProgress(parsed, ctx, { minSkip: 1 })
   try {
     progress.meter.phase('amend', 1)
-    await amendImage(open, () => FileStorage.open(path, { writable: true }), driver.parseAmendOptions(opts))
+    await amendImage(open, () => FileStorage.open(path, { writable: true }), opts)
     progress.meter.add(1)
     progress.meter.end()
   } finally {
