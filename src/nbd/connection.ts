@@ -9,15 +9,16 @@ import {
   MAX_NBD_REQUESTS, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_DISC, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
   NBD_EINVAL, NBD_ENOTSUP, NBD_FLAG_READ_ONLY, NBD_MAX_BLOCK_STATUS_EXTENTS, NBD_MAX_BUFFER_SIZE, NBD_META_ID_ALLOCATION_DEPTH,
-  NBD_META_ID_BASE_ALLOCATION, NBD_META_ID_DIRTY_BITMAP, NBD_REQUEST_SIZE, commandName,
+  NBD_META_ID_BASE_ALLOCATION, NBD_META_ID_DIRTY_BITMAP, NBD_REQUEST_SIZE, NBD_SIMPLE_REPLY_SIZE, commandName,
 } from './constants.js'
 import { nbdErrorOf } from './errors.js'
 import { allocationDepthExtents, baseAllocationExtents, bitmapExtents } from './block-status.js'
+import type { SparseRun } from '../format/device.js'
 import type { NbdExport } from './export.js'
 import { encodeString } from './handshake.js'
 import type { Negotiated } from './negotiate.js'
 import {
-  decodeRequest, encodeChunkBlockStatus, encodeChunkData, encodeChunkDone, encodeChunkError, encodeChunkHole, encodeSimpleReply,
+  CHUNK_DATA_HEADER_SIZE, decodeRequest, encodeChunkBlockStatus, encodeChunkData, encodeChunkDone, encodeChunkError, encodeChunkHole, encodeSimpleReply,
   type Request, type StatusExtent,
 } from './transmission.js'
 
@@ -180,10 +181,15 @@ export class NbdConnection {
     try {
       return await op()
     } catch (e) {
-      if (e instanceof CommandError) throw e
-      this.#log(`${message}: ${(e as Error).message}`)
-      throw new CommandError(nbdErrorOf(e), message)
+      throw this.#failed(message, e)
     }
+  }
+
+  /** A device failure as the command's error (logged with `message`, as QEMU's -v prints it). */
+  #failed(message: string, e: unknown): CommandError {
+    if (e instanceof CommandError) return e
+    this.#log(`${message}: ${(e as Error).message}`)
+    return new CommandError(nbdErrorOf(e), message)
   }
 
   async #flushIf(flag: boolean): Promise<void> {
@@ -267,26 +273,39 @@ export class NbdConnection {
     const device = this.#export.device
     const structured = this.#session.structuredReply
     if (structured && !(request.flags & NBD_CMD_FLAG_DF) && length > 0) {
-      // nbd_co_send_sparse_read: runs that read as zeros go as hole chunks.
+      // nbd_co_send_sparse_read: runs that read as zeros go as hole chunks. The data is read
+      // right behind room for its chunk header, so a read answered by one run (the usual case)
+      // costs one lookup, one buffer and one piece to send.
+      const reply = allocUninitialized(CHUNK_DATA_HEADER_SIZE + length)
+      const data = reply.subarray(CHUNK_DATA_HEADER_SIZE)
+      const run: SparseRun = { length: 0, zero: false, reading: false }
       for (let done = 0; done < length;) {
         const at = offset + done
-        const status = await this.#device('unable to check for holes', () => device.blockStatus(at, length - done))
-        const final = done + status.length === length
-        if (status.zero) {
-          await this.#channel.write([encodeChunkHole(handle, at, status.length, final)])
-        } else {
-          const data = await this.#device('reading from file failed', () => device.read(at, status.length))
-          await this.#channel.write([encodeChunkData(handle, at, data.length, final), data])
+        try {
+          await device.readRun(data.subarray(done), at, run)
+        } catch (e) {
+          throw this.#failed(run.reading ? 'reading from file failed' : 'unable to check for holes', e)
         }
-        done += status.length
+        const final = done + run.length === length
+        if (run.zero) {
+          await this.#channel.write([encodeChunkHole(handle, at, run.length, final)])
+        } else if (done === 0) {
+          encodeChunkData(handle, at, run.length, final, reply)
+          await this.#channel.write([reply.subarray(0, CHUNK_DATA_HEADER_SIZE + run.length)])
+        } else {
+          await this.#channel.write([encodeChunkData(handle, at, run.length, final), data.subarray(done, done + run.length)])
+        }
+        done += run.length
       }
       return
     }
-    const data = allocUninitialized(length)
-    await this.#device('reading from file failed', () => device.readInto(data, offset))
-    if (!structured) return this.#channel.write([encodeSimpleReply(0, handle), data])
-    if (length === 0) return this.#channel.write([encodeChunkDone(handle)])
-    return this.#channel.write([encodeChunkData(handle, offset, length, true), data])
+    if (structured && length === 0) return this.#channel.write([encodeChunkDone(handle)])
+    const headerSize = structured ? CHUNK_DATA_HEADER_SIZE : NBD_SIMPLE_REPLY_SIZE
+    const reply = allocUninitialized(headerSize + length)
+    await this.#device('reading from file failed', () => device.readInto(reply.subarray(headerSize), offset))
+    if (structured) encodeChunkData(handle, offset, length, true, reply)
+    else encodeSimpleReply(0, handle, reply)
+    return this.#channel.write([reply])
   }
 
   async #blockStatus(request: Request): Promise<void> {
