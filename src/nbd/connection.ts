@@ -48,7 +48,8 @@ export class NbdConnection {
   readonly #export: NbdExport
   readonly #limitBytes: number
   readonly #log: (message: string) => void
-  readonly #running = new Set<Promise<void>>()
+  /** Requests running, each with its task (keyed by the request: one object per request received). */
+  readonly #running = new Map<Request, Promise<void>>()
   #heldBytes = 0
   #stopping = false
   /** Wakes the receive loop when a request finishes. */
@@ -87,38 +88,51 @@ export class NbdConnection {
   }
 
   async #settle(): Promise<void> {
-    while (this.#running.size > 0) await Promise.allSettled([...this.#running])
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running.values()])
   }
 
-  /** Waits until a request of `bytes` fits the limits. */
+  /** Whether a request of `bytes` fits the limits now. */
+  #fits(bytes: number): boolean {
+    return this.#running.size < MAX_NBD_REQUESTS && (this.#heldBytes === 0 || this.#heldBytes + bytes <= this.#limitBytes)
+  }
+
+  /** Waits until a request of `bytes` fits the limits, then holds them. */
   async #admit(bytes: number): Promise<void> {
-    while (this.#running.size >= MAX_NBD_REQUESTS || (this.#heldBytes > 0 && this.#heldBytes + bytes > this.#limitBytes)) {
-      await new Promise<void>((resolve) => { this.#wake = resolve })
-    }
+    while (!this.#fits(bytes)) await new Promise<void>((resolve) => { this.#wake = resolve })
     this.#heldBytes += bytes
   }
 
-  #start(bytes: number, work: () => Promise<void>): void {
-    const task = work().catch((e: unknown) => {
+  /** Runs a request: it counts as running (and holds `bytes`) until answered. */
+  #start(bytes: number, request: Request, payload: Uint8Array | undefined, invalid: string | undefined): void {
+    this.#running.set(request, this.#task(bytes, request, payload, invalid))
+  }
+
+  async #task(bytes: number, request: Request, payload: Uint8Array | undefined, invalid: string | undefined): Promise<void> {
+    try {
+      // Never settles before #start has added it: the first await always yields.
+      if (invalid !== undefined) await this.#replyError(request, NBD_EINVAL, invalid)
+      else await this.#handle(request, payload)
+    } catch (e) {
       // A reply that cannot be sent ends the connection (QEMU: "Failed to send reply").
       this.#log(`Disconnect client, due to: Failed to send reply: ${(e as Error).message}`)
       this.#stopping = true
       this.#channel.close()
-    }).finally(() => {
-      this.#running.delete(task)
+    } finally {
+      this.#running.delete(request)
       this.#heldBytes -= bytes
       const wake = this.#wake
       this.#wake = undefined
       wake?.()
-    })
-    this.#running.add(task)
+    }
   }
 
   async #receiveLoop(): Promise<void> {
+    const channel = this.#channel
     while (!this.#stopping) {
-      await this.#admit(0)
+      if (!this.#fits(0)) await this.#admit(0)
       if (this.#stopping) return
-      const header = await this.#channel.read(NBD_REQUEST_SIZE)
+      // Requests already buffered are taken without a promise each (clients pipeline them).
+      const header = channel.readBuffered?.(NBD_REQUEST_SIZE) ?? await channel.read(NBD_REQUEST_SIZE)
       if (!header || this.#stopping) return
       const request = decodeRequest(header)
       if (!request.magicOk) throw new Disconnect(`invalid magic (got 0x${viewOf(header).getUint32(0).toString(16)})`)
@@ -133,21 +147,17 @@ export class NbdConnection {
         continue
       }
       const bytes = carriesBuffer ? request.length : 0
-      // Held from here until the request is answered (#start gives them back).
-      await this.#admit(bytes)
+      // Held from here until the request is answered (#task gives them back).
+      if (this.#fits(bytes)) this.#heldBytes += bytes
+      else await this.#admit(bytes)
       let payload: Uint8Array | undefined
       try {
-        if (request.type === NBD_CMD_WRITE) payload = await readExact(this.#channel, request.length, 'CMD_WRITE data')
+        if (request.type === NBD_CMD_WRITE) payload = channel.readBuffered?.(request.length) ?? await readExact(channel, request.length, 'CMD_WRITE data')
       } catch (e) {
         this.#heldBytes -= bytes
         throw e
       }
-      const invalid = this.#check(request)
-      if (invalid !== undefined) {
-        this.#start(bytes, () => this.#replyError(request, NBD_EINVAL, invalid))
-        continue
-      }
-      this.#start(bytes, () => this.#handle(request, payload))
+      this.#start(bytes, request, payload, this.#check(request))
     }
   }
 
