@@ -3,6 +3,7 @@
 import { allocUninitialized } from '../binary/bytes.js'
 import { ImageError } from '../errors.js'
 import type { ReadableStorage } from '../io/storage.js'
+import type { Extent } from './extent.js'
 import type { Compressors } from '../codecs.js'
 import { isWritableDriver, type FormatDriver, type GuestReader, type WritableFormatDriver } from './driver.js'
 import type { ImageInfo } from './info.js'
@@ -24,6 +25,14 @@ export interface BlockStatus {
   offset: number | undefined
   /** The file holding the bytes (image file or external data file). */
   file: string | undefined
+}
+
+/** One run of a sparse read ({@link BlockDevice.readRun}), filled in place. */
+export interface SparseRun {
+  length: number
+  zero: boolean
+  /** The status is known and the bytes are being read. */
+  reading: boolean
 }
 
 /** Largest single read a device issues to its storage. */
@@ -94,18 +103,9 @@ export class BlockDevice {
       const extent = await this.driver.getExtent(position, Math.min(end - position, MAX_IO))
       const at = position - offset
       switch (extent.kind) {
-        case 'data': {
-          // Bytes past the end of the host file read as zeros, as in QEMU's file protocol.
-          const available = Math.max(0, Math.min(extent.length, (await this.#storageSize(extent.storage, extent.hostOffset + extent.length)) - extent.hostOffset))
-          if (available > 0) {
-            extent.storage.debugEvent?.('read_aio')
-            const target = out.subarray(at, at + available)
-            if (extent.storage.readInto) await extent.storage.readInto(extent.hostOffset, target)
-            else target.set(await extent.storage.read(extent.hostOffset, available))
-          }
-          if (available < extent.length) out.fill(0, at + available, at + extent.length)
+        case 'data':
+          await this.#readData(extent, out.subarray(at, at + extent.length))
           break
-        }
         case 'zero':
           out.fill(0, at, at + extent.length)
           break
@@ -123,6 +123,51 @@ export class BlockDevice {
       }
       position += extent.length
     }
+  }
+
+  /** Fills `target` from a data extent; bytes past the end of the host file read as zeros, as in QEMU's file protocol. */
+  async #readData(extent: Extent & { kind: 'data' }, target: Uint8Array): Promise<void> {
+    const length = target.length
+    const available = Math.max(0, Math.min(length, (await this.#storageSize(extent.storage, extent.hostOffset + length)) - extent.hostOffset))
+    if (available > 0) {
+      extent.storage.debugEvent?.('read_aio')
+      const part = available === length ? target : target.subarray(0, available)
+      if (extent.storage.readInto) await extent.storage.readInto(extent.hostOffset, part)
+      else part.set(await extent.storage.read(extent.hostOffset, available))
+    }
+    if (available < length) target.fill(0, available)
+  }
+
+  /**
+   * The run at `offset` as a sparse reader sees it (NBD structured reads, QEMU's
+   * nbd_co_send_sparse_read): its length, at most `out.length`, and whether it reads as zeros,
+   * as {@link blockStatus} answers; when it does not, its bytes are in `out`. Where blockStatus
+   * then readInto would look the cluster up twice, the common cases (data or zeros in the top
+   * layer, no host holes to consult) take one lookup. `run.reading` turns true once the status
+   * is known and the bytes are being read (the two fail with different messages).
+   */
+  async readRun(out: Uint8Array, offset: number, run: SparseRun): Promise<void> {
+    run.reading = false
+    const max = out.length
+    if (!this.filterOf && this.driver.noBlockStatus !== true && offset >= 0 && offset + max <= this.size && !(await this.driver.consultHostHoles())) {
+      const extent = await this.driver.getExtent(offset, max)
+      if (extent.kind === 'zero' || (extent.kind === 'unallocated' && (!this.backing || offset >= this.backing.size))) {
+        run.zero = true
+        run.length = extent.length
+        return
+      }
+      if (extent.kind === 'data') {
+        run.zero = false
+        run.length = extent.length
+        run.reading = true
+        return this.#readData(extent, out.subarray(0, extent.length))
+      }
+    }
+    const status = await this.blockStatus(offset, max)
+    run.zero = status.zero
+    run.length = status.length
+    run.reading = true
+    if (!status.zero) await this.readInto(out.subarray(0, status.length), offset)
   }
 
   /**

@@ -9,6 +9,11 @@ export interface NbdChannel {
    * byte; rejects with an IO ImageError when it closed in the middle or the channel failed.
    */
   read(length: number): Promise<Uint8Array | undefined>
+  /**
+   * Exactly `length` bytes when they are buffered already and no read is pending, else
+   * undefined (then {@link read} them): a server takes pipelined requests without a promise each.
+   */
+  readBuffered?(length: number): Uint8Array | undefined
   /** Writes `parts` back to back, never interleaved with another write; resolves once handed on. */
   write(parts: readonly Uint8Array[]): Promise<void>
   /** Ends the connection; pending reads resolve undefined or reject. */

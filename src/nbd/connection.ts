@@ -9,15 +9,16 @@ import {
   MAX_NBD_REQUESTS, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_DISC, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
   NBD_EINVAL, NBD_ENOTSUP, NBD_FLAG_READ_ONLY, NBD_MAX_BLOCK_STATUS_EXTENTS, NBD_MAX_BUFFER_SIZE, NBD_META_ID_ALLOCATION_DEPTH,
-  NBD_META_ID_BASE_ALLOCATION, NBD_META_ID_DIRTY_BITMAP, NBD_REQUEST_SIZE, commandName,
+  NBD_META_ID_BASE_ALLOCATION, NBD_META_ID_DIRTY_BITMAP, NBD_REQUEST_SIZE, NBD_SIMPLE_REPLY_SIZE, commandName,
 } from './constants.js'
 import { nbdErrorOf } from './errors.js'
 import { allocationDepthExtents, baseAllocationExtents, bitmapExtents } from './block-status.js'
+import type { SparseRun } from '../format/device.js'
 import type { NbdExport } from './export.js'
 import { encodeString } from './handshake.js'
 import type { Negotiated } from './negotiate.js'
 import {
-  decodeRequest, encodeChunkBlockStatus, encodeChunkData, encodeChunkDone, encodeChunkError, encodeChunkHole, encodeSimpleReply,
+  CHUNK_DATA_HEADER_SIZE, decodeRequest, encodeChunkBlockStatus, encodeChunkData, encodeChunkDone, encodeChunkError, encodeChunkHole, encodeSimpleReply,
   type Request, type StatusExtent,
 } from './transmission.js'
 
@@ -47,7 +48,8 @@ export class NbdConnection {
   readonly #export: NbdExport
   readonly #limitBytes: number
   readonly #log: (message: string) => void
-  readonly #running = new Set<Promise<void>>()
+  /** Requests running, each with its task (keyed by the request: one object per request received). */
+  readonly #running = new Map<Request, Promise<void>>()
   #heldBytes = 0
   #stopping = false
   /** Wakes the receive loop when a request finishes. */
@@ -86,38 +88,51 @@ export class NbdConnection {
   }
 
   async #settle(): Promise<void> {
-    while (this.#running.size > 0) await Promise.allSettled([...this.#running])
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running.values()])
   }
 
-  /** Waits until a request of `bytes` fits the limits. */
+  /** Whether a request of `bytes` fits the limits now. */
+  #fits(bytes: number): boolean {
+    return this.#running.size < MAX_NBD_REQUESTS && (this.#heldBytes === 0 || this.#heldBytes + bytes <= this.#limitBytes)
+  }
+
+  /** Waits until a request of `bytes` fits the limits, then holds them. */
   async #admit(bytes: number): Promise<void> {
-    while (this.#running.size >= MAX_NBD_REQUESTS || (this.#heldBytes > 0 && this.#heldBytes + bytes > this.#limitBytes)) {
-      await new Promise<void>((resolve) => { this.#wake = resolve })
-    }
+    while (!this.#fits(bytes)) await new Promise<void>((resolve) => { this.#wake = resolve })
     this.#heldBytes += bytes
   }
 
-  #start(bytes: number, work: () => Promise<void>): void {
-    const task = work().catch((e: unknown) => {
+  /** Runs a request: it counts as running (and holds `bytes`) until answered. */
+  #start(bytes: number, request: Request, payload: Uint8Array | undefined, invalid: string | undefined): void {
+    this.#running.set(request, this.#task(bytes, request, payload, invalid))
+  }
+
+  async #task(bytes: number, request: Request, payload: Uint8Array | undefined, invalid: string | undefined): Promise<void> {
+    try {
+      // Never settles before #start has added it: the first await always yields.
+      if (invalid !== undefined) await this.#replyError(request, NBD_EINVAL, invalid)
+      else await this.#handle(request, payload)
+    } catch (e) {
       // A reply that cannot be sent ends the connection (QEMU: "Failed to send reply").
       this.#log(`Disconnect client, due to: Failed to send reply: ${(e as Error).message}`)
       this.#stopping = true
       this.#channel.close()
-    }).finally(() => {
-      this.#running.delete(task)
+    } finally {
+      this.#running.delete(request)
       this.#heldBytes -= bytes
       const wake = this.#wake
       this.#wake = undefined
       wake?.()
-    })
-    this.#running.add(task)
+    }
   }
 
   async #receiveLoop(): Promise<void> {
+    const channel = this.#channel
     while (!this.#stopping) {
-      await this.#admit(0)
+      if (!this.#fits(0)) await this.#admit(0)
       if (this.#stopping) return
-      const header = await this.#channel.read(NBD_REQUEST_SIZE)
+      // Requests already buffered are taken without a promise each (clients pipeline them).
+      const header = channel.readBuffered?.(NBD_REQUEST_SIZE) ?? await channel.read(NBD_REQUEST_SIZE)
       if (!header || this.#stopping) return
       const request = decodeRequest(header)
       if (!request.magicOk) throw new Disconnect(`invalid magic (got 0x${viewOf(header).getUint32(0).toString(16)})`)
@@ -132,21 +147,17 @@ export class NbdConnection {
         continue
       }
       const bytes = carriesBuffer ? request.length : 0
-      // Held from here until the request is answered (#start gives them back).
-      await this.#admit(bytes)
+      // Held from here until the request is answered (#task gives them back).
+      if (this.#fits(bytes)) this.#heldBytes += bytes
+      else await this.#admit(bytes)
       let payload: Uint8Array | undefined
       try {
-        if (request.type === NBD_CMD_WRITE) payload = await readExact(this.#channel, request.length, 'CMD_WRITE data')
+        if (request.type === NBD_CMD_WRITE) payload = channel.readBuffered?.(request.length) ?? await readExact(channel, request.length, 'CMD_WRITE data')
       } catch (e) {
         this.#heldBytes -= bytes
         throw e
       }
-      const invalid = this.#check(request)
-      if (invalid !== undefined) {
-        this.#start(bytes, () => this.#replyError(request, NBD_EINVAL, invalid))
-        continue
-      }
-      this.#start(bytes, () => this.#handle(request, payload))
+      this.#start(bytes, request, payload, this.#check(request))
     }
   }
 
@@ -180,10 +191,15 @@ export class NbdConnection {
     try {
       return await op()
     } catch (e) {
-      if (e instanceof CommandError) throw e
-      this.#log(`${message}: ${(e as Error).message}`)
-      throw new CommandError(nbdErrorOf(e), message)
+      throw this.#failed(message, e)
     }
+  }
+
+  /** A device failure as the command's error (logged with `message`, as QEMU's -v prints it). */
+  #failed(message: string, e: unknown): CommandError {
+    if (e instanceof CommandError) return e
+    this.#log(`${message}: ${(e as Error).message}`)
+    return new CommandError(nbdErrorOf(e), message)
   }
 
   async #flushIf(flag: boolean): Promise<void> {
@@ -267,26 +283,39 @@ export class NbdConnection {
     const device = this.#export.device
     const structured = this.#session.structuredReply
     if (structured && !(request.flags & NBD_CMD_FLAG_DF) && length > 0) {
-      // nbd_co_send_sparse_read: runs that read as zeros go as hole chunks.
+      // nbd_co_send_sparse_read: runs that read as zeros go as hole chunks. The data is read
+      // right behind room for its chunk header, so a read answered by one run (the usual case)
+      // costs one lookup, one buffer and one piece to send.
+      const reply = allocUninitialized(CHUNK_DATA_HEADER_SIZE + length)
+      const data = reply.subarray(CHUNK_DATA_HEADER_SIZE)
+      const run: SparseRun = { length: 0, zero: false, reading: false }
       for (let done = 0; done < length;) {
         const at = offset + done
-        const status = await this.#device('unable to check for holes', () => device.blockStatus(at, length - done))
-        const final = done + status.length === length
-        if (status.zero) {
-          await this.#channel.write([encodeChunkHole(handle, at, status.length, final)])
-        } else {
-          const data = await this.#device('reading from file failed', () => device.read(at, status.length))
-          await this.#channel.write([encodeChunkData(handle, at, data.length, final), data])
+        try {
+          await device.readRun(data.subarray(done), at, run)
+        } catch (e) {
+          throw this.#failed(run.reading ? 'reading from file failed' : 'unable to check for holes', e)
         }
-        done += status.length
+        const final = done + run.length === length
+        if (run.zero) {
+          await this.#channel.write([encodeChunkHole(handle, at, run.length, final)])
+        } else if (done === 0) {
+          encodeChunkData(handle, at, run.length, final, reply)
+          await this.#channel.write([reply.subarray(0, CHUNK_DATA_HEADER_SIZE + run.length)])
+        } else {
+          await this.#channel.write([encodeChunkData(handle, at, run.length, final), data.subarray(done, done + run.length)])
+        }
+        done += run.length
       }
       return
     }
-    const data = allocUninitialized(length)
-    await this.#device('reading from file failed', () => device.readInto(data, offset))
-    if (!structured) return this.#channel.write([encodeSimpleReply(0, handle), data])
-    if (length === 0) return this.#channel.write([encodeChunkDone(handle)])
-    return this.#channel.write([encodeChunkData(handle, offset, length, true), data])
+    if (structured && length === 0) return this.#channel.write([encodeChunkDone(handle)])
+    const headerSize = structured ? CHUNK_DATA_HEADER_SIZE : NBD_SIMPLE_REPLY_SIZE
+    const reply = allocUninitialized(headerSize + length)
+    await this.#device('reading from file failed', () => device.readInto(reply.subarray(headerSize), offset))
+    if (structured) encodeChunkData(handle, offset, length, true, reply)
+    else encodeSimpleReply(0, handle, reply)
+    return this.#channel.write([reply])
   }
 
   async #blockStatus(request: Request): Promise<void> {

@@ -59,9 +59,9 @@ export function encodeRequest(type: number, flags: number, handle: Uint8Array, o
   return out
 }
 
-/** A simple reply header: error (0 for success) and handle; read data follows. */
-export function encodeSimpleReply(error: number, handle: Uint8Array): Uint8Array {
-  const out = new Uint8Array(NBD_SIMPLE_REPLY_SIZE)
+/** A simple reply header: error (0 for success) and handle; read data follows (`target`: written into its first bytes). */
+export function encodeSimpleReply(error: number, handle: Uint8Array, target?: Uint8Array): Uint8Array {
+  const out = target ?? new Uint8Array(NBD_SIMPLE_REPLY_SIZE)
   const view = viewOf(out)
   view.setUint32(0, NBD_SIMPLE_REPLY_MAGIC)
   view.setUint32(4, error)
@@ -70,8 +70,8 @@ export function encodeSimpleReply(error: number, handle: Uint8Array): Uint8Array
 }
 
 /** A structured reply chunk header with room for `extra` bytes of the chunk's own fields. */
-function chunk(flags: number, type: number, handle: Uint8Array, length: number, extra: number): { out: Uint8Array; view: DataView } {
-  const out = new Uint8Array(NBD_STRUCTURED_REPLY_SIZE + extra)
+function chunk(flags: number, type: number, handle: Uint8Array, length: number, extra: number, target?: Uint8Array): { out: Uint8Array; view: DataView } {
+  const out = target ?? new Uint8Array(NBD_STRUCTURED_REPLY_SIZE + extra)
   const view = viewOf(out)
   view.setUint32(0, NBD_STRUCTURED_REPLY_MAGIC)
   view.setUint16(4, flags)
@@ -88,9 +88,16 @@ export function encodeChunkDone(handle: Uint8Array): Uint8Array {
   return chunk(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handle, 0, 0).out
 }
 
-/** NBD_REPLY_TYPE_OFFSET_DATA header and offset; `dataLength` bytes of data follow. */
-export function encodeChunkData(handle: Uint8Array, offset: number, dataLength: number, final: boolean): Uint8Array {
-  const { out, view } = chunk(doneFlag(final), NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + dataLength, 8)
+/** Bytes of an NBD_REPLY_TYPE_OFFSET_DATA chunk before its data. */
+export const CHUNK_DATA_HEADER_SIZE = NBD_STRUCTURED_REPLY_SIZE + 8
+
+/**
+ * NBD_REPLY_TYPE_OFFSET_DATA header and offset; `dataLength` bytes of data follow. With
+ * `target`, written into its first CHUNK_DATA_HEADER_SIZE bytes (a buffer the data is read into
+ * right behind the header, so the reply leaves as one piece).
+ */
+export function encodeChunkData(handle: Uint8Array, offset: number, dataLength: number, final: boolean, target?: Uint8Array): Uint8Array {
+  const { out, view } = chunk(doneFlag(final), NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + dataLength, 8, target)
   setU64(view, 20, offset)
   return out
 }

@@ -81,6 +81,13 @@ export class SocketChannel implements NbdChannel {
     })
   }
 
+  readBuffered(length: number): Uint8Array | undefined {
+    if (this.#pending || this.#buffered < length) return undefined
+    const bytes = this.#take(length)
+    if (this.#buffered < READ_AHEAD_BYTES && !this.#closed && this.socket.isPaused()) this.socket.resume()
+    return bytes
+  }
+
   /** Completes the pending read when its bytes are here, or fails it at the end of the stream. */
   #serve(): void {
     const pending = this.#pending

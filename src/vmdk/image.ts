@@ -111,31 +111,73 @@ export class VmdkImage implements WritableFormatDriver {
     const length = Math.min(room, grainBytes - within)
     const found = await e.sparse.lookup(grain)
     if (found.kind === 'data') return { kind: 'data', length, storage: e.sparse.storage, hostOffset: found.hostOffset + within }
-    if (found.kind === 'compressed') return { kind: 'compressed', length }
+    if (found.kind === 'compressed') {
+      // A run of compressed grains is one extent, so that readEncodedInto fetches and inflates
+      // it together.
+      let runLength = length
+      while (runLength < room && (await e.sparse.lookup(Math.floor((rel + runLength) / grainBytes))).kind === 'compressed') {
+        runLength = Math.min(room, runLength + grainBytes)
+      }
+      return { kind: 'compressed', length: runLength }
+    }
     return found.kind === 'zero' ? { kind: 'zero', length, hostOffset: undefined } : { kind: 'unallocated', length }
   }
 
   async readEncoded(guestOffset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length)
+    await this.readEncodedInto(guestOffset, out)
+    return out
+  }
+
+  /**
+   * Fills `out` from a run of compressed grains (one extent of getExtent): their streams are
+   * fetched with few host reads and inflated concurrently (on the worker pool when the codecs
+   * run there), whole grains straight into `out`. Errors are those of the first failing grain
+   * in guest order, as if read one by one (vmdk_read_extent).
+   */
+  async readEncodedInto(guestOffset: number, out: Uint8Array): Promise<void> {
     const e = this.#find(guestOffset)
     if (e.kind !== 'sparse') throw new ImageError('UNSUPPORTED', `${this.storage.name}: offset ${guestOffset} is in a flat extent, not compressed`)
     const sparse = e.sparse
+    const g = sparse.grainBytes
+    const extentBytes = e.sectors * SECTOR
     const rel = guestOffset - e.guestStart * SECTOR
-    const grain = Math.floor(rel / sparse.grainBytes)
-    const found = await sparse.lookup(grain)
-    if (found.kind !== 'compressed') throw new ImageError('UNSUPPORTED', `${this.storage.name}: grain at offset ${guestOffset} is not compressed`)
-    const plain = await this.#inflate(sparse, found.hostOffset, Math.min(sparse.grainBytes, e.sectors * SECTOR - grain * sparse.grainBytes))
-    const within = rel - grain * sparse.grainBytes
-    if (within + length > plain.length) throw new ImageError('CORRUPT', `${sparse.storage.name}: VMDK compressed grain at ${hex(found.hostOffset)} holds ${plain.length} bytes, not the ${within + length} read`, { file: sparse.storage.name, offset: found.hostOffset, qemuText: 'Invalid argument' })
-    return plain.subarray(within, within + length)
+    const end = rel + out.length
+    if (end > extentBytes) throw new ImageError('OUT_OF_RANGE', `${this.storage.name}: compressed read of ${out.length} bytes at ${guestOffset} crosses its extent`)
+    const first = Math.floor(rel / g)
+    const last = Math.ceil(end / g)
+    const hosts: number[] = []
+    for (let grain = first; grain < last; grain++) {
+      const found = await sparse.lookup(grain)
+      if (found.kind !== 'compressed') throw new ImageError('UNSUPPORTED', `${this.storage.name}: grain at offset ${e.guestStart * SECTOR + grain * g} is not compressed`)
+      hosts.push(found.hostOffset)
+    }
+    // The grain after the run bounds the last stream (no read past it).
+    const next = last * g < extentBytes ? await sparse.lookup(last).catch(() => undefined) : undefined
+    const bound = next && next.kind === 'compressed' ? next.hostOffset : undefined
+    const streams = sparse.compressedStreams(hosts, bound)
+    const results = await Promise.allSettled(hosts.map(async (hostOffset, i) => {
+      const grain = first + i
+      const grainStart = grain * g
+      const guestBytes = Math.min(g, extentBytes - grainStart)
+      const from = Math.max(rel, grainStart)
+      const to = Math.min(end, grainStart + guestBytes)
+      const whole = from === grainStart && to === grainStart + guestBytes
+      const stream = (await streams)[i]!
+      const target = whole ? out.subarray(from - rel, to - rel) : undefined
+      const plain = await this.#inflate(sparse, hostOffset, stream, guestBytes, target)
+      if (to - grainStart > plain.length) throw new ImageError('CORRUPT', `${sparse.storage.name}: VMDK compressed grain at ${hex(hostOffset)} holds ${plain.length} bytes, not the ${to - grainStart} read`, { file: sparse.storage.name, offset: hostOffset, qemuText: 'Invalid argument' })
+      if (plain !== target) out.set(plain.subarray(from - grainStart, to - grainStart), from - rel)
+    }))
+    for (const r of results) if (r.status === 'rejected') throw r.reason
   }
 
-  async #inflate(sparse: SparseExtent, hostOffset: number, guestBytes: number): Promise<Uint8Array> {
+  async #inflate(sparse: SparseExtent, hostOffset: number, stream: Uint8Array, guestBytes: number, into: Uint8Array | undefined): Promise<Uint8Array> {
     const file = sparse.storage.name
     const inflate = this.#parts.codecs?.deflate
     if (!inflate) throw new ImageError('UNSUPPORTED', `${file}: no deflate codec to read compressed grains`, { file })
-    const stream = await sparse.compressedStream(hostOffset)
     try {
-      return await inflateZlib(inflate, stream, guestBytes)
+      return await inflateZlib(inflate, stream, guestBytes, into)
     } catch (first) {
       // A stream that fills the whole grain at the end of the extent (QEMU inflates into a grain).
       if (guestBytes < sparse.grainBytes) {

@@ -19,6 +19,9 @@ const EXTENT_MAX_SECTORS = 2 ** 32
 const GT_CACHE_ENTRIES = 1024
 
 /** Where one grain lives. */
+/** Host bytes of a run of compressed grains fetched by one read (at most). */
+const MAX_RUN_READ = 4 * 1024 * 1024
+
 export type GrainLookup =
   | { kind: 'unallocated' | 'zero' }
   | { kind: 'data' | 'compressed'; hostOffset: number }
@@ -209,6 +212,46 @@ export class SparseExtent {
       throw new ImageError('CORRUPT', `${file}: VMDK compressed grain at ${hex(hostOffset)}: ${length} bytes do not fit in the file or two grains`, { file, offset: hostOffset, qemuText: 'Invalid argument' })
     }
     return window.subarray(start, start + length)
+  }
+
+  /**
+   * The zlib streams of compressed grains written one after another (a streamOptimized run,
+   * hostOffsets in guest order): fetched with one host read per MAX_RUN_READ bytes instead of
+   * one per grain. A grain's stream ends before the next grain's marker; the last one's before
+   * `end` (the next grain on the host, when known) or within two grains. A grain out of host
+   * order, or a stream the read does not hold whole, is read alone (compressedStream).
+   */
+  async compressedStreams(hostOffsets: readonly number[], end: number | undefined): Promise<Uint8Array[]> {
+    if (!this.hasMarker) return Promise.all(hostOffsets.map((h) => this.compressedStream(h)))
+    const fileSize = this.#fileSize.value
+    const window = (h: number) => Math.min(fileSize, h + 12 + 2 * this.grainBytes)
+    const out: Promise<Uint8Array>[] = []
+    for (let i = 0; i < hostOffsets.length;) {
+      const head = hostOffsets[i]!
+      let j = i + 1
+      while (j < hostOffsets.length && hostOffsets[j]! > hostOffsets[j - 1]! && hostOffsets[j]! - head <= MAX_RUN_READ - SECTOR) j++
+      const after = j < hostOffsets.length ? hostOffsets[j] : end
+      const last = hostOffsets[j - 1]!
+      const readEnd = Math.min(head + MAX_RUN_READ, after !== undefined && after > last ? Math.min(after, window(last)) : window(last))
+      if (readEnd <= head) {
+        for (let k = i; k < j; k++) out.push(this.compressedStream(hostOffsets[k]!))
+        i = j
+        continue
+      }
+      this.storage.debugEvent?.('read_compressed')
+      const bytes = this.storage.read(head, readEnd - head)
+      for (let k = i; k < j; k++) {
+        const at = hostOffsets[k]! - head
+        out.push(bytes.then((b) => {
+          if (at + 12 > b.length) return this.compressedStream(head + at)
+          const length = new DataView(b.buffer, b.byteOffset + at, 12).getUint32(8, true)
+          if (length === 0 || length > 2 * this.grainBytes || at + 12 + length > b.length) return this.compressedStream(head + at)
+          return b.subarray(at + 12, at + 12 + length)
+        }))
+      }
+      i = j
+    }
+    return Promise.all(out)
   }
 
   /** The file grew (a write past its end). */

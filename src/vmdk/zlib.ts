@@ -35,10 +35,10 @@ export function zlibHeaderProblem(stream: Uint8Array): string | undefined {
 }
 
 /** Inflates a zlib stream to exactly `outputSize` bytes through a raw deflate codec. */
-export async function inflateZlib(inflateRaw: Decompressor, stream: Uint8Array, outputSize: number): Promise<Uint8Array> {
+export async function inflateZlib(inflateRaw: Decompressor, stream: Uint8Array, outputSize: number, into?: Uint8Array): Promise<Uint8Array> {
   const problem = zlibHeaderProblem(stream)
   if (problem) throw new Error(problem)
-  return inflateRaw(stream.subarray(2), outputSize)
+  return inflateRaw(stream.subarray(2), outputSize, into)
 }
 
 /**
