@@ -1,7 +1,7 @@
 // A VMDK image: its extents in guest order (flat files, sparse extents), the descriptor's CID
 // rewritten on the first write of each open (vmdk_pwritev), sparse grains written through the
 // generic unit writer, streamOptimized grains compressed at the end of the file as QEMU does.
-import type { Codecs, Compressor, Compressors } from '../codecs.js'
+import type { Codecs, Compressors } from '../codecs.js'
 import type { BackingReference, GuestReader, WritableFormatDriver } from '../format/driver.js'
 import type { Extent } from '../format/extent.js'
 import { layerInfo, type ImageInfo, type InfoMembers } from '../format/info.js'
@@ -13,6 +13,7 @@ import { SECTOR, VMDK_GTE_ZEROED } from './header.js'
 import type { SeSparseExtent } from './sesparse.js'
 import type { SparseExtent } from './sparse.js'
 import { deflateZlib, inflateZlib } from './zlib.js'
+import { extentsAlike, grainCompressor, noTable, sharedClusterSize } from './image-rules.js'
 
 /** One extent of the image, placed in the guest. */
 export type PlacedExtent =
@@ -432,26 +433,4 @@ export class VmdkImage implements WritableFormatDriver {
     await this.closeExtents()
     await this.storage.close()
   }
-}
-
-/** vmdk_extents_type_eq over every extent (vmdk_co_get_info fails with -ENOTSUP otherwise). */
-function extentsAlike(extents: readonly PlacedExtent[]): boolean {
-  const traits = (e: PlacedExtent) => e.kind === 'flat' ? 'flat' : `${e.sparse.compressed} ${e.sparse.clusterSectors}`
-  return extents.every((e) => traits(e) === traits(extents[0]!))
-}
-
-/** vmdk_co_get_info: a cluster size only when every extent is alike and the first is sparse. */
-function sharedClusterSize(extents: readonly PlacedExtent[]): number | undefined {
-  const first = extents[0]
-  return first && first.kind !== 'flat' && extentsAlike(extents) ? first.sparse.grainBytes : undefined
-}
-
-/** zlib's compress() parameters when the host has them (qemu-img's very bytes), else the qcow2 deflate. */
-function grainCompressor(compressors: Compressors | undefined): Compressor | undefined {
-  return compressors?.deflateDefault ?? compressors?.deflate
-}
-
-/** A write where the grain directory names no grain table (QEMU would write through garbage). */
-function noTable(file: string, grain: number): ImageError {
-  return new ImageError('UNSUPPORTED', `${file}: VMDK grain ${grain} has no grain table; qimg does not add grain tables to an image`, { file })
 }
