@@ -83,9 +83,7 @@ export class SocketChannel implements NbdChannel {
 
   readBuffered(length: number): Uint8Array | undefined {
     if (this.#pending || this.#buffered < length) return undefined
-    const bytes = this.#take(length)
-    if (this.#buffered < READ_AHEAD_BYTES && !this.#closed && this.socket.isPaused()) this.socket.resume()
-    return bytes
+    return this.#takeAndRefill(length)
   }
 
   /** Completes the pending read when its bytes are here, or fails it at the end of the stream. */
@@ -94,8 +92,7 @@ export class SocketChannel implements NbdChannel {
     if (!pending) return
     if (this.#buffered >= pending.length) {
       this.#pending = undefined
-      pending.resolve(this.#take(pending.length))
-      if (this.#buffered < READ_AHEAD_BYTES && !this.#closed) this.socket.resume()
+      pending.resolve(this.#takeAndRefill(pending.length))
       return
     }
     if (this.#failure || this.#ended) {
@@ -105,6 +102,13 @@ export class SocketChannel implements NbdChannel {
       return
     }
     this.socket.resume()
+  }
+
+  /** Takes `length` buffered bytes, resuming the socket once the read-ahead has room again. */
+  #takeAndRefill(length: number): Uint8Array {
+    const bytes = this.#take(length)
+    if (this.#buffered < READ_AHEAD_BYTES && !this.#closed && this.socket.isPaused()) this.socket.resume()
+    return bytes
   }
 
   #take(length: number): Uint8Array {

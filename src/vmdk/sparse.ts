@@ -18,10 +18,10 @@ const EXTENT_MAX_SECTORS = 2 ** 32
 /** Grain tables kept in memory per extent. */
 const GT_CACHE_ENTRIES = 1024
 
-/** Where one grain lives. */
 /** Host bytes of a run of compressed grains fetched by one read (at most). */
 const MAX_RUN_READ = 4 * 1024 * 1024
 
+/** Where one grain lives. */
 export type GrainLookup =
   | { kind: 'unallocated' | 'zero' }
   | { kind: 'data' | 'compressed'; hostOffset: number }
@@ -201,17 +201,22 @@ export class SparseExtent {
     const file = this.storage.name
     const grainBytes = this.grainBytes
     const window = await readPadded(this.storage, this.#fileSize.value, hostOffset, Math.min(2 * grainBytes, Math.max(0, this.#fileSize.value - hostOffset)))
-    let start = 0
-    let length = grainBytes
-    if (this.hasMarker) {
-      if (window.length < 12) throw new ImageError('CORRUPT', `${file}: VMDK grain marker at ${hex(hostOffset)} is cut off by the end of the file`, { file, offset: hostOffset, qemuText: 'Invalid argument' })
-      length = new DataView(window.buffer, window.byteOffset, window.length).getUint32(8, true)
-      start = 12
-    }
-    if (length === 0 || length > 2 * grainBytes || start + length > window.length) {
+    if (this.hasMarker && window.length < 12) throw new ImageError('CORRUPT', `${file}: VMDK grain marker at ${hex(hostOffset)} is cut off by the end of the file`, { file, offset: hostOffset, qemuText: 'Invalid argument' })
+    const { length, stream } = this.hasMarker ? this.#markedStream(window, 0) : { length: grainBytes, stream: window.length >= grainBytes ? window.subarray(0, grainBytes) : undefined }
+    if (!stream) {
       throw new ImageError('CORRUPT', `${file}: VMDK compressed grain at ${hex(hostOffset)}: ${length} bytes do not fit in the file or two grains`, { file, offset: hostOffset, qemuText: 'Invalid argument' })
     }
-    return window.subarray(start, start + length)
+    return stream
+  }
+
+  /**
+   * The zlib stream behind the 12-byte grain marker at `at` in `bytes` (lba, then its size at
+   * byte 8): undefined when the size is 0, over two grains, or past what `bytes` holds.
+   */
+  #markedStream(bytes: Uint8Array, at: number): { length: number; stream: Uint8Array | undefined } {
+    const length = new DataView(bytes.buffer, bytes.byteOffset + at, 12).getUint32(8, true)
+    const fits = length > 0 && length <= 2 * this.grainBytes && at + 12 + length <= bytes.length
+    return { length, stream: fits ? bytes.subarray(at + 12, at + 12 + length) : undefined }
   }
 
   /**
@@ -243,10 +248,8 @@ export class SparseExtent {
       for (let k = i; k < j; k++) {
         const at = hostOffsets[k]! - head
         out.push(bytes.then((b) => {
-          if (at + 12 > b.length) return this.compressedStream(head + at)
-          const length = new DataView(b.buffer, b.byteOffset + at, 12).getUint32(8, true)
-          if (length === 0 || length > 2 * this.grainBytes || at + 12 + length > b.length) return this.compressedStream(head + at)
-          return b.subarray(at + 12, at + 12 + length)
+          const stream = at + 12 <= b.length ? this.#markedStream(b, at).stream : undefined
+          return stream ?? this.compressedStream(head + at)
         }))
       }
       i = j
